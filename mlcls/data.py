@@ -1,0 +1,284 @@
+"""Records in, records validated, labels encoded.
+
+A record's labels are held in one shape whatever the file said: a mapping label -> confidence, where a
+hard list `["a", "b"]` becomes {"a": 1.0, "b": 1.0}, `[]` becomes {} (a real answer: no topic), and
+`null` means "not annotated". Labels a record does not mention are negatives (confidence 0).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlcls.errors import DataError
+
+Labels = dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """Which fields of a record hold what (data.* in the config)."""
+
+    text_fields: tuple[str, ...] = ("text",)
+    text_separator: str = "\n"
+    label_field: str = "labels"
+    id_field: str = "id"
+    label_separator: str = ";"
+
+    @classmethod
+    def from_config(cls, data_config) -> FieldSpec:
+        return cls(
+            text_fields=tuple(data_config.text_fields),
+            text_separator=data_config.text_separator,
+            label_field=data_config.label_field,
+            id_field=data_config.id_field,
+            label_separator=data_config.label_separator,
+        )
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    text: str
+    labels: Labels | None  # None: the record has no labels field (allowed for `predict` input)
+    line: int  # 1-based line (JSONL) or row + 1 (CSV/Parquet): for messages
+
+
+@dataclass
+class ReadStats:
+    """What a reader saw, so that nothing is dropped without the user being told."""
+
+    records: int = 0
+    blank_lines: int = 0
+
+
+SUPPORTED_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".parquet")
+
+
+def read_records(
+    path: str | Path, fields: FieldSpec = FieldSpec(), require_labels: bool = True,
+    stats: ReadStats | None = None,
+) -> Iterator[Record]:
+    """Yield validated records, lazily (constant memory for JSONL). Raises DataError on the first bad one."""
+    path = Path(path)
+    stats = stats if stats is not None else ReadStats()
+    if str(path) != "-" and not path.is_file():
+        raise DataError(path, None, "file not found")
+    suffix = path.suffix.lower()
+    if str(path) == "-" or suffix in (".jsonl", ".json", ".ndjson", ".txt"):
+        rows = _jsonl_rows(path, stats)
+    elif suffix in (".csv", ".parquet"):
+        rows = _table_rows(path, suffix)
+    else:
+        raise DataError(path, None, f"unsupported file type '{suffix}' (use one of {', '.join(SUPPORTED_SUFFIXES)})")
+    for line, row in rows:
+        record = parse_record(row, path, line, fields, require_labels, from_csv=suffix == ".csv")
+        stats.records += 1
+        yield record
+    if stats.records == 0:
+        raise DataError(path, None, "no records: the file is empty")
+
+
+def _jsonl_rows(path: Path, stats: ReadStats) -> Iterator[tuple[int, Any]]:
+    import sys
+
+    handle = sys.stdin.buffer if str(path) == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
+    try:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(path, number, f"not valid UTF-8 (byte {exc.start + 1} of the line)") from None
+            if number == 1:
+                text = text.lstrip("\ufeff")  # a byte-order mark is not part of the record
+            if not text.strip():
+                stats.blank_lines += 1
+                continue
+            try:
+                yield number, json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(path, number, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+
+
+def _table_rows(path: Path, suffix: str) -> Iterator[tuple[int, Any]]:
+    # CSV and Parquet go through `datasets` (typed columns, Arrow-backed, cached); JSONL is read by hand
+    # above because we want line numbers in every error and lazy reading of huge prediction inputs.
+    from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
+    try:
+        table = Dataset.from_csv(str(path)) if suffix == ".csv" else Dataset.from_parquet(str(path))
+    except Exception as exc:  # pyarrow/pandas raise many kinds; the file is what is wrong
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(path, None, f"cannot read {suffix[1:].upper()}: {first}") from None
+    # Row 1 of a CSV is its header: data row i is on line i + 1.
+    offset = 2 if suffix == ".csv" else 1
+    for i, row in enumerate(table):
+        yield i + offset, row
+
+
+def parse_record(
+    row: Any, path: Path, line: int, fields: FieldSpec, require_labels: bool, from_csv: bool = False
+) -> Record:
+    if not isinstance(row, dict):
+        raise DataError(path, line, f"expected a JSON object, got {_json_type(row)}")
+    parts = []
+    several = len(fields.text_fields) > 1
+    present = [name for name in fields.text_fields if row.get(name) is not None]
+    if not present:
+        quoted = ", ".join(f"'{name}'" for name in fields.text_fields)
+        if several:
+            raise DataError(path, line, f"missing text: none of the fields {quoted} is present")
+        if fields.text_fields[0] in row:
+            raise DataError(path, line, f"text field {quoted} must be a string, got null")
+        raise DataError(path, line, f"missing text field {quoted}")
+    # With several text fields (e.g. title + body) one may be absent, as an article may have no body.
+    for name in present:
+        value = row[name]
+        if not isinstance(value, str):
+            raise DataError(path, line, f"text field '{name}' must be a string, got {_json_type(value)}")
+        if value.strip():
+            parts.append(value.strip())
+    if not parts:
+        raise DataError(path, line, f"empty text ({' + '.join(fields.text_fields)})")
+    text = fields.text_separator.join(parts)
+
+    record_id = row.get(fields.id_field)
+    if record_id is None:
+        record_id = str(line)
+    elif isinstance(record_id, bool) or not isinstance(record_id, str | int):
+        raise DataError(path, line, f"id field '{fields.id_field}' must be a string or an integer")
+
+    if fields.label_field not in row or (from_csv and row[fields.label_field] is None and not require_labels):
+        if require_labels:
+            raise DataError(path, line, f"missing labels field '{fields.label_field}'")
+        labels = None
+    else:
+        raw_labels = row[fields.label_field]
+        if from_csv:
+            raw_labels = _labels_from_cell(raw_labels, fields.label_separator, path, line)
+        labels = parse_labels(raw_labels, path, line)
+    return Record(id=str(record_id), text=text, labels=labels, line=line)
+
+
+def _labels_from_cell(cell: Any, separator: str, path: Path, line: int) -> Any:
+    """A CSV cell: empty, a JSON list/object, or labels joined by `separator`."""
+    if cell is None:
+        return []
+    if not isinstance(cell, str):
+        return cell
+    cell = cell.strip()
+    if cell.startswith(("[", "{")):
+        try:
+            return json.loads(cell)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, line, f"labels cell is not valid JSON: {exc.msg}") from None
+    return [part.strip() for part in cell.split(separator) if part.strip()]
+
+
+def parse_labels(raw: Any, path: Path, line: int) -> Labels:
+    if isinstance(raw, list):
+        labels: Labels = {}
+        for item in raw:
+            if not isinstance(item, str) or not item:
+                raise DataError(path, line, f"labels list must hold non-empty strings, got {_json_type(item)}")
+            labels[item] = 1.0
+        return labels
+    if isinstance(raw, dict):
+        labels = {}
+        for name, conf in raw.items():
+            if conf is None:
+                labels[name] = None
+                continue
+            if isinstance(conf, bool) or not isinstance(conf, int | float) or math.isnan(conf):
+                raise DataError(
+                    path, line, f"confidence of label '{name}' must be a number in [0, 1] or null, "
+                    f"got {_json_type(conf)}"
+                )
+            if not 0.0 <= conf <= 1.0:
+                raise DataError(path, line, f"confidence of label '{name}' is {conf}, outside [0, 1]")
+            labels[name] = float(conf)
+        return labels
+    raise DataError(
+        path, line, f"labels must be a list of names or an object of label -> confidence, got {_json_type(raw)}"
+    )
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", str: "a string", int: "a number", float: "a number", list: "a list",
+            dict: "an object"}.get(type(value), type(value).__name__)
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Encoded:
+    """Targets in [0, 1] and the annotation mask, both (records, labels) float32."""
+
+    targets: np.ndarray
+    mask: np.ndarray
+    unknown_labels: Counter = field(default_factory=Counter)  # label -> records naming it, not in vocab
+
+
+class LabelSpace:
+    """The label vocabulary (sorted, from the training data) and the record <-> matrix conversions."""
+
+    def __init__(self, labels: Iterable[str]):
+        self.labels: list[str] = list(labels)
+        self.index = {label: i for i, label in enumerate(self.labels)}
+        if len(self.index) != len(self.labels):
+            raise ValueError("duplicate labels in the label space")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @classmethod
+    def from_records(cls, records: Iterable[Record]) -> LabelSpace:
+        names: set[str] = set()
+        for record in records:
+            names.update(record.labels or {})
+        return cls(sorted(names))
+
+    def encode(self, records: list[Record]) -> Encoded:
+        targets = np.zeros((len(records), len(self)), dtype=np.float32)
+        mask = np.ones((len(records), len(self)), dtype=np.float32)
+        unknown: Counter = Counter()
+        for row, record in enumerate(records):
+            for name, conf in (record.labels or {}).items():
+                col = self.index.get(name)
+                if col is None:
+                    unknown[name] += 1
+                elif conf is None:
+                    mask[row, col] = 0.0
+                else:
+                    targets[row, col] = conf
+        return Encoded(targets, mask, unknown)
+
+    def decode(self, row: np.ndarray) -> list[str]:
+        return [self.labels[i] for i in np.flatnonzero(row)]
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({"labels": self.labels}, indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> LabelSpace:
+        return cls(json.loads(path.read_text())["labels"])
+
+
+def label_frequencies(encoded: Encoded) -> np.ndarray:
+    """Positives per label among annotated entries (a soft target counts as its confidence)."""
+    return (encoded.targets * encoded.mask).sum(axis=0)

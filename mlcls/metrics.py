@@ -1,0 +1,80 @@
+"""Scores of label sets against gold labels: scikit-learn, with the not-annotated mask respected.
+
+Masking trick: a masked entry is set to 0 in both gold and prediction, so it can only be a true
+negative. Precision, recall and every F1 depend on TP/FP/FN alone, so scikit-learn's numbers are then
+exactly the numbers over annotated entries. Only the Hamming loss counts true negatives; it is
+computed here over annotated entries.
+
+A soft gold confidence counts as a positive from 0.5 up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+
+def gold_matrix(targets: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return ((targets >= 0.5) & (mask > 0)).astype(np.int8)
+
+
+def compute_metrics(
+    targets: np.ndarray, mask: np.ndarray, predicted: np.ndarray, labels: list[str]
+) -> dict[str, Any]:
+    annotated = mask > 0
+    gold = gold_matrix(targets, mask)
+    pred = (predicted.astype(bool) & annotated).astype(np.int8)
+
+    micro_p, micro_r, micro_f1, _ = precision_recall_fscore_support(gold, pred, average="micro", zero_division=0)
+    per_p, per_r, per_f1, support = precision_recall_fscore_support(gold, pred, average=None, zero_division=0)
+    # Macro over labels that occur in the gold data: a label with no gold article has no defined F1,
+    # and counting it as 0 (or as 1) would say more about the test split than about the model.
+    with_support = np.flatnonzero(support > 0)
+    if len(with_support):
+        macro_p, macro_r, macro_f1, _ = precision_recall_fscore_support(
+            gold, pred, average="macro", labels=with_support, zero_division=0
+        )
+    else:
+        macro_p = macro_r = macro_f1 = 0.0
+    # zero_division=1: an article with no gold topic and no predicted topic is a correct answer (F1 1),
+    # one of them empty and the other not scores 0.
+    samples_f1 = f1_score(gold, pred, average="samples", zero_division=1.0)
+    errors = ((gold != pred) & annotated).sum()
+    hamming = float(errors / max(1, annotated.sum()))
+
+    per_label = [
+        {
+            "label": name,
+            "support": int(support[i]),
+            "predicted": int(pred[:, i].sum()),
+            "precision": float(per_p[i]),
+            "recall": float(per_r[i]),
+            "f1": float(per_f1[i]),
+        }
+        for i, name in enumerate(labels)
+    ]
+    return {
+        "records": int(gold.shape[0]),
+        "records_without_gold_labels": int((gold.sum(axis=1) == 0).sum()),
+        "labels_with_support": int(len(with_support)),
+        "micro_precision": float(micro_p),
+        "micro_recall": float(micro_r),
+        "micro_f1": float(micro_f1),
+        "macro_precision": float(macro_p),
+        "macro_recall": float(macro_r),
+        "macro_f1": float(macro_f1),
+        "samples_f1": float(samples_f1),
+        "hamming_loss": hamming,
+        "subset_accuracy": float(accuracy_score(gold, pred)),
+        "per_label": per_label,
+    }
+
+
+def micro_f1_counts(gold: np.ndarray, pred: np.ndarray) -> float:
+    """Micro-F1 from counts, for hot loops (threshold search) where calling scikit-learn 90 times is slow."""
+    tp = np.logical_and(gold, pred).sum()
+    fp = np.logical_and(~gold, pred).sum()
+    fn = np.logical_and(gold, ~pred).sum()
+    return float(2 * tp / max(1, 2 * tp + fp + fn))

@@ -1,0 +1,137 @@
+"""The run directory: everything `eval` and `predict` need, offline.
+
+runs/<name>/
+  config.yaml        the resolved config the run was trained with
+  labels.json        the label vocabulary (sorted, from the training data)
+  label_stats.json   training label frequencies (for losses and reports)
+  encoder/           encoder + tokenizer (save_pretrained, safetensors)
+  head.safetensors   the classification head
+  thresholds.json    the decision rule, tuned on validation
+  metrics.json       validation metrics of the kept epoch, timings
+  train_log.jsonl    one line per epoch
+runs/latest -> <name>
+
+A run is written under a hidden temporary name and renamed into place when complete, so a killed
+training never leaves a half-written run that `eval` would pick up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlcls.config import Config
+from mlcls.data import LabelSpace
+from mlcls.errors import ConfigError, RunDirError
+from mlcls.thresholds import Thresholds
+
+REQUIRED_FILES = ("config.yaml", "labels.json", "encoder", "head.safetensors", "thresholds.json")
+LATEST = "latest"
+
+
+def staging_dir(final: Path) -> Path:
+    return final.parent / f".{final.name}.incomplete"
+
+
+def begin_run(runs_root: Path, name: str) -> Path:
+    final = runs_root / name
+    if final.exists():
+        raise RunDirError(f"{final}: a run with this name exists already (choose another --name)")
+    staging = staging_dir(final)
+    if staging.exists():
+        shutil.rmtree(staging)  # left by an earlier killed run of the same name
+    staging.mkdir(parents=True)
+    return staging
+
+
+def finish_run(staging: Path) -> Path:
+    """Rename the complete run into place and point runs/latest at it (atomically: a rename)."""
+    final = staging.parent / staging.name[1 : -len(".incomplete")]
+    staging.rename(final)
+    link = final.parent / LATEST
+    tmp_link = final.parent / f".{LATEST}.tmp"
+    if tmp_link.is_symlink() or tmp_link.exists():
+        tmp_link.unlink()
+    tmp_link.symlink_to(final.name)
+    os.replace(tmp_link, link)
+    return final
+
+
+def save_model(run_dir: Path, model, tokenizer) -> None:
+    from safetensors.torch import save_file
+
+    model.encoder.save_pretrained(run_dir / "encoder")
+    tokenizer.save_pretrained(run_dir / "encoder")
+    save_file(model.head_state(), str(run_dir / "head.safetensors"))
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1))
+
+
+def resolve_run(run: str | Path | None, runs_root: str | Path = "runs") -> Path:
+    path = Path(run) if run is not None else Path(runs_root) / LATEST
+    if not path.exists():
+        if run is None:
+            raise RunDirError(f"{path}: no run found (train one with `mlcls train`, or name a run directory)")
+        raise RunDirError(f"{path}: run directory not found")
+    path = path.resolve()
+    for name in REQUIRED_FILES:
+        if not (path / name).exists():
+            raise RunDirError(f"{path / name}: missing from the run directory (is this a complete mlcls run?)")
+    return path
+
+
+@dataclass
+class LoadedRun:
+    path: Path
+    config: Config
+    labels: LabelSpace
+    thresholds: Thresholds
+    model: Any  # MultiLabelClassifier, in eval mode on `device`
+    tokenizer: Any
+    device: Any
+
+
+def load_run(run: str | Path | None, device: str = "auto") -> LoadedRun:
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    from mlcls.config import read_yaml_mapping
+    from mlcls.model import MultiLabelClassifier, quiet_transformers
+
+    path = resolve_run(run)
+    try:
+        config = Config.from_dict(read_yaml_mapping(path / "config.yaml"), where=str(path / "config.yaml"))
+    except ConfigError as exc:
+        raise RunDirError(f"{path / 'config.yaml'}: {exc}") from None
+    try:
+        labels = LabelSpace.load(path / "labels.json")
+        thresholds = Thresholds.load(path / "thresholds.json")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunDirError(f"{path}: labels.json or thresholds.json is corrupt ({exc})") from None
+
+    quiet_transformers()
+    trust = config.model.trust_remote_code
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path / "encoder", trust_remote_code=trust)
+        encoder = AutoModel.from_pretrained(path / "encoder", use_safetensors=True, trust_remote_code=trust)
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{path / 'encoder'}: cannot load ({str(exc).splitlines()[0]})") from None
+    model = MultiLabelClassifier(encoder, len(labels), config.model.pooling, config.model.dropout)
+    try:
+        head = load_file(str(path / "head.safetensors"))
+        model.head.load_state_dict({k.removeprefix("head."): v for k, v in head.items()})
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        raise RunDirError(f"{path / 'head.safetensors'}: corrupt or does not match labels.json ({exc})") from None
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device).eval()
+    return LoadedRun(path, config, labels, thresholds, model, tokenizer, torch.device(device))

@@ -1,0 +1,61 @@
+"""Shared fixtures. The tiny encoder is a randomly initialised 2-layer BERT (hidden 32) with a word-level
+vocabulary built from the test texts, saved with save_pretrained and loaded through the real
+from_pretrained path: no network, no mocks of our own code, seconds per training run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+# Tiny, separable data: each label has its own words; "museum"/"festival" articles carry no label.
+TINY_RECORDS = [
+    {"id": "a1", "text": "cocoa beans harvest cocoa exports", "labels": ["cocoa"]},
+    {"id": "a2", "text": "cocoa prices cocoa beans rose", "labels": ["cocoa"]},
+    {"id": "a3", "text": "wheat grain corn harvest tonnes", "labels": ["grain"]},
+    {"id": "a4", "text": "grain wheat corn silos", "labels": ["grain"]},
+    {"id": "a5", "text": "crude oil barrel refinery opec", "labels": ["oil"]},
+    {"id": "a6", "text": "oil crude barrel pipeline", "labels": ["oil"]},
+    {"id": "a7", "text": "cocoa beans and wheat grain shipments", "labels": ["cocoa", "grain"]},
+    {"id": "a8", "text": "crude oil and corn grain trade", "labels": ["grain", "oil"]},
+    {"id": "a9", "text": "museum festival concert choir", "labels": []},
+    {"id": "a10", "text": "festival choir museum painting", "labels": []},
+    {"id": "a11", "text": "cocoa oil grain wheat crude beans", "labels": ["cocoa", "grain", "oil"]},
+    {"id": "a12", "text": "painting concert museum library", "labels": []},
+]
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    words = sorted({w for r in TINY_RECORDS for w in re.findall(r"[a-z]+", r["text"])} | {"and", "the", "new"})
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)})  # transformers 5: vocab=, a dict
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture()
+def tiny_data(tmp_path) -> Path:
+    return write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS)
+
+
+def reuters_dir() -> Path | None:
+    """The Reuters-21578 collection: MLCLS_REUTERS_DIR, else ../shared/data/reuters21578."""
+    candidate = Path(os.environ.get("MLCLS_REUTERS_DIR", Path(__file__).parents[2] / "shared/data/reuters21578"))
+    return candidate if (candidate / "reut2-000.sgm").is_file() else None

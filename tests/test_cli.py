@@ -1,0 +1,145 @@
+"""The real CLI, end to end, with the tiny encoder: train -> eval -> predict, and the error paths."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mlcls.cli import app
+from tests.conftest import TINY_RECORDS, write_jsonl
+
+runner = CliRunner()
+
+
+def tiny_config(folder: Path, encoder: Path, data: Path) -> Path:
+    """Settings under which the tiny encoder memorises the tiny set (large rates, no dropout, fp32)."""
+    path = folder / "tiny.yaml"
+    path.write_text(f"""
+data: {{train: {data}, validation: {data}, test: {data}, text_fields: [text]}}
+model: {{encoder: {encoder}, dropout: 0.0, max_length: 32}}
+train: {{epochs: 40, batch_size: 4, lr: 1.0e-3, head_lr: 3.0e-2, warmup_ratio: 0.0, precision: fp32, device: cpu}}
+output: {{dir: {folder / "runs"}}}
+""")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_encoder):
+    folder = tmp_path_factory.mktemp("e2e")
+    data = write_jsonl(folder / "tiny.jsonl", TINY_RECORDS)
+    result = runner.invoke(app, ["train", "-c", str(tiny_config(folder, tiny_encoder, data)), "--name", "tiny"])
+    assert result.exit_code == 0, result.output
+    return folder, data, result
+
+
+def test_train_writes_a_self_contained_run(trained):
+    folder, _, result = trained
+    run = folder / "runs" / "tiny"
+    for name in ("config.yaml", "labels.json", "label_stats.json", "head.safetensors", "thresholds.json",
+                 "metrics.json", "train_log.jsonl", "encoder/model.safetensors", "encoder/tokenizer_config.json"):
+        assert (run / name).exists(), name
+    assert (folder / "runs" / "latest").resolve() == run.resolve()
+    assert json.loads((run / "labels.json").read_text())["labels"] == ["cocoa", "grain", "oil"]
+    assert len((run / "train_log.jsonl").read_text().splitlines()) == 40
+    assert not list((folder / "runs").glob(".*incomplete"))
+    assert "run saved to" in result.stdout
+
+
+def test_eval_reaches_f1_one_on_the_memorised_set(trained, tmp_path):
+    folder, _, _ = trained
+    report_path = tmp_path / "report.json"
+    result = runner.invoke(app, ["eval", str(folder / "runs" / "latest"), "--json", str(report_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert report["micro_f1"] == 1.0 and report["macro_f1"] == 1.0 and report["subset_accuracy"] == 1.0
+    assert report["records"] == 12 and report["records_without_gold_labels"] == 3
+    assert {row["label"] for row in report["per_label"]} == {"cocoa", "grain", "oil"}
+    assert "micro-F1" in result.stdout and "macro-F1" in result.stdout
+
+
+def test_predict_keeps_order_ids_and_labels(trained, tmp_path):
+    folder, data, _ = trained
+    unlabelled = write_jsonl(tmp_path / "in.jsonl", [{"id": r["id"], "text": r["text"]} for r in TINY_RECORDS])
+    out = tmp_path / "pred.jsonl"
+    result = runner.invoke(app, ["predict", str(unlabelled), "--model", str(folder / "runs" / "tiny"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["id"] for line in lines] == [r["id"] for r in TINY_RECORDS]
+    assert [sorted(line["labels"]) for line in lines] == [sorted(r["labels"]) for r in TINY_RECORDS]
+    assert all(set(line["scores"]) == set(line["labels"]) for line in lines)
+    assert all(0.0 <= s <= 1.0 for line in lines for s in line["scores"].values())
+
+
+def test_predict_from_stdin_to_stdout(trained):
+    folder, _, _ = trained
+    stdin = '{"text": "crude oil barrel"}\n{"text": "museum concert"}\n'
+    result = runner.invoke(app, ["predict", "-", "--model", str(folder / "runs" / "tiny")], input=stdin)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["id"] for line in lines] == ["1", "2"]
+    assert lines[0]["labels"] == ["oil"] and lines[1]["labels"] == []
+
+
+def test_bad_record_gives_one_line_error_and_no_output_file(trained, tmp_path):
+    folder, _, _ = trained
+    bad = write_jsonl(tmp_path / "bad.jsonl", ['{"text": "crude oil"}', '{"text": 42}'])
+    out = tmp_path / "pred.jsonl"
+    result = runner.invoke(app, ["predict", str(bad), "--model", str(folder / "runs" / "tiny"), "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: {bad}:2: text field 'text' must be a string, got a number"
+    assert "Traceback" not in result.output
+    assert not out.exists() and list(tmp_path.glob("*.tmp")) == []
+
+
+def test_train_on_bad_data_fails_cleanly(tmp_path):
+    bad = write_jsonl(tmp_path / "bad.jsonl", ['{"text": "a", "labels": ["x"]}', '{"text": "b", "labels": {"x": 2}}'])
+    result = runner.invoke(app, ["train", "--data", str(bad), "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: {bad}:2: confidence of label 'x' is 2, outside [0, 1]"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_and_broken_runs_are_clear_errors(trained, tmp_path):
+    result = runner.invoke(app, ["eval", str(tmp_path / "nope")])
+    assert result.exit_code == 1 and "run directory not found" in result.stderr
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.yaml").write_text("{}")
+    result = runner.invoke(app, ["predict", "x.jsonl", "--model", str(broken)])
+    assert result.exit_code == 1 and "labels.json: missing from the run directory" in result.stderr
+
+
+def test_usage_errors_exit_2():
+    assert runner.invoke(app, ["train", "--epochs", "many"]).exit_code == 2
+    assert runner.invoke(app, ["frobnicate"]).exit_code == 2
+
+
+def test_config_error_exits_1_with_one_line():
+    result = runner.invoke(app, ["train", "--loss", "nope"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: unknown loss 'nope' (valid: bce, weighted, confidence)"
+
+
+def test_losses_lists_the_registry():
+    result = runner.invoke(app, ["losses"])
+    assert result.exit_code == 0
+    for name in ("bce", "weighted", "confidence", "sqrt_inverse"):
+        assert name in result.stdout
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from mlcls.cli import app\n"
+        "for args in (['--help'], ['train', '--help'], ['eval', '--help'], ['predict', '--help']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "heavy = [m for m in ('torch', 'transformers', 'datasets', 'accelerate', 'sklearn') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlcls.config import Config, load_config
+from mlcls.errors import ConfigError
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    config = load_config(path)
+    assert config.loss.name
+    assert config.notes == []
+
+
+def test_default_yaml_is_the_built_in_default():
+    # `mlcls train` with no -c must run exactly what configs/default.yaml documents.
+    assert load_config(ROOT / "configs/default.yaml").to_dict() == load_config().to_dict()
+
+
+def test_precedence_defaults_file_set_options(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 7\n  lr: 2.0e-5\nmodel:\n  max_length: 64\n")
+    config = load_config(path, ["train.epochs=9", "train.batch_size=3"], {"train.epochs": 11, "train.lr": None})
+    assert config.train.epochs == 11  # named option beats --set beats file
+    assert config.train.batch_size == 3  # --set beats default
+    assert config.train.lr == 2e-5  # file beats default; an option left as None does not override
+    assert config.model.max_length == 64
+    assert config.train.seed == Config().train.seed
+
+
+def test_yaml_1e_notation_is_a_number(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 1e-4\n")  # YAML 1.1 reads this as a string
+    assert load_config(path).train.lr == 1e-4
+    assert load_config(None, ["train.head_lr=5e-3"]).train.head_lr == 5e-3
+
+
+@pytest.mark.parametrize(("text", "overrides", "message"), [
+    ("trian:\n  epochs: 1\n", [], "unknown key 'trian'"),
+    ("train:\n  epoch: 1\n", [], "unknown key 'train.epoch' (valid: epochs,"),
+    ("train:\n  epochs: many\n", [], "train.epochs: expected an integer, got 'many'"),
+    ("train:\n  epochs: 0\n", [], "train.epochs must be at least 1"),
+    ("model:\n  pooling: max\n", [], "model.pooling: 'max' is not one of mean, cls"),
+    ("data:\n  val_fraction: 1.5\n", [], "data.val_fraction must be in [0, 1)"),
+    ("loss:\n  name: nope\n", [], "unknown loss 'nope' (valid: bce, weighted, confidence)"),
+    ("", ["train.epochs"], "expected key=value"),
+    ("", ["nosuch.key=1"], "unknown key 'nosuch'"),
+    ("", ["model.trust_remote_code=maybe"], "model.trust_remote_code: expected true or false"),
+    ("", ["loss.gamma=2"], "loss 'bce' has no parameter 'gamma'"),
+    ("train: [1, 2]\n", [], "train: expected a mapping"),
+    ("train:\n  epochs: [1\n", [], "invalid YAML"),
+])
+def test_config_errors_are_clear(tmp_path, text, overrides, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, overrides)
+    assert message in str(info.value)
+
+
+def test_loss_params_of_the_file_are_dropped_with_a_note_when_the_loss_changes(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("loss:\n  name: weighted\n  mode: inverse\n")
+    assert load_config(path).loss.params == {"mode": "inverse", "weights": None}
+    config = load_config(path, [], {"loss.name": "bce"})
+    assert config.loss.params == {}
+    assert config.notes and "mode" in config.notes[0] and "'weighted'" in config.notes[0]
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("does/not/exist.yaml")

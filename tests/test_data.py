@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mlcls.data import FieldSpec, LabelSpace, ReadStats, read_records
+from mlcls.errors import DataError
+from tests.conftest import write_jsonl
+
+
+def test_reads_hard_soft_masked_and_empty_labels(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [
+        {"id": "n1", "text": "Cocoa prices fell", "labels": ["cocoa", "trade"]},
+        {"id": "n2", "text": "Shares of ...", "labels": []},
+        {"id": 7, "text": "Grain", "labels": {"grain": 1.0, "wheat": 0.6, "corn": None}},
+        {"text": "no id here", "labels": ["cocoa"]},
+    ])
+    records = list(read_records(path))
+    assert [r.id for r in records] == ["n1", "n2", "7", "4"]  # the line number stands in for a missing id
+    assert records[0].labels == {"cocoa": 1.0, "trade": 1.0}
+    assert records[1].labels == {}  # kept: "no topic" is an answer
+    assert records[2].labels == {"grain": 1.0, "wheat": 0.6, "corn": None}
+
+
+def test_bom_crlf_and_blank_lines_are_tolerated_and_counted(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "a", "labels": []}\r\n\r\n{"text": "b", "labels": ["x"]}\r\n')
+    stats = ReadStats()
+    records = list(read_records(path, stats=stats))
+    assert [r.text for r in records] == ["a", "b"]
+    assert records[1].line == 3
+    assert stats.blank_lines == 1 and stats.records == 2
+
+
+BAD_RECORDS = [
+    ('{"text": "a", "labels": [}', 'invalid JSON'),
+    ('["text", "labels"]', "expected a JSON object, got a list"),
+    ('{"body": "a", "labels": []}', "missing text field 'text'"),
+    ('{"text": 3, "labels": []}', "text field 'text' must be a string, got a number"),
+    ('{"text": null, "labels": []}', "text field 'text' must be a string, got null"),
+    ('{"text": "   ", "labels": []}', "empty text"),
+    ('{"text": "a"}', "missing labels field 'labels'"),
+    ('{"text": "a", "labels": "cocoa"}', "labels must be a list of names or an object"),
+    ('{"text": "a", "labels": ["cocoa", 3]}', "labels list must hold non-empty strings, got a number"),
+    ('{"text": "a", "labels": {"cocoa": 1.5}}', "confidence of label 'cocoa' is 1.5, outside [0, 1]"),
+    ('{"text": "a", "labels": {"cocoa": -0.1}}', "outside [0, 1]"),
+    ('{"text": "a", "labels": {"cocoa": "high"}}', "must be a number in [0, 1] or null, got a string"),
+    ('{"text": "a", "labels": {"cocoa": true}}', "got a boolean"),
+    ('{"text": "a", "id": [1], "labels": []}', "id field 'id' must be a string or an integer"),
+]
+
+
+@pytest.mark.parametrize(("line", "problem"), BAD_RECORDS)
+def test_each_bad_record_names_file_line_and_problem(tmp_path, line, problem):
+    path = write_jsonl(tmp_path / "bad.jsonl", ['{"text": "fine", "labels": []}', line])
+    with pytest.raises(DataError) as info:
+        list(read_records(path))
+    message = str(info.value)
+    assert message.startswith(f"{path}:2: ")
+    assert problem in message
+
+
+def test_non_utf8_bytes_are_an_error_with_the_line(tmp_path):
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes(b'{"text": "ok", "labels": []}\n{"text": "caf\xe9", "labels": []}\n')
+    with pytest.raises(DataError, match=r"latin\.jsonl:2: not valid UTF-8"):
+        list(read_records(path))
+
+
+def test_empty_and_missing_files(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    with pytest.raises(DataError, match=r"empty\.jsonl: no records: the file is empty"):
+        list(read_records(empty))
+    with pytest.raises(DataError, match="file not found"):
+        list(read_records(tmp_path / "nope.jsonl"))
+    with pytest.raises(DataError, match="unsupported file type '.xml'"):
+        list(read_records(write_jsonl(tmp_path / "d.xml", ["<a/>"])))
+
+
+def test_text_from_several_fields(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [
+        {"title": "Cocoa", "body": "Prices fell.", "labels": []},
+        {"title": "Headline only", "labels": []},
+        {"body": "Body only", "labels": []},
+        {"other": "x", "labels": []},
+    ])
+    fields = FieldSpec(text_fields=("title", "body"), text_separator=" | ")
+    reader = read_records(path, fields)
+    assert [next(reader).text for _ in range(3)] == ["Cocoa | Prices fell.", "Headline only", "Body only"]
+    with pytest.raises(DataError, match=r":4: missing text: none of the fields 'title', 'body' is present"):
+        next(reader)
+
+
+def test_configurable_field_names_and_unlabelled_input(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"doc": "D1", "content": "x", "topics": ["a"]}, {"content": "y"}])
+    fields = FieldSpec(text_fields=("content",), label_field="topics", id_field="doc")
+    records = list(read_records(path, fields, require_labels=False))
+    assert (records[0].id, records[0].labels) == ("D1", {"a": 1.0})
+    assert (records[1].id, records[1].labels) == ("2", None)
+
+
+def test_csv_and_parquet_load_through_datasets(tmp_path):
+    from datasets import Dataset
+
+    rows = {"id": ["c1", "c2", "c3"], "text": ["cocoa up", "nothing", "grain and oil"],
+            "labels": ["cocoa", "", "grain;oil"]}
+    Dataset.from_dict(rows).to_csv(str(tmp_path / "d.csv"), index=False)
+    records = list(read_records(tmp_path / "d.csv"))
+    assert [r.labels for r in records] == [{"cocoa": 1.0}, {}, {"grain": 1.0, "oil": 1.0}]
+    assert records[2].line == 4  # header on line 1
+
+    Dataset.from_dict({"id": ["p1", "p2"], "text": ["a", "b"], "labels": [["x", "y"], []]}).to_parquet(
+        str(tmp_path / "d.parquet"))
+    records = list(read_records(tmp_path / "d.parquet"))
+    assert [r.labels for r in records] == [{"x": 1.0, "y": 1.0}, {}]
+
+
+def test_csv_cell_may_hold_json_labels(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text('text,labels\n"a","{""x"": 0.7, ""y"": null}"\n"b","[""x""]"\n')
+    records = list(read_records(path))
+    assert [r.labels for r in records] == [{"x": 0.7, "y": None}, {"x": 1.0}]
+
+
+def test_label_space_round_trip(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [
+        {"text": "a", "labels": ["grain", "cocoa"]},
+        {"text": "b", "labels": []},
+        {"text": "c", "labels": {"wheat": 0.6, "corn": None, "grain": 0.0}},
+    ])
+    records = list(read_records(path))
+    space = LabelSpace.from_records(records)
+    assert space.labels == ["cocoa", "corn", "grain", "wheat"]  # sorted; a masked-only label is still a label
+    encoded = space.encode(records)
+    np.testing.assert_allclose(encoded.targets, [[1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0.6]], rtol=1e-6)
+    np.testing.assert_array_equal(encoded.mask, [[1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 1, 1]])
+    assert space.decode(encoded.targets[0] >= 0.5) == ["cocoa", "grain"]
+    assert space.decode(encoded.targets[1] >= 0.5) == []
+
+    space.save(tmp_path / "labels.json")
+    assert LabelSpace.load(tmp_path / "labels.json").labels == space.labels
+    assert json.loads((tmp_path / "labels.json").read_text()) == {"labels": space.labels}
+
+
+def test_unknown_labels_are_counted_not_fatal(tmp_path):
+    space = LabelSpace(["cocoa", "grain"])
+    path = write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "labels": ["cocoa", "tea"]},
+                                               {"text": "b", "labels": ["tea", "rubber"]}])
+    encoded = space.encode(list(read_records(path)))
+    assert encoded.unknown_labels == {"tea": 2, "rubber": 1}
+    np.testing.assert_array_equal(encoded.targets, [[1, 0], [0, 0]])

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from mlcls.metrics import compute_metrics
+from mlcls.thresholds import Thresholds, tune_global
+
+LABELS = ["a", "b", "c"]
+
+
+def test_hand_computed_example():
+    gold = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [0, 0, 1]], dtype=np.float32)
+    pred = np.array([[1, 0, 0], [1, 0, 1], [0, 0, 0], [0, 0, 0]], dtype=bool)
+    m = compute_metrics(gold, np.ones_like(gold), pred, LABELS)
+    # TP=2 (a, a), FP=1 (c on row 2), FN=2 (b row 2, c row 4)
+    assert m["micro_precision"] == pytest.approx(2 / 3)
+    assert m["micro_recall"] == pytest.approx(2 / 4)
+    assert m["micro_f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 2))
+    # per label F1: a = 1, b = 0, c = 0 -> macro 1/3
+    assert [r["f1"] for r in m["per_label"]] == pytest.approx([1.0, 0.0, 0.0])
+    assert m["macro_f1"] == pytest.approx(1 / 3)
+    # samples: row1 1, row2 2*1/(2+1+1)=0.5, row3 (no gold, no prediction) 1, row4 0
+    assert m["samples_f1"] == pytest.approx((1 + 0.5 + 1 + 0) / 4)
+    assert m["hamming_loss"] == pytest.approx(3 / 12)
+    assert m["subset_accuracy"] == pytest.approx(2 / 4)
+    assert m["records_without_gold_labels"] == 1
+    assert [r["support"] for r in m["per_label"]] == [2, 1, 1]
+
+
+def test_agrees_with_sklearn_when_nothing_is_masked():
+    rng = np.random.default_rng(0)
+    gold = (rng.random((50, 6)) < 0.3).astype(np.float32)
+    pred = rng.random((50, 6)) < 0.3
+    m = compute_metrics(gold, np.ones_like(gold), pred, list("abcdef"))
+    assert m["micro_f1"] == pytest.approx(f1_score(gold, pred, average="micro"))
+    assert m["macro_f1"] == pytest.approx(f1_score(gold, pred, average="macro", zero_division=0))
+
+
+def test_masked_entries_are_not_scored():
+    gold = np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float32)
+    mask = np.array([[1, 1, 0], [1, 1, 1]], dtype=np.float32)
+    right = np.array([[1, 0, 0], [0, 1, 0]], dtype=bool)
+    wrong_where_masked = np.array([[1, 0, 1], [0, 1, 0]], dtype=bool)
+    a = compute_metrics(gold, mask, right, LABELS)
+    b = compute_metrics(gold, mask, wrong_where_masked, LABELS)
+    for key in ("micro_f1", "macro_f1", "samples_f1", "hamming_loss", "subset_accuracy"):
+        assert a[key] == b[key]
+    assert b["hamming_loss"] == 0.0
+
+
+def test_soft_gold_counts_from_one_half_and_macro_skips_labels_without_support():
+    gold = np.array([[0.6, 0.4, 0.0]], dtype=np.float32)
+    m = compute_metrics(gold, np.ones_like(gold), np.array([[True, False, False]]), LABELS)
+    assert m["micro_f1"] == 1.0
+    assert m["labels_with_support"] == 1 and m["macro_f1"] == 1.0
+
+
+def test_tuned_global_threshold_finds_the_separating_cut():
+    probs = np.array([[0.9, 0.30], [0.25, 0.1], [0.35, 0.2], [0.1, 0.28]])
+    gold = np.array([[1, 1], [0, 0], [1, 0], [0, 1]], dtype=np.float32)
+    tuned = tune_global(probs, gold, np.ones_like(gold))
+    assert 0.25 < tuned.value <= 0.28
+    assert tuned.validation_micro_f1 == 1.0
+    assert compute_metrics(gold, np.ones_like(gold), tuned.apply(probs), ["x", "y"])["micro_f1"] == 1.0
+    default = Thresholds("global", 0.5)
+    assert compute_metrics(gold, np.ones_like(gold), default.apply(probs), ["x", "y"])["micro_f1"] < 1.0
+
+
+def test_thresholds_round_trip(tmp_path):
+    t = Thresholds("global", 0.37, "validation", 0.91)
+    t.save(tmp_path / "t.json")
+    assert Thresholds.load(tmp_path / "t.json") == t
