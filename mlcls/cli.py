@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -186,6 +187,97 @@ def losses(debug: Debug = False) -> None:
             params = ", ".join(f"{k}={v}" for k, v in spec.params.items()) or "-"
             table.add_row(spec.name, spec.description, params)
         out.print(table)
+
+    _guarded(debug, body)
+
+
+data_app = typer.Typer(help="Datasets: convert Reuters-21578; describe a labelled file.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+class ReutersSplit(str, Enum):
+    modapte = "modapte"
+    apte90 = "apte90"
+
+
+class ReutersLabels(str, Enum):
+    topics = "topics"
+    places = "places"
+    people = "people"
+    orgs = "orgs"
+    exchanges = "exchanges"
+
+
+@data_app.command("reuters")
+def data_reuters(
+    source: Annotated[Path | None, typer.Option(
+        help="A local copy: the folder of reut2-*.sgm files or reuters21578.tar.gz (default: download).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where train.jsonl and test.jsonl go.")] = Path("data/reuters"),
+    split: Annotated[ReutersSplit, typer.Option(help="modapte: all ModApte articles (zero-topic kept); "
+                                                "apte90: the 90 topics with train and test articles.")]
+    = ReutersSplit.apte90,
+    labels: Annotated[ReutersLabels, typer.Option(help="Which category set becomes the labels.")]
+    = ReutersLabels.topics,
+    url: Annotated[str | None, typer.Option(help="Download from this mirror instead.", hidden=True)] = None,
+    checksum: Annotated[str | None, typer.Option(help="sha256:HEX or md5:HEX of the tarball.")] = None,
+    debug: Debug = False,
+) -> None:
+    """Convert Reuters-21578 into train.jsonl / test.jsonl (ModApte or ApteMod-90 split)."""
+
+    def body() -> None:
+        from mlcls import reuters
+        from mlcls.download import cache_dir, fetch
+
+        if source is None:
+            path = fetch(url or reuters.REUTERS_URL, cache_dir() / "reuters21578.tar.gz",
+                         checksum or reuters.REUTERS_CHECKSUM, err)
+        else:
+            path = source
+        result = reuters.make_split(reuters.read_collection(path), split.value, labels.value)
+        written = reuters.write_split(result, out_dir)
+        for name, records in (("train", result.train), ("test", result.test)):
+            empty = sum(1 for r in records if not r["labels"])
+            out.print(f"{written[name]}: {len(records)} articles, {empty} with no {labels.value} label")
+        out.print(f"{len(result.labels)} {labels.value} labels ({split.value} split)")
+
+    _guarded(debug, body)
+
+
+@data_app.command("stats")
+def data_stats(
+    file: Annotated[Path, typer.Argument(help="A labelled JSONL/CSV/Parquet file.")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every number to this JSON file.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Config (field names, encoder).")] = None,
+    model: Annotated[str | None, typer.Option(help="Tokenizer for the length statistics.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Report the share of texts longer than this.")] = None,
+    top: Annotated[int, typer.Option(min=0, help="Labels listed by frequency (most and least frequent).")] = 10,
+    debug: Debug = False,
+) -> None:
+    """Records, labels per record, label frequencies (head / medium / tail), text length in tokens."""
+
+    def body() -> None:
+        from mlcls.config import load_config
+        from mlcls.data import FieldSpec, read_records
+        from mlcls.report import stats_tables
+        from mlcls.stats import dataset_stats
+
+        cfg = load_config(config, [], {"model.encoder": model, "model.max_length": max_length})
+        records = list(read_records(file, FieldSpec.from_config(cfg.data)))
+        from transformers import AutoTokenizer
+
+        from mlcls.model import quiet_transformers, resolve_encoder
+
+        quiet_transformers()
+        tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(cfg.model.encoder))
+        lengths = [len(ids) for ids in tokenizer([r.text for r in records], truncation=False)["input_ids"]]
+        report = dataset_stats(records, lengths, cfg.model.max_length)
+        report["file"] = str(file)
+        report["tokenizer"] = cfg.model.encoder
+        for table in stats_tables(report, top):
+            out.print(table)
+        if json_out is not None:
+            _write_atomically(json_out, lambda f: json.dump(report, f, indent=1))
+            err.print(f"statistics written to {json_out}", markup=False)
 
     _guarded(debug, body)
 
