@@ -51,6 +51,10 @@ def _guarded(debug: bool, action: Callable[[], Any]) -> Any:
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         raise typer.Exit(130) from None
+    except BrokenPipeError:
+        # `mlcls predict big.jsonl | head`: the reader left. Not an error; silence the flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:  # a bug of ours: still one line, the traceback on request

@@ -89,19 +89,22 @@ class BCELoss(MaskedLoss):
     """Binary cross-entropy on hard labels: a confidence >= 0.5 is a positive."""
 
     def elementwise(self, logits, targets):
-        return F.binary_cross_entropy_with_logits(logits, (targets >= 0.5).float(), reduction="none")
+        return F.binary_cross_entropy_with_logits(logits, (targets >= 0.5).to(logits.dtype), reduction="none")
 
 
 class WeightedBCELoss(MaskedLoss):
-    """BCE on hard labels with a weight per label (a label's positive and negative terms alike)."""
+    """BCE on hard labels with a weight per label (its positive and negative terms alike) and, optionally,
+    a positive weight per label (positives against negatives, torch's `pos_weight`)."""
 
-    def __init__(self, weights: torch.Tensor):
+    def __init__(self, weights: torch.Tensor, pos_weight: torch.Tensor | None = None):
         super().__init__()
         self.register_buffer("weights", weights.float())
+        self.register_buffer("pos_weight", None if pos_weight is None else pos_weight.float())
 
     def elementwise(self, logits, targets):
-        hard = (targets >= 0.5).float()
-        return F.binary_cross_entropy_with_logits(logits, hard, reduction="none") * self.weights
+        hard = (targets >= 0.5).to(logits.dtype)
+        bce = F.binary_cross_entropy_with_logits(logits, hard, pos_weight=self.pos_weight, reduction="none")
+        return bce * self.weights
 
 
 class ConfidenceBCELoss(MaskedLoss):
@@ -111,10 +114,97 @@ class ConfidenceBCELoss(MaskedLoss):
         return F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
 
 
-WEIGHT_MODES = ("sqrt_inverse", "inverse")
+class FocalLoss(MaskedLoss):
+    """Focal loss (Lin et al. 2017), the formula of torchvision.ops.sigmoid_focal_loss, on soft targets too:
+    BCE * (1 - p_t)^gamma, times alpha_t when alpha >= 0; optionally a weight per label (class-balanced)."""
+
+    def __init__(self, gamma: float, alpha: float = -1.0, weights: torch.Tensor | None = None):
+        super().__init__()
+        self.gamma, self.alpha = gamma, alpha
+        self.register_buffer("weights", None if weights is None else weights.float())
+
+    def elementwise(self, logits, targets):
+        p = torch.sigmoid(logits)
+        loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+        if self.gamma:
+            p_t = p * targets + (1 - p) * (1 - targets)
+            loss = loss * (1 - p_t) ** self.gamma
+        if self.alpha >= 0:
+            loss = loss * (self.alpha * targets + (1 - self.alpha) * (1 - targets))
+        return loss if self.weights is None else loss * self.weights
 
 
-def label_weights(stats: LabelStats, mode: str, explicit: dict[str, Any] | None) -> np.ndarray:
+class AsymmetricLoss(MaskedLoss):
+    """ASL (Ridnik et al. 2021): positives focused with gamma_pos; negatives with gamma_neg on a probability
+    shifted down by `clip`, so easy negatives (p < clip) are discarded outright."""
+
+    def __init__(self, gamma_pos: float, gamma_neg: float, clip: float, eps: float = 1e-8):
+        super().__init__()
+        self.gamma_pos, self.gamma_neg, self.clip, self.eps = gamma_pos, gamma_neg, clip, eps
+
+    def elementwise(self, logits, targets):
+        p = torch.sigmoid(logits)
+        p_neg = (p - self.clip).clamp(min=0) if self.clip > 0 else p  # the shifted probability p_m
+        pos = targets * (1 - p) ** self.gamma_pos * F.logsigmoid(logits)
+        neg = (1 - targets) * p_neg**self.gamma_neg * torch.log((1 - p_neg).clamp(min=self.eps))
+        return -(pos + neg)
+
+
+class DistributionBalancedLoss(MaskedLoss):
+    """Distribution-balanced loss (Wu et al. 2020), three parts, each of which can be switched off:
+
+    - re-balancing weights: r = P_class / P_instance, the rate at which label j would be sampled by
+      class-aware sampling over the rate at which the article is sampled through all its labels, mapped
+      smoothly to alpha + sigmoid(beta * (r - mu)); or the class-balanced weights of Cui et al. (`cb`);
+    - negative-tolerant regularisation: logits shifted by kappa * log prior odds / lambda, negatives'
+      logits scaled by lambda and their loss by 1/lambda, so that the many easy negatives of a rare label
+      stop pushing its score down (as in the authors' implementation, ResampleLoss);
+    - a focal term (gamma) on the regularised logits.
+    An article with no label has no instance-level rate; it gets r = 1 (sampled as its labels would be).
+    """
+
+    def __init__(self, stats: LabelStats, reweight: str, alpha: float, beta: float, mu: float, kappa: float,
+                 lam: float, gamma: float, cb_beta: float = 0.999):
+        super().__init__()
+        counts = np.maximum(stats.positives, 1.0)
+        self.reweight, self.alpha, self.beta, self.mu = reweight, alpha, beta, mu
+        self.lam, self.gamma = lam, gamma
+        self.register_buffer("freq_inv", torch.tensor(1.0 / counts, dtype=torch.float32))
+        self.register_buffer("cb_weights", torch.tensor(effective_number_weights(stats, cb_beta), dtype=torch.float32))
+        log_odds = np.log(stats.prior() / (1 - stats.prior()))
+        self.register_buffer("shift", torch.tensor(kappa * log_odds / lam, dtype=torch.float32))
+
+    def weights(self, targets: torch.Tensor) -> torch.Tensor:
+        if self.reweight == "cb":
+            return self.cb_weights.expand_as(targets)
+        if self.reweight == "none":
+            return torch.ones_like(targets)
+        instance_rate = (targets * self.freq_inv).sum(dim=1, keepdim=True)
+        ratio = torch.where(instance_rate > 0, self.freq_inv / instance_rate.clamp_min(1e-12), 1.0)
+        return self.alpha + torch.sigmoid(self.beta * (ratio - self.mu))
+
+    def elementwise(self, logits, targets):
+        z = logits + self.shift
+        pos = targets * F.softplus(-z)  # -log sigmoid(z)
+        neg = (1 - targets) * F.softplus(self.lam * z) / self.lam  # (1/lambda) log(1 + exp(lambda z))
+        if self.gamma:
+            pos = pos * (1 - torch.sigmoid(z)) ** self.gamma
+            neg = neg * torch.sigmoid(self.lam * z) ** self.gamma
+        return self.weights(targets) * (pos + neg)
+
+
+WEIGHT_MODES = ("sqrt_inverse", "inverse", "effective_number")
+POS_WEIGHT_MODES = ("none", "sqrt_ratio", "ratio")
+
+
+def effective_number_weights(stats: LabelStats, beta: float) -> np.ndarray:
+    """Cui et al. 2019: weight (1 - beta) / (1 - beta^n), n the label's training articles; mean 1."""
+    counts = np.maximum(stats.positives, 1.0)
+    raw = (1.0 - beta) / (1.0 - np.power(beta, counts))
+    return raw / raw.mean()
+
+
+def label_weights(stats: LabelStats, mode: str, explicit: dict[str, Any] | None, beta: float = 0.999) -> np.ndarray:
     """Per-label weights, normalised to a mean of 1 so the loss keeps the scale of plain BCE."""
     if explicit is not None:
         unknown = sorted(set(explicit) - set(stats.labels))
@@ -129,12 +219,23 @@ def label_weights(stats: LabelStats, mode: str, explicit: dict[str, Any] | None)
                 weights[i] = float(value)
         # Explicit weights are the user's numbers: used as given, not normalised.
         return weights
+    if mode == "effective_number":
+        return effective_number_weights(stats, beta)
     # +1 smoothing: a label with a single training article gets a large but finite weight.
     counts = stats.positives + 1.0
     # sqrt_inverse is the default because plain inverse frequency spreads weights over three orders of
     # magnitude on Reuters (earn: ~2900 articles, the rarest: 1), which makes training jumpy.
     raw = 1.0 / counts if mode == "inverse" else 1.0 / np.sqrt(counts)
     return raw / raw.mean()
+
+
+def positive_weights(stats: LabelStats, mode: str) -> np.ndarray | None:
+    """Negatives per positive for each label (torch's pos_weight), or its square root; None for 'none'."""
+    if mode == "none":
+        return None
+    ratio = (stats.annotated - stats.positives) / np.maximum(stats.positives, 1.0)
+    ratio = np.maximum(ratio, 1e-3)
+    return ratio if mode == "ratio" else np.sqrt(ratio)
 
 
 @dataclass(frozen=True)
@@ -146,10 +247,26 @@ class LossSpec:
     choices: dict[str, tuple[str, ...]] | None = None  # params restricted to a set of strings
 
 
-def _weighted(stats: LabelStats, params: dict[str, Any]) -> MaskedLoss:
-    weights = label_weights(stats, params["mode"], params["weights"])
-    return WeightedBCELoss(torch.tensor(weights, dtype=torch.float32))
+def _tensor(values: np.ndarray | None) -> torch.Tensor | None:
+    return None if values is None else torch.tensor(values, dtype=torch.float32)
 
+
+def _weighted(stats: LabelStats, params: dict[str, Any]) -> MaskedLoss:
+    weights = label_weights(stats, params["mode"], params["weights"], params["beta"])
+    return WeightedBCELoss(_tensor(weights), _tensor(positive_weights(stats, params["pos_weight"])))
+
+
+def _db(reweight: str) -> Callable[[LabelStats, dict[str, Any]], MaskedLoss]:
+    def factory(stats: LabelStats, p: dict[str, Any]) -> MaskedLoss:
+        return DistributionBalancedLoss(
+            stats, reweight, alpha=p.get("alpha", 0.0), beta=p.get("beta", 0.0), mu=p.get("mu", 0.0),
+            kappa=p["kappa"], lam=p["lambda"], gamma=p["gamma"], cb_beta=p.get("cb_beta", 0.999))
+
+    return factory
+
+
+# The defaults of focal, asl and db are the papers' (db: Huang et al. 2021's on Reuters-21578).
+NTR_DEFAULTS = {"kappa": 0.05, "lambda": 2.0, "gamma": 2.0}
 
 LOSSES: dict[str, LossSpec] = {
     spec.name: spec
@@ -158,13 +275,27 @@ LOSSES: dict[str, LossSpec] = {
                  {}, lambda stats, params: BCELoss()),
         LossSpec(
             "weighted",
-            "BCE with a weight per label: from training frequencies (normalised to mean 1) or given",
-            {"mode": "sqrt_inverse", "weights": None},
+            "BCE with a weight per label (from training frequencies, mean 1, or given) and optional pos_weight",
+            {"mode": "sqrt_inverse", "weights": None, "beta": 0.999, "pos_weight": "none"},
             _weighted,
-            choices={"mode": WEIGHT_MODES},
+            choices={"mode": WEIGHT_MODES, "pos_weight": POS_WEIGHT_MODES},
         ),
         LossSpec("confidence", "BCE on confidence-scored soft targets (a label at 0.6 aims at 0.6)",
                  {}, lambda stats, params: ConfidenceBCELoss()),
+        LossSpec("focal", "focal loss: BCE scaled by (1 - p_t)^gamma; alpha < 0 turns class weighting off",
+                 {"gamma": 2.0, "alpha": -1.0}, lambda stats, p: FocalLoss(p["gamma"], p["alpha"])),
+        LossSpec("asl", "asymmetric loss: separate focusing for positives and negatives, easy negatives clipped",
+                 {"gamma_pos": 1.0, "gamma_neg": 4.0, "clip": 0.05},
+                 lambda stats, p: AsymmetricLoss(p["gamma_pos"], p["gamma_neg"], p["clip"])),
+        LossSpec("cb", "class-balanced loss: weights from the effective number of articles (1 - beta^n)",
+                 {"beta": 0.999, "gamma": 0.0},
+                 lambda stats, p: FocalLoss(p["gamma"], -1.0, _tensor(effective_number_weights(stats, p["beta"])))),
+        LossSpec("db", "distribution-balanced loss: re-balancing weights + negative-tolerant regularisation "
+                 "+ focal term", {"alpha": 0.1, "beta": 10.0, "mu": 0.9, **NTR_DEFAULTS}, _db("rebalance")),
+        LossSpec("cb_ntr", "class-balanced weights + negative-tolerant regularisation + focal term",
+                 {"cb_beta": 0.999, **NTR_DEFAULTS}, _db("cb")),
+        LossSpec("ntr_focal", "negative-tolerant regularisation + focal term, no re-weighting",
+                 dict(NTR_DEFAULTS), _db("none")),
     ]
 }
 
