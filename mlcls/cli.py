@@ -35,7 +35,11 @@ err = Console(stderr=True, soft_wrap=True)
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Records per inference batch.")]
 ThresholdOpt = Annotated[
-    float | None, typer.Option("--threshold", min=0.0, max=1.0, help="Override the run's tuned threshold.")
+    float | None, typer.Option("--threshold", min=0.0, max=1.0, help="One fixed cut-off instead of the run's rule.")
+]
+TopK = Annotated[int | None, typer.Option("--top-k", min=1, help="The K best labels per article instead.")]
+MinLabels = Annotated[
+    int | None, typer.Option("--min-labels", min=0, max=1, help="1: an article left empty gets its best label.")
 ]
 
 
@@ -114,30 +118,57 @@ def train(
 
 @app.command("eval")
 def eval_(
-    run: Annotated[Path | None, typer.Argument(help="Run directory (default: runs/latest).")] = None,
+    runs: Annotated[list[Path] | None, typer.Argument(help="Run directory (default: runs/latest); several with "
+                                                      "--compare.", show_default=False)] = None,
     data: Annotated[Path | None, typer.Option(help="Labelled file (default: the run's data.test).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every number to this JSON file.")] = None,
     threshold: ThresholdOpt = None,
+    top_k: TopK = None,
+    min_labels: MinLabels = None,
+    plots: Annotated[Path | None, typer.Option(help="Write PNG figures into this folder.")] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Score every RUN given; one column per run.")] = False,
+    labels: Annotated[str | None, typer.Option(help="Per-label table: only these labels (comma-separated).")] = None,
+    top: Annotated[int, typer.Option(min=0, help="Per-label table: the N most and N least frequent (0: all).")] = 15,
     batch_size: BatchSize = 64,
     debug: Debug = False,
 ) -> None:
-    """Score a run on labelled data: micro/macro-F1, precision, recall, per-label table."""
+    """Score a run on labelled data: F1, precision, recall, ranking, no-topic articles, per label."""
 
     def body() -> None:
         from mlcls.evaluate import evaluate
-        from mlcls.report import per_label_table, summary_table
+        from mlcls.report import compare_table, per_label_table, summary_table
         from mlcls.rundir import load_run
+        from mlcls.thresholds import with_overrides
 
-        loaded = load_run(run)
-        report = evaluate(loaded, data, batch_size, threshold)
-        out.print(per_label_table(report))
-        out.print(summary_table(report, f"{report['data']} with {loaded.path.name}"))
-        if report["unknown_labels"]:
-            names = ", ".join(f"{k} ({v})" for k, v in list(report["unknown_labels"].items())[:10])
-            err.print(f"note: {len(report['unknown_labels'])} labels in the data are not in the run's "
-                      f"vocabulary and were not scored: {names}", markup=False)
+        if len(runs or []) > 1 and not compare:
+            raise MlclsError("several runs given: add --compare to score them side by side")
+        reports, names = [], []
+        for run in runs or [None]:
+            loaded = load_run(run)
+            rule = with_overrides(loaded.thresholds, threshold, top_k, min_labels)
+            reports.append(evaluate(loaded, data, batch_size, rule, keep_scores=plots is not None))
+            names.append(loaded.path.name if loaded.path.name not in names else f"{loaded.path.name}#{len(names) + 1}")
+            for name, count in list(reports[-1]["unknown_labels"].items())[:10]:
+                err.print(f"note: label '{name}' ({count} records) in {reports[-1]['data']} is not in the "
+                          f"vocabulary of {loaded.path.name}: not scored", markup=False)
+        if compare:
+            out.print(compare_table(names, reports))
+        else:
+            report = reports[0]
+            out.print(per_label_table(report, top, labels.split(",") if labels else None))
+            out.print(summary_table(report, f"{report['data']} with {names[0]}"))
+        if plots is not None:
+            from mlcls.plots import write_plots
+
+            for name, report in zip(names, reports, strict=True):
+                folder = plots / name if compare else plots
+                for path in write_plots(report, folder):
+                    err.print(f"figure written to {path}", markup=False)
+        for report in reports:
+            report.pop("_arrays", None)
         if json_out is not None:
-            _write_atomically(json_out, lambda f: json.dump(report, f, indent=1))
+            payload = dict(zip(names, reports, strict=True)) if compare else reports[0]
+            _write_atomically(json_out, lambda f: json.dump(payload, f, indent=1))
             err.print(f"report written to {json_out}", markup=False)
 
     _guarded(debug, body)
@@ -149,6 +180,8 @@ def predict(
     model: Annotated[Path | None, typer.Option("--model", help="Run directory (default: runs/latest).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output JSONL (default: stdout).")] = None,
     threshold: ThresholdOpt = None,
+    top_k: TopK = None,
+    min_labels: MinLabels = None,
     batch_size: BatchSize = 64,
     debug: Debug = False,
 ) -> None:
@@ -158,15 +191,17 @@ def predict(
         from mlcls.data import FieldSpec, ReadStats, read_records
         from mlcls.predict import write_predictions
         from mlcls.rundir import load_run
+        from mlcls.thresholds import with_overrides
 
         loaded = load_run(model)
+        rule = with_overrides(loaded.thresholds, threshold, top_k, min_labels)
         stats = ReadStats()
-        records = read_records(file, FieldSpec.from_config(loaded.config.data), require_labels=False, stats=stats)
+        fields = FieldSpec.from_config(loaded.config.data)
+        records = read_records(file, fields, require_labels=False, stats=stats)
         if output is None:
-            written = write_predictions(loaded, records, sys.stdout, batch_size, threshold)
+            write_predictions(loaded, records, sys.stdout, batch_size, rule)
         else:
-            written = _write_atomically(
-                output, lambda f: write_predictions(loaded, records, f, batch_size, threshold))
+            written = _write_atomically(output, lambda f: write_predictions(loaded, records, f, batch_size, rule))
             err.print(f"{written} predictions written to {output}", markup=False)
         if stats.blank_lines:
             err.print(f"note: {stats.blank_lines} blank lines in {file} were not records", markup=False)

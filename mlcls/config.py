@@ -98,11 +98,20 @@ class TrainConfig:
 
 @dataclass
 class ThresholdConfig:
-    tune: bool = True  # tune a global threshold for micro-F1 on the validation set
-    default: float = 0.5  # used when tuning is off or there is no validation data
+    # per_label: each label's cut-off maximises its validation F1 (labels with fewer than min_positives
+    # validation positives use the global one); global: one cut-off for micro-F1; fixed: `default`;
+    # top_k: the k best labels of every article.
+    rule: Literal["per_label", "global", "fixed", "top_k"] = "per_label"
+    default: float = 0.5  # the fixed rule's cut-off, and the rule when there is no validation data
+    min_positives: int = 3
+    top_k: int = 1
+    min_labels: int = 0  # 1: an article left empty gets its highest-scoring label
 
     def validate(self) -> None:
         _check(0.0 < self.default < 1.0, "threshold.default must be in (0, 1)")
+        _check(self.min_positives >= 1, "threshold.min_positives must be at least 1")
+        _check(self.top_k >= 1, "threshold.top_k must be at least 1")
+        _check(self.min_labels in (0, 1), "threshold.min_labels must be 0 or 1")
 
 
 @dataclass

@@ -6,41 +6,98 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import coverage_error, label_ranking_average_precision_score, ndcg_score
 
 from mlcls.data import FieldSpec, read_records
 from mlcls.errors import MlclsError
 from mlcls.losses import LabelStats
-from mlcls.metrics import compute_metrics, gold_matrix, micro_f1_counts
+from mlcls.metrics import compute_metrics, frequency_group_scores, gold_matrix, micro_f1_counts
 from mlcls.predict import score_records
 from mlcls.rundir import LoadedRun
+from mlcls.thresholds import DecisionRule
 
 
 def evaluate(
-    run: LoadedRun, data: str | Path | None, batch_size: int, threshold: float | None = None
+    run: LoadedRun, data: str | Path | None, batch_size: int, rule: DecisionRule | None = None,
+    keep_scores: bool = False,
 ) -> dict[str, Any]:
+    """Every number of the report. With keep_scores, the raw arrays are added under "_arrays" (for plots)."""
+    rule = rule or run.thresholds
     path = data if data is not None else run.config.data.test
     if path is None:
         raise MlclsError("no evaluation data: the run's config names no data.test; pass --data FILE")
     records = list(read_records(path, FieldSpec.from_config(run.config.data)))
     encoded = run.labels.encode(records)
     probs = np.concatenate([scores for _, scores in score_records(run, records, batch_size)])
-    predicted = probs >= threshold if threshold is not None else run.thresholds.apply(probs)
+    labels = run.labels.labels
+    predicted = rule.apply(probs, labels)
 
-    report = compute_metrics(encoded.targets, encoded.mask, predicted, run.labels.labels)
+    report = compute_metrics(encoded.targets, encoded.mask, predicted, labels)
     report["run"] = str(run.path)
     report["data"] = str(path)
-    report["threshold"] = threshold if threshold is not None else run.thresholds.value
+    report["decision_rule"] = rule.describe()
     report["unknown_labels"] = dict(encoded.unknown_labels.most_common())
-    report["baseline_micro_f1"] = most_frequent_label_baseline(run, encoded.targets, encoded.mask)
+    report["ranking"] = ranking_metrics(probs, encoded.targets, encoded.mask)
+    report["no_gold_label"] = no_gold_label_stats(predicted, encoded.targets, encoded.mask)
+    stats = _train_stats(run)
+    if stats is not None:
+        counts = dict(zip(stats.labels, stats.positives.tolist(), strict=True))
+        report["frequency_groups"] = frequency_group_scores(report["per_label"], counts)
+        for row in report["per_label"]:
+            row["train_positives"] = counts.get(row["label"], 0.0)
+        report["baseline_micro_f1"] = most_frequent_label_baseline(stats, encoded.targets, encoded.mask)
+    if keep_scores:
+        report["_arrays"] = {"probs": probs, "targets": encoded.targets, "mask": encoded.mask,
+                             "predicted": predicted}
     return report
 
 
-def most_frequent_label_baseline(run: LoadedRun, targets: np.ndarray, mask: np.ndarray) -> float | None:
+def ranking_metrics(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    """Threshold-free quality of the score ranking, over the articles with at least one gold label.
+
+    An article with no gold label has nothing to rank (scikit-learn would count it as perfect for LRAP);
+    not-annotated entries are moved to the bottom of the ranking and count as not relevant.
+    """
+    gold = gold_matrix(targets, mask)
+    rows = gold.sum(axis=1) > 0
+    out: dict[str, Any] = {"articles": int(rows.sum())}
+    if not rows.any():
+        return out
+    gold, scores = gold[rows], np.where(mask[rows] > 0, probs[rows], -1.0)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    for k in (1, 3, 5):
+        k_eff = min(k, scores.shape[1])
+        hits = np.take_along_axis(gold, order[:, :k_eff], axis=1).sum(axis=1)
+        out[f"precision_at_{k}"] = float((hits / k).mean())
+    for k in (3, 5):
+        out[f"ndcg_at_{k}"] = float(ndcg_score(gold, scores, k=k))
+    out["lrap"] = float(label_ranking_average_precision_score(gold, scores))
+    out["coverage_error"] = float(coverage_error(gold, scores))
+    return out
+
+
+def no_gold_label_stats(predicted: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    """The articles with no gold topic: a model that always says something is wrong on all of them."""
+    gold = gold_matrix(targets, mask)
+    rows = gold.sum(axis=1) == 0
+    chosen = predicted[rows] & (mask[rows] > 0)
+    annotated = (mask[rows] > 0).sum()
+    return {
+        "articles": int(rows.sum()),
+        "share_predicted_empty": float((~chosen.any(axis=1)).mean()) if rows.any() else None,
+        # false alarms over the negative entries of those articles (all of their entries are negatives)
+        "false_alarm_rate": float(chosen.sum() / annotated) if annotated else None,
+        "mean_labels_predicted": float(chosen.sum(axis=1).mean()) if rows.any() else None,
+    }
+
+
+def _train_stats(run: LoadedRun) -> LabelStats | None:
+    path = run.path / "label_stats.json"
+    return LabelStats.load(path) if path.exists() else None
+
+
+def most_frequent_label_baseline(stats: LabelStats, targets: np.ndarray, mask: np.ndarray) -> float:
     """Micro-F1 of tagging every article with the training set's most frequent label."""
-    stats_path = run.path / "label_stats.json"
-    if not stats_path.exists():
-        return None
-    stats = LabelStats.load(stats_path)
     pred = np.zeros_like(targets, dtype=bool)
     pred[:, int(np.argmax(stats.positives))] = True
     return micro_f1_counts(gold_matrix(targets, mask).astype(bool), pred & (mask > 0))

@@ -44,11 +44,13 @@ def compute_metrics(
     errors = ((gold != pred) & annotated).sum()
     hamming = float(errors / max(1, annotated.sum()))
 
+    true_pos = (gold & pred).sum(axis=0)
     per_label = [
         {
             "label": name,
             "support": int(support[i]),
             "predicted": int(pred[:, i].sum()),
+            "true_positives": int(true_pos[i]),
             "precision": float(per_p[i]),
             "recall": float(per_r[i]),
             "f1": float(per_f1[i]),
@@ -78,3 +80,25 @@ def micro_f1_counts(gold: np.ndarray, pred: np.ndarray) -> float:
     fp = np.logical_and(~gold, pred).sum()
     fn = np.logical_and(gold, ~pred).sum()
     return float(2 * tp / max(1, 2 * tp + fp + fn))
+
+
+def frequency_group_scores(per_label: list[dict[str, Any]], train_positives: dict[str, float]) -> dict[str, Any]:
+    """Micro- and macro-F1 within the head / medium / tail labels, grouped by training frequency.
+
+    Macro is over the group's labels with gold support in the evaluated data (as for the overall macro).
+    """
+    from mlcls.stats import frequency_group
+
+    groups: dict[str, dict[str, Any]] = {}
+    for name in ("head", "medium", "tail"):
+        rows = [r for r in per_label if frequency_group(train_positives.get(r["label"], 0.0)) == name]
+        tp = sum(r["true_positives"] for r in rows)
+        fp = sum(r["predicted"] - r["true_positives"] for r in rows)
+        fn = sum(r["support"] - r["true_positives"] for r in rows)
+        supported = [r["f1"] for r in rows if r["support"] > 0]
+        groups[name] = {
+            "labels": len(rows),
+            "micro_f1": float(2 * tp / max(1, 2 * tp + fp + fn)),
+            "macro_f1": float(np.mean(supported)) if supported else 0.0,
+        }
+    return groups

@@ -17,6 +17,7 @@ import torch
 from mlcls.batching import inference_batches, pad_batch, tokenize
 from mlcls.data import Record
 from mlcls.rundir import LoadedRun
+from mlcls.thresholds import DecisionRule
 
 CHUNK_RECORDS = 2048
 
@@ -70,12 +71,13 @@ def prediction_line(record: Record, scores: np.ndarray, chosen: np.ndarray, labe
 
 
 def write_predictions(
-    run: LoadedRun, records: Iterable[Record], out: IO[str], batch_size: int, threshold: float | None = None
+    run: LoadedRun, records: Iterable[Record], out: IO[str], batch_size: int, rule: DecisionRule | None = None
 ) -> int:
-    """Write one line per record to `out`; return the number written."""
+    """Write one line per record to `out` (decisions by `rule`, default the run's); return the number written."""
+    rule = rule or run.thresholds
     written = 0
     for chunk, scores in score_records(run, records, batch_size):
-        chosen = scores >= threshold if threshold is not None else run.thresholds.apply(scores)
+        chosen = rule.apply(scores, run.labels.labels)
         for row, record in enumerate(chunk):
             out.write(prediction_line(record, scores[row], chosen[row], run.labels.labels) + "\n")
             written += 1

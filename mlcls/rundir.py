@@ -27,7 +27,7 @@ from typing import Any
 from mlcls.config import Config
 from mlcls.data import LabelSpace
 from mlcls.errors import ConfigError, RunDirError
-from mlcls.thresholds import Thresholds
+from mlcls.thresholds import DecisionRule
 
 REQUIRED_FILES = ("config.yaml", "labels.json", "encoder", "head.safetensors", "thresholds.json")
 LATEST = "latest"
@@ -91,7 +91,7 @@ class LoadedRun:
     path: Path
     config: Config
     labels: LabelSpace
-    thresholds: Thresholds
+    thresholds: DecisionRule
     model: Any  # MultiLabelClassifier, in eval mode on `device`
     tokenizer: Any
     device: Any
@@ -113,9 +113,9 @@ def load_run(run: str | Path | None, device: str = "auto") -> LoadedRun:
         raise RunDirError(f"{path / 'config.yaml'}: {exc}") from None
     try:
         labels = LabelSpace.load(path / "labels.json")
-        thresholds = Thresholds.load(path / "thresholds.json")
     except (ValueError, KeyError, TypeError) as exc:
-        raise RunDirError(f"{path}: labels.json or thresholds.json is corrupt ({exc})") from None
+        raise RunDirError(f"{path / 'labels.json'}: corrupt ({exc})") from None
+    thresholds = DecisionRule.load(path / "thresholds.json")
 
     quiet_transformers()
     trust = config.model.trust_remote_code

@@ -25,7 +25,7 @@ from mlcls.metrics import compute_metrics
 from mlcls.model import build_model
 from mlcls.predict import score_token_ids
 from mlcls.rundir import begin_run, finish_run, save_model, write_json
-from mlcls.thresholds import Thresholds, tune_global
+from mlcls.thresholds import DecisionRule, tune
 
 
 @dataclass
@@ -125,13 +125,14 @@ def train(config: Config, console: Console | None = None) -> TrainResult:
             if val_records:
                 probs = score_token_ids(accelerator.unwrap_model(model), val_ids, pad_id,
                                         config.train.eval_batch_size, device)
-                thresholds = choose_thresholds(config, probs, val_enc.targets, val_enc.mask)
-                metrics = compute_metrics(val_enc.targets, val_enc.mask, thresholds.apply(probs), labels.labels)
+                thresholds = choose_thresholds(config, probs, val_enc.targets, val_enc.mask, labels.labels)
+                predicted = thresholds.apply(probs, labels.labels)
+                metrics = compute_metrics(val_enc.targets, val_enc.mask, predicted, labels.labels)
                 entry.update(val_micro_f1=metrics["micro_f1"], val_macro_f1=metrics["macro_f1"],
-                             threshold=thresholds.value)
+                             decisions=thresholds.describe())
                 improved = best is None or metrics["micro_f1"] > best["metrics"]["micro_f1"]
             else:
-                thresholds, metrics, improved = Thresholds("global", config.threshold.default), {}, True
+                thresholds, metrics, improved = untuned_rule(config), {}, True
             log.append(entry)
             progress.console.print(_epoch_line(entry, config.train.epochs, improved and bool(val_records)))
             if improved:
@@ -237,10 +238,16 @@ def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):
     return get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
 
 
-def choose_thresholds(config: Config, probs, targets, mask) -> Thresholds:
-    if config.threshold.tune:
-        return tune_global(probs, targets, mask)
-    return Thresholds("global", config.threshold.default)
+def choose_thresholds(config: Config, probs, targets, mask, labels: list[str]) -> DecisionRule:
+    t = config.threshold
+    return tune(probs, targets, mask, labels, t.rule, t.default, t.min_positives, t.top_k, t.min_labels)
+
+
+def untuned_rule(config: Config) -> DecisionRule:
+    """With no validation data nothing can be tuned: top_k stays top_k, anything else is the fixed cut-off."""
+    t = config.threshold
+    rule = "top_k" if t.rule == "top_k" else "fixed"
+    return DecisionRule(rule, t.default, top_k=t.top_k, min_labels=t.min_labels)
 
 
 def _precision_name(accelerator) -> str:
@@ -268,7 +275,7 @@ def _epoch_line(entry: dict[str, Any], epochs: int, kept: bool) -> str:
     line = f"epoch {entry['epoch']}/{epochs}  train loss {entry['train_loss']:.4f}"
     if "val_micro_f1" in entry:
         line += (f"  val micro-F1 {entry['val_micro_f1']:.4f}  macro-F1 {entry['val_macro_f1']:.4f}"
-                 f"  (threshold {entry['threshold']:.2f})")
+                 f"  ({entry['decisions']})")
     return line + ("  [green]kept[/]" if kept else "")
 
 

@@ -60,6 +60,32 @@ def test_eval_reaches_f1_one_on_the_memorised_set(trained, tmp_path):
     assert report["records"] == 12 and report["records_without_gold_labels"] == 3
     assert {row["label"] for row in report["per_label"]} == {"cocoa", "grain", "oil"}
     assert "micro-F1" in result.stdout and "macro-F1" in result.stdout
+    # the articles with no topic are counted, and a perfect model leaves them empty
+    assert report["no_gold_label"] == {"articles": 3, "share_predicted_empty": 1.0, "false_alarm_rate": 0.0,
+                                       "mean_labels_predicted": 0.0}
+    assert report["ranking"]["precision_at_1"] == 1.0 and report["ranking"]["lrap"] > 0.9
+    assert report["ranking"]["articles"] == 9
+    assert set(report["frequency_groups"]) == {"head", "medium", "tail"}
+    assert report["decision_rule"].startswith("per-label")
+
+
+def test_eval_overrides_plots_and_compare(trained, tmp_path):
+    folder, _, _ = trained
+    run = str(folder / "runs" / "tiny")
+    result = runner.invoke(app, ["eval", run, "--top-k", "1", "--min-labels", "1", "--json", str(tmp_path / "k.json"),
+                                 "--plots", str(tmp_path / "plots")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "k.json").read_text())
+    assert report["decision_rule"] == "top-1 + at least one label"
+    assert report["no_gold_label"]["share_predicted_empty"] == 0.0  # top-1 tags every article
+    for name in ("per_label_f1_vs_frequency.png", "precision_recall_micro.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = runner.invoke(app, ["eval", run, run, "--compare", "--threshold", "0.99", "--json",
+                                 str(tmp_path / "c.json")])
+    assert result.exit_code == 0, result.output
+    assert "runs compared" in result.stdout and "tail macro-F1" in result.stdout
+    assert set(json.loads((tmp_path / "c.json").read_text())) == {"tiny", "tiny#2"}
+    assert runner.invoke(app, ["eval", run, run]).exit_code == 1  # several runs need --compare
 
 
 def test_predict_keeps_order_ids_and_labels(trained, tmp_path):
@@ -83,6 +109,9 @@ def test_predict_from_stdin_to_stdout(trained):
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["id"] for line in lines] == ["1", "2"]
     assert lines[0]["labels"] == ["oil"] and lines[1]["labels"] == []
+    result = runner.invoke(app, ["predict", "-", "--model", str(folder / "runs" / "tiny"), "--min-labels", "1"],
+                           input=stdin)
+    assert [len(json.loads(line)["labels"]) for line in result.stdout.splitlines()] == [1, 1]
 
 
 def test_bad_record_gives_one_line_error_and_no_output_file(trained, tmp_path):

@@ -5,7 +5,6 @@ import pytest
 from sklearn.metrics import f1_score
 
 from mlcls.metrics import compute_metrics
-from mlcls.thresholds import Thresholds, tune_global
 
 LABELS = ["a", "b", "c"]
 
@@ -57,18 +56,14 @@ def test_soft_gold_counts_from_one_half_and_macro_skips_labels_without_support()
     assert m["labels_with_support"] == 1 and m["macro_f1"] == 1.0
 
 
-def test_tuned_global_threshold_finds_the_separating_cut():
-    probs = np.array([[0.9, 0.30], [0.25, 0.1], [0.35, 0.2], [0.1, 0.28]])
-    gold = np.array([[1, 1], [0, 0], [1, 0], [0, 1]], dtype=np.float32)
-    tuned = tune_global(probs, gold, np.ones_like(gold))
-    assert 0.25 < tuned.value <= 0.28
-    assert tuned.validation_micro_f1 == 1.0
-    assert compute_metrics(gold, np.ones_like(gold), tuned.apply(probs), ["x", "y"])["micro_f1"] == 1.0
-    default = Thresholds("global", 0.5)
-    assert compute_metrics(gold, np.ones_like(gold), default.apply(probs), ["x", "y"])["micro_f1"] < 1.0
+def test_frequency_group_scores():
+    from mlcls.metrics import frequency_group_scores
 
-
-def test_thresholds_round_trip(tmp_path):
-    t = Thresholds("global", 0.37, "validation", 0.91)
-    t.save(tmp_path / "t.json")
-    assert Thresholds.load(tmp_path / "t.json") == t
+    gold = np.array([[1, 0, 1], [1, 1, 0], [0, 0, 1]], dtype=np.float32)
+    pred = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1]], dtype=bool)
+    report = compute_metrics(gold, np.ones_like(gold), pred, LABELS)
+    groups = frequency_group_scores(report["per_label"], {"a": 100, "b": 20, "c": 2})
+    assert groups["head"] == {"labels": 1, "micro_f1": 1.0, "macro_f1": 1.0}
+    # b: TP 1, FP 1 -> F1 2/3; c: TP 1, FN 1 -> F1 2/3
+    assert groups["medium"]["micro_f1"] == pytest.approx(2 / 3)
+    assert groups["tail"]["macro_f1"] == pytest.approx(2 / 3)
