@@ -80,7 +80,9 @@ class MaskedLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         logits, targets, mask = logits.float(), targets.float(), mask.float()
-        per_entry = self.elementwise(logits, targets) * mask
+        # Zero the targets of masked entries too: some losses (db) read a row's other labels, and an entry
+        # that is "not annotated" must not count as a positive there either.
+        per_entry = self.elementwise(logits, targets * mask) * mask
         # clamp: a batch whose entries are all "not annotated" contributes a zero loss, not NaN.
         return per_entry.sum() / mask.sum().clamp_min(1.0)
 

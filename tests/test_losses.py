@@ -44,26 +44,6 @@ def test_bce_matches_formula_and_torch(batch):
     assert torch.allclose(loss(logits, targets, full).double(), torch_ref, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["bce", "weighted", "confidence"])
-def test_masked_entries_contribute_nothing(batch, name):
-    logits, targets, mask = batch
-    loss_fn = build_loss(name, {}, stats())
-    x = logits.clone().requires_grad_(True)
-    value = loss_fn(x, targets, mask)
-    value.backward()
-    assert torch.all(x.grad[mask == 0] == 0)
-    # Moving a masked logit or flipping its target changes neither the loss nor the other gradients.
-    x2 = logits.clone()
-    x2[mask == 0] += 5.0
-    t2 = targets.clone()
-    t2[mask == 0] = 1 - t2[mask == 0]
-    x2.requires_grad_(True)
-    value2 = loss_fn(x2, t2, mask)
-    value2.backward()
-    assert torch.allclose(value, value2)
-    assert torch.allclose(x.grad, x2.grad)
-
-
 def test_masked_mean_is_over_annotated_entries(batch):
     logits, targets, mask = batch
     value = build_loss("bce", {}, stats())(logits, targets, mask)
@@ -130,17 +110,6 @@ def test_loss_is_float32_under_half_precision_inputs(batch, name):
     logits, targets, mask = batch
     value = build_loss(name, {}, stats())(logits.to(torch.bfloat16), targets, mask)
     assert value.dtype == torch.float32
-
-
-def test_confidence_gradcheck_float64(batch):
-    logits, targets, mask = batch
-    soft = targets * 0.7 + 0.1
-    loss_fn = build_loss("confidence", {}, stats())
-
-    def f(x):  # the module casts to float32; gradcheck needs float64 end to end, so use the formula it wraps
-        return loss_fn.elementwise(x, soft).mul(mask).sum() / mask.sum()
-
-    assert torch.autograd.gradcheck(f, (logits.clone().requires_grad_(True),))
 
 
 def test_registry_rejects_unknown_names_and_parameters():
@@ -257,7 +226,8 @@ def test_db_matches_a_row_by_row_reimplementation(batch, name, reweight):
     logits, targets, mask = batch
     n = torch.tensor([8.0, 3.0, 1.0], dtype=torch.float64)  # counts clamp at 1 for a label never seen
     value = build_loss(name, {}, stats())(logits, targets, mask)
-    expected = masked_mean(ref_db(logits, targets, n, 10, reweight=reweight), mask)
+    # a not-annotated entry is no positive, also not in the row's instance-level sampling rate
+    expected = masked_mean(ref_db(logits, targets * mask, n, 10, reweight=reweight), mask)
     assert torch.allclose(value.double(), expected, atol=1e-5)
 
 
@@ -266,7 +236,7 @@ def test_db_parameters_reach_the_formula(batch):
     n = torch.tensor([8.0, 3.0, 1.0], dtype=torch.float64)
     params = {"alpha": 0.3, "beta": 5.0, "mu": 0.5, "kappa": 0.2, "lambda": 3.0, "gamma": 1.0}
     value = build_loss("db", params, stats())(logits, targets, mask)
-    expected = masked_mean(ref_db(logits, targets, n, 10, 0.3, 5.0, 0.5, 0.2, 3.0, 1.0), mask)
+    expected = masked_mean(ref_db(logits, targets * mask, n, 10, 0.3, 5.0, 0.5, 0.2, 3.0, 1.0), mask)
     assert torch.allclose(value.double(), expected, atol=1e-5)
 
 
@@ -301,10 +271,13 @@ def test_every_loss_respects_masks_and_no_label_rows(batch, name):
     value.backward()
     assert torch.isfinite(value) and value.dtype == torch.float32
     assert torch.all(x.grad[mask == 0] == 0)
+    # Moving a masked logit or flipping its target changes neither the loss nor the other gradients.
     x2 = logits.clone()
     x2[mask == 0] -= 3.0
     x2.requires_grad_(True)
-    value2 = loss_fn(x2, targets, mask)
+    flipped = targets.clone()
+    flipped[mask == 0] = 1 - flipped[mask == 0]
+    value2 = loss_fn(x2, flipped, mask)
     value2.backward()
     assert torch.allclose(value, value2) and torch.allclose(x.grad, x2.grad)
     # a batch of label-less rows only is finite and pushes every score down
