@@ -37,10 +37,15 @@ def staging_dir(final: Path) -> Path:
     return final.parent / f".{final.name}.incomplete"
 
 
-def begin_run(runs_root: Path, name: str) -> Path:
+def ensure_new_run(runs_root: Path, name: str) -> Path:
     final = runs_root / name
     if final.exists():
         raise RunDirError(f"{final}: a run with this name exists already (choose another --name)")
+    return final
+
+
+def begin_run(runs_root: Path, name: str) -> Path:
+    final = ensure_new_run(runs_root, name)  # checked again: another run may have taken the name meanwhile
     staging = staging_dir(final)
     if staging.exists():
         shutil.rmtree(staging)  # left by an earlier killed run of the same name

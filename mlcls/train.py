@@ -18,13 +18,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mlcls.batching import length_grouped_batches, pad_batch, tokenize
 from mlcls.config import Config
-from mlcls.data import FieldSpec, LabelSpace, Record, read_records
+from mlcls.data import FieldSpec, LabelSpace, ReadStats, Record, read_records
 from mlcls.errors import ConfigError, DataError
 from mlcls.losses import LabelStats, build_loss
 from mlcls.metrics import compute_metrics
 from mlcls.model import build_model
 from mlcls.predict import score_token_ids
-from mlcls.rundir import begin_run, finish_run, save_model, write_json
+from mlcls.rundir import begin_run, ensure_new_run, finish_run, save_model, write_json
 from mlcls.thresholds import DecisionRule, tune
 
 
@@ -41,9 +41,9 @@ def train(config: Config, console: Console | None = None) -> TrainResult:
     # ---------------------------------------------------------------- setup: data
     seed_everything(config.train.seed)
     fields = FieldSpec.from_config(config.data)
-    train_records = list(read_records(config.data.train, fields))
+    train_records = read_all(config.data.train, fields, console)
     if config.data.validation:
-        val_records = list(read_records(config.data.validation, fields))
+        val_records = read_all(config.data.validation, fields, console)
     else:
         train_records, val_records = hold_out(train_records, config.data.val_fraction, config.train.seed)
     labels = LabelSpace.from_records(train_records)
@@ -63,8 +63,7 @@ def train(config: Config, console: Console | None = None) -> TrainResult:
     # ---------------------------------------------------------------- setup: model, loss, optimizer
     run_name = config.output.name or _default_run_name(config)
     runs_root = Path(config.output.dir)
-    if (runs_root / run_name).exists():
-        raise ConfigError(f"{runs_root / run_name}: a run with this name exists already (choose another name)")
+    ensure_new_run(runs_root, run_name)  # fail now, not after an hour of training
     accelerator = make_accelerator(config.train.device, config.train.precision)
     device = accelerator.device
     loss_fn = build_loss(config.loss.name, config.loss.params, stats).to(device)
@@ -176,6 +175,14 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def read_all(path: str, fields: FieldSpec, console: Console) -> list[Record]:
+    stats = ReadStats()
+    records = list(read_records(path, fields, stats=stats))
+    if stats.blank_lines:
+        console.print(f"note: {stats.blank_lines} blank lines in {path} were not records", markup=False)
+    return records
 
 
 def hold_out(records: list[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
