@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -342,16 +341,10 @@ def _data_options(data: Path | None) -> dict[str, Any]:
 
 def _write_atomically(path: Path, write: Callable[[Any], Any]) -> Any:
     """Write to a temporary file beside `path`, then rename: an error or a kill leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            result = write(handle)
-        os.replace(tmp, path)
-        return result
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from mlcls.atomic import atomic_open
+
+    with atomic_open(path) as handle:
+        return write(handle)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+from mlcls.atomic import atomic_open
 from mlcls.errors import MlclsError
 
 CHUNK = 1 << 16
@@ -45,11 +46,9 @@ def fetch(url: str, dest: Path, checksum: str, console: Console | None = None, t
     algorithm, expected = parse_checksum(checksum)
     if dest.is_file() and file_digest(dest, algorithm) == expected:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     digest = hashlib.new(algorithm)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_open(dest, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with _progress(console) as progress:
                 task = progress.add_task(f"downloading {url.rsplit('/', 1)[-1]}", total=total)
@@ -57,15 +56,12 @@ def fetch(url: str, dest: Path, checksum: str, console: Console | None = None, t
                     out.write(chunk)
                     digest.update(chunk)
                     progress.advance(task, len(chunk))
-        if digest.hexdigest() != expected:
-            raise MlclsError(f"{url}: checksum mismatch ({algorithm} expected {expected}, got {digest.hexdigest()}); "
-                             "nothing was kept")
-        os.replace(partial, dest)
+            if digest.hexdigest() != expected:  # raised inside atomic_open: the partial file is removed
+                raise MlclsError(f"{url}: checksum mismatch ({algorithm} expected {expected}, "
+                                 f"got {digest.hexdigest()}); nothing was kept")
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise MlclsError(f"cannot download {url} ({reason}); offline? pass --source with a local copy") from None
-    finally:
-        partial.unlink(missing_ok=True)
     return dest
 
 

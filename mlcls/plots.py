@@ -51,11 +51,12 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    from mlcls.atomic import atomic_open
+
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, dpi=110, format="png")
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlcls.atomic import atomic_open
 from mlcls.errors import DataError
 
 CATEGORY_FIELDS = ("topics", "places", "people", "orgs", "exchanges")
@@ -170,14 +171,10 @@ def make_split(articles: list[Article], split: str = "modapte", category: str = 
 
 def write_split(result: Split, out_dir: Path) -> dict[str, Path]:
     """train.jsonl and test.jsonl, each written to a temporary name and renamed when complete."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, records in (("train", result.train), ("test", result.test)):
-        path = out_dir / f"{name}.jsonl"
-        tmp = out_dir / f".{name}.jsonl.tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
+        paths[name] = out_dir / f"{name}.jsonl"
+        with atomic_open(paths[name]) as handle:
             for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        tmp.replace(path)
-        paths[name] = path
     return paths
