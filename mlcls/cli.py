@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +37,17 @@ BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Records per
 ThresholdOpt = Annotated[
     float | None, typer.Option("--threshold", min=0.0, max=1.0, help="One fixed cut-off instead of the run's rule.")
 ]
+class OnErrorPolicy(str, Enum):
+    fail = "fail"
+    skip = "skip"
+
+
+OnError = Annotated[
+    OnErrorPolicy | None,
+    typer.Option("--on-error", help="A bad record: stop (fail), or skip and count it (skip). Default: the config's "
+                 "data.on_error (predict: fail)."),
+]
+Rejects = Annotated[Path | None, typer.Option("--rejects", help="With --on-error skip: copy skipped lines here.")]
 TopK = Annotated[int | None, typer.Option("--top-k", min=1, help="The K best labels per article instead.")]
 MinLabels = Annotated[
     int | None, typer.Option("--min-labels", min=0, max=1, help="1: an article left empty gets its best label.")
@@ -85,6 +97,8 @@ def train(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for runs (default: runs).")] = None,
     name: Annotated[str | None, typer.Option(help="Run name (default: timestamp and loss).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    on_error: OnError = None,
+    rejects: Rejects = None,
     debug: Debug = False,
 ) -> None:
     """Fine-tune a classifier and write a self-contained run directory (runs/<name>, runs/latest)."""
@@ -95,7 +109,7 @@ def train(
         options: dict[str, Any] = {
             "loss.name": loss, "train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size,
             "model.max_length": max_length, "model.encoder": model, "output.dir": _str(out_dir),
-            "output.name": name, "train.seed": seed,
+            "output.name": name, "train.seed": seed, "data.on_error": on_error and on_error.value,
         }
         options.update(_data_options(data))
         cfg = load_config(config, set_ or [], options)
@@ -104,7 +118,8 @@ def train(
 
         from mlcls.train import train as run_training
 
-        result = run_training(cfg, err)
+        with _rejects_file(rejects) as rejected:
+            result = run_training(cfg, err, rejected)
         val = result.metrics["validation"]
         if val:
             out.print(f"validation (epoch {result.metrics['best_epoch']}): micro-F1 {val['micro_f1']:.4f}  "
@@ -128,12 +143,15 @@ def eval_(
     compare: Annotated[bool, typer.Option("--compare", help="Score every RUN given; one column per run.")] = False,
     labels: Annotated[str | None, typer.Option(help="Per-label table: only these labels (comma-separated).")] = None,
     top: Annotated[int, typer.Option(min=0, help="Per-label table: the N most and N least frequent (0: all).")] = 15,
+    on_error: OnError = None,
+    rejects: Rejects = None,
     batch_size: BatchSize = 64,
     debug: Debug = False,
 ) -> None:
     """Score a run on labelled data: F1, precision, recall, ranking, no-topic articles, per label."""
 
     def body() -> None:
+        from mlcls.data import ReadPolicy
         from mlcls.evaluate import evaluate
         from mlcls.report import compare_table, per_label_table, summary_table
         from mlcls.rundir import load_run
@@ -145,7 +163,12 @@ def eval_(
         for run in runs or [None]:
             loaded = load_run(run)
             rule = with_overrides(loaded.thresholds, threshold, top_k, min_labels)
-            reports.append(evaluate(loaded, data, batch_size, rule, keep_scores=plots is not None))
+            with _rejects_file(rejects) as rejected:
+                policy = ReadPolicy(on_error.value if on_error else loaded.config.data.on_error, rejected)
+                reports.append(evaluate(loaded, data, batch_size, rule, plots is not None, policy))
+            for path in policy.stats:
+                for line in policy.report(path):
+                    err.print(f"note: {line}", markup=False)
             names.append(loaded.path.name if loaded.path.name not in names else f"{loaded.path.name}#{len(names) + 1}")
             for name, count in list(reports[-1]["unknown_labels"].items())[:10]:
                 err.print(f"note: label '{name}' ({count} records) in {reports[-1]['data']} is not in the "
@@ -181,29 +204,32 @@ def predict(
     threshold: ThresholdOpt = None,
     top_k: TopK = None,
     min_labels: MinLabels = None,
+    on_error: OnError = None,
+    rejects: Rejects = None,
     batch_size: BatchSize = 64,
     debug: Debug = False,
 ) -> None:
     """Tag articles: one JSONL line per input record, in input order, with labels and scores."""
 
     def body() -> None:
-        from mlcls.data import FieldSpec, ReadStats, read_records
+        from mlcls.data import FieldSpec, ReadPolicy, read_records
         from mlcls.predict import write_predictions
         from mlcls.rundir import load_run
         from mlcls.thresholds import with_overrides
 
         loaded = load_run(model)
         rule = with_overrides(loaded.thresholds, threshold, top_k, min_labels)
-        stats = ReadStats()
         fields = FieldSpec.from_config(loaded.config.data)
-        records = read_records(file, fields, require_labels=False, stats=stats)
-        if output is None:
-            write_predictions(loaded, records, sys.stdout, batch_size, rule)
-        else:
-            written = _write_atomically(output, lambda f: write_predictions(loaded, records, f, batch_size, rule))
-            err.print(f"{written} predictions written to {output}", markup=False)
-        if stats.blank_lines:
-            err.print(f"note: {stats.blank_lines} blank lines in {file} were not records", markup=False)
+        with _rejects_file(rejects) as rejected:
+            policy = ReadPolicy(on_error.value if on_error else "fail", rejected)
+            records = read_records(file, fields, require_labels=False, policy=policy)
+            if output is None:
+                write_predictions(loaded, records, sys.stdout, batch_size, rule)
+            else:
+                written = _write_atomically(output, lambda f: write_predictions(loaded, records, f, batch_size, rule))
+                err.print(f"{written} predictions written to {output}", markup=False)
+        for line in policy.report(file):
+            err.print(f"note: {line}", markup=False)
 
     _guarded(debug, body)
 
@@ -337,6 +363,18 @@ def _data_options(data: Path | None) -> dict[str, Any]:
         if (data / filename).is_file():
             options[key] = str(data / filename)
     return options
+
+
+@contextmanager
+def _rejects_file(path: Path | None):
+    """The --rejects file, written atomically (and only complete when the command succeeds), or None."""
+    if path is None:
+        yield None
+        return
+    from mlcls.atomic import atomic_open
+
+    with atomic_open(path, "wb") as handle:
+        yield handle
 
 
 def _write_atomically(path: Path, write: Callable[[Any], Any]) -> Any:

@@ -34,6 +34,7 @@ class DataConfig:
     label_field: str = "labels"
     id_field: str = "id"
     label_separator: str = ";"  # CSV only: "a;b" in one cell (a JSON list or object also works)
+    on_error: Literal["fail", "skip"] = "fail"  # a bad record stops the run, or is skipped and counted
 
     def validate(self) -> None:
         _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction must be in [0, 1)")

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -57,18 +57,47 @@ class ReadStats:
 
     records: int = 0
     blank_lines: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> lines skipped under on_error="skip"
+
+
+ON_ERROR = ("fail", "skip")
+
+
+@dataclass
+class ReadPolicy:
+    """What to do with a bad record: stop with its error (`fail`), or skip it, count it by reason and,
+    given a `rejects` file, copy the line there (`skip`). One policy for the train, eval and predict readers."""
+
+    on_error: str = "fail"
+    rejects: IO[bytes] | None = None
+    stats: dict[str, ReadStats] = field(default_factory=dict)  # per file read
+
+    def report(self, path: str | Path) -> list[str]:
+        stats = self.stats.get(str(path))
+        if stats is None:
+            return []
+        lines = []
+        if stats.skipped:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in stats.skipped.most_common())
+            lines.append(f"skipped {sum(stats.skipped.values())} lines of {path}: {reasons}")
+        if stats.blank_lines:
+            lines.append(f"{stats.blank_lines} blank lines in {path} were not records")
+        return lines
 
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".parquet")
 
 
 def read_records(
-    path: str | Path, fields: FieldSpec = FieldSpec(), require_labels: bool = True,
-    stats: ReadStats | None = None,
+    path: str | Path, fields: FieldSpec = FieldSpec(), require_labels: bool = True, policy: ReadPolicy | None = None,
 ) -> Iterator[Record]:
-    """Yield validated records, lazily (constant memory for JSONL). Raises DataError on the first bad one."""
+    """Yield validated records, lazily (constant memory for JSONL). A bad record raises DataError, or is
+    skipped and counted under policy.on_error == "skip"."""
+    policy = policy if policy is not None else ReadPolicy()
+    if policy.on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}")
+    stats = policy.stats.setdefault(str(path), ReadStats())
     path = Path(path)
-    stats = stats if stats is not None else ReadStats()
     if str(path) != "-" and not path.is_file():
         raise DataError(path, None, "file not found")
     suffix = path.suffix.lower()
@@ -78,15 +107,28 @@ def read_records(
         rows = _table_rows(path, suffix)
     else:
         raise DataError(path, None, f"unsupported file type '{suffix}' (use one of {', '.join(SUPPORTED_SUFFIXES)})")
-    for line, row in rows:
-        record = parse_record(row, path, line, fields, require_labels, from_csv=suffix == ".csv")
+    for line, row, raw in rows:
+        try:
+            if isinstance(row, DataError):
+                raise row
+            record = parse_record(row, path, line, fields, require_labels, from_csv=suffix == ".csv")
+        except DataError as exc:
+            if policy.on_error == "fail":
+                raise
+            stats.skipped[exc.reason] += 1
+            if policy.rejects is not None:
+                policy.rejects.write(raw if raw.endswith(b"\n") else raw + b"\n")
+            continue
         stats.records += 1
         yield record
     if stats.records == 0:
-        raise DataError(path, None, "no records: the file is empty")
+        skipped = sum(stats.skipped.values())
+        raise DataError(path, None, f"no records: all {skipped} lines were skipped as bad" if skipped
+                        else "no records: the file is empty")
 
 
-def _jsonl_rows(path: Path, stats: ReadStats) -> Iterator[tuple[int, Any]]:
+def _jsonl_rows(path: Path, stats: ReadStats) -> Iterator[tuple[int, Any, bytes]]:
+    """(line number, parsed JSON or the DataError that parsing it raised, the raw bytes)."""
     import sys
 
     handle = sys.stdin.buffer if str(path) == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
@@ -95,22 +137,25 @@ def _jsonl_rows(path: Path, stats: ReadStats) -> Iterator[tuple[int, Any]]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DataError(path, number, f"not valid UTF-8 (byte {exc.start + 1} of the line)") from None
+                yield number, DataError(path, number, f"not valid UTF-8 (byte {exc.start + 1} of the line)"), raw
+                continue
             if number == 1:
                 text = text.lstrip("\ufeff")  # a byte-order mark is not part of the record
             if not text.strip():
                 stats.blank_lines += 1
                 continue
             try:
-                yield number, json.loads(text)
+                yield number, json.loads(text), raw
             except json.JSONDecodeError as exc:
-                raise DataError(path, number, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+                yield number, DataError(path, number, f"invalid JSON: {exc.msg} (column {exc.colno})"), raw
+            except RecursionError:  # "[[[[..." nested deeper than the parser allows
+                yield number, DataError(path, number, "invalid JSON: nested too deeply"), raw
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
 
 
-def _table_rows(path: Path, suffix: str) -> Iterator[tuple[int, Any]]:
+def _table_rows(path: Path, suffix: str) -> Iterator[tuple[int, Any, bytes]]:
     # CSV and Parquet go through `datasets` (typed columns, Arrow-backed, cached); JSONL is read by hand
     # above because we want line numbers in every error and lazy reading of huge prediction inputs.
     from datasets import Dataset
@@ -125,7 +170,7 @@ def _table_rows(path: Path, suffix: str) -> Iterator[tuple[int, Any]]:
     # Row 1 of a CSV is its header: data row i is on line i + 1.
     offset = 2 if suffix == ".csv" else 1
     for i, row in enumerate(table):
-        yield i + offset, row
+        yield i + offset, row, json.dumps(row, ensure_ascii=False, default=str).encode()
 
 
 def parse_record(
@@ -139,15 +184,16 @@ def parse_record(
     if not present:
         quoted = ", ".join(f"'{name}'" for name in fields.text_fields)
         if several:
-            raise DataError(path, line, f"missing text: none of the fields {quoted} is present")
+            raise DataError(path, line, f"missing text: none of the fields {quoted} is present", reason="missing text")
         if fields.text_fields[0] in row:
-            raise DataError(path, line, f"text field {quoted} must be a string, got null")
-        raise DataError(path, line, f"missing text field {quoted}")
+            raise DataError(path, line, f"text field {quoted} must be a string, got null", reason="missing text")
+        raise DataError(path, line, f"missing text field {quoted}", reason="missing text")
     # With several text fields (e.g. title + body) one may be absent, as an article may have no body.
     for name in present:
         value = row[name]
         if not isinstance(value, str):
-            raise DataError(path, line, f"text field '{name}' must be a string, got {_json_type(value)}")
+            raise DataError(path, line, f"text field '{name}' must be a string, got {_json_type(value)}",
+                            reason="text not a string")
         if value.strip():
             parts.append(value.strip())
     if not parts:
@@ -158,11 +204,11 @@ def parse_record(
     if record_id is None:
         record_id = str(line)
     elif isinstance(record_id, bool) or not isinstance(record_id, str | int):
-        raise DataError(path, line, f"id field '{fields.id_field}' must be a string or an integer")
+        raise DataError(path, line, f"id field '{fields.id_field}' must be a string or an integer", reason="bad id")
 
     if fields.label_field not in row or (from_csv and row[fields.label_field] is None and not require_labels):
         if require_labels:
-            raise DataError(path, line, f"missing labels field '{fields.label_field}'")
+            raise DataError(path, line, f"missing labels field '{fields.label_field}'", reason="missing labels")
         labels = None
     else:
         raw_labels = row[fields.label_field]
@@ -183,7 +229,7 @@ def _labels_from_cell(cell: Any, separator: str, path: Path, line: int) -> Any:
         try:
             return json.loads(cell)
         except json.JSONDecodeError as exc:
-            raise DataError(path, line, f"labels cell is not valid JSON: {exc.msg}") from None
+            raise DataError(path, line, f"labels cell is not valid JSON: {exc.msg}", reason="bad labels") from None
     return [part.strip() for part in cell.split(separator) if part.strip()]
 
 
@@ -192,7 +238,8 @@ def parse_labels(raw: Any, path: Path, line: int) -> Labels:
         labels: Labels = {}
         for item in raw:
             if not isinstance(item, str) or not item:
-                raise DataError(path, line, f"labels list must hold non-empty strings, got {_json_type(item)}")
+                raise DataError(path, line, f"labels list must hold non-empty strings, got {_json_type(item)}",
+                                reason="bad labels")
             labels[item] = 1.0
         return labels
     if isinstance(raw, dict):
@@ -204,14 +251,16 @@ def parse_labels(raw: Any, path: Path, line: int) -> Labels:
             if isinstance(conf, bool) or not isinstance(conf, int | float) or math.isnan(conf):
                 raise DataError(
                     path, line, f"confidence of label '{name}' must be a number in [0, 1] or null, "
-                    f"got {_json_type(conf)}"
+                    f"got {_json_type(conf)}", reason="bad labels",
                 )
             if not 0.0 <= conf <= 1.0:
-                raise DataError(path, line, f"confidence of label '{name}' is {conf}, outside [0, 1]")
+                raise DataError(path, line, f"confidence of label '{name}' is {conf}, outside [0, 1]",
+                                reason="bad labels")
             labels[name] = float(conf)
         return labels
     raise DataError(
-        path, line, f"labels must be a list of names or an object of label -> confidence, got {_json_type(raw)}"
+        path, line, f"labels must be a list of names or an object of label -> confidence, got {_json_type(raw)}",
+        reason="bad labels",
     )
 
 

@@ -16,10 +16,12 @@ class ConfigError(MlclsError):
 class DataError(MlclsError):
     """A bad input file or record; the message names the file and, where there is one, the line."""
 
-    def __init__(self, path: str | Path, line: int | None, problem: str):
+    def __init__(self, path: str | Path, line: int | None, problem: str, reason: str | None = None):
         self.path = str(path)
         self.line = line
         self.problem = problem
+        # A short name of the kind of problem, for "skipped 12 lines: 9 invalid JSON, 3 empty text".
+        self.reason = reason or problem.split(":")[0].split(" (")[0]
         where = f"{path}:{line}" if line is not None else f"{path}"
         super().__init__(f"{where}: {problem}")
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import coverage_error, label_ranking_average_precision_score, ndcg_score
 
-from mlcls.data import FieldSpec, read_records
+from mlcls.data import FieldSpec, ReadPolicy, read_records
 from mlcls.errors import MlclsError
 from mlcls.losses import LabelStats
 from mlcls.metrics import compute_metrics, frequency_group_scores, gold_matrix, micro_f1_counts
@@ -19,14 +19,15 @@ from mlcls.thresholds import DecisionRule
 
 def evaluate(
     run: LoadedRun, data: str | Path | None, batch_size: int, rule: DecisionRule | None = None,
-    keep_scores: bool = False,
+    keep_scores: bool = False, policy: ReadPolicy | None = None,
 ) -> dict[str, Any]:
     """Every number of the report. With keep_scores, the raw arrays are added under "_arrays" (for plots)."""
     rule = rule or run.thresholds
     path = data if data is not None else run.config.data.test
     if path is None:
         raise MlclsError("no evaluation data: the run's config names no data.test; pass --data FILE")
-    records = list(read_records(path, FieldSpec.from_config(run.config.data)))
+    policy = policy or ReadPolicy(run.config.data.on_error)
+    records = list(read_records(path, FieldSpec.from_config(run.config.data), policy=policy))
     encoded = run.labels.encode(records)
     probs = np.concatenate([scores for _, scores in score_records(run, records, batch_size)])
     labels = run.labels.labels
@@ -37,6 +38,7 @@ def evaluate(
     report["data"] = str(path)
     report["decision_rule"] = rule.describe()
     report["unknown_labels"] = dict(encoded.unknown_labels.most_common())
+    report["skipped_lines"] = dict(policy.stats[str(path)].skipped)
     report["ranking"] = ranking_metrics(probs, encoded.targets, encoded.mask)
     report["no_gold_label"] = no_gold_label_stats(predicted, encoded.targets, encoded.mask)
     stats = _train_stats(run)

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mlcls.batching import length_grouped_batches, pad_batch, tokenize
 from mlcls.config import Config
-from mlcls.data import FieldSpec, LabelSpace, ReadStats, Record, read_records
+from mlcls.data import FieldSpec, LabelSpace, ReadPolicy, Record, read_records
 from mlcls.errors import ConfigError, DataError
 from mlcls.losses import LabelStats, build_loss
 from mlcls.metrics import compute_metrics
@@ -34,16 +34,17 @@ class TrainResult:
     metrics: dict[str, Any]  # validation metrics of the kept epoch, plus timings
 
 
-def train(config: Config, console: Console | None = None) -> TrainResult:
+def train(config: Config, console: Console | None = None, rejects: IO[bytes] | None = None) -> TrainResult:
     console = console or Console(stderr=True)
     started = time.perf_counter()
 
     # ---------------------------------------------------------------- setup: data
     seed_everything(config.train.seed)
     fields = FieldSpec.from_config(config.data)
-    train_records = read_all(config.data.train, fields, console)
+    policy = ReadPolicy(config.data.on_error, rejects)
+    train_records = read_all(config.data.train, fields, console, policy)
     if config.data.validation:
-        val_records = read_all(config.data.validation, fields, console)
+        val_records = read_all(config.data.validation, fields, console, policy)
     else:
         train_records, val_records = hold_out(train_records, config.data.val_fraction, config.train.seed)
     labels = LabelSpace.from_records(train_records)
@@ -177,11 +178,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def read_all(path: str, fields: FieldSpec, console: Console) -> list[Record]:
-    stats = ReadStats()
-    records = list(read_records(path, fields, stats=stats))
-    if stats.blank_lines:
-        console.print(f"note: {stats.blank_lines} blank lines in {path} were not records", markup=False)
+def read_all(path: str, fields: FieldSpec, console: Console, policy: ReadPolicy) -> list[Record]:
+    records = list(read_records(path, fields, policy=policy))
+    for line in policy.report(path):
+        console.print(f"note: {line}", markup=False)
     return records
 
 

@@ -172,3 +172,39 @@ def test_help_does_not_import_torch():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_skip_policy_on_the_command_line(trained, tmp_path):
+    folder, data, _ = trained
+    run = str(folder / "runs" / "tiny")
+    bad = write_jsonl(tmp_path / "mixed.jsonl", ['{"id": "a", "text": "crude oil"}', '{"id": "b", "text": 4}', "{",
+                                                 '{"id": "c", "text": "cocoa beans"}'])
+    out, rejects = tmp_path / "pred.jsonl", tmp_path / "rejects.jsonl"
+    result = runner.invoke(app, ["predict", str(bad), "--model", run, "-o", str(out), "--on-error", "skip",
+                                 "--rejects", str(rejects)])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "c"]
+    assert rejects.read_text().splitlines() == ['{"id": "b", "text": 4}', "{"]
+    assert f"note: skipped 2 lines of {bad}: 1 text not a string, 1 invalid JSON" in result.stderr
+
+    labelled = write_jsonl(tmp_path / "labelled.jsonl", [*TINY_RECORDS, '{"text": "x", "labels": "oil"}'])
+    result = runner.invoke(app, ["eval", run, "--data", str(labelled), "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 1 and f"{labelled}:13: labels must be a list" in result.stderr  # the run's policy: fail
+    result = runner.invoke(app, ["eval", run, "--data", str(labelled), "--on-error", "skip", "--json",
+                                 str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["records"] == 12 and report["skipped_lines"] == {"bad labels": 1}
+
+
+def test_train_skips_bad_records_when_asked(tmp_path, tiny_encoder):
+    data = write_jsonl(tmp_path / "tiny.jsonl", [*TINY_RECORDS, '{"text": "", "labels": []}', "not json"])
+    config = tiny_config(tmp_path, tiny_encoder, data)
+    result = runner.invoke(app, ["train", "-c", str(config), "--epochs", "1", "--name", "fails"])
+    assert result.exit_code == 1 and f"{data}:13: empty text" in result.stderr
+    rejects = tmp_path / "rejected.jsonl"
+    result = runner.invoke(app, ["train", "-c", str(config), "--epochs", "1", "--name", "skips", "--on-error", "skip",
+                                 "--rejects", str(rejects)])
+    assert result.exit_code == 0, result.output
+    assert f"skipped 2 lines of {data}: 1 empty text, 1 invalid JSON" in result.stderr
+    assert len(rejects.read_text().splitlines()) == 4  # the same two lines, read once as train, once as validation

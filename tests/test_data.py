@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mlcls.data import FieldSpec, LabelSpace, ReadStats, read_records
+from mlcls.data import FieldSpec, LabelSpace, ReadPolicy, read_records
 from mlcls.errors import DataError
 from tests.conftest import write_jsonl
 
@@ -27,10 +27,11 @@ def test_reads_hard_soft_masked_and_empty_labels(tmp_path):
 def test_bom_crlf_and_blank_lines_are_tolerated_and_counted(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_bytes(b'\xef\xbb\xbf{"text": "a", "labels": []}\r\n\r\n{"text": "b", "labels": ["x"]}\r\n')
-    stats = ReadStats()
-    records = list(read_records(path, stats=stats))
+    policy = ReadPolicy()
+    records = list(read_records(path, policy=policy))
     assert [r.text for r in records] == ["a", "b"]
     assert records[1].line == 3
+    stats = policy.stats[str(path)]
     assert stats.blank_lines == 1 and stats.records == 2
 
 
@@ -152,3 +153,71 @@ def test_unknown_labels_are_counted_not_fatal(tmp_path):
     encoded = space.encode(list(read_records(path)))
     assert encoded.unknown_labels == {"tea": 2, "rubber": 1}
     np.testing.assert_array_equal(encoded.targets, [[1, 0], [0, 0]])
+
+
+# --------------------------------------------------------------------------- the bad-input policy
+
+MIXED = (
+    b'\xef\xbb\xbf{"id": "ok1", "text": "fine", "labels": ["a"]}\r\n'  # BOM and CRLF: fine
+    b"\n"  # blank: not a record
+    b'{"id": "j", "text": "broken", "labels": [}\n'  # invalid JSON
+    b'{"id": "u", "text": "caf\xe9", "labels": []}\n'  # not UTF-8
+    b'{"id": "e", "text": "  ", "labels": []}\n'  # empty text
+    b'{"id": "n", "text": 7, "labels": []}\n'  # text not a string
+    b'{"id": "c", "text": "x", "labels": {"a": 3}}\n'  # confidence out of range
+    b'{"id": "long", "text": "' + b"word " * 200_000 + b'", "labels": []}\n'  # ~1 MB of text: fine
+    b'{"id": "t", "text": "truncated last li'  # a last line cut off mid-record
+)
+
+
+def test_skip_policy_counts_by_reason_and_keeps_the_rejected_lines(tmp_path):
+    import io
+
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(MIXED)
+    rejects = io.BytesIO()
+    policy = ReadPolicy("skip", rejects)
+    records = list(read_records(path, policy=policy))
+    assert [r.id for r in records] == ["ok1", "long"]
+    stats = policy.stats[str(path)]
+    assert stats.skipped == {"invalid JSON": 2, "not valid UTF-8": 1, "empty text": 1, "text not a string": 1,
+                             "bad labels": 1}
+    assert stats.blank_lines == 1
+    assert policy.report(path)[0] == (f"skipped 6 lines of {path}: 2 invalid JSON, 1 not valid UTF-8, 1 empty text, "
+                                      "1 text not a string, 1 bad labels")
+    rejected = rejects.getvalue().splitlines()
+    assert len(rejected) == 6 and rejected[0].startswith(b'{"id": "j"') and rejected[-1].endswith(b"last li")
+
+    with pytest.raises(DataError, match=r"mixed\.jsonl:3: invalid JSON"):  # the default policy stops at the first
+        list(read_records(path))
+
+
+def test_skip_policy_with_nothing_left_is_still_an_error(tmp_path):
+
+    path = write_jsonl(tmp_path / "bad.jsonl", ["{", "[]"])
+    with pytest.raises(DataError, match="no records: all 2 lines were skipped as bad"):
+        list(read_records(path, policy=ReadPolicy("skip")))
+
+
+def test_reader_fuzz_any_bytes_give_records_or_a_clear_error(tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+
+    fragments = st.sampled_from([b'{"text": "a", "labels": ["x"]}', b'{"text": ', b'"labels": {"x": 0.5}', b"}",
+                                 b"\n", b"\r\n", b"\xff", b"\xef\xbb\xbf", b"null", b"[", b'"', b"1e999", b"{}"])
+    data = st.one_of(st.binary(max_size=200), st.lists(fragments, max_size=30).map(b"".join))
+    path = tmp_path / "fuzz.jsonl"
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(data, st.sampled_from(["fail", "skip"]))
+    def check(blob, on_error):
+        path.write_bytes(blob)
+        try:
+            records = list(read_records(path, policy=ReadPolicy(on_error)))
+        except DataError as exc:
+            assert str(exc).startswith(str(path)) and "\n" not in str(exc)
+            return
+        assert all(isinstance(r.text, str) and r.text.strip() for r in records)
+
+    check()
