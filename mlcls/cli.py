@@ -42,6 +42,11 @@ class OnErrorPolicy(str, Enum):
     skip = "skip"
 
 
+class OutputFormat(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
 OnError = Annotated[
     OnErrorPolicy | None,
     typer.Option("--on-error", help="A bad record: stop (fail), or skip and count it (skip). Default: the config's "
@@ -204,6 +209,9 @@ def predict(
     threshold: ThresholdOpt = None,
     top_k: TopK = None,
     min_labels: MinLabels = None,
+    scores: Annotated[str, typer.Option(help="Scores written: predicted, all, or top-N (e.g. top-5).")] = "predicted",
+    fmt: Annotated[OutputFormat | None, typer.Option("--format", help="jsonl or csv (default: from the output "
+                                                     "file's suffix, else jsonl).")] = None,
     on_error: OnError = None,
     rejects: Rejects = None,
     batch_size: BatchSize = 64,
@@ -213,10 +221,12 @@ def predict(
 
     def body() -> None:
         from mlcls.data import FieldSpec, ReadPolicy, read_records
-        from mlcls.predict import write_predictions
+        from mlcls.predict import parse_scores_mode, write_predictions
         from mlcls.rundir import load_run
         from mlcls.thresholds import with_overrides
 
+        mode = parse_scores_mode(scores)
+        fmt_name = fmt.value if fmt else ("csv" if output is not None and output.suffix.lower() == ".csv" else "jsonl")
         loaded = load_run(model)
         rule = with_overrides(loaded.thresholds, threshold, top_k, min_labels)
         fields = FieldSpec.from_config(loaded.config.data)
@@ -224,9 +234,10 @@ def predict(
             policy = ReadPolicy(on_error.value if on_error else "fail", rejected)
             records = read_records(file, fields, require_labels=False, policy=policy)
             if output is None:
-                write_predictions(loaded, records, sys.stdout, batch_size, rule)
+                write_predictions(loaded, records, sys.stdout, batch_size, rule, mode, fmt_name)
             else:
-                written = _write_atomically(output, lambda f: write_predictions(loaded, records, f, batch_size, rule))
+                written = _write_atomically(
+                    output, lambda f: write_predictions(loaded, records, f, batch_size, rule, mode, fmt_name))
                 err.print(f"{written} predictions written to {output}", markup=False)
         for line in policy.report(file):
             err.print(f"note: {line}", markup=False)

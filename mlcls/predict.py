@@ -6,6 +6,7 @@ scored, and handed back in input order, so memory stays flat however long the in
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
@@ -16,6 +17,7 @@ import torch
 
 from mlcls.batching import inference_batches, pad_batch, tokenize
 from mlcls.data import Record
+from mlcls.errors import MlclsError
 from mlcls.rundir import LoadedRun
 from mlcls.thresholds import DecisionRule
 
@@ -57,28 +59,67 @@ def score_records(
         yield chunk, score_token_ids(run.model, ids, pad_id, batch_size, run.device)
 
 
-def prediction_line(record: Record, scores: np.ndarray, chosen: np.ndarray, labels: list[str]) -> str:
-    """One JSONL output line: the id, the predicted labels (highest score first) and their scores."""
+def parse_scores_mode(text: str) -> int | str:
+    """--scores: 'predicted' (the chosen labels' scores), 'all', or 'top-N' (the N highest) -> mode or N."""
+    if text in ("predicted", "all"):
+        return text
+    if text.startswith("top-") and text[4:].isdigit() and int(text[4:]) > 0:
+        return int(text[4:])
+    raise MlclsError(f"--scores {text!r}: expected predicted, all or top-N (e.g. top-5)")
+
+
+def prediction_row(record: Record, scores: np.ndarray, chosen: np.ndarray, labels: list[str],
+                   mode: int | str = "predicted") -> dict:
+    """The id, the predicted labels (highest score first) and the scores that `mode` asks for."""
     picked = sorted(np.flatnonzero(chosen), key=lambda i: -scores[i])
-    return json.dumps(
-        {
-            "id": record.id,
-            "labels": [labels[i] for i in picked],
-            "scores": {labels[i]: round(float(scores[i]), 4) for i in picked},
-        },
-        ensure_ascii=False,
-    )
+    if mode == "all":
+        shown = range(len(labels))
+    elif mode == "predicted":
+        shown = picked
+    else:
+        shown = np.argsort(-scores, kind="stable")[: int(mode)]
+    return {"id": record.id, "labels": [labels[i] for i in picked],
+            "scores": {labels[i]: round(float(scores[i]), 4) for i in shown}}
+
+
+class JsonlWriter:
+    def __init__(self, out: IO[str], labels: list[str], mode: int | str):
+        self.out = out
+
+    def write(self, row: dict) -> None:
+        self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+class CsvWriter:
+    """id, labels ("a;b"), then either a column per label (--scores all) or "a=0.97;b=0.81" in `scores`."""
+
+    def __init__(self, out: IO[str], labels: list[str], mode: int | str):
+        self.writer = csv.writer(out)
+        self.labels, self.all = labels, mode == "all"
+        self.writer.writerow(["id", "labels", *(labels if self.all else ["scores"])])
+
+    def write(self, row: dict) -> None:
+        scores = row["scores"]
+        tail = ([scores[name] for name in self.labels] if self.all
+                else [";".join(f"{name}={value}" for name, value in scores.items())])
+        self.writer.writerow([row["id"], ";".join(row["labels"]), *tail])
+
+
+WRITERS = {"jsonl": JsonlWriter, "csv": CsvWriter}
 
 
 def write_predictions(
-    run: LoadedRun, records: Iterable[Record], out: IO[str], batch_size: int, rule: DecisionRule | None = None
+    run: LoadedRun, records: Iterable[Record], out: IO[str], batch_size: int, rule: DecisionRule | None = None,
+    scores: int | str = "predicted", fmt: str = "jsonl",
 ) -> int:
     """Write one line per record to `out` (decisions by `rule`, default the run's); return the number written."""
     rule = rule or run.thresholds
+    labels = run.labels.labels
+    writer = WRITERS[fmt](out, labels, scores)
     written = 0
-    for chunk, scores in score_records(run, records, batch_size):
-        chosen = rule.apply(scores, run.labels.labels)
+    for chunk, chunk_scores in score_records(run, records, batch_size):
+        chosen = rule.apply(chunk_scores, labels)
         for row, record in enumerate(chunk):
-            out.write(prediction_line(record, scores[row], chosen[row], run.labels.labels) + "\n")
+            writer.write(prediction_row(record, chunk_scores[row], chosen[row], labels, scores))
             written += 1
     return written

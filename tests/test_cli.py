@@ -208,3 +208,29 @@ def test_train_skips_bad_records_when_asked(tmp_path, tiny_encoder):
     assert result.exit_code == 0, result.output
     assert f"skipped 2 lines of {data}: 1 empty text, 1 invalid JSON" in result.stderr
     assert len(rejects.read_text().splitlines()) == 4  # the same two lines, read once as train, once as validation
+
+
+def test_predict_scores_modes_and_csv(trained, tmp_path):
+    import csv
+
+    folder, _, _ = trained
+    run = str(folder / "runs" / "tiny")
+    stdin = '{"id": "x", "text": "crude oil barrel"}\n{"id": "y", "text": "museum concert"}\n'
+    result = runner.invoke(app, ["predict", "-", "--model", run, "--scores", "all"], input=stdin)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(set(r["scores"]) == {"cocoa", "grain", "oil"} for r in rows) and rows[1]["labels"] == []
+    result = runner.invoke(app, ["predict", "-", "--model", run, "--scores", "top-2"], input=stdin)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [len(r["scores"]) for r in rows] == [2, 2] and next(iter(rows[0]["scores"])) == "oil"
+    assert runner.invoke(app, ["predict", "-", "--model", run, "--scores", "top-0"], input=stdin).exit_code == 1
+
+    out = tmp_path / "pred.csv"
+    result = runner.invoke(app, ["predict", "-", "--model", run, "-o", str(out), "--scores", "all"], input=stdin)
+    assert result.exit_code == 0, result.output
+    table = list(csv.reader(out.open()))
+    assert table[0] == ["id", "labels", "cocoa", "grain", "oil"]
+    assert [row[:2] for row in table[1:]] == [["x", "oil"], ["y", ""]]
+    assert all(0.0 <= float(v) <= 1.0 for row in table[1:] for v in row[2:])
+    result = runner.invoke(app, ["predict", "-", "--model", run, "--format", "csv"], input=stdin)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "id,labels,scores" and lines[1].startswith("x,oil,oil=")
