@@ -212,6 +212,7 @@ def predict(
     scores: Annotated[str, typer.Option(help="Scores written: predicted, all, or top-N (e.g. top-5).")] = "predicted",
     fmt: Annotated[OutputFormat | None, typer.Option("--format", help="jsonl or csv (default: from the output "
                                                      "file's suffix, else jsonl).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from OUTPUT.partial.")] = False,
     on_error: OnError = None,
     rejects: Rejects = None,
     batch_size: BatchSize = 64,
@@ -221,7 +222,7 @@ def predict(
 
     def body() -> None:
         from mlcls.data import FieldSpec, ReadPolicy, read_records
-        from mlcls.predict import parse_scores_mode, write_predictions
+        from mlcls.predict import Interrupted, parse_scores_mode, predict_to_file, write_predictions
         from mlcls.rundir import load_run
         from mlcls.thresholds import with_overrides
 
@@ -234,10 +235,15 @@ def predict(
             policy = ReadPolicy(on_error.value if on_error else "fail", rejected)
             records = read_records(file, fields, require_labels=False, policy=policy)
             if output is None:
+                if resume:
+                    raise MlclsError("--resume needs --output: the file an interrupted run was writing")
                 write_predictions(loaded, records, sys.stdout, batch_size, rule, mode, fmt_name)
             else:
-                written = _write_atomically(
-                    output, lambda f: write_predictions(loaded, records, f, batch_size, rule, mode, fmt_name))
+                try:
+                    written = predict_to_file(loaded, records, output, batch_size, rule, mode, fmt_name, resume)
+                except Interrupted as exc:
+                    err.print(str(exc), markup=False)
+                    raise typer.Exit(130) from None
                 err.print(f"{written} predictions written to {output}", markup=False)
         for line in policy.report(file):
             err.print(f"note: {line}", markup=False)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
+from pathlib import Path
 from typing import IO
 
 import numpy as np
@@ -49,12 +51,12 @@ def _inference_autocast(device):
 
 
 def score_records(
-    run: LoadedRun, records: Iterable[Record], batch_size: int
+    run: LoadedRun, records: Iterable[Record], batch_size: int, chunk_records: int = CHUNK_RECORDS
 ) -> Iterator[tuple[list[Record], np.ndarray]]:
     """Yield (records, scores) chunk by chunk, in input order."""
     iterator = iter(records)
     pad_id = run.tokenizer.pad_token_id or 0
-    while chunk := list(islice(iterator, CHUNK_RECORDS)):
+    while chunk := list(islice(iterator, chunk_records)):
         ids = tokenize(run.tokenizer, [r.text for r in chunk], run.config.model.max_length)
         yield chunk, score_token_ids(run.model, ids, pad_id, batch_size, run.device)
 
@@ -110,16 +112,91 @@ WRITERS = {"jsonl": JsonlWriter, "csv": CsvWriter}
 
 def write_predictions(
     run: LoadedRun, records: Iterable[Record], out: IO[str], batch_size: int, rule: DecisionRule | None = None,
-    scores: int | str = "predicted", fmt: str = "jsonl",
+    scores: int | str = "predicted", fmt: str = "jsonl", chunk_records: int = CHUNK_RECORDS,
 ) -> int:
-    """Write one line per record to `out` (decisions by `rule`, default the run's); return the number written."""
+    """Write one line per record to `out` (decisions by `rule`, default the run's); return the number written.
+
+    The output is flushed after every chunk, so an interrupted run leaves whole chunks of whole lines."""
     rule = rule or run.thresholds
     labels = run.labels.labels
     writer = WRITERS[fmt](out, labels, scores)
     written = 0
-    for chunk, chunk_scores in score_records(run, records, batch_size):
+    for chunk, chunk_scores in score_records(run, records, batch_size, chunk_records):
         chosen = rule.apply(chunk_scores, labels)
         for row, record in enumerate(chunk):
             writer.write(prediction_row(record, chunk_scores[row], chosen[row], labels, scores))
             written += 1
+        out.flush()
     return written
+
+
+class Interrupted(Exception):
+    """A prediction run stopped by Ctrl-C with its partial output kept for --resume."""
+
+    def __init__(self, partial: Path, kept: int):
+        super().__init__(f"interrupted: {kept} predictions kept in {partial}; rerun with --resume to continue")
+
+
+def predict_to_file(
+    run: LoadedRun, records: Iterable[Record], output: Path, batch_size: int, rule: DecisionRule | None = None,
+    scores: int | str = "predicted", fmt: str = "jsonl", resume: bool = False, chunk_records: int = CHUNK_RECORDS,
+) -> int:
+    """Predictions into OUTPUT.partial, renamed to OUTPUT when complete.
+
+    On Ctrl-C the partial file is kept (whole lines only) and `Interrupted` raised; `resume=True` then
+    checks that its lines are the first records of the input (same ids, same order), skips those and
+    appends the rest, so the final file equals an uninterrupted run's. On any other error the partial
+    file of a fresh run is removed (a resumed run keeps it). Returns the number of predictions written by
+    this call."""
+    if resume and fmt != "jsonl":
+        raise MlclsError("--resume works with JSONL output")
+    partial = output.with_name(f"{output.name}.partial")
+    done: list[str] = []
+    if resume:
+        if not partial.is_file():
+            raise MlclsError(f"{partial}: nothing to resume (no partial output from an interrupted run)")
+        done = _complete_ids(partial)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(partial, "a" if resume else "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
+    written = 0
+    try:
+        written = write_predictions(run, _after_done(records, done, partial), handle, batch_size, rule, scores, fmt,
+                                    chunk_records)
+        handle.close()
+        os.replace(partial, output)
+        return written
+    except KeyboardInterrupt:
+        handle.close()
+        raise Interrupted(partial, len(_complete_ids(partial))) from None
+    except BaseException:
+        handle.close()
+        if not resume:  # a fresh run leaves no half file; a resumed one keeps the progress it was given
+            partial.unlink(missing_ok=True)
+        raise
+
+
+def _complete_ids(partial: Path) -> list[str]:
+    """Ids of the whole lines of a partial output; an incomplete last line (a kill mid-write) is cut off."""
+    data = partial.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with open(partial, "r+b") as handle:
+            handle.truncate(end)
+    ids = []
+    for number, line in enumerate(data[:end].splitlines(), start=1):
+        try:
+            ids.append(str(json.loads(line)["id"]))
+        except (ValueError, KeyError, TypeError):
+            raise MlclsError(f"{partial}:{number}: not a prediction line; cannot resume from this file") from None
+    return ids
+
+
+def _after_done(records: Iterable[Record], done: list[str], partial: Path) -> Iterator[Record]:
+    iterator = iter(records)
+    for position, expected in enumerate(done, start=1):
+        record = next(iterator, None)
+        if record is None or record.id != expected:
+            found = "the end of the input" if record is None else f"id {record.id!r}"
+            raise MlclsError(f"{partial}:{position}: has id {expected!r} where the input has {found}: "
+                             "the partial output belongs to other input")
+    yield from iterator

@@ -50,12 +50,34 @@ def tiny_encoder(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture()
-def tiny_data(tmp_path) -> Path:
-    return write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS)
-
-
 def reuters_dir() -> Path | None:
     """The Reuters-21578 collection: MLCLS_REUTERS_DIR, else ../shared/data/reuters21578."""
     candidate = Path(os.environ.get("MLCLS_REUTERS_DIR", Path(__file__).parents[2] / "shared/data/reuters21578"))
     return candidate if (candidate / "reut2-000.sgm").is_file() else None
+
+
+def tiny_config(folder: Path, encoder: Path, data: Path) -> Path:
+    """Settings under which the tiny encoder memorises the tiny set (large rates, no dropout, fp32)."""
+    path = folder / "tiny.yaml"
+    path.write_text(f"""
+data: {{train: {data}, validation: {data}, test: {data}, text_fields: [text]}}
+model: {{encoder: {encoder}, dropout: 0.0, max_length: 32}}
+train: {{epochs: 40, batch_size: 4, lr: 1.0e-3, head_lr: 3.0e-2, warmup_ratio: 0.0, precision: fp32, device: cpu}}
+output: {{dir: {folder / "runs"}}}
+""")
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_encoder):
+    """One tiny run, trained once through the CLI, shared by the tests that need a run directory."""
+    from typer.testing import CliRunner
+
+    from mlcls.cli import app
+
+    runner = CliRunner()
+    folder = tmp_path_factory.mktemp("e2e")
+    data = write_jsonl(folder / "tiny.jsonl", TINY_RECORDS)
+    result = runner.invoke(app, ["train", "-c", str(tiny_config(folder, tiny_encoder, data)), "--name", "tiny"])
+    assert result.exit_code == 0, result.output
+    return folder, data, result

@@ -5,36 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from mlcls.cli import app
-from tests.conftest import TINY_RECORDS, write_jsonl
+from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
 
 runner = CliRunner()
-
-
-def tiny_config(folder: Path, encoder: Path, data: Path) -> Path:
-    """Settings under which the tiny encoder memorises the tiny set (large rates, no dropout, fp32)."""
-    path = folder / "tiny.yaml"
-    path.write_text(f"""
-data: {{train: {data}, validation: {data}, test: {data}, text_fields: [text]}}
-model: {{encoder: {encoder}, dropout: 0.0, max_length: 32}}
-train: {{epochs: 40, batch_size: 4, lr: 1.0e-3, head_lr: 3.0e-2, warmup_ratio: 0.0, precision: fp32, device: cpu}}
-output: {{dir: {folder / "runs"}}}
-""")
-    return path
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_encoder):
-    folder = tmp_path_factory.mktemp("e2e")
-    data = write_jsonl(folder / "tiny.jsonl", TINY_RECORDS)
-    result = runner.invoke(app, ["train", "-c", str(tiny_config(folder, tiny_encoder, data)), "--name", "tiny"])
-    assert result.exit_code == 0, result.output
-    return folder, data, result
 
 
 def test_train_writes_a_self_contained_run(trained):
