@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from mlcls.cli import app
@@ -211,3 +212,21 @@ def test_predict_scores_modes_and_csv(trained, tmp_path):
     result = runner.invoke(app, ["predict", "-", "--model", run, "--format", "csv"], input=stdin)
     lines = result.stdout.splitlines()
     assert lines[0] == "id,labels,scores" and lines[1].startswith("x,oil,oil=")
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("head.safetensors", b"not a safetensors file", "head.safetensors: corrupt or does not match labels.json"),
+    ("thresholds.json", b"{not json", "thresholds.json: not a valid decision rule"),
+    ("labels.json", b"[1, 2", "labels.json: corrupt"),
+    ("config.yaml", b"train: [1\n", "config.yaml:"),
+])
+def test_corrupt_run_files_are_named(trained, tmp_path, name, content, message):
+    import shutil
+
+    folder, _, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(folder / "runs" / "tiny", copy)
+    (copy / name).write_bytes(content)
+    result = runner.invoke(app, ["predict", "-", "--model", str(copy)], input='{"text": "oil"}\n')
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and message in result.stderr and "Traceback" not in result.output
