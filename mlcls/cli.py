@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from mlcls import reuters as reuters_choices  # light: standard library only
 from mlcls.errors import MlclsError
 
 app = typer.Typer(
@@ -37,16 +38,15 @@ BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Records per
 ThresholdOpt = Annotated[
     float | None, typer.Option("--threshold", min=0.0, max=1.0, help="One fixed cut-off instead of the run's rule.")
 ]
-class OnErrorPolicy(str, Enum):
-    fail = "fail"
-    skip = "skip"
 
 
-class OutputFormat(str, Enum):
-    jsonl = "jsonl"
-    csv = "csv"
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum: how Typer spells an option that takes one of a few words."""
+    return Enum(name, {value: value for value in values}, type=str)
 
 
+OnErrorPolicy = _choices("OnErrorPolicy", ("fail", "skip"))
+OutputFormat = _choices("OutputFormat", ("jsonl", "csv"))
 OnError = Annotated[
     OnErrorPolicy | None,
     typer.Option("--on-error", help="A bad record: stop (fail), or skip and count it (skip). Default: the config's "
@@ -276,17 +276,8 @@ data_app = typer.Typer(help="Datasets: convert Reuters-21578; describe a labelle
 app.add_typer(data_app, name="data")
 
 
-class ReutersSplit(str, Enum):
-    modapte = "modapte"
-    apte90 = "apte90"
-
-
-class ReutersLabels(str, Enum):
-    topics = "topics"
-    places = "places"
-    people = "people"
-    orgs = "orgs"
-    exchanges = "exchanges"
+ReutersSplit = _choices("ReutersSplit", reuters_choices.SPLITS)
+ReutersLabels = _choices("ReutersLabels", reuters_choices.CATEGORY_FIELDS)
 
 
 @data_app.command("reuters")
