@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
 
 def gold_matrix(targets: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -23,6 +22,10 @@ def gold_matrix(targets: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def compute_metrics(
     targets: np.ndarray, mask: np.ndarray, predicted: np.ndarray, labels: list[str]
 ) -> dict[str, Any]:
+    # Imported here, not at module level: `predict` reaches this module (through thresholds) and never
+    # scores anything, and scikit-learn costs it ~2.5 s of start-up.
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
     annotated = mask > 0
     gold = gold_matrix(targets, mask)
     pred = (predicted.astype(bool) & annotated).astype(np.int8)
