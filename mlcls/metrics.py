@@ -82,7 +82,12 @@ def micro_f1_counts(gold: np.ndarray, pred: np.ndarray) -> float:
     tp = np.logical_and(gold, pred).sum()
     fp = np.logical_and(~gold, pred).sum()
     fn = np.logical_and(gold, ~pred).sum()
-    return float(2 * tp / max(1, 2 * tp + fp + fn))
+    return float(f1_from_counts(tp, fp, fn))
+
+
+def f1_from_counts(tp, fp, fn):
+    """2TP / (2TP + FP + FN), 0 where nothing was predicted or expected; scalars or arrays alike."""
+    return 2 * tp / np.maximum(1, 2 * tp + fp + fn)
 
 
 def frequency_group_scores(per_label: list[dict[str, Any]], train_positives: dict[str, float]) -> dict[str, Any]:
@@ -101,7 +106,7 @@ def frequency_group_scores(per_label: list[dict[str, Any]], train_positives: dic
         supported = [r["f1"] for r in rows if r["support"] > 0]
         groups[name] = {
             "labels": len(rows),
-            "micro_f1": float(2 * tp / max(1, 2 * tp + fp + fn)),
+            "micro_f1": float(f1_from_counts(tp, fp, fn)),
             "macro_f1": float(np.mean(supported)) if supported else 0.0,
         }
     return groups

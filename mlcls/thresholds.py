@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlcls.errors import RunDirError
-from mlcls.metrics import gold_matrix
+from mlcls.errors import MlclsError, RunDirError
+from mlcls.metrics import f1_from_counts, gold_matrix
 
 GRID = np.round(np.arange(0.02, 0.981, 0.01), 2)
 RULES = ("per_label", "global", "fixed", "top_k")
@@ -84,9 +84,7 @@ def f1_per_threshold(probs: np.ndarray, gold: np.ndarray, annotated: np.ndarray)
     for i, cut in enumerate(GRID):  # a loop, not a (cut-offs, records, labels) array: memory stays O(records)
         pred = (probs >= cut) & annotated
         tp[i], fp[i], fn[i] = (pred & gold).sum(0), (pred & ~gold).sum(0), (~pred & gold).sum(0)
-    per_label = 2 * tp / np.maximum(1, 2 * tp + fp + fn)
-    micro = 2 * tp.sum(1) / np.maximum(1, 2 * tp.sum(1) + fp.sum(1) + fn.sum(1))
-    return micro, per_label
+    return f1_from_counts(tp.sum(1), fp.sum(1), fn.sum(1)), f1_from_counts(tp, fp, fn)
 
 
 def _best(scores: np.ndarray, prefer: float) -> int:
@@ -124,8 +122,6 @@ def with_overrides(rule: DecisionRule, threshold: float | None = None, top_k: in
                    min_labels: int | None = None) -> DecisionRule:
     """The run's rule, changed by `eval`/`predict` options: --threshold (a fixed cut-off), --top-k, --min-labels."""
     if threshold is not None and top_k is not None:
-        from mlcls.errors import MlclsError
-
         raise MlclsError("--threshold and --top-k are two different rules: give one of them")
     if threshold is not None:
         rule = DecisionRule("fixed", threshold, min_labels=rule.min_labels)
