@@ -17,6 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 
@@ -47,6 +48,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 
 OnErrorPolicy = _choices("OnErrorPolicy", ("fail", "skip"))
 OutputFormat = _choices("OutputFormat", ("jsonl", "csv"))
+Precision = _choices("Precision", ("auto", "bf16", "fp16", "fp32"))
 OnError = Annotated[
     OnErrorPolicy | None,
     typer.Option("--on-error", help="A bad record: stop (fail), or skip and count it (skip). Default: the config's "
@@ -75,7 +77,7 @@ def _guarded(debug: bool, action: Callable[[], Any]) -> Any:
         # `mlcls predict big.jsonl | head`: the reader left. Not an error; silence the flush at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0) from None
-    except (typer.Exit, typer.Abort):
+    except (typer.Exit, typer.Abort, click.ClickException):  # usage errors: click prints them, exit 2
         raise
     except Exception as exc:  # a bug of ours: still one line, the traceback on request
         if debug:
@@ -102,11 +104,30 @@ def train(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for runs (default: runs).")] = None,
     name: Annotated[str | None, typer.Option(help="Run name (default: timestamp and loss).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    freeze_encoder: Annotated[
+        bool | None, typer.Option("--freeze-encoder", help="Train only the head, on cached encoder embeddings.",
+                                  show_default=False)] = None,
+    train_top_layers: Annotated[
+        int | None, typer.Option("--train-top-layers", min=1, help="Fine-tune only the top N transformer layers.")
+    ] = None,
+    patience: Annotated[
+        int | None, typer.Option(min=0, help="Stop after N epochs without a better validation micro-F1 (0: off).")
+    ] = None,
+    grad_accum: Annotated[int | None, typer.Option("--grad-accum", min=1, help="Micro-batches per step.")] = None,
+    precision: Annotated[
+        Precision | None, typer.Option(help="Mixed precision (auto: bf16 where the hardware has it, else fp32).")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue an interrupted run (runs/<name>) from its checkpoint; "
+                                  "it keeps its own config.")] = None,
     on_error: OnError = None,
     rejects: Rejects = None,
     debug: Debug = False,
 ) -> None:
-    """Fine-tune a classifier and write a self-contained run directory (runs/<name>, runs/latest)."""
+    """Fine-tune a classifier and write a self-contained run directory (runs/<name>, runs/latest).
+
+    Data-parallel on several GPUs (or CPU processes): accelerate launch --multi_gpu --num_processes N -m mlcls train
+    """
 
     def body() -> None:
         from mlcls.config import load_config
@@ -115,16 +136,35 @@ def train(
             "loss.name": loss, "train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size,
             "model.max_length": max_length, "model.encoder": model, "output.dir": _str(out_dir),
             "output.name": name, "train.seed": seed, "data.on_error": on_error and on_error.value,
+            "train.freeze_encoder": freeze_encoder, "train.train_top_layers": train_top_layers,
+            "train.patience": patience, "train.grad_accum": grad_accum,
+            "train.precision": precision and precision.value,
         }
         options.update(_data_options(data))
-        cfg = load_config(config, set_ or [], options)
+        resume_dir = None
+        if resume is not None:
+            given = [k for k, v in options.items() if v is not None] + (["--config"] if config else []) + (
+                ["--set"] if set_ else [])
+            if given:
+                raise typer.BadParameter(f"--resume continues a run with its own config; drop {', '.join(given)}")
+            from mlcls.rundir import resumable_run
+
+            resume_dir = resumable_run(resume)
+            cfg = load_config(resume_dir / "config.yaml")
+        else:
+            cfg = load_config(config, set_ or [], options)
         for note in cfg.notes:
             err.print(f"note: {note}", markup=False)
 
+        from mlcls.train import TrainingInterrupted
         from mlcls.train import train as run_training
 
         with _rejects_file(rejects) as rejected:
-            result = run_training(cfg, err, rejected)
+            try:
+                result = run_training(cfg, err, rejected, resume=resume_dir)
+            except TrainingInterrupted as exc:
+                err.print(str(exc), markup=False)
+                raise typer.Exit(130) from None
         val = result.metrics["validation"]
         if val:
             out.print(f"validation (epoch {result.metrics['best_epoch']}): micro-F1 {val['micro_f1']:.4f}  "
@@ -298,10 +338,11 @@ def data_reuters(
 
     def body() -> None:
         from mlcls import reuters
-        from mlcls.download import cache_dir, fetch
+        from mlcls.cache import cache_root
+        from mlcls.download import fetch
 
         if source is None:
-            path = fetch(url or reuters.REUTERS_URL, cache_dir() / "reuters21578.tar.gz",
+            path = fetch(url or reuters.REUTERS_URL, cache_root() / "reuters21578.tar.gz",
                          checksum or reuters.REUTERS_CHECKSUM, err)
         else:
             path = source

@@ -86,9 +86,24 @@ class TrainConfig:
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     eval_batch_size: int = 64
+    grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch_size x this x processes)
+    checkpoint_every: int = 1  # epochs between checkpoints (0: only when interrupted); for `train --resume`
+    patience: int = 0  # early stopping: stop after this many epochs without a better val micro-F1 (0: off)
+    # Fast CPU modes. freeze_encoder: train only the head, on pooled embeddings computed once and cached;
+    # train_top_layers: fine-tune only the top N transformer layers (null: all of them).
+    freeze_encoder: bool = False
+    train_top_layers: int | None = None
+    cache_dir: str | None = None  # token ids and frozen embeddings; null: $MLCLS_CACHE_DIR or ~/.cache/mlcls
 
     def validate(self) -> None:
         _check(self.epochs >= 1, "train.epochs must be at least 1")
+        _check(self.grad_accum >= 1, "train.grad_accum must be at least 1")
+        _check(self.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 (0: only when interrupted)")
+        _check(self.patience >= 0, "train.patience must be >= 0 (0: no early stopping)")
+        _check(self.train_top_layers is None or self.train_top_layers >= 1,
+               "train.train_top_layers must be at least 1 (or null: all layers; train.freeze_encoder: none)")
+        _check(not (self.freeze_encoder and self.train_top_layers is not None),
+               "train.freeze_encoder and train.train_top_layers exclude each other")
         _check(self.batch_size >= 1, "train.batch_size must be at least 1")
         _check(self.eval_batch_size >= 1, "train.eval_batch_size must be at least 1")
         _check(self.lr > 0 and self.head_lr > 0, "train.lr and train.head_lr must be positive")

@@ -7,7 +7,6 @@ and keeps the dependency list to what the product uses.
 from __future__ import annotations
 
 import hashlib
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,10 +18,6 @@ from mlcls.atomic import atomic_open
 from mlcls.errors import MlclsError
 
 CHUNK = 1 << 16
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MLCLS_CACHE_DIR", Path.home() / ".cache" / "mlcls"))
 
 
 def parse_checksum(checksum: str) -> tuple[str, str]:

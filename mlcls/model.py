@@ -54,8 +54,12 @@ class MultiLabelClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.pool(input_ids, attention_mask)))
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits from token ids, or from pooled vectors computed earlier (a frozen encoder's cache)."""
+        if pooled is None:
+            pooled = self.pool(input_ids, attention_mask)
+        return self.head(self.dropout(pooled))
 
     def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """One vector per text: the mean of its token vectors (padding excluded), or the [CLS] vector."""
@@ -78,6 +82,33 @@ class MultiLabelClassifier(nn.Module):
 
     def head_state(self) -> dict[str, torch.Tensor]:
         return {"head.weight": self.head.weight.detach().cpu(), "head.bias": self.head.bias.detach().cpu()}
+
+
+def transformer_layers(encoder: nn.Module) -> nn.ModuleList:
+    """The encoder's stack of transformer blocks: the ModuleList with num_hidden_layers entries
+    (`encoder.layer` in BERT/RoBERTa/MiniLM, `transformer.layer` in DistilBERT, `layers` elsewhere)."""
+    wanted = getattr(encoder.config, "num_hidden_layers", None)
+    for _, module in encoder.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == wanted:
+            return module
+    raise MlclsError(f"cannot find the transformer layers of {type(encoder).__name__} "
+                     "(train.train_top_layers needs them; use train.freeze_encoder or train all layers)")
+
+
+def set_trainable(model: MultiLabelClassifier, freeze_encoder: bool, top_layers: int | None) -> None:
+    """Which parameters learn: the head always; the whole encoder, its top N layers, or none of it."""
+    model.encoder.requires_grad_(not freeze_encoder and top_layers is None)
+    if top_layers is not None:
+        layers = transformer_layers(model.encoder)
+        if top_layers > len(layers):
+            raise MlclsError(f"train.train_top_layers is {top_layers}, but the encoder has {len(layers)} layers")
+        for layer in layers[len(layers) - top_layers:]:
+            layer.requires_grad_(True)
+    # We pool the token vectors ourselves, so the encoder's own pooler (BERT's) never sees a gradient;
+    # frozen, it is left out of the optimizer, and multi-process training does not wait for its gradients.
+    pooler = getattr(model.encoder, "pooler", None)
+    if isinstance(pooler, nn.Module):
+        pooler.requires_grad_(False)
 
 
 def build_model(config: ModelConfig, num_labels: int):

@@ -11,6 +11,9 @@ runs/<name>/
   train_log.jsonl    one line per epoch
 runs/latest -> <name>
 
+While training, the run lives in runs/.<name>.incomplete/ with its config.yaml and checkpoint/ (see
+checkpoint.py), which is what `mlcls train --resume runs/<name>` continues from.
+
 A run is written under a hidden temporary name and renamed into place when complete, so a killed
 training never leaves a half-written run that `eval` would pick up.
 """
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlcls.checkpoint import find_checkpoint
 from mlcls.config import Config
 from mlcls.data import LabelSpace
 from mlcls.errors import ConfigError, RunDirError
@@ -47,8 +51,11 @@ def ensure_new_run(runs_root: Path, name: str) -> Path:
 def begin_run(runs_root: Path, name: str) -> Path:
     final = ensure_new_run(runs_root, name)  # checked again: another run may have taken the name meanwhile
     staging = staging_dir(final)
+    if (staging / "checkpoint").exists() or (staging / "checkpoint.old").exists():
+        raise RunDirError(f"{staging}: an interrupted run of this name has a checkpoint; continue it with "
+                          f"`mlcls train --resume {final}`, or delete that folder")
     if staging.exists():
-        shutil.rmtree(staging)  # left by an earlier killed run of the same name
+        shutil.rmtree(staging)  # left by an earlier run of the same name killed before its first checkpoint
     staging.mkdir(parents=True)
     return staging
 
@@ -64,6 +71,23 @@ def finish_run(staging: Path) -> Path:
     tmp_link.symlink_to(final.name)
     os.replace(tmp_link, link)
     return final
+
+
+def resumable_run(run: Path, runs_root: Path = Path("runs")) -> Path:
+    """The unfinished run directory that `train --resume RUN` continues: RUN may be runs/<name> (as the
+    interruption message prints it), the hidden runs/.<name>.incomplete itself, or a bare name."""
+    candidates = [run, staging_dir(run)]
+    if not run.is_absolute() and len(run.parts) == 1:
+        candidates += [runs_root / run, staging_dir(runs_root / run)]
+    for candidate in candidates:
+        if find_checkpoint(candidate) is not None:
+            if not (candidate / "config.yaml").is_file():
+                raise RunDirError(f"{candidate / 'config.yaml'}: missing; cannot resume this run")
+            return candidate
+    for candidate in candidates:
+        if (candidate / "head.safetensors").exists():
+            raise RunDirError(f"{candidate}: this run finished; there is nothing to resume")
+    raise RunDirError(f"{run}: no interrupted run with a checkpoint found there")
 
 
 def save_model(run_dir: Path, model, tokenizer) -> None:

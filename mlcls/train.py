@@ -1,12 +1,20 @@
-"""The training loop, top to bottom: setup -> epochs (train, validate, keep the best) -> save the run."""
+"""The training loop, top to bottom: setup -> epochs (train, validate, keep the best, checkpoint) -> save.
+
+One loop serves one CPU, one GPU and data-parallel training under `accelerate launch` / `torchrun`: every
+process reads the same data and draws the same batch order, takes its share of the batches, and
+validates on the whole validation set (so every process reaches the same decisions: thresholds, best
+epoch, early stop); only the main process writes files.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
 import time
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -16,15 +24,18 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mlcls.batching import length_grouped_batches, pad_batch, tokenize
+from mlcls.batching import length_grouped_batches, pad_batch
+from mlcls.cache import cache_root, cached_embeddings, cached_token_ids, texts_fingerprint, weights_fingerprint
+from mlcls.checkpoint import find_checkpoint, load_checkpoint, remove_checkpoints, save_checkpoint
 from mlcls.config import Config
 from mlcls.data import FieldSpec, LabelSpace, ReadPolicy, Record, read_records
-from mlcls.errors import ConfigError, DataError
+from mlcls.errors import ConfigError, DataError, MlclsError, RunDirError
+from mlcls.interrupt import StopSignal
 from mlcls.losses import LabelStats, build_loss
 from mlcls.metrics import compute_metrics
-from mlcls.model import build_model
+from mlcls.model import build_model, set_trainable
 from mlcls.predict import score_token_ids
-from mlcls.rundir import begin_run, ensure_new_run, finish_run, save_model, write_json
+from mlcls.rundir import begin_run, finish_run, save_model, staging_dir, write_json
 from mlcls.thresholds import DecisionRule, tune
 
 
@@ -34,14 +45,46 @@ class TrainResult:
     metrics: dict[str, Any]  # validation metrics of the kept epoch, plus timings
 
 
-def train(config: Config, console: Console | None = None, rejects: IO[bytes] | None = None) -> TrainResult:
-    console = console or Console(stderr=True)
+class TrainingInterrupted(MlclsError):
+    """Ctrl-C: a checkpoint was saved; the message says how to continue."""
+
+
+@dataclass
+class TrainingState:
+    """Where training stands: everything besides tensors that a checkpoint must carry to go on exactly."""
+
+    epoch: int = 0  # epochs completed
+    batches_done: int = 0  # of this process's batches in epoch `epoch + 1`
+    step: int = 0  # optimizer steps over the whole run
+    epoch_rng: dict[str, Any] | None = None  # batch-order random state at the start of epoch `epoch + 1`
+    loss_sum: float = 0.0  # of epoch `epoch + 1` so far
+    loss_count: int = 0
+    samples_seen: int = 0
+    train_seconds: float = 0.0
+    log: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    best_thresholds: dict[str, Any] | None = None
+    epochs_without_gain: int = 0
+    stopped_early: bool = False
+    data_fingerprint: str = ""
+
+
+def train(config: Config, console: Console | None = None, rejects: IO[bytes] | None = None,
+          resume: Path | None = None, stop: StopSignal | None = None) -> TrainResult:
+    """Train a run from `config`, or (with `resume`: an unfinished run's directory) continue one."""
     started = time.perf_counter()
+    stop = stop or StopSignal()
+    accelerator = make_accelerator(config.train.device, config.train.precision)
+    device, main = accelerator.device, accelerator.is_main_process
+    console = console or Console(stderr=True)
+    if not main:
+        console = Console(stderr=True, quiet=True)  # one process speaks
 
     # ---------------------------------------------------------------- setup: data
     seed_everything(config.train.seed)
     fields = FieldSpec.from_config(config.data)
-    policy = ReadPolicy(config.data.on_error, rejects)
+    policy = ReadPolicy(config.data.on_error, rejects if main else None)
     train_records = read_all(config.data.train, fields, console, policy)
     if config.data.validation:
         val_records = read_all(config.data.validation, fields, console, policy)
@@ -60,116 +103,297 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
         f"{len(train_records)} training and {len(val_records)} validation records, {len(labels)} labels; "
         f"{int((train_enc.targets.max(axis=1, initial=0) < 0.5).sum())} training records have no label"
     )
+    if config.train.patience and not val_records:
+        console.print("[yellow]note:[/] train.patience is ignored: there is no validation data to watch")
 
-    # ---------------------------------------------------------------- setup: model, loss, optimizer
-    run_name = config.output.name or _default_run_name(config)
+    # ---------------------------------------------------------------- setup: the run directory
+    # Created now, hidden until complete (runs/.<name>.incomplete): checkpoints live in it.
     runs_root = Path(config.output.dir)
-    ensure_new_run(runs_root, run_name)  # fail now, not after an hour of training
-    accelerator = make_accelerator(config.train.device, config.train.precision)
-    device = accelerator.device
+    if resume is None:
+        run_name = _broadcast(accelerator, config.output.name or _default_run_name(config))
+        config.output.name = run_name
+        if main:
+            begin_run(runs_root, run_name)
+            config.save(staging_dir(runs_root / run_name) / "config.yaml")
+        staging = staging_dir(runs_root / run_name)
+    else:
+        staging = resume
+        run_name = config.output.name or ""
+    accelerator.wait_for_everyone()
+
+    # ---------------------------------------------------------------- setup: model, inputs, loss, optimizer
     loss_fn = build_loss(config.loss.name, config.loss.params, stats).to(device)
     model, tokenizer = build_model(config.model, len(labels))
     model.init_head(stats.prior())
+    set_trainable(model, config.train.freeze_encoder, config.train.train_top_layers)
+    model.to(device)
     pad_id = tokenizer.pad_token_id or 0
-    train_ids = tokenize(tokenizer, [r.text for r in train_records], config.model.max_length)
-    val_ids = tokenize(tokenizer, [r.text for r in val_records], config.model.max_length)
+    cache = cache_root(config.train.cache_dir)
+    with accelerator.main_process_first():  # the first process fills the caches, the others read them
+        train_ids, cached = cached_token_ids(tokenizer, [r.text for r in train_records], config.model.max_length, cache)
+        val_ids, _ = cached_token_ids(tokenizer, [r.text for r in val_records], config.model.max_length, cache)
+        console.print(f"token ids {'reused from' if cached else 'cached in'} {cache / 'tokens'}", markup=False)
+        train_vectors = val_vectors = None
+        if config.train.freeze_encoder:
+            train_vectors, val_vectors = frozen_embeddings(model, [train_ids, val_ids], pad_id, config, device,
+                                                           cache, console)
 
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.train.lr)
-    steps_per_epoch = math.ceil(len(train_ids) / config.train.batch_size)
+    world = accelerator.num_processes
+    batches_per_epoch = math.ceil(math.ceil(len(train_ids) / config.train.batch_size) / world)
+    steps_per_epoch = math.ceil(batches_per_epoch / config.train.grad_accum)
     total_steps = steps_per_epoch * config.train.epochs
     scheduler = linear_warmup_decay(optimizer, int(config.train.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
+    core = accelerator.unwrap_model(model)
+
+    rng = np.random.default_rng(config.train.seed)
+    state = TrainingState(epoch_rng=rng.bit_generator.state, data_fingerprint=data_fingerprint(train_ids, val_ids,
+                                                                                        train_enc, val_enc))
+    best_weights: dict[str, torch.Tensor] | None = None
+    if resume is not None:
+        state, best_weights = restore(resume, core, optimizer, scheduler, state.data_fingerprint)
+        console.print(f"resuming {run_name} after epoch {state.epoch}, step {state.step}/{total_steps}",
+                      markup=False)
+    rng.bit_generator.state = state.epoch_rng
     console.print(
-        f"encoder {config.model.encoder}, loss {config.loss.name}, device {device.type}, "
-        f"precision {_precision_name(accelerator)}, {config.train.epochs} epochs x {steps_per_epoch} steps"
+        f"encoder {config.model.encoder}, loss {config.loss.name}, device {device.type}"
+        f"{f' x {world} processes' if world > 1 else ''}, precision {_precision_name(accelerator)}, "
+        f"{_trained_part(config)}, {config.train.epochs} epochs x {steps_per_epoch} steps", markup=False
     )
 
+    def checkpoint() -> None:
+        """Every process arrives here together; the main one writes."""
+        accelerator.wait_for_everyone()
+        if main:
+            current_is_best = state.best_epoch == state.epoch and state.batches_done == 0
+            save_checkpoint(staging, _state_json(state), core.state_dict(),
+                            None if current_is_best or best_weights is None else best_weights,
+                            trainer_state(optimizer, scheduler))
+        accelerator.wait_for_everyone()
+
     # ---------------------------------------------------------------- the loop
-    rng = np.random.default_rng(config.train.seed)
     train_targets = torch.from_numpy(train_enc.targets)
     train_mask = torch.from_numpy(train_enc.mask)
     lengths = [len(ids) for ids in train_ids]
-    best: dict[str, Any] | None = None
-    log: list[dict[str, Any]] = []
-    train_seconds = 0.0
-    samples_seen = 0
 
-    with _progress(console) as progress:
-        task = progress.add_task("train", total=total_steps, loss=float("nan"), rate=0.0)
-        for epoch in range(1, config.train.epochs + 1):
+    def forward(batch: np.ndarray) -> torch.Tensor:
+        if train_vectors is not None:
+            return model(pooled=train_vectors[batch].to(device))
+        input_ids, attention_mask = pad_batch([train_ids[i] for i in batch], pad_id)
+        return model(input_ids.to(device), attention_mask.to(device))
+
+    with _progress(console) as progress, stop.on_ctrl_c():
+        task = progress.add_task("train", total=total_steps, completed=state.step, loss=float("nan"), rate=0.0)
+        for epoch in range(state.epoch + 1, config.train.epochs + 1):
+            if state.stopped_early:
+                break
             model.train()
             epoch_start = time.perf_counter()
-            loss_sum, loss_count = 0.0, 0
-            for batch in length_grouped_batches(lengths, config.train.batch_size, rng):
-                input_ids, attention_mask = pad_batch([train_ids[i] for i in batch], pad_id)
-                logits = model(input_ids.to(device), attention_mask.to(device))
-                loss = loss_fn(logits, train_targets[batch].to(device), train_mask[batch].to(device))
-                accelerator.backward(loss)
+            state.epoch_rng = rng.bit_generator.state
+            batches = process_share(length_grouped_batches(lengths, config.train.batch_size, rng), world,
+                                    accelerator.process_index)
+            for first in range(state.batches_done, len(batches), config.train.grad_accum):
+                group = batches[first : first + config.train.grad_accum]
+                for i, batch in enumerate(group):
+                    # Gradients are averaged across processes only on the group's last micro-batch.
+                    with nullcontext() if i == len(group) - 1 else accelerator.no_sync(model):
+                        logits = forward(batch)
+                        loss = loss_fn(logits, train_targets[batch].to(device), train_mask[batch].to(device))
+                        accelerator.backward(loss / len(group))
+                    # .item() waits for the device; once a step is cheap next to a transformer step.
+                    state.loss_sum += loss.item()
+                    state.loss_count += 1
+                    state.samples_seen += len(batch) * world
                 if config.train.grad_clip > 0:
                     accelerator.clip_grad_norm_(model.parameters(), config.train.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+                state.batches_done = first + len(group)
 
-                # .item() waits for the device; once a step is cheap next to a transformer step.
-                loss_sum += loss.item()
-                loss_count += 1
-                samples_seen += len(batch)
-                elapsed = train_seconds + time.perf_counter() - epoch_start
-                progress.update(task, advance=1, loss=loss_sum / loss_count, rate=samples_seen / elapsed,
-                                description=f"epoch {epoch}/{config.train.epochs}")
-            train_seconds += time.perf_counter() - epoch_start
+                elapsed = state.train_seconds + time.perf_counter() - epoch_start
+                progress.update(task, advance=1, loss=state.loss_sum / state.loss_count,
+                                rate=state.samples_seen / elapsed, description=f"epoch {epoch}/{config.train.epochs}")
+                if _any_process(accelerator, stop.should_stop(state.step)) and state.batches_done < len(batches):
+                    state.train_seconds += time.perf_counter() - epoch_start
+                    checkpoint()
+                    raise TrainingInterrupted(
+                        f"interrupted in epoch {epoch}, step {state.step}/{total_steps}: checkpoint saved in "
+                        f"{staging / 'checkpoint'}; continue with: mlcls train --resume {runs_root / run_name}")
+            state.train_seconds += time.perf_counter() - epoch_start
 
             # ------------------------------------------------------------ validate, keep the best
-            entry: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / max(1, loss_count)}
+            entry: dict[str, Any] = {"epoch": epoch, "train_loss": state.loss_sum / max(1, state.loss_count)}
             if val_records:
-                probs = score_token_ids(accelerator.unwrap_model(model), val_ids, pad_id,
-                                        config.train.eval_batch_size, device)
+                probs = validation_scores(core, val_vectors, val_ids, pad_id, config, device)
                 thresholds = choose_thresholds(config, probs, val_enc.targets, val_enc.mask, labels.labels)
                 predicted = thresholds.apply(probs, labels.labels)
                 metrics = compute_metrics(val_enc.targets, val_enc.mask, predicted, labels.labels)
                 entry.update(val_micro_f1=metrics["micro_f1"], val_macro_f1=metrics["macro_f1"],
                              decisions=thresholds.describe())
-                improved = best is None or metrics["micro_f1"] > best["metrics"]["micro_f1"]
+                improved = state.best_epoch == 0 or metrics["micro_f1"] > state.best_metrics["micro_f1"]
             else:
                 thresholds, metrics, improved = untuned_rule(config), {}, True
-            log.append(entry)
+            state.log.append(entry)
+            state.epoch, state.batches_done, state.loss_sum, state.loss_count = epoch, 0, 0.0, 0
             progress.console.print(_epoch_line(entry, config.train.epochs, improved and bool(val_records)))
             if improved:
                 # A copy on the CPU: the kept weights must not change as training goes on.
-                state = {k: v.detach().to("cpu", copy=True)
-                         for k, v in accelerator.unwrap_model(model).state_dict().items()}
-                best = {"epoch": epoch, "state": state, "thresholds": thresholds, "metrics": metrics}
+                best_weights = {k: v.detach().to("cpu", copy=True) for k, v in core.state_dict().items()}
+                state.best_epoch, state.best_thresholds = epoch, asdict(thresholds)
+                state.best_metrics = {k: v for k, v in metrics.items() if k != "per_label"}
+                state.epochs_without_gain = 0
+            else:
+                state.epochs_without_gain += 1
+            if config.train.patience and val_records and state.epochs_without_gain >= config.train.patience:
+                state.stopped_early = True
+                progress.console.print(f"stopping early: no better validation micro-F1 for "
+                                       f"{state.epochs_without_gain} epochs (train.patience)")
+            state.epoch_rng = rng.bit_generator.state
+            every = config.train.checkpoint_every
+            if every and (epoch % every == 0) and epoch < config.train.epochs and not state.stopped_early:
+                checkpoint()
 
     # ---------------------------------------------------------------- save the run
-    assert best is not None
-    model = accelerator.unwrap_model(model)
-    model.load_state_dict(best["state"])
+    assert best_weights is not None
     summary = {
-        "best_epoch": best["epoch"],
-        "validation": {k: v for k, v in best["metrics"].items() if k != "per_label"},
+        "best_epoch": state.best_epoch,
+        "epochs_trained": state.epoch,
+        "stopped_early": state.stopped_early,
+        "validation": state.best_metrics,
         "train_records": len(train_records),
         "validation_records": len(val_records),
-        "train_seconds": round(train_seconds, 2),
-        "train_samples_per_second": round(samples_seen / max(train_seconds, 1e-9), 2),
+        "train_seconds": round(state.train_seconds, 2),
+        "train_samples_per_second": round(state.samples_seen / max(state.train_seconds, 1e-9), 2),
         "device": device.type,
+        "processes": world,
         "precision": _precision_name(accelerator),
+        "wall_seconds": round(time.perf_counter() - started, 2),  # of this invocation (a resumed one: since resuming)
     }
-    staging = begin_run(runs_root, run_name)
-    config.output.name = run_name
-    config.save(staging / "config.yaml")
-    labels.save(staging / "labels.json")
-    stats.save(staging / "label_stats.json")
-    save_model(staging, model, tokenizer)
-    best["thresholds"].save(staging / "thresholds.json")
-    summary["wall_seconds"] = round(time.perf_counter() - started, 2)
-    write_json(staging / "metrics.json", summary)
-    (staging / "train_log.jsonl").write_text("".join(_json_line(e) for e in log))
-    run_dir = finish_run(staging)
-    return TrainResult(run_dir, summary)
+    final = runs_root / run_name
+    accelerator.wait_for_everyone()
+    if main:
+        core.load_state_dict(best_weights)
+        labels.save(staging / "labels.json")
+        stats.save(staging / "label_stats.json")
+        save_model(staging, core, tokenizer)
+        DecisionRule(**state.best_thresholds).save(staging / "thresholds.json")
+        write_json(staging / "metrics.json", summary)
+        (staging / "train_log.jsonl").write_text("".join(_json_line(e) for e in state.log))
+        remove_checkpoints(staging)
+        final = finish_run(staging)
+    accelerator.wait_for_everyone()
+    return TrainResult(final.resolve(), summary)
 
 
 # -------------------------------------------------------------------- helpers of the loop
+
+
+def frozen_embeddings(model, token_ids: list[list[list[int]]], pad_id: int, config: Config, device, cache: Path,
+                      console: Console) -> list[torch.Tensor]:
+    """Pooled vectors of each list of texts from the frozen encoder: computed once, cached on disk."""
+    fingerprint = weights_fingerprint(model.encoder)
+    out = []
+    for ids in token_ids:
+        vectors, hit = cached_embeddings(model, ids, pad_id, config.train.eval_batch_size, device, fingerprint, cache)
+        console.print(f"frozen encoder: {len(ids)} embeddings {'reused from' if hit else 'computed, cached in'} "
+                      f"{cache / 'embeddings'}", markup=False)
+        out.append(torch.from_numpy(vectors))
+    return out
+
+
+def validation_scores(model, vectors: torch.Tensor | None, token_ids, pad_id: int, config: Config, device):
+    if vectors is None:
+        return score_token_ids(model, token_ids, pad_id, config.train.eval_batch_size, device)
+    model.eval()
+    with torch.inference_mode():
+        probs = torch.sigmoid(model(pooled=vectors.to(device)).float()).cpu().numpy()
+    model.train()
+    return probs
+
+
+def process_share(batches: list[np.ndarray], world: int, rank: int) -> list[np.ndarray]:
+    """This process's batches: every world-th one. The list is first padded with its own first batches
+    to a multiple of the process count (as torch's DistributedSampler pads), so that every process
+    takes the same number of steps: data-parallel processes wait for each other at every step."""
+    if world == 1:
+        return batches
+    short = -len(batches) % world
+    return [*batches, *batches[:short]][rank::world]
+
+
+def data_fingerprint(train_ids, val_ids, train_enc, val_enc) -> str:
+    """What the checkpoint was trained on: resuming on other data would silently mix two runs."""
+    h = hashlib.sha256()
+    for ids in (train_ids, val_ids):
+        h.update(texts_fingerprint([" ".join(map(str, row)) for row in ids]).encode())
+    for enc in (train_enc, val_enc):
+        h.update(np.ascontiguousarray(enc.targets).tobytes())
+        h.update(np.ascontiguousarray(enc.mask).tobytes())
+    return h.hexdigest()
+
+
+def trainer_state(optimizer, scheduler) -> dict[str, Any]:
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore(run_dir: Path, model, optimizer, scheduler, fingerprint: str):
+    """Load the checkpoint of `run_dir` into model, optimizer and scheduler; return (state, best weights)."""
+    path = find_checkpoint(run_dir)
+    if path is None:
+        raise RunDirError(f"{run_dir}: no checkpoint to resume from")
+    saved = load_checkpoint(path)
+    state = TrainingState(**saved.state)
+    if state.data_fingerprint != fingerprint:
+        raise MlclsError(f"{path}: the training or validation data changed since this checkpoint was written "
+                         "(same files and settings are needed to resume)")
+    try:
+        model.load_state_dict(saved.model)
+        optimizer.load_state_dict(saved.trainer["optimizer"])
+        scheduler.load_state_dict(saved.trainer["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise RunDirError(f"{path}: does not match this model ({str(exc).splitlines()[0]})") from None
+    torch.set_rng_state(saved.trainer["torch_rng"])
+    if "cuda_rng" in saved.trainer and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved.trainer["cuda_rng"])
+    best = saved.best if saved.best is not None else {k: v.clone() for k, v in saved.model.items()}
+    return state, best
+
+
+def _state_json(state: TrainingState) -> dict[str, Any]:
+    return asdict(state)
+
+
+def _any_process(accelerator, flag: bool) -> bool:
+    """True on every process when it is true on one: all must stop at the same step, or they deadlock."""
+    if accelerator.num_processes == 1:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(value, reduction="sum").item() > 0)
+
+
+def _broadcast(accelerator, value: str) -> str:
+    """The main process's value on every process (a timestamped run name may differ between them)."""
+    if accelerator.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value])[0]
+
+
+def _trained_part(config: Config) -> str:
+    if config.train.freeze_encoder:
+        return "head only (frozen encoder)"
+    if config.train.train_top_layers is not None:
+        return f"top {config.train.train_top_layers} layers + head"
+    return "all layers"
+
 
 
 def seed_everything(seed: int) -> None:
@@ -236,7 +460,7 @@ def param_groups(model, config: Config) -> list[dict[str, Any]]:
         groups.append({"params": [p for p in params if p.ndim >= 2], "lr": lr,
                        "weight_decay": config.train.weight_decay})
         groups.append({"params": [p for p in params if p.ndim < 2], "lr": lr, "weight_decay": 0.0})
-    return groups
+    return [g for g in groups if g["params"]]  # a frozen encoder leaves its groups empty
 
 
 def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):

@@ -1,0 +1,103 @@
+"""Training checkpoints that exist whole or not at all.
+
+<run>/checkpoint/
+  model.safetensors   the model being trained (encoder + head)
+  best.safetensors    the best epoch's weights, when they are not the model's current ones
+  trainer.pt          optimizer, scheduler and torch random states (tensors and numbers only:
+                      loaded with torch.load(weights_only=True), which refuses arbitrary pickles)
+  state.json          progress, the log, the best epoch, the batch order's random state; written last
+
+A checkpoint is written into checkpoint.tmp/, then the old one is moved aside and the new one renamed into
+place; a kill at any moment leaves either the previous checkpoint or the new one. `find_checkpoint` also
+accepts checkpoint.old/, which is what a kill between the two renames leaves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlcls.errors import RunDirError
+
+CHECKPOINT = "checkpoint"
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    state: dict[str, Any]
+    model: dict[str, Any]  # tensors
+    best: dict[str, Any] | None  # tensors; None: the best weights are `model`
+    trainer: dict[str, Any]
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any], model: dict[str, Any], best: dict[str, Any] | None,
+                    trainer: dict[str, Any]) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    final, tmp, old = (run_dir / CHECKPOINT, run_dir / f"{CHECKPOINT}.tmp", run_dir / f"{CHECKPOINT}.old")
+    if tmp.exists():
+        shutil.rmtree(tmp)  # a write that was killed
+    tmp.mkdir(parents=True)
+    save_file(_plain(model), str(tmp / "model.safetensors"))
+    if best is not None:
+        save_file(_plain(best), str(tmp / "best.safetensors"))
+    torch.save(trainer, tmp / "trainer.pt")
+    (tmp / "state.json").write_text(json.dumps(state))
+    for name in ("model.safetensors", "best.safetensors", "trainer.pt", "state.json"):
+        if (tmp / name).exists():
+            _fsync(tmp / name)
+    if final.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        final.rename(old)
+    tmp.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+    return final
+
+
+def find_checkpoint(run_dir: Path) -> Path | None:
+    for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
+        if (run_dir / name / "state.json").is_file():
+            return run_dir / name
+    return None
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = json.loads((path / "state.json").read_text())
+        model = load_file(str(path / "model.safetensors"))
+        best = load_file(str(path / "best.safetensors")) if (path / "best.safetensors").exists() else None
+        trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
+    except (OSError, ValueError, SafetensorError, RuntimeError) as exc:
+        raise RunDirError(f"{path}: corrupt checkpoint ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+    return Checkpoint(path, state, model, best, trainer)
+
+
+def remove_checkpoints(run_dir: Path) -> None:
+    for name in (CHECKPOINT, f"{CHECKPOINT}.tmp", f"{CHECKPOINT}.old"):
+        if (run_dir / name).exists():
+            shutil.rmtree(run_dir / name)
+
+
+def _plain(tensors: dict[str, Any]) -> dict[str, Any]:
+    # safetensors wants contiguous tensors that share no memory.
+    return {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
