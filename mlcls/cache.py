@@ -35,7 +35,12 @@ def tokenizer_fingerprint(tokenizer) -> str:
     h = hashlib.sha256(type(tokenizer).__name__.encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        h.update(backend.to_str().encode())
+        # Truncation and padding are the settings of the last call (transformers sets them on the backend
+        # per call), not properties of the tokenizer: left out, or the key would change after first use.
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+        h.update(json.dumps(spec, sort_keys=True).encode())
     else:
         h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
     h.update(repr(getattr(tokenizer, "model_max_length", None)).encode())

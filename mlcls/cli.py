@@ -17,7 +17,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 
@@ -77,7 +76,7 @@ def _guarded(debug: bool, action: Callable[[], Any]) -> Any:
         # `mlcls predict big.jsonl | head`: the reader left. Not an error; silence the flush at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0) from None
-    except (typer.Exit, typer.Abort, click.ClickException):  # usage errors: click prints them, exit 2
+    except (typer.Exit, typer.Abort, typer.BadParameter):  # a usage error: Typer prints it, exit 2
         raise
     except Exception as exc:  # a bug of ours: still one line, the traceback on request
         if debug:
@@ -146,7 +145,8 @@ def train(
             given = [k for k, v in options.items() if v is not None] + (["--config"] if config else []) + (
                 ["--set"] if set_ else [])
             if given:
-                raise typer.BadParameter(f"--resume continues a run with its own config; drop {', '.join(given)}")
+                raise typer.BadParameter(f"--resume continues a run with its own config; remove the other "
+                                         f"settings ({', '.join(given)})")
             from mlcls.rundir import resumable_run
 
             resume_dir = resumable_run(resume)

@@ -216,12 +216,11 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
                 elapsed = state.train_seconds + time.perf_counter() - epoch_start
                 progress.update(task, advance=1, loss=state.loss_sum / state.loss_count,
                                 rate=state.samples_seen / elapsed, description=f"epoch {epoch}/{config.train.epochs}")
-                if _any_process(accelerator, stop.should_stop(state.step)) and state.batches_done < len(batches):
+                if state.batches_done < len(batches) and _any_process(accelerator, stop.should_stop(state.step)):
                     state.train_seconds += time.perf_counter() - epoch_start
                     checkpoint()
-                    raise TrainingInterrupted(
-                        f"interrupted in epoch {epoch}, step {state.step}/{total_steps}: checkpoint saved in "
-                        f"{staging / 'checkpoint'}; continue with: mlcls train --resume {runs_root / run_name}")
+                    raise TrainingInterrupted(interrupted_message(epoch, state.step, total_steps, staging,
+                                                                  runs_root / run_name))
             state.train_seconds += time.perf_counter() - epoch_start
 
             # ------------------------------------------------------------ validate, keep the best
@@ -252,8 +251,13 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
                 progress.console.print(f"stopping early: no better validation micro-F1 for "
                                        f"{state.epochs_without_gain} epochs (train.patience)")
             state.epoch_rng = rng.bit_generator.state
+            last = epoch == config.train.epochs or state.stopped_early
+            if not last and _any_process(accelerator, stop.should_stop(state.step)):  # Ctrl-C in the epoch's last step
+                checkpoint()
+                raise TrainingInterrupted(interrupted_message(epoch, state.step, total_steps, staging,
+                                                              runs_root / run_name))
             every = config.train.checkpoint_every
-            if every and (epoch % every == 0) and epoch < config.train.epochs and not state.stopped_early:
+            if every and epoch % every == 0 and not last:
                 checkpoint()
 
     # ---------------------------------------------------------------- save the run
@@ -289,6 +293,11 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
 
 
 # -------------------------------------------------------------------- helpers of the loop
+
+
+def interrupted_message(epoch: int, step: int, total_steps: int, staging: Path, run: Path) -> str:
+    return (f"interrupted in epoch {epoch}, after step {step}/{total_steps}: checkpoint saved in "
+            f"{staging / 'checkpoint'}; continue with: mlcls train --resume {run}")
 
 
 def frozen_embeddings(model, token_ids: list[list[list[int]]], pad_id: int, config: Config, device, cache: Path,
@@ -431,6 +440,13 @@ def hold_out(records: list[Record], fraction: float, seed: int) -> tuple[list[Re
 def make_accelerator(device: str, precision: str):
     from accelerate import Accelerator
 
+    on_cuda, precision = choose_precision(device, precision)
+    return Accelerator(cpu=not on_cuda, mixed_precision="no" if precision == "fp32" else precision)
+
+
+def choose_precision(device: str, precision: str) -> tuple[bool, str]:
+    """(on a CUDA GPU?, fp32|bf16|fp16): auto is bf16 where the hardware runs it fast, fp16 on older GPUs,
+    fp32 on CPUs without native bf16."""
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device is cuda, but no CUDA GPU is available")
     on_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
@@ -441,7 +457,7 @@ def make_accelerator(device: str, precision: str):
             precision = "bf16" if cpu_has_fast_bf16() else "fp32"
     if precision == "fp16" and not on_cuda:
         raise ConfigError("train.precision fp16 needs a CUDA GPU (use bf16 or fp32 on a CPU)")
-    return Accelerator(cpu=not on_cuda, mixed_precision="no" if precision == "fp32" else precision)
+    return on_cuda, precision
 
 
 def cpu_has_fast_bf16() -> bool:

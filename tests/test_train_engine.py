@@ -1,0 +1,292 @@
+"""The training engine: checkpoints and resume, Ctrl-C, early stopping, frozen-encoder cache, top layers,
+the precision choice, and data-parallel training with 2 CPU processes. All with the tiny encoder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from mlcls import train as train_module
+from mlcls.checkpoint import find_checkpoint, load_checkpoint
+from mlcls.cli import app
+from mlcls.config import load_config
+from mlcls.interrupt import StopSignal
+from mlcls.rundir import resumable_run
+from mlcls.train import TrainingInterrupted, process_share, train
+from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
+
+runner = CliRunner()
+quiet = Console(stderr=True, quiet=True)
+
+
+class StopAtStep(StopSignal):
+    """What a Ctrl-C after optimizer step `at` does, without a signal."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at = at
+
+    def should_stop(self, step: int) -> bool:
+        return step >= self.at
+
+
+def _config(tmp_path: Path, encoder: Path, name: str, *overrides: str, records=TINY_RECORDS):
+    data = write_jsonl(tmp_path / "tiny.jsonl", records)
+    # Dropout on, so that the torch random state matters to the result; 3 steps an epoch (6 batches / 2).
+    return load_config(tiny_config(tmp_path, encoder, data),
+                       ["model.dropout=0.2", "train.epochs=4", "train.batch_size=2", "train.grad_accum=2",
+                        f"train.cache_dir={tmp_path / 'cache'}", *overrides],
+                       {"output.name": name})
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "head.safetensors")) | load_file(str(run / "encoder" / "model.safetensors"))
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    assert (a / "train_log.jsonl").read_text() == (b / "train_log.jsonl").read_text()
+    assert (a / "thresholds.json").read_text() == (b / "thresholds.json").read_text()
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize("stop_at", [6, 5], ids=["at-epoch-end", "mid-epoch"])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, tiny_encoder, stop_at):
+    whole = train(_config(tmp_path, tiny_encoder, "whole"), quiet).run_dir
+
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(_config(tmp_path, tiny_encoder, "cut"), quiet, stop=StopAtStep(stop_at))
+    staging = tmp_path / "runs" / ".cut.incomplete"
+    assert not (tmp_path / "runs" / "cut").exists()  # nothing for eval to mistake for a finished run
+    saved = load_checkpoint(find_checkpoint(staging))
+    assert saved.state["step"] == stop_at
+
+    resumed_from = resumable_run(tmp_path / "runs" / "cut")
+    assert resumed_from == staging
+    config = load_config(staging / "config.yaml")
+    resumed = train(config, quiet, resume=resumed_from).run_dir
+    assert resumed == (tmp_path / "runs" / "cut").resolve()
+    assert not staging.exists() and not (resumed / "checkpoint").exists()
+    _assert_same_run(whole, resumed)
+
+
+def test_resume_through_the_cli_and_its_errors(tmp_path, tiny_encoder):
+    cfg = _config(tmp_path, tiny_encoder, "cli")
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, quiet, stop=StopAtStep(3))
+    # A new run under the same name would throw the checkpoint away: refused.
+    again = runner.invoke(app, ["train", "-c", str(tmp_path / "tiny.yaml"), "--name", "cli"])
+    assert again.exit_code == 1 and "--resume" in again.output
+    # --resume keeps the run's own config: other settings are a usage error.
+    mixed = runner.invoke(app, ["train", "--resume", str(tmp_path / "runs" / "cli"), "--epochs", "9"])
+    assert mixed.exit_code == 2 and "train.epochs" in mixed.output
+
+    done = runner.invoke(app, ["train", "--resume", str(tmp_path / "runs" / "cli")])
+    assert done.exit_code == 0, done.output
+    assert "resuming cli after epoch 1, step 3" in done.output
+    finished = runner.invoke(app, ["train", "--resume", str(tmp_path / "runs" / "cli")])
+    assert finished.exit_code == 1 and "finished" in finished.output
+    missing = runner.invoke(app, ["train", "--resume", str(tmp_path / "runs" / "nope")])
+    assert missing.exit_code == 1 and "no interrupted run" in missing.output
+
+
+def test_resume_refuses_changed_data(tmp_path, tiny_encoder):
+    with pytest.raises(TrainingInterrupted):
+        train(_config(tmp_path, tiny_encoder, "drift"), quiet, stop=StopAtStep(2))
+    write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS[:-1])
+    staging = tmp_path / "runs" / ".drift.incomplete"
+    with pytest.raises(Exception, match="data changed"):
+        train(load_config(staging / "config.yaml"), quiet, resume=staging)
+
+
+def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, tiny_encoder, monkeypatch):
+    cfg = _config(tmp_path, tiny_encoder, "crash", "train.epochs=3")
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def save_then_die(obj, path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second checkpoint: its model file is written, then the process "dies"
+            raise SystemExit("killed while writing")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_then_die)
+    with pytest.raises(SystemExit):
+        train(cfg, quiet)
+    monkeypatch.undo()
+
+    staging = tmp_path / "runs" / ".crash.incomplete"
+    assert (staging / "checkpoint.tmp").exists()  # the torn write
+    kept = load_checkpoint(find_checkpoint(staging))
+    assert kept.path.name == "checkpoint" and kept.state["epoch"] == 1  # the first one, whole
+    # A kill between the two renames leaves only checkpoint.old: that one is used.
+    (staging / "checkpoint").rename(staging / "checkpoint.old")
+    assert find_checkpoint(staging) == staging / "checkpoint.old"
+    finished = train(load_config(staging / "config.yaml"), quiet, resume=staging)
+    assert finished.metrics["epochs_trained"] == 3
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch(tmp_path, tiny_encoder, monkeypatch):
+    # A validation score that only falls after epoch 1: patience 2 stops after epoch 3.
+    scores = iter([0.9, 0.5, 0.4, 0.3, 0.2])
+    real_metrics = train_module.compute_metrics
+
+    def falling(*args, **kwargs):
+        metrics = real_metrics(*args, **kwargs)
+        metrics["micro_f1"] = next(scores)
+        return metrics
+
+    monkeypatch.setattr(train_module, "compute_metrics", falling)
+    result = train(_config(tmp_path, tiny_encoder, "early", "train.epochs=5", "train.patience=2"), quiet)
+    assert result.metrics["stopped_early"] is True
+    assert result.metrics["epochs_trained"] == 3 and result.metrics["best_epoch"] == 1
+    assert len((result.run_dir / "train_log.jsonl").read_text().splitlines()) == 3
+
+
+def test_frozen_encoder_cache_is_reused_and_invalidated(tmp_path, tiny_encoder, monkeypatch):
+    computed = []
+    real_pool = train_module.build_model
+
+    def counting_build(*args, **kwargs):
+        model, tokenizer = real_pool(*args, **kwargs)
+        original = model.pool
+
+        def pool(input_ids, attention_mask):
+            computed.append(len(input_ids))
+            return original(input_ids, attention_mask)
+
+        model.pool = pool
+        return model, tokenizer
+
+    monkeypatch.setattr(train_module, "build_model", counting_build)
+    first = train(_config(tmp_path, tiny_encoder, "f1", "train.freeze_encoder=true"), quiet)
+    # Validation is the training file here: its texts, tokens and vectors are the same, encoded once.
+    assert sum(computed) == len(TINY_RECORDS)
+    computed.clear()
+    second = train(_config(tmp_path, tiny_encoder, "f2", "train.freeze_encoder=true"), quiet)
+    assert computed == []  # every vector came from the cache
+    assert (first.run_dir / "train_log.jsonl").read_text() == (second.run_dir / "train_log.jsonl").read_text()
+    # The encoder stayed as it was: its saved weights equal the ones it started from.
+    start = load_file(str(tiny_encoder / "model.safetensors"))
+    saved = load_file(str(second.run_dir / "encoder" / "model.safetensors"))
+    for key in saved:
+        torch.testing.assert_close(saved[key], start[key])
+
+    # Other data -> new vectors.
+    train(_config(tmp_path, tiny_encoder, "f3", "train.freeze_encoder=true", records=TINY_RECORDS[:-1]), quiet)
+    assert sum(computed) == len(TINY_RECORDS) - 1
+    # Another encoder (same architecture and vocabulary, other weights) -> new vectors.
+    computed.clear()
+    other = tmp_path / "other-encoder"
+    shutil.copytree(tiny_encoder, other)
+    weights = load_file(str(other / "model.safetensors"))
+    from safetensors.torch import save_file
+
+    shifted = {k: v + 0.01 if v.is_floating_point() else v for k, v in weights.items()}
+    save_file(shifted, str(other / "model.safetensors"))
+    train(_config(tmp_path, tiny_encoder, "f4", "train.freeze_encoder=true", f"model.encoder={other}",
+                  records=TINY_RECORDS[:-1]), quiet)
+    assert sum(computed) == len(TINY_RECORDS) - 1
+
+
+def test_token_ids_are_cached_by_tokenizer_max_length_and_text(tmp_path, tiny_encoder):
+    from transformers import AutoTokenizer
+
+    from mlcls.cache import cached_token_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    texts = [r["text"] for r in TINY_RECORDS]
+    ids, hit = cached_token_ids(tokenizer, texts, 8, tmp_path)
+    assert not hit and ids == tokenizer(texts, truncation=True, max_length=8)["input_ids"]
+    assert cached_token_ids(tokenizer, texts, 8, tmp_path) == (ids, True)
+    assert cached_token_ids(tokenizer, texts, 16, tmp_path)[1] is False
+    assert cached_token_ids(tokenizer, [*texts[:-1], "cocoa"], 8, tmp_path)[1] is False
+
+
+def test_top_layers_train_only_the_top_of_the_encoder(tmp_path, tiny_encoder):
+    result = train(_config(tmp_path, tiny_encoder, "top", "train.train_top_layers=1", "train.epochs=2"), quiet)
+    start = load_file(str(tiny_encoder / "model.safetensors"))
+    saved = load_file(str(result.run_dir / "encoder" / "model.safetensors"))
+    changed = {k for k in saved if not torch.equal(saved[k], start[k])}
+    assert changed and all(k.startswith("encoder.layer.1.") for k in changed), sorted(changed)
+    with pytest.raises(Exception, match="has 2 layers"):
+        train(_config(tmp_path, tiny_encoder, "top3", "train.train_top_layers=3"), quiet)
+
+
+def test_precision_auto_picks_bf16_only_where_supported(monkeypatch):
+    choose = train_module.choose_precision
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(train_module, "cpu_has_fast_bf16", lambda: False)
+    assert choose("auto", "auto") == (False, "fp32")
+    monkeypatch.setattr(train_module, "cpu_has_fast_bf16", lambda: True)
+    assert choose("auto", "auto") == (False, "bf16")
+    assert choose("auto", "fp32") == (False, "fp32")
+    with pytest.raises(Exception, match="fp16 needs a CUDA GPU"):
+        choose("cpu", "fp16")
+    with pytest.raises(Exception, match="no CUDA GPU"):
+        choose("cuda", "auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)  # e.g. a V100 or T4
+    assert choose("auto", "auto") == (True, "fp16")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert choose("auto", "auto") == (True, "bf16")
+    assert choose("cpu", "auto") == (False, "bf16")  # cpu_has_fast_bf16 is still patched to True
+
+
+def test_process_share_gives_every_process_the_same_number_of_batches():
+    batches = [[i] for i in range(7)]
+    shares = [process_share(batches, 2, rank) for rank in range(2)]
+    assert [len(s) for s in shares] == [4, 4]
+    assert sorted(b[0] for s in shares for b in s) == [0, 0, 1, 2, 3, 4, 5, 6]  # one repeat pads the odd one out
+    assert process_share(batches, 1, 0) == batches
+
+
+def test_two_cpu_processes_train_one_run(tmp_path, tiny_encoder):
+    """Data-parallel through torchrun (what `accelerate launch --multi_gpu` runs), 2 processes on gloo."""
+    data = write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS)
+    config = tiny_config(tmp_path, tiny_encoder, data)
+    common = ["-c", str(config), "--set", "train.epochs=20"]
+    single = subprocess.run([sys.executable, "-m", "mlcls", "train", *common, "--name", "one",
+                             "--batch-size", "4"], capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    double = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "mlcls", "train", *common, "--name", "two", "--batch-size", "2"],  # 2 x 2 = the same 4 per step
+        capture_output=True, text=True, timeout=300, env=env)
+    assert double.returncode == 0, double.stderr[-3000:]
+    assert "x 2 processes" in double.stderr
+    runs = tmp_path / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["latest", "one", "two"]  # written once, nothing left over
+    one, two = (json.loads((runs / n / "metrics.json").read_text()) for n in ("one", "two"))
+    assert two["processes"] == 2
+    assert (runs / "one" / "labels.json").read_text() == (runs / "two" / "labels.json").read_text()
+    # Same data, same steps, same effective batch, other batch composition: the tiny set is learnt both ways.
+    assert one["validation"]["micro_f1"] >= 0.9 and two["validation"]["micro_f1"] >= 0.9
+    assert abs(one["validation"]["micro_f1"] - two["validation"]["micro_f1"]) <= 0.1
+    ev = runner.invoke(app, ["eval", str(runs / "two"), "--data", str(data)])
+    assert ev.exit_code == 0, ev.output
+
+
+def test_first_ctrl_c_sets_the_flag_and_a_second_one_interrupts():
+    import signal
+
+    stop = StopSignal()
+    with stop.on_ctrl_c():
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested and stop.should_stop(1)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the previous handler is back
