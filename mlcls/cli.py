@@ -165,6 +165,8 @@ def train(
             except TrainingInterrupted as exc:
                 err.print(str(exc), markup=False)
                 raise typer.Exit(130) from None
+        if not result.main_process:
+            return
         val = result.metrics["validation"]
         if val:
             out.print(f"validation (epoch {result.metrics['best_epoch']}): micro-F1 {val['micro_f1']:.4f}  "

@@ -43,6 +43,7 @@ from mlcls.thresholds import DecisionRule, tune
 class TrainResult:
     run_dir: Path
     metrics: dict[str, Any]  # validation metrics of the kept epoch, plus timings
+    main_process: bool = True  # under `accelerate launch`, only the main process reports
 
 
 class TrainingInterrupted(MlclsError):
@@ -289,7 +290,7 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
         remove_checkpoints(staging)
         final = finish_run(staging)
     accelerator.wait_for_everyone()
-    return TrainResult(final.resolve(), summary)
+    return TrainResult(final.resolve(), summary, main)
 
 
 # -------------------------------------------------------------------- helpers of the loop
