@@ -30,7 +30,7 @@ from typing import Any
 from mlcls.checkpoint import find_checkpoint
 from mlcls.config import Config
 from mlcls.data import LabelSpace
-from mlcls.errors import ConfigError, RunDirError
+from mlcls.errors import ConfigError, MlclsError, RunDirError
 from mlcls.thresholds import DecisionRule
 
 REQUIRED_FILES = ("config.yaml", "labels.json", "encoder", "head.safetensors", "thresholds.json")
@@ -126,7 +126,27 @@ class LoadedRun:
     device: Any
 
 
-def load_run(run: str | Path | None, device: str = "auto") -> LoadedRun:
+def quantized_int8(encoder):
+    """The encoder with its Linear layers in int8 (weights quantised once, activations per batch): about
+    1.5x faster matrix products on x86 CPUs, at a small cost in accuracy that `mlcls eval --int8` shows.
+
+    torch's own dynamic quantisation, not a new dependency; torch marks it deprecated in favour of
+    torchao, so a torch without it gives a clear error rather than a crash."""
+    import warnings
+
+    import torch
+
+    try:
+        from torch.ao.quantization import quantize_dynamic
+    except ImportError:
+        raise MlclsError(f"--int8 needs torch's dynamic quantisation, which torch {torch.__version__} lacks") from None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        return quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def load_run(run: str | Path | None, device: str = "auto", int8: bool = False) -> LoadedRun:
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -163,4 +183,8 @@ def load_run(run: str | Path | None, device: str = "auto") -> LoadedRun:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
+    if int8:
+        if device != "cpu":
+            raise MlclsError("--int8 is a CPU mode (dynamic int8 quantisation); on a GPU, inference runs in bf16")
+        model.encoder = quantized_int8(model.encoder)
     return LoadedRun(path, config, labels, thresholds, model, tokenizer, torch.device(device))

@@ -359,7 +359,10 @@ def restore(run_dir: Path, model, optimizer, scheduler, fingerprint: str):
     if path is None:
         raise RunDirError(f"{run_dir}: no checkpoint to resume from")
     saved = load_checkpoint(path)
-    state = TrainingState(**saved.state)
+    try:
+        state = TrainingState(**saved.state)
+    except TypeError as exc:  # written by another version of mlcls
+        raise RunDirError(f"{path / 'state.json'}: not a checkpoint state this mlcls can read ({exc})") from None
     if state.data_fingerprint != fingerprint:
         raise MlclsError(f"{path}: the training or validation data changed since this checkpoint was written "
                          "(same files and settings are needed to resume)")

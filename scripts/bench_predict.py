@@ -3,6 +3,7 @@
 Inputs: the Reuters test articles (title + body, as mlcls builds them), repeated to --lines lines.
 Contenders, each a fresh process timed by /usr/bin/time (wall seconds and peak RSS, model loading included):
   - mlcls predict INPUT -o OUT --model RUN (batch 64, texts sorted by length within chunks);
+  - the same with --int8 (the encoder's linear layers in dynamic int8);
   - transformers.pipeline("text-classification", top_k=None, function_to_apply="sigmoid") over the run's
     encoder with a sequence-classification head of the same size (weights of that head don't matter for
     speed), truncation to the run's max_length, at the pipeline's default batch size (1) and at 32.
@@ -103,6 +104,8 @@ def main() -> None:
             for name, command in (
                 ("mlcls predict (batch 64)", [*mlcls, str(source), "--model", str(args.run), "-o",
                                               str(folder / "out.jsonl")]),
+                ("mlcls predict --int8 (batch 64)", [*mlcls, str(source), "--model", str(args.run), "--int8",
+                                                     "-o", str(folder / "out-int8.jsonl")]),
                 ("pipeline, batch 32", [sys.executable, __file__, "--worker", "pipeline", "--run", str(args.run),
                                         "--input", str(source), "--batch-size", "32"]),
                 ("pipeline, default batch (1)", [sys.executable, __file__, "--worker", "pipeline", "--run",
@@ -112,10 +115,13 @@ def main() -> None:
                 results[name] = (wall, peak)
                 print(f"{name}: {wall:.1f} s, {args.lines / wall:.1f} docs/s, peak RSS {peak:.0f} MiB", flush=True)
             ours = results["mlcls predict (batch 64)"][0]
+            int8 = results["mlcls predict --int8 (batch 64)"][0]
             lines += [f"Speed, {args.lines} lines:", "",
-                      "| contender | wall s | docs/s | mlcls speed-up | peak RSS MiB |", "|---|---|---|---|---|"]
+                      "| contender | wall s | docs/s | mlcls speed-up over it | mlcls --int8 speed-up | peak RSS MiB |",
+                      "|---|---|---|---|---|---|"]
             for name, (wall, peak) in results.items():
-                lines.append(f"| {name} | {wall:.1f} | {args.lines / wall:.1f} | {wall / ours:.2f}x | {peak:.0f} |")
+                lines.append(f"| {name} | {wall:.1f} | {args.lines / wall:.1f} | {wall / ours:.2f}x | "
+                             f"{wall / int8:.2f}x | {peak:.0f} |")
             lines.append("")
         if args.memory_lines:
             lines += ["Peak RSS of `mlcls predict`:", "", "| input lines | wall s | peak RSS MiB |", "|---|---|---|"]

@@ -230,3 +230,24 @@ def test_corrupt_run_files_are_named(trained, tmp_path, name, content, message):
     result = runner.invoke(app, ["predict", "-", "--model", str(copy)], input='{"text": "oil"}\n')
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and message in result.stderr and "Traceback" not in result.output
+
+
+def test_int8_predictions_stay_close_to_fp32(trained, tmp_path):
+    folder, data, _ = trained
+    run = str(folder / "runs" / "tiny")
+    scores = {}
+    for name, extra in (("fp32", []), ("int8", ["--int8"])):
+        out = tmp_path / f"{name}.jsonl"
+        result = runner.invoke(app, ["predict", str(data), "--model", run, "--scores", "all", "-o", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        scores[name] = [json.loads(line)["scores"] for line in out.read_text().splitlines()]
+    import torch
+
+    from mlcls.rundir import load_run
+
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in load_run(run, int8=True).model.modules())
+    for fp32, int8 in zip(scores["fp32"], scores["int8"], strict=True):
+        assert fp32.keys() == int8.keys()
+        assert max(abs(fp32[k] - int8[k]) for k in fp32) < 0.05
+    result = runner.invoke(app, ["eval", run, "--data", str(data), "--int8"])
+    assert result.exit_code == 0 and "micro" in result.stdout
