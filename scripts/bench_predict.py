@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=10000)
     parser.add_argument("--memory-lines", type=int, nargs="*", default=[])
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--memory-int8", action="store_true", help="memory rows with --int8 (a faster run)")
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--worker", choices=("pipeline",), help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
@@ -95,7 +96,7 @@ def main() -> None:
              "max length from its config). Wall time includes process start and model loading. "
              f"Command: `python scripts/bench_predict.py --run {args.run} --lines {args.lines}"
              + (f" --memory-lines {' '.join(map(str, args.memory_lines))}" if args.memory_lines else "")
-             + (" --no-speed" if args.no_speed else "") + "`.", ""]
+             + (" --memory-int8" if args.memory_int8 else "") + (" --no-speed" if args.no_speed else "") + "`.", ""]
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         if not args.no_speed:
@@ -124,10 +125,12 @@ def main() -> None:
                              f"{wall / int8:.2f}x | {peak:.0f} |")
             lines.append("")
         if args.memory_lines:
-            lines += ["Peak RSS of `mlcls predict`:", "", "| input lines | wall s | peak RSS MiB |", "|---|---|---|"]
+            lines += [f"Peak RSS of `mlcls predict{' --int8' if args.memory_int8 else ''}`:", "",
+                      "| input lines | wall s | peak RSS MiB |", "|---|---|---|"]
             for n in args.memory_lines:
                 source = make_input(args.data, n, folder)
-                wall, peak = timed([*mlcls, str(source), "--model", str(args.run), "-o", str(folder / "out.jsonl")])
+                wall, peak = timed([*mlcls, str(source), "--model", str(args.run), "-o", str(folder / "out.jsonl"),
+                                    *(["--int8"] if args.memory_int8 else [])])
                 print(f"{n} lines: {wall:.1f} s, peak RSS {peak:.0f} MiB", flush=True)
                 lines.append(f"| {n} | {wall:.1f} | {peak:.0f} |")
     table = "\n".join(lines)
