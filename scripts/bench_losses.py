@@ -19,13 +19,13 @@ import argparse
 import hashlib
 import json
 import platform
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from benchmarks_doc import write_block  # scripts/ is on sys.path when a script runs
 
 from mlcls.data import FieldSpec, LabelSpace, read_records
 from mlcls.losses import LOSSES, LabelStats, build_loss
@@ -37,7 +37,6 @@ PAPER = {  # Huang et al. 2021 (EMNLP), Table 2, BERT-base fine-tuned, ApteMod-9
     "bce": (89.14, 47.32), "focal": (89.97, 56.83), "cb": (89.23, 52.96), "ntr_focal": (90.70, 60.70),
     "cb_ntr": (90.74, 63.31), "db": (90.62, 64.47), "tfidf_svm": (87.60, 51.63),
 }
-MARK_START, MARK_END = "<!-- bench_losses:start -->", "<!-- bench_losses:end -->"
 
 
 def encode_frozen(texts: list[str], encoder: str, max_length: int, cache: Path) -> np.ndarray:
@@ -182,16 +181,6 @@ def markdown(rows: list[dict], args, wall: float) -> str:
     return "\n".join(lines)
 
 
-def write_into_benchmarks(table: str, doc: Path) -> None:
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    block = f"{MARK_START}\n{table}\n{MARK_END}"
-    if MARK_START in text:
-        text = re.sub(re.escape(MARK_START) + ".*?" + re.escape(MARK_END), lambda _: block, text, flags=re.S)
-    else:
-        text += f"\n## Losses on Reuters-21578 ApteMod-90 (`scripts/bench_losses.py`)\n\n{block}\n"
-    doc.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("frozen", "finetune"), default="frozen")
@@ -210,7 +199,8 @@ def main() -> None:
     rows = run_frozen(args) if args.mode == "frozen" else run_finetune(args)
     table = markdown(rows, args, time.perf_counter() - started)
     print(table)
-    write_into_benchmarks(table, args.doc)
+    write_block(args.doc, "bench_losses", table,
+                "## Losses on Reuters-21578 ApteMod-90 (`scripts/bench_losses.py`)")
 
 
 if __name__ == "__main__":

@@ -19,14 +19,13 @@ import argparse
 import itertools
 import json
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-MARK_START, MARK_END = "<!-- bench_predict:start -->", "<!-- bench_predict:end -->"
+from benchmarks_doc import write_block  # scripts/ is on sys.path when a script runs
 
 
 def make_input(source: Path, lines: int, folder: Path) -> Path:
@@ -135,13 +134,7 @@ def main() -> None:
                 lines.append(f"| {n} | {wall:.1f} | {peak:.0f} |")
     table = "\n".join(lines)
     print(table)
-    text = args.doc.read_text()
-    block = f"{MARK_START}\n{table}\n{MARK_END}"
-    if MARK_START in text:
-        text = re.sub(re.escape(MARK_START) + ".*?" + re.escape(MARK_END), lambda _: block, text, flags=re.S)
-    else:
-        text += f"\n## Prediction speed and memory (`scripts/bench_predict.py`)\n\n{block}\n"
-    args.doc.write_text(text)
+    write_block(args.doc, "bench_predict", table, "## Prediction speed and memory (`scripts/bench_predict.py`)")
 
 
 if __name__ == "__main__":

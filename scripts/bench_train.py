@@ -27,14 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-MARK_START, MARK_END = "<!-- bench_train:start -->", "<!-- bench_train:end -->"
+from benchmarks_doc import write_block  # scripts/ is on sys.path when a script runs
+
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -150,17 +150,6 @@ def markdown(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def record(table: str, docs: Path, key: str) -> None:
-    start, end = MARK_START.replace(":start", f":{key}:start"), MARK_END.replace(":end", f":{key}:end")
-    text = docs.read_text() if docs.exists() else ""
-    block = f"{start}\n{table}\n{end}"
-    if start in text:
-        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-    else:
-        text += f"\n{block}\n"
-    docs.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", type=Path, default=Path("data/reuters/train.jsonl"))
@@ -193,7 +182,7 @@ def main() -> None:
     table = markdown(results, args)
     print(table)
     if not args.no_record:
-        record(table, args.docs, f"len{args.max_length}")
+        write_block(args.docs, f"bench_train:len{args.max_length}", table)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,19 @@
+"""One table per benchmark in docs/benchmarks.md, between `<!-- NAME:start -->` and `<!-- NAME:end -->`:
+a rerun replaces its own block and leaves the text around it alone."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+
+def write_block(doc: Path, name: str, table: str, heading: str | None = None) -> None:
+    """Put `table` into the block `name` of `doc`; a block not there yet is appended (under `heading`)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    block = f"{start}\n{table}\n{end}"
+    if start in text:
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    else:
+        text += f"\n{heading}\n\n{block}\n" if heading else f"\n{block}\n"
+    doc.write_text(text)
