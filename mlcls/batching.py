@@ -54,3 +54,18 @@ def pad_batch(token_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Te
         input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         attention_mask[row, : len(ids)] = 1
     return input_ids, attention_mask
+
+
+@torch.inference_mode()
+def rows_by_length(model, compute, token_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int, device,
+                   width: int) -> np.ndarray:
+    """`compute(input_ids, attention_mask)` -> (batch, width) over length-sorted batches, with `model` in eval
+    mode (restored after); rows come back in the order of `token_ids`, as float32."""
+    was_training = model.training
+    model.eval()
+    out = np.zeros((len(token_ids), width), dtype=np.float32)
+    for batch in inference_batches([len(ids) for ids in token_ids], batch_size):
+        input_ids, attention_mask = pad_batch([token_ids[i] for i in batch], pad_id)
+        out[batch] = compute(input_ids.to(device), attention_mask.to(device)).float().cpu().numpy()
+    model.train(was_training)
+    return out

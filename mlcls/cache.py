@@ -56,6 +56,14 @@ def texts_fingerprint(texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+def token_ids_fingerprint(token_ids: Sequence[Sequence[int]]) -> str:
+    h = hashlib.sha256()
+    for ids in token_ids:
+        h.update(np.asarray(ids, dtype=np.int64).tobytes())
+        h.update(b"|")
+    return h.hexdigest()
+
+
 def weights_fingerprint(module) -> str:
     """A hash of every parameter and buffer, by name: a different checkpoint of the same encoder, or
     the same one fine-tuned, gets a different key."""
@@ -105,27 +113,14 @@ def cached_embeddings(model, token_ids: Sequence[Sequence[int]], pad_id: int, ba
     `fingerprint` names the encoder's weights and the pooling; the token ids name tokenizer, texts and
     max_length. Computed in eval mode (no dropout): the head's own dropout still applies in training.
     """
-    import torch
+    from mlcls.batching import rows_by_length
 
-    from mlcls.batching import inference_batches, pad_batch
-
-    h = hashlib.sha256()
-    for ids in token_ids:
-        h.update(np.asarray(ids, dtype=np.int64).tobytes())
-        h.update(b"|")
-    key = _key("embeddings", fingerprint, model.pooling, h.hexdigest())
+    key = _key("embeddings", fingerprint, model.pooling, token_ids_fingerprint(token_ids))
     path = root / "embeddings" / f"{key}.npy"
     if path.is_file():
         return np.load(path), True
 
-    was_training = model.training
-    model.eval()
-    out = np.zeros((len(token_ids), model.head.in_features), dtype=np.float32)
-    with torch.inference_mode():
-        for batch in inference_batches([len(ids) for ids in token_ids], batch_size):
-            input_ids, attention_mask = pad_batch([token_ids[i] for i in batch], pad_id)
-            out[batch] = model.pool(input_ids.to(device), attention_mask.to(device)).float().cpu().numpy()
-    model.train(was_training)
+    out = rows_by_length(model, model.pool, token_ids, pad_id, batch_size, device, model.head.in_features)
     with atomic_open(path, "wb") as handle:
         np.save(handle, out)
     return out, False

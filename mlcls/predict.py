@@ -17,7 +17,7 @@ from typing import IO
 import numpy as np
 import torch
 
-from mlcls.batching import inference_batches, pad_batch, tokenize
+from mlcls.batching import rows_by_length, tokenize
 from mlcls.data import Record
 from mlcls.errors import MlclsError
 from mlcls.rundir import LoadedRun
@@ -26,20 +26,14 @@ from mlcls.thresholds import DecisionRule
 CHUNK_RECORDS = 2048
 
 
-@torch.inference_mode()
 def score_token_ids(model, token_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int, device) -> np.ndarray:
     """Sigmoid scores (records, labels) in the order of `token_ids`."""
-    was_training = model.training
-    model.eval()
-    out = np.zeros((len(token_ids), model.head.out_features), dtype=np.float32)
-    lengths = [len(ids) for ids in token_ids]
-    for batch in inference_batches(lengths, batch_size):
-        input_ids, attention_mask = pad_batch([token_ids[i] for i in batch], pad_id)
+
+    def scores(input_ids, attention_mask):
         with _inference_autocast(device):
-            logits = model(input_ids.to(device), attention_mask.to(device))
-        out[batch] = torch.sigmoid(logits.float()).cpu().numpy()
-    model.train(was_training)
-    return out
+            return torch.sigmoid(model(input_ids, attention_mask).float())
+
+    return rows_by_length(model, scores, token_ids, pad_id, batch_size, device, model.head.out_features)
 
 
 def _inference_autocast(device):

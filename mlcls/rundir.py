@@ -51,7 +51,7 @@ def ensure_new_run(runs_root: Path, name: str) -> Path:
 def begin_run(runs_root: Path, name: str) -> Path:
     final = ensure_new_run(runs_root, name)  # checked again: another run may have taken the name meanwhile
     staging = staging_dir(final)
-    if (staging / "checkpoint").exists() or (staging / "checkpoint.old").exists():
+    if find_checkpoint(staging) is not None:
         raise RunDirError(f"{staging}: an interrupted run of this name has a checkpoint; continue it with "
                           f"`mlcls train --resume {final}`, or delete that folder")
     if staging.exists():

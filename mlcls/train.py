@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mlcls.batching import length_grouped_batches, pad_batch
-from mlcls.cache import cache_root, cached_embeddings, cached_token_ids, texts_fingerprint, weights_fingerprint
+from mlcls.cache import cache_root, cached_embeddings, cached_token_ids, token_ids_fingerprint, weights_fingerprint
 from mlcls.checkpoint import find_checkpoint, load_checkpoint, remove_checkpoints, save_checkpoint
 from mlcls.config import Config
 from mlcls.data import FieldSpec, LabelSpace, ReadPolicy, Record, read_records
@@ -168,7 +168,7 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
         accelerator.wait_for_everyone()
         if main:
             current_is_best = state.best_epoch == state.epoch and state.batches_done == 0
-            save_checkpoint(staging, _state_json(state), core.state_dict(),
+            save_checkpoint(staging, asdict(state), core.state_dict(),
                             None if current_is_best or best_weights is None else best_weights,
                             trainer_state(optimizer, scheduler))
         accelerator.wait_for_everyone()
@@ -338,7 +338,7 @@ def data_fingerprint(train_ids, val_ids, train_enc, val_enc) -> str:
     """What the checkpoint was trained on: resuming on other data would silently mix two runs."""
     h = hashlib.sha256()
     for ids in (train_ids, val_ids):
-        h.update(texts_fingerprint([" ".join(map(str, row)) for row in ids]).encode())
+        h.update(token_ids_fingerprint(ids).encode())
     for enc in (train_enc, val_enc):
         h.update(np.ascontiguousarray(enc.targets).tobytes())
         h.update(np.ascontiguousarray(enc.mask).tobytes())
@@ -377,10 +377,6 @@ def restore(run_dir: Path, model, optimizer, scheduler, fingerprint: str):
         torch.cuda.set_rng_state_all(saved.trainer["cuda_rng"])
     best = saved.best if saved.best is not None else {k: v.clone() for k, v in saved.model.items()}
     return state, best
-
-
-def _state_json(state: TrainingState) -> dict[str, Any]:
-    return asdict(state)
 
 
 def _any_process(accelerator, flag: bool) -> bool:
