@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 
 from mlcls import reuters as reuters_choices  # light: standard library only
-from mlcls.errors import MlclsError
+from mlcls.errors import Interrupted, MlclsError
 
 app = typer.Typer(
     name="mlcls",
@@ -71,6 +71,9 @@ def _guarded(debug: bool, action: Callable[[], Any]) -> Any:
             raise
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+    except Interrupted as exc:  # Ctrl-C with the work so far kept: the message says how to go on
+        err.print(str(exc), markup=False)
+        raise typer.Exit(130) from None
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         raise typer.Exit(130) from None
@@ -158,15 +161,10 @@ def train(
         for note in cfg.notes:
             err.print(f"note: {note}", markup=False)
 
-        from mlcls.train import TrainingInterrupted
         from mlcls.train import train as run_training
 
         with _rejects_file(rejects) as rejected:
-            try:
-                result = run_training(cfg, err, rejected, resume=resume_dir)
-            except TrainingInterrupted as exc:
-                err.print(str(exc), markup=False)
-                raise typer.Exit(130) from None
+            result = run_training(cfg, err, rejected, resume=resume_dir)
         if not result.main_process:
             return
         val = result.metrics["validation"]
@@ -268,7 +266,7 @@ def predict(
 
     def body() -> None:
         from mlcls.data import FieldSpec, ReadPolicy, read_records
-        from mlcls.predict import Interrupted, parse_scores_mode, predict_to_file, write_predictions
+        from mlcls.predict import parse_scores_mode, predict_to_file, write_predictions
         from mlcls.rundir import load_run
         from mlcls.thresholds import with_overrides
 
@@ -285,11 +283,7 @@ def predict(
                     raise MlclsError("--resume needs --output: the file an interrupted run was writing")
                 write_predictions(loaded, records, sys.stdout, batch_size, rule, mode, fmt_name)
             else:
-                try:
-                    written = predict_to_file(loaded, records, output, batch_size, rule, mode, fmt_name, resume)
-                except Interrupted as exc:
-                    err.print(str(exc), markup=False)
-                    raise typer.Exit(130) from None
+                written = predict_to_file(loaded, records, output, batch_size, rule, mode, fmt_name, resume)
                 err.print(f"{written} predictions written to {output}", markup=False)
         for line in policy.report(file):
             err.print(f"note: {line}", markup=False)

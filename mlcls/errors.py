@@ -28,3 +28,8 @@ class DataError(MlclsError):
 
 class RunDirError(MlclsError):
     """A run directory that is missing, incomplete or corrupt."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C, handled: the work done so far was kept (a checkpoint, a partial output) and the message says
+    how to continue. The CLI prints it and exits with 130. Not an MlclsError: nothing was wrong."""

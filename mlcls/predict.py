@@ -19,7 +19,7 @@ import torch
 
 from mlcls.batching import rows_by_length, tokenize
 from mlcls.data import Record
-from mlcls.errors import MlclsError
+from mlcls.errors import Interrupted, MlclsError
 from mlcls.rundir import LoadedRun
 from mlcls.thresholds import DecisionRule
 
@@ -124,7 +124,7 @@ def write_predictions(
     return written
 
 
-class Interrupted(Exception):
+class PredictionInterrupted(Interrupted):
     """A prediction run stopped by Ctrl-C with its partial output kept for --resume."""
 
     def __init__(self, partial: Path, kept: int):
@@ -137,7 +137,7 @@ def predict_to_file(
 ) -> int:
     """Predictions into OUTPUT.partial, renamed to OUTPUT when complete.
 
-    On Ctrl-C the partial file is kept (whole lines only) and `Interrupted` raised; `resume=True` then
+    On Ctrl-C the partial file is kept (whole lines only) and `PredictionInterrupted` raised; `resume=True` then
     checks that its lines are the first records of the input (same ids, same order), skips those and
     appends the rest, so the final file equals an uninterrupted run's. On any other error the partial
     file of a fresh run is removed (a resumed run keeps it). Returns the number of predictions written by
@@ -161,7 +161,7 @@ def predict_to_file(
         return written
     except KeyboardInterrupt:
         handle.close()
-        raise Interrupted(partial, len(_complete_ids(partial))) from None
+        raise PredictionInterrupted(partial, len(_complete_ids(partial))) from None
     except BaseException:
         handle.close()
         if not resume:  # a fresh run leaves no half file; a resumed one keeps the progress it was given

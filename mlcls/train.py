@@ -29,7 +29,7 @@ from mlcls.cache import cache_root, cached_embeddings, cached_token_ids, token_i
 from mlcls.checkpoint import find_checkpoint, load_checkpoint, remove_checkpoints, save_checkpoint
 from mlcls.config import Config
 from mlcls.data import FieldSpec, LabelSpace, ReadPolicy, Record, read_records
-from mlcls.errors import ConfigError, DataError, MlclsError, RunDirError
+from mlcls.errors import ConfigError, DataError, Interrupted, MlclsError, RunDirError
 from mlcls.interrupt import StopSignal
 from mlcls.losses import LabelStats, build_loss
 from mlcls.metrics import compute_metrics
@@ -46,7 +46,7 @@ class TrainResult:
     main_process: bool = True  # under `accelerate launch`, only the main process reports
 
 
-class TrainingInterrupted(MlclsError):
+class TrainingInterrupted(Interrupted):
     """Ctrl-C: a checkpoint was saved; the message says how to continue."""
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from mlcls.cli import app
 from mlcls.data import read_records
 from mlcls.errors import MlclsError
-from mlcls.predict import Interrupted, predict_to_file
+from mlcls.predict import PredictionInterrupted, predict_to_file
 from mlcls.rundir import load_run
 from tests.conftest import TINY_RECORDS, write_jsonl
 
@@ -38,7 +38,7 @@ def setup(trained, tmp_path):
 def test_interrupted_then_resumed_equals_uninterrupted(setup):
     run, data, reference, tmp_path = setup
     out = tmp_path / "out.jsonl"
-    with pytest.raises(Interrupted, match=r"interrupted: 10 predictions kept in .*out\.jsonl\.partial"):
+    with pytest.raises(PredictionInterrupted, match=r"interrupted: 10 predictions kept in .*out\.jsonl\.partial"):
         predict_to_file(run, interrupt_after(read_records(data, require_labels=False), 11), out, 4, chunk_records=5)
     partial = tmp_path / "out.jsonl.partial"
     assert not out.exists() and len(partial.read_text().splitlines()) == 10
