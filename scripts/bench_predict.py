@@ -123,18 +123,21 @@ def main() -> None:
                 lines.append(f"| {name} | {wall:.1f} | {args.lines / wall:.1f} | {wall / ours:.2f}x | "
                              f"{wall / int8:.2f}x | {peak:.0f} |")
             lines.append("")
+        memory: list[str] = []
         if args.memory_lines:
-            lines += [f"Peak RSS of `mlcls predict{' --int8' if args.memory_int8 else ''}`:", "",
+            memory += [lines[0], "", f"Peak RSS of `mlcls predict{' --int8' if args.memory_int8 else ''}`:", "",
                       "| input lines | wall s | peak RSS MiB |", "|---|---|---|"]
             for n in args.memory_lines:
                 source = make_input(args.data, n, folder)
                 wall, peak = timed([*mlcls, str(source), "--model", str(args.run), "-o", str(folder / "out.jsonl"),
                                     *(["--int8"] if args.memory_int8 else [])])
                 print(f"{n} lines: {wall:.1f} s, peak RSS {peak:.0f} MiB", flush=True)
-                lines.append(f"| {n} | {wall:.1f} | {peak:.0f} |")
-    table = "\n".join(lines)
-    print(table)
-    write_block(args.doc, "bench_predict", table, "## Prediction speed and memory (`scripts/bench_predict.py`)")
+                memory.append(f"| {n} | {wall:.1f} | {peak:.0f} |")
+    # Two blocks, so that a memory-only run leaves the speed table alone and the other way round.
+    for name, block in (("bench_predict", lines), ("bench_predict:memory", memory)):
+        if len(block) > 2:
+            print("\n".join(block))
+            write_block(args.doc, name, "\n".join(block), "## Prediction speed and memory (`scripts/bench_predict.py`)")
 
 
 if __name__ == "__main__":
