@@ -145,7 +145,7 @@ def mlcls_worker(args: argparse.Namespace) -> list[dict]:
     from mlcls.checkpoint import find_checkpoint, load_checkpoint
     from mlcls.config import load_config
     from mlcls.data import FieldSpec, LabelSpace, ReadPolicy, read_records
-    from mlcls.interrupt import StopSignal
+    from mlcls.interrupt import StopAfterStep
     from mlcls.model import build_model
     from mlcls.predict import score_token_ids
     from mlcls.rundir import load_run
@@ -179,20 +179,12 @@ def mlcls_worker(args: argparse.Namespace) -> list[dict]:
         probs = score_token_ids(scorer, test_ids, pad_id, 64, torch.device("cpu"))
         return micro_f1(test_targets, probs >= 0.5)
 
-    class StopAt(StopSignal):
-        def __init__(self, step: int):
-            super().__init__()
-            self.at = step
-
-        def should_stop(self, step: int) -> bool:
-            return step >= self.at
-
     points: list[dict] = []
     staging, resume, at = folder / "runs" / ".bench.incomplete", None, args.eval_every
     quiet = Console(stderr=True, quiet=True)
     while True:
         try:
-            result = train(config, quiet, resume=resume, stop=StopAt(at))
+            result = train(config, quiet, resume=resume, stop=StopAfterStep(at))
         except TrainingInterrupted:
             saved = load_checkpoint(find_checkpoint(staging))
             state = saved.state

@@ -97,12 +97,8 @@ def mlcls_worker(args: argparse.Namespace) -> dict:
     from rich.console import Console
 
     from mlcls.config import load_config
-    from mlcls.interrupt import StopSignal
+    from mlcls.interrupt import StopAfterStep
     from mlcls.train import TrainingInterrupted, train
-
-    class StopAfter(StopSignal):
-        def should_stop(self, step: int) -> bool:
-            return step >= args.steps
 
     folder = Path(tempfile.mkdtemp())
     val_file = folder / "validation.jsonl"  # not used before the stop; keeps the training pool = the whole file
@@ -113,7 +109,7 @@ def mlcls_worker(args: argparse.Namespace) -> dict:
         f"train.cache_dir={folder / 'cache'}", f"output.dir={folder / 'runs'}", "output.name=bench",
     ])
     try:
-        train(config, Console(stderr=True, quiet=True), stop=StopAfter())
+        train(config, Console(stderr=True, quiet=True), stop=StopAfterStep(args.steps))
         raise SystemExit("mlcls trained a whole epoch: --steps exceeds one epoch")
     except TrainingInterrupted:
         pass

@@ -20,7 +20,7 @@ from mlcls import train as train_module
 from mlcls.checkpoint import find_checkpoint, load_checkpoint
 from mlcls.cli import app
 from mlcls.config import load_config
-from mlcls.interrupt import StopSignal
+from mlcls.interrupt import StopAfterStep, StopSignal
 from mlcls.rundir import resumable_run
 from mlcls.train import TrainingInterrupted, process_share, train
 from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
@@ -29,15 +29,6 @@ runner = CliRunner()
 quiet = Console(stderr=True, quiet=True)
 
 
-class StopAtStep(StopSignal):
-    """What a Ctrl-C after optimizer step `at` does, without a signal."""
-
-    def __init__(self, at: int):
-        super().__init__()
-        self.at = at
-
-    def should_stop(self, step: int) -> bool:
-        return step >= self.at
 
 
 def _config(tmp_path: Path, encoder: Path, name: str, *overrides: str, records=TINY_RECORDS):
@@ -67,7 +58,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, tiny_encoder, st
     whole = train(_config(tmp_path, tiny_encoder, "whole"), quiet).run_dir
 
     with pytest.raises(TrainingInterrupted, match="--resume"):
-        train(_config(tmp_path, tiny_encoder, "cut"), quiet, stop=StopAtStep(stop_at))
+        train(_config(tmp_path, tiny_encoder, "cut"), quiet, stop=StopAfterStep(stop_at))
     staging = tmp_path / "runs" / ".cut.incomplete"
     assert not (tmp_path / "runs" / "cut").exists()  # nothing for eval to mistake for a finished run
     saved = load_checkpoint(find_checkpoint(staging))
@@ -85,7 +76,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, tiny_encoder, st
 def test_resume_through_the_cli_and_its_errors(tmp_path, tiny_encoder):
     cfg = _config(tmp_path, tiny_encoder, "cli")
     with pytest.raises(TrainingInterrupted):
-        train(cfg, quiet, stop=StopAtStep(3))
+        train(cfg, quiet, stop=StopAfterStep(3))
     # A new run under the same name would throw the checkpoint away: refused.
     again = runner.invoke(app, ["train", "-c", str(tmp_path / "tiny.yaml"), "--name", "cli"])
     assert again.exit_code == 1 and "--resume" in again.output
@@ -104,7 +95,7 @@ def test_resume_through_the_cli_and_its_errors(tmp_path, tiny_encoder):
 
 def test_resume_refuses_changed_data(tmp_path, tiny_encoder):
     with pytest.raises(TrainingInterrupted):
-        train(_config(tmp_path, tiny_encoder, "drift"), quiet, stop=StopAtStep(2))
+        train(_config(tmp_path, tiny_encoder, "drift"), quiet, stop=StopAfterStep(2))
     write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS[:-1])
     staging = tmp_path / "runs" / ".drift.incomplete"
     with pytest.raises(Exception, match="data changed"):
