@@ -14,6 +14,11 @@ def write_block(doc: Path, name: str, table: str, heading: str | None = None) ->
     block = f"{start}\n{table}\n{end}"
     if start in text:
         text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    elif heading and heading in text:
+        # a second block under a heading already there (e.g. another prefix): end of that section, no repeat
+        at = text.find("\n## ", text.index(heading) + len(heading))
+        at = len(text) if at < 0 else at
+        text = text[:at].rstrip("\n") + f"\n\n{block}\n" + text[at:]
     else:
         text += f"\n{heading}\n\n{block}\n" if heading else f"\n{block}\n"
     doc.write_text(text)
