@@ -1,12 +1,15 @@
 """`mlcls predict` against `transformers.pipeline` on the same model and inputs, side by side in one run.
 
 Inputs: the Reuters test articles (title + body, as mlcls builds them), repeated to --lines lines.
-Contenders, each a fresh process timed by /usr/bin/time (wall seconds and peak RSS, model loading included):
+Contenders, each a fresh process (wall seconds and peak RSS by os.wait4, model loading included), on the GPU
+when there is one (mlcls predict takes it by itself; the pipeline gets device='cuda'), else on the CPU:
   - mlcls predict INPUT -o OUT --model RUN (batch 64, texts sorted by length within chunks);
-  - the same with --int8 (the encoder's linear layers in dynamic int8);
+  - the same with --int8 (the encoder's linear layers in dynamic int8; CPU only);
   - transformers.pipeline("text-classification", top_k=None, function_to_apply="sigmoid") over the run's
     encoder with a sequence-classification head of the same size (weights of that head don't matter for
-    speed), truncation to the run's max_length, at the pipeline's default batch size (1) and at 32.
+    speed), truncation to the run's max_length, at the pipeline's default batch size (1) and at 32 (on a GPU
+    also at 32 in bf16, the precision mlcls predict uses there).
+A GPU run writes its own blocks (bench_predict:cuda) beside the CPU ones.
 --memory-lines runs only mlcls predict at each size and reports its peak RSS.
 
     python scripts/bench_predict.py --run runs/reuters-1epoch-v2 --lines 10000
@@ -18,7 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
+import os
 import subprocess
 import sys
 import tempfile
@@ -38,18 +41,20 @@ def make_input(source: Path, lines: int, folder: Path) -> Path:
 
 
 def timed(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB) of a command, via GNU time."""
-    with tempfile.NamedTemporaryFile(suffix=".time") as report:
-        started = time.perf_counter()
-        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *command], check=True,
-                       stdout=subprocess.DEVNULL)
-        wall = time.perf_counter() - started
-        peak_kib = int(Path(report.name).read_text().strip().splitlines()[-1])
-    return wall, peak_kib / 1024
+    """(wall seconds, peak RSS in MiB) of a command; os.wait4 reports that child's own peak (no GNU time needed)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command)
+    return wall, usage.ru_maxrss / 1024  # KiB on Linux
 
 
-def pipeline_worker(run: Path, input_path: Path, batch_size: int) -> None:
+def pipeline_worker(run: Path, input_path: Path, batch_size: int, device: str, dtype: str) -> None:
     """Runs in its own process: the peer, the way a user would call it."""
+    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
     from transformers.utils import logging
 
@@ -62,10 +67,11 @@ def pipeline_worker(run: Path, input_path: Path, batch_size: int) -> None:
     labels = json.loads((run / "labels.json").read_text())["labels"]
     texts = [r.text for r in read_records(input_path, FieldSpec.from_config(config.data), require_labels=False)]
     model = AutoModelForSequenceClassification.from_pretrained(
-        run / "encoder", num_labels=len(labels), problem_type="multi_label_classification")
+        run / "encoder", num_labels=len(labels), problem_type="multi_label_classification",
+        dtype=getattr(torch, dtype))
     tokenizer = AutoTokenizer.from_pretrained(run / "encoder")
     classify = pipeline("text-classification", model=model, tokenizer=tokenizer, top_k=None,
-                        function_to_apply="sigmoid", device="cpu")
+                        function_to_apply="sigmoid", device=device)
     kwargs = {"truncation": True, "max_length": config.model.max_length}
     if batch_size > 1:
         kwargs["batch_size"] = batch_size
@@ -85,14 +91,21 @@ def main() -> None:
     parser.add_argument("--worker", choices=("pipeline",), help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    parser.add_argument("--device", choices=("cpu", "cuda"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        pipeline_worker(args.run, args.input, args.batch_size)
+        pipeline_worker(args.run, args.input, args.batch_size, args.device, args.dtype)
         return
+    import torch
+    from reuters_accuracy import machine
+
+    # mlcls predict takes the GPU when there is one; the pipeline is put on the same device.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
 
     mlcls = [sys.executable, "-m", "mlcls", "predict"]
-    lines = [f"Machine: {platform.machine()} CPU, 2 cores. Model: `{args.run}` (bundled MiniLM fine-tuned, "
-             "max length from its config). Wall time includes process start and model loading. "
+    lines = [f"Machine: {machine()}. Model: `{args.run}` (bundled MiniLM fine-tuned, max length from its config). "
+             "Wall time includes process start and model loading. "
              f"Command: `python scripts/bench_predict.py --run {args.run} --lines {args.lines}"
              + (f" --memory-lines {' '.join(map(str, args.memory_lines))}" if args.memory_lines else "")
              + (" --memory-int8" if args.memory_int8 else "") + (" --no-speed" if args.no_speed else "") + "`.", ""]
@@ -101,27 +114,30 @@ def main() -> None:
         if not args.no_speed:
             source = make_input(args.data, args.lines, folder)
             results = {}
-            for name, command in (
-                ("mlcls predict (batch 64)", [*mlcls, str(source), "--model", str(args.run), "-o",
-                                              str(folder / "out.jsonl")]),
-                ("mlcls predict --int8 (batch 64)", [*mlcls, str(source), "--model", str(args.run), "--int8",
-                                                     "-o", str(folder / "out-int8.jsonl")]),
-                ("pipeline, batch 32", [sys.executable, __file__, "--worker", "pipeline", "--run", str(args.run),
-                                        "--input", str(source), "--batch-size", "32"]),
-                ("pipeline, default batch (1)", [sys.executable, __file__, "--worker", "pipeline", "--run",
-                                                 str(args.run), "--input", str(source), "--batch-size", "1"]),
-            ):
+            pipeline = [sys.executable, __file__, "--worker", "pipeline", "--run", str(args.run), "--input",
+                        str(source), "--device", device]
+            contenders = [("mlcls predict (batch 64)", [*mlcls, str(source), "--model", str(args.run), "-o",
+                                                        str(folder / "out.jsonl")])]
+            if device == "cpu":  # --int8 is a CPU mode (dynamic quantization)
+                contenders.append(("mlcls predict --int8 (batch 64)", [*mlcls, str(source), "--model", str(args.run),
+                                                                       "--int8", "-o", str(folder / "out-int8.jsonl")]))
+            contenders.append(("pipeline, batch 32", [*pipeline, "--batch-size", "32"]))
+            if device == "cuda":  # mlcls predict runs in bf16 on such a GPU: the pipeline gets the same chance
+                contenders.append(("pipeline, batch 32, bf16",
+                                   [*pipeline, "--batch-size", "32", "--dtype", "bfloat16"]))
+            contenders.append(("pipeline, default batch (1)", [*pipeline, "--batch-size", "1"]))
+            for name, command in contenders:
                 wall, peak = timed(command)
                 results[name] = (wall, peak)
                 print(f"{name}: {wall:.1f} s, {args.lines / wall:.1f} docs/s, peak RSS {peak:.0f} MiB", flush=True)
             ours = results["mlcls predict (batch 64)"][0]
-            int8 = results["mlcls predict --int8 (batch 64)"][0]
+            int8 = results.get("mlcls predict --int8 (batch 64)", (None,))[0]
             lines += [f"Speed, {args.lines} lines:", "",
                       "| contender | wall s | docs/s | mlcls speed-up over it | mlcls --int8 speed-up | peak RSS MiB |",
                       "|---|---|---|---|---|---|"]
             for name, (wall, peak) in results.items():
                 lines.append(f"| {name} | {wall:.1f} | {args.lines / wall:.1f} | {wall / ours:.2f}x | "
-                             f"{wall / int8:.2f}x | {peak:.0f} |")
+                             f"{f'{wall / int8:.2f}x' if int8 else '-'} | {peak:.0f} |")
             lines.append("")
         memory: list[str] = []
         if args.memory_lines:
@@ -134,7 +150,8 @@ def main() -> None:
                 print(f"{n} lines: {wall:.1f} s, peak RSS {peak:.0f} MiB", flush=True)
                 memory.append(f"| {n} | {wall:.1f} | {peak:.0f} |")
     # Two blocks, so that a memory-only run leaves the speed table alone and the other way round.
-    for name, block in (("bench_predict", lines), ("bench_predict:memory", memory)):
+    suffix = "" if device == "cpu" else f":{device}"  # a GPU run keeps its own blocks beside the CPU ones
+    for name, block in ((f"bench_predict{suffix}", lines), (f"bench_predict:memory{suffix}", memory)):
         if len(block) > 2:
             print("\n".join(block))
             write_block(args.doc, name, "\n".join(block), "## Prediction speed and memory (`scripts/bench_predict.py`)")

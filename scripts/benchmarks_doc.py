@@ -3,12 +3,21 @@ a rerun replaces its own block and leaves the text around it alone."""
 
 from __future__ import annotations
 
+import fcntl
 import re
 from pathlib import Path
 
 
 def write_block(doc: Path, name: str, table: str, heading: str | None = None) -> None:
-    """Put `table` into the block `name` of `doc`; a block not there yet is appended (under `heading`)."""
+    """Put `table` into the block `name` of `doc`; a block not there yet is appended (under `heading`).
+
+    Benchmarks run side by side (on a GPU) may finish together: the read-modify-write holds a lock."""
+    with open(doc.with_name(doc.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _write_block(doc, name, table, heading)
+
+
+def _write_block(doc: Path, name: str, table: str, heading: str | None) -> None:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     block = f"{start}\n{table}\n{end}"

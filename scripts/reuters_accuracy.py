@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from benchmarks_doc import write_block  # scripts/ is on sys.path when a script runs
@@ -28,31 +30,51 @@ from benchmarks_doc import write_block  # scripts/ is on sys.path when a script 
 PAPER = "Huang et al. 2021, BERT-base: best micro-F1 90.74 (CB-NTR), best macro-F1 64.47 (DB); BCE 89.14 / 47.32"
 
 
-def mlcls(*args: str) -> None:
-    command = [sys.executable, "-m", "mlcls", *args]
+def mlcls_command(*args: str) -> list[str]:
     print("$ mlcls " + " ".join(args), flush=True)
-    subprocess.run(command, check=True)
+    return [sys.executable, "-m", "mlcls", *args]
 
 
-def train_or_resume(name: str, seed: int, args: argparse.Namespace) -> Path:
+def training_command(name: str, seed: int, args: argparse.Namespace) -> list[str] | None:
+    """The `mlcls train` that (re)starts run `name`; None when it has finished."""
     run = args.runs / name
     if (run / "metrics.json").is_file():
-        return run
+        return None
     if (args.runs / f".{name}.incomplete" / "checkpoint").is_dir() or (
             args.runs / f".{name}.incomplete" / "checkpoint.old").is_dir():
-        mlcls("train", "--resume", str(run))
-        return run
+        return mlcls_command("train", "--resume", str(run))
     overrides = [item for pair in args.set for item in ("--set", pair)]
     if args.data:
         overrides += ["--set", f"data.train={args.data / 'train.jsonl'}",
                       "--set", f"data.test={args.data / 'test.jsonl'}"]
-    mlcls("train", "-c", str(args.config), "--seed", str(seed), "--name", name, "--out", str(args.runs), *overrides)
-    return run
+    return mlcls_command("train", "-c", str(args.config), "--seed", str(seed), "--name", name,
+                         "--out", str(args.runs), *overrides)
+
+
+def run_all(commands: list[list[str]], parallel: int, quiet: bool = False) -> None:
+    """Run the commands (trainings, evaluations), `parallel` at a time: on a GPU several small runs share the
+    card well."""
+    pending = list(commands)
+    running: list[subprocess.Popen] = []
+    failed = 0
+    while pending or running:
+        while pending and len(running) < parallel:
+            running.append(subprocess.Popen(pending.pop(0), stdout=subprocess.DEVNULL if quiet else None))
+        time.sleep(1)
+        for process in [p for p in running if p.poll() is not None]:
+            running.remove(process)
+            failed += process.returncode != 0
+    if failed:
+        raise SystemExit(f"{failed} command(s) failed; see their output above")
+
+
+def eval_command(run: Path, folder: Path) -> list[str]:
+    return mlcls_command("eval", str(run), "--json", str(folder / f"{run.name}.eval.json"))
 
 
 def score(run: Path, folder: Path) -> dict:
+    """The row of a run that `eval_command` has scored."""
     out = folder / f"{run.name}.eval.json"
-    mlcls("eval", str(run), "--json", str(out))
     report = json.loads(out.read_text())
     trained = json.loads((run / "metrics.json").read_text())
     groups = report.get("frequency_groups", {})
@@ -66,6 +88,16 @@ def score(run: Path, folder: Path) -> dict:
     }
 
 
+def machine() -> str:
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
+
+
 def pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
@@ -74,6 +106,8 @@ def markdown(rows: list[dict], args: argparse.Namespace, command: str) -> str:
     lines = [
         f"`{args.config}`{' on ' + str(args.data) if args.data else ''}"
         f"{' with ' + ', '.join(args.set) if args.set else ''}; test split scored by `mlcls eval`. {PAPER}.",
+        *([f"Machine: {machine()}; {args.parallel} trainings at a time, so a run's training seconds are those of "
+           "a shared device."] if args.parallel > 1 else [f"Machine: {machine()}."]),
         "",
         "| run | micro-F1 | macro-F1 | head | medium | tail | zero-topic predicted empty | rule | epochs | "
         "training s | device |",
@@ -106,12 +140,18 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"))
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="trainings at a time (a GPU; on a 2-core CPU one at a time is fastest)")
     args = parser.parse_args()
 
+    names = {seed: f"{args.prefix}-seed{seed}" for seed in args.seeds}
+    commands = [training_command(name, seed, args) for seed, name in names.items()]
+    run_all([c for c in commands if c], max(1, args.parallel))
+    run_all([eval_command(args.runs / name, args.runs) for name in names.values()], max(1, args.parallel),
+            quiet=True)
     rows = []
-    for seed in args.seeds:
-        run = train_or_resume(f"{args.prefix}-seed{seed}", seed, args)
-        rows.append(score(run, args.runs))
+    for name in names.values():
+        rows.append(score(args.runs / name, args.runs))
         print(json.dumps(rows[-1]), flush=True)
     command = "python scripts/reuters_accuracy.py " + " ".join(sys.argv[1:])
     table = markdown(rows, args, command)
