@@ -1,0 +1,89 @@
+"""Peak RSS and time of mlcls's predict path over many lines, under one allocator / padding setting.
+
+The question it answers: how to keep `mlcls predict`'s memory flat over long inputs at the least cost in
+speed (docs/benchmarks.md, prediction section). One setting per process, since allocator state is per
+process:
+  default    glibc as it comes (its mmap threshold climbs with the largest block freed);
+  pinned     glibc's mmap threshold pinned at 1 MiB (mlcls.memory.pin_mmap_threshold, what predict does now);
+  bucketN    default glibc, each inference batch padded to a multiple of N tokens, so that activation
+             sizes repeat and freed heap blocks fit the next batch.
+The scores are mlcls's own (`mlcls.predict.score_records`, chunks of 2,048); nothing is written. VmHWM is read
+after each chunk.
+
+    python scripts/bench_predict_allocator.py bucket16 --run runs/reuters-1epoch-v2 --lines 20480 --int8
+    python scripts/bench_predict_allocator.py pinned --run runs/reuters-1epoch-v2 --lines 20480 --int8
+    python scripts/bench_predict_allocator.py default --layers 1 --lines 36000 --int8    # a fast probe
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from pathlib import Path
+
+
+def peak_rss_mib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    return -1
+
+
+def pad_to_multiple(step: int):
+    """mlcls.batching.pad_batch, with the width rounded up to a multiple of `step` (the mask hides the extra)."""
+    import torch
+
+    def pad_batch(token_ids, pad_id):
+        width = -(-max(len(ids) for ids in token_ids) // step) * step
+        input_ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(token_ids), width), dtype=torch.long)
+        for row, ids in enumerate(token_ids):
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, : len(ids)] = 1
+        return input_ids, attention_mask
+
+    return pad_batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("setting", help="default, pinned or bucketN (e.g. bucket16)")
+    parser.add_argument("--run", default="runs/reuters-1epoch-v2")
+    parser.add_argument("--data", type=Path, default=Path("data/reuters/test.jsonl"))
+    parser.add_argument("--lines", type=int, default=20480)
+    parser.add_argument("--layers", type=int, help="keep only the first N encoder layers (a faster probe)")
+    parser.add_argument("--int8", action="store_true")
+    args = parser.parse_args()
+
+    import mlcls.batching
+
+    if args.setting == "pinned":
+        from mlcls.memory import pin_mmap_threshold
+
+        if not pin_mmap_threshold():
+            raise SystemExit("mallopt is not available here (not glibc)")
+    elif args.setting.startswith("bucket"):
+        mlcls.batching.pad_batch = pad_to_multiple(int(args.setting[len("bucket"):]))
+    elif args.setting != "default":
+        raise SystemExit(f"unknown setting {args.setting!r}")
+
+    from mlcls.data import FieldSpec, read_records
+    from mlcls.predict import score_records
+    from mlcls.rundir import load_run
+
+    run = load_run(args.run, int8=args.int8)
+    if args.layers:
+        run.model.encoder.encoder.layer = run.model.encoder.encoder.layer[: args.layers]
+    records = list(read_records(args.data, FieldSpec.from_config(run.config.data), require_labels=False))
+    stream = (record for _, record in zip(range(args.lines), itertools.cycle(records), strict=False))
+    started, done, marks = time.perf_counter(), 0, []
+    for chunk, _ in score_records(run, stream, 64):
+        done += len(chunk)
+        marks.append(f"{done}: {peak_rss_mib()} MiB")
+    print(f"{args.setting}: {args.lines} lines in {time.perf_counter() - started:.1f} s; peak RSS after each chunk: "
+          + ", ".join(marks))
+
+
+if __name__ == "__main__":
+    main()
