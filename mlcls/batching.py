@@ -46,8 +46,12 @@ def inference_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarra
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def pad_batch(token_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(ids) for ids in token_ids)
+def pad_batch(token_ids: Sequence[Sequence[int]], pad_id: int, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) padded to the longest text, rounded up to a multiple of `multiple` tokens
+    (repeating widths let the allocator reuse freed blocks: scripts/bench_predict_allocator.py)."""
+    if multiple < 1:
+        raise ValueError(f"multiple must be at least 1, got {multiple}")
+    width = -(-max(len(ids) for ids in token_ids) // multiple) * multiple
     input_ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(token_ids), width), dtype=torch.long)
     for row, ids in enumerate(token_ids):
