@@ -101,12 +101,17 @@ def row(name: str, report: dict, groups: dict, seconds: float) -> dict:
             "threshold": report.get("threshold"), "seconds": round(seconds, 1)}
 
 
-def run_frozen(args) -> list[dict]:
+def read_split(args):
+    """(all of train, its 90% / 10% hold-out split as mlcls makes it for the seed, test, label space)."""
     fields = FieldSpec(text_fields=("title", "text"))
     train_all = list(read_records(args.data / "train.jsonl", fields))
     test = list(read_records(args.data / "test.jsonl", fields))
     train, val = hold_out(train_all, 0.1, args.seed)
-    space = LabelSpace.from_records(train)
+    return train_all, train, val, test, LabelSpace.from_records(train)
+
+
+def run_frozen(args) -> list[dict]:
+    train_all, train, val, test, space = read_split(args)
     tr, va, te = space.encode(train), space.encode(val), space.encode(test)
     stats = LabelStats.from_encoded(space.labels, tr.targets, tr.mask)
     counts = dict(zip(space.labels, stats.positives, strict=True))
@@ -127,21 +132,14 @@ def run_frozen(args) -> list[dict]:
                         time.perf_counter() - started))
         print(json.dumps(rows[-1]))
 
-    rows.append(svm_row(args))
+    rows.append(svm_row(train_all, test, space, counts))
     return rows
 
 
-def svm_row(args) -> dict:
+def svm_row(train_all, test, space: LabelSpace, counts: dict) -> dict:
     """TF-IDF + linear SVM (scikit-learn) on the same split: all of train (it tunes no threshold), test scored;
     head/medium/tail by the label counts of the 90% that the neural rows train on."""
-    fields = FieldSpec(text_fields=("title", "text"))
-    train_all = list(read_records(args.data / "train.jsonl", fields))
-    test = list(read_records(args.data / "test.jsonl", fields))
-    train, _ = hold_out(train_all, 0.1, args.seed)
-    space = LabelSpace.from_records(train)
-    tr, te = space.encode(train), space.encode(test)
-    counts = dict(zip(space.labels, LabelStats.from_encoded(space.labels, tr.targets, tr.mask).positives,
-                      strict=True))
+    te = space.encode(test)
     started = time.perf_counter()
     predicted = tfidf_svm([r.text for r in train_all], space.encode(train_all).targets >= 0.5,
                           [r.text for r in test])
@@ -154,7 +152,7 @@ def svm_row(args) -> dict:
 
 def run_finetune(args) -> list[dict]:
     """`mlcls train -c CONFIG --loss NAME` per loss (`--parallel` at a time: a GPU), then `mlcls eval` on test."""
-    from reuters_accuracy import run_all  # scripts/ is on sys.path when a script runs
+    from reuters_accuracy import eval_command, run_all  # scripts/ is on sys.path when a script runs
 
     stamp = int(time.time())
     names = {loss: f"bench-{loss}-seed{args.seed}-{stamp}" for loss in args.losses}
@@ -163,19 +161,22 @@ def run_finetune(args) -> list[dict]:
     run_all([[sys.executable, "-m", "mlcls", "train", "-c", str(args.config), "--loss", loss, "--name", name,
               "--seed", str(args.seed), "--out", str(args.runs), *data] for loss, name in names.items()],
             args.parallel)
-    run_all([[sys.executable, "-m", "mlcls", "eval", str(args.runs / name), "--json",
-              str(args.runs / name / "test_report.json")] for name in names.values()], args.parallel, quiet=True)
+    run_all([eval_command(args.runs / name, args.runs) for name in names.values()], args.parallel, quiet=True)
     rows = []
     for loss, name in names.items():
         run = args.runs / name
-        report = json.loads((run / "test_report.json").read_text())
+        report = json.loads((args.runs / f"{name}.eval.json").read_text())
         report["threshold"] = None  # per-label cut-offs (the config's rule): no single global one to show
         stats = LabelStats.load(run / "label_stats.json")
         counts = dict(zip(stats.labels, stats.positives, strict=True))
         seconds = json.loads((run / "metrics.json").read_text())["train_seconds"]
         rows.append(row(loss, report, frequency_group_scores(report["per_label"], counts), seconds))
         print(json.dumps(rows[-1]))
-    rows.append(svm_row(args))
+    train_all, train, _, test, space = read_split(args)
+    tr = space.encode(train)
+    counts = dict(zip(space.labels, LabelStats.from_encoded(space.labels, tr.targets, tr.mask).positives,
+                      strict=True))
+    rows.append(svm_row(train_all, test, space, counts))
     return rows
 
 

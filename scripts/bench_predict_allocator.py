@@ -48,9 +48,9 @@ def main() -> None:
 
         if not pin_mmap_threshold():
             raise SystemExit("mallopt is not available here (not glibc)")
-    elif args.setting.startswith("bucket") and args.setting[len("bucket"):].isdigit() and int(args.setting[6:]) > 0:
+    elif args.setting.startswith("bucket") and (step := args.setting[len("bucket"):]).isdigit() and int(step) > 0:
         # rows_by_length looks pad_batch up at call time: the scoring path pads to the multiple
-        mlcls.batching.pad_batch = functools.partial(mlcls.batching.pad_batch, multiple=int(args.setting[6:]))
+        mlcls.batching.pad_batch = functools.partial(mlcls.batching.pad_batch, multiple=int(step))
     elif args.setting != "default":
         raise SystemExit(f"unknown setting {args.setting!r}")
 
