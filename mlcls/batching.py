@@ -3,6 +3,17 @@
 Padding every text to max_length spends most of the compute on pad tokens (news articles vary from a
 headline to many paragraphs); padding per batch, with batches drawn from texts of similar length,
 removes most of it.
+
+Inference batches are padded a little further, to a multiple of INFERENCE_PAD_MULTIPLE tokens, so that
+`mlcls predict` keeps flat memory over any input length. Activations follow the batch's padded width; with
+every width possible, each batch asks glibc's allocator for slightly different sizes, and its heap fragments
+and keeps growing (its mmap threshold climbs to the largest block freed, so after the first batches most
+activations come from the heap). With widths in steps of 16 the sizes repeat and freed blocks fit the next
+batch. Measured (scripts/bench_predict_allocator.py, full model, int8, 100k lines): 888 MiB peak at 10k
+lines, 894 MiB at 100k; with tight padding it kept rising (one layer: 1,041 -> 1,206 MiB over 36k
+lines). Pinning glibc's mmap threshold also kept memory flat (lower, 705 MiB) but mapped and zeroed every
+activation afresh: 1.22x slower. PyTorch has no caching allocator on CPU that would do this for us. The
+padded positions are masked, so scores do not change (tests/test_batching.py).
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+INFERENCE_PAD_MULTIPLE = 16  # read at call time, so a benchmark can set it (scripts/bench_predict_allocator.py)
 
 def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
     return tokenizer(list(texts), truncation=True, max_length=max_length, return_attention_mask=False)[
@@ -47,8 +59,7 @@ def inference_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarra
 
 
 def pad_batch(token_ids: Sequence[Sequence[int]], pad_id: int, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) padded to the longest text, rounded up to a multiple of `multiple` tokens
-    (repeating widths let the allocator reuse freed blocks: scripts/bench_predict_allocator.py)."""
+    """(input_ids, attention_mask) padded to the longest text, rounded up to a multiple of `multiple` tokens."""
     if multiple < 1:
         raise ValueError(f"multiple must be at least 1, got {multiple}")
     width = -(-max(len(ids) for ids in token_ids) // multiple) * multiple
@@ -63,13 +74,14 @@ def pad_batch(token_ids: Sequence[Sequence[int]], pad_id: int, multiple: int = 1
 @torch.inference_mode()
 def rows_by_length(model, compute, token_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int, device,
                    width: int) -> np.ndarray:
-    """`compute(input_ids, attention_mask)` -> (batch, width) over length-sorted batches, with `model` in eval
-    mode (restored after); rows come back in the order of `token_ids`, as float32."""
+    """`compute(input_ids, attention_mask)` -> (batch, width) over length-sorted batches padded to a multiple of
+    INFERENCE_PAD_MULTIPLE tokens, with `model` in eval mode (restored after); rows come back in the order of
+    `token_ids`, as float32."""
     was_training = model.training
     model.eval()
     out = np.zeros((len(token_ids), width), dtype=np.float32)
     for batch in inference_batches([len(ids) for ids in token_ids], batch_size):
-        input_ids, attention_mask = pad_batch([token_ids[i] for i in batch], pad_id)
+        input_ids, attention_mask = pad_batch([token_ids[i] for i in batch], pad_id, INFERENCE_PAD_MULTIPLE)
         out[batch] = compute(input_ids.to(device), attention_mask.to(device)).float().cpu().numpy()
     model.train(was_training)
     return out

@@ -201,12 +201,10 @@ def eval_(
     def body() -> None:
         from mlcls.data import ReadPolicy
         from mlcls.evaluate import evaluate
-        from mlcls.memory import pin_mmap_threshold
         from mlcls.report import compare_table, per_label_table, summary_table
         from mlcls.rundir import load_run
         from mlcls.thresholds import with_overrides
 
-        pin_mmap_threshold()  # flat memory however long the input (mlcls/memory.py)
         if len(runs or []) > 1 and not compare:
             raise MlclsError("several runs given: add --compare to score them side by side")
         reports, names = [], []
@@ -268,12 +266,10 @@ def predict(
 
     def body() -> None:
         from mlcls.data import FieldSpec, ReadPolicy, read_records
-        from mlcls.memory import pin_mmap_threshold
         from mlcls.predict import parse_scores_mode, predict_to_file, write_predictions
         from mlcls.rundir import load_run
         from mlcls.thresholds import with_overrides
 
-        pin_mmap_threshold()  # flat memory however long the input (mlcls/memory.py)
         mode = parse_scores_mode(scores)
         fmt_name = fmt.value if fmt else ("csv" if output is not None and output.suffix.lower() == ".csv" else "jsonl")
         loaded = load_run(model, int8=int8)

@@ -1,24 +1,26 @@
 """Peak RSS and time of mlcls's predict path over many lines, under one allocator / padding setting.
 
 The question it answers: how to keep `mlcls predict`'s memory flat over long inputs at the least cost in
-speed (docs/benchmarks.md, prediction section). One setting per process, since allocator state is per
-process:
-  default    glibc as it comes (its mmap threshold climbs with the largest block freed);
-  pinned     glibc's mmap threshold pinned at 1 MiB (mlcls.memory.pin_mmap_threshold, what predict does now);
-  bucketN    default glibc, each inference batch padded to a multiple of N tokens, so that activation
-             sizes repeat and freed heap blocks fit the next batch.
+speed (docs/benchmarks.md, prediction section; mlcls/batching.py). One setting per process, since allocator
+state is per process:
+  tight      batches padded to their longest text, glibc as it comes (its mmap threshold climbs with the
+             largest block freed);
+  pinned     tight, with glibc's mmap threshold pinned at 1 MiB (what predict did before it padded to 16);
+  bucketN    glibc as it comes, each inference batch padded to a multiple of N tokens, so that activation
+             sizes repeat and freed heap blocks fit the next batch (bucket16 is what predict does).
 The scores are mlcls's own (`mlcls.predict.score_records`, chunks of 2,048); nothing is written. VmHWM is read
 after each chunk.
 
     python scripts/bench_predict_allocator.py bucket16 --run runs/reuters-1epoch-v2 --lines 20480 --int8
     python scripts/bench_predict_allocator.py pinned --run runs/reuters-1epoch-v2 --lines 20480 --int8
-    python scripts/bench_predict_allocator.py default --layers 1 --lines 36000 --int8    # a fast probe
+    python scripts/bench_predict_allocator.py tight --layers 1 --lines 36000 --int8    # a fast probe
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import ctypes
+import ctypes.util
 import itertools
 import time
 from pathlib import Path
@@ -31,9 +33,19 @@ def peak_rss_mib() -> int:
     return -1
 
 
+def pin_mmap_threshold(threshold: int = 1 << 20) -> bool:
+    """Blocks of `threshold` bytes and more are mmapped (and unmapped when freed), always. True if set."""
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt(-3, threshold) == 1  # -3: M_MMAP_THRESHOLD in malloc.h
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("setting", help="default, pinned or bucketN (e.g. bucket16)")
+    parser.add_argument("setting", help="tight, pinned or bucketN (e.g. bucket16)")
     parser.add_argument("--run", default="runs/reuters-1epoch-v2")
     parser.add_argument("--data", type=Path, default=Path("data/reuters/test.jsonl"))
     parser.add_argument("--lines", type=int, default=20480)
@@ -43,15 +55,13 @@ def main() -> None:
 
     import mlcls.batching
 
-    if args.setting == "pinned":
-        from mlcls.memory import pin_mmap_threshold
-
-        if not pin_mmap_threshold():
+    if args.setting in ("tight", "pinned"):
+        mlcls.batching.INFERENCE_PAD_MULTIPLE = 1  # rows_by_length reads it at call time
+        if args.setting == "pinned" and not pin_mmap_threshold():
             raise SystemExit("mallopt is not available here (not glibc)")
     elif args.setting.startswith("bucket") and (step := args.setting[len("bucket"):]).isdigit() and int(step) > 0:
-        # rows_by_length looks pad_batch up at call time: the scoring path pads to the multiple
-        mlcls.batching.pad_batch = functools.partial(mlcls.batching.pad_batch, multiple=int(step))
-    elif args.setting != "default":
+        mlcls.batching.INFERENCE_PAD_MULTIPLE = int(step)
+    else:
         raise SystemExit(f"unknown setting {args.setting!r}")
 
     from mlcls.data import FieldSpec, read_records

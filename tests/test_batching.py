@@ -1,8 +1,6 @@
-"""Padding: a batch rounded up to a multiple of N tokens scores exactly what the tight batch scores."""
+"""Padding: inference batches are rounded up to a multiple of 16 tokens and score exactly what tight ones do."""
 
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 import pytest
@@ -31,11 +29,19 @@ def test_scores_do_not_change_when_batches_are_padded_to_a_multiple(tiny_encoder
     assert len({len(i) for i in ids}) > 1  # texts of several lengths, so rounding adds padding
 
     def score():
-        return rows_by_length(model, lambda x, m: torch.sigmoid(model(x, m)), ids, 0, 4, "cpu", 3)
+        widths = []
 
-    tight = score()
-    monkeypatch.setattr(mlcls.batching, "pad_batch", functools.partial(pad_batch, multiple=16))
-    padded = score()
+        def compute(input_ids, attention_mask):
+            widths.append(input_ids.shape[1])
+            return torch.sigmoid(model(input_ids, attention_mask))
+
+        return rows_by_length(model, compute, ids, 0, 4, "cpu", 3), widths
+
+    monkeypatch.setattr(mlcls.batching, "INFERENCE_PAD_MULTIPLE", 1)
+    tight, tight_widths = score()
+    monkeypatch.setattr(mlcls.batching, "INFERENCE_PAD_MULTIPLE", 16)
+    padded, padded_widths = score()
+    assert all(w % 16 == 0 for w in padded_widths) and padded_widths != tight_widths
     np.testing.assert_allclose(padded, tight, rtol=0, atol=1e-6)
     assert not np.allclose(padded, 0.5)  # a real model's scores, not a constant
 
