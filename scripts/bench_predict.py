@@ -9,6 +9,10 @@ when there is one (mlcls predict takes it by itself; the pipeline gets device='c
     encoder with a sequence-classification head of the same size (weights of that head don't matter for
     speed), truncation to the run's max_length, at the pipeline's default batch size (1) and at 32 (on a GPU
     also at 32 in bf16, the precision mlcls predict uses there).
+  - on the CPU, a floor: only the encoder's matrix products (its Linear layers, torch's fp32 routines), on the
+    real tokens of each batch of 64 packed together (no padding, no attention, no activations), after
+    reading and tokenizing as mlcls does. No fp32 implementation that multiplies with torch's routines can
+    beat it, so it caps any speed-up over the pipeline on this machine.
 A GPU run writes its own blocks (bench_predict:cuda) beside the CPU ones.
 --memory-lines runs only mlcls predict at each size and reports its peak RSS.
 
@@ -79,6 +83,33 @@ def pipeline_worker(run: Path, input_path: Path, batch_size: int, device: str, d
     assert len(out) == len(texts)
 
 
+def matrix_floor_worker(run: Path, input_path: Path) -> None:
+    """Runs in its own process: read, tokenize and batch as mlcls predict does, then only the Linear layers."""
+    import torch
+
+    from mlcls.batching import inference_batches, tokenize
+    from mlcls.data import FieldSpec, read_records
+    from mlcls.model import transformer_layers
+    from mlcls.predict import CHUNK_RECORDS
+    from mlcls.rundir import load_run
+
+    loaded = load_run(run)
+    linears = [m for layer in transformer_layers(loaded.model.encoder) for m in layer.modules()
+               if isinstance(m, torch.nn.Linear)]
+    records = iter(read_records(input_path, FieldSpec.from_config(loaded.config.data), require_labels=False))
+    # The same random rows for every batch (no chaining: magnitudes stay put, no denormals to slow it down).
+    most_rows = 64 * loaded.config.model.max_length
+    inputs = {width: torch.randn(most_rows, width) for width in {m.in_features for m in linears}}
+    with torch.inference_mode():
+        while chunk := list(itertools.islice(records, CHUNK_RECORDS)):
+            lengths = [len(ids) for ids in tokenize(loaded.tokenizer, [r.text for r in chunk],
+                                                    loaded.config.model.max_length)]
+            for batch in inference_batches(lengths, 64):
+                rows = sum(lengths[i] for i in batch)
+                for linear in linears:
+                    linear(inputs[linear.in_features][:rows])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True)
@@ -88,14 +119,17 @@ def main() -> None:
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--memory-int8", action="store_true", help="memory rows with --int8 (a faster run)")
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
-    parser.add_argument("--worker", choices=("pipeline",), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("pipeline", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--device", choices=("cpu", "cuda"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
+    if args.worker == "pipeline":
         pipeline_worker(args.run, args.input, args.batch_size, args.device, args.dtype)
+        return
+    if args.worker == "floor":
+        matrix_floor_worker(args.run, args.input)
         return
     import torch
     from reuters_accuracy import machine
@@ -126,6 +160,9 @@ def main() -> None:
                 contenders.append(("pipeline, batch 32, bf16",
                                    [*pipeline, "--batch-size", "32", "--dtype", "bfloat16"]))
             contenders.append(("pipeline, default batch (1)", [*pipeline, "--batch-size", "1"]))
+            if device == "cpu":
+                contenders.append(("floor: matrix products only", [sys.executable, __file__, "--worker", "floor",
+                                                                   "--run", str(args.run), "--input", str(source)]))
             for name, command in contenders:
                 wall, peak = timed(command)
                 results[name] = (wall, peak)
