@@ -9,10 +9,10 @@ Inference batches are padded a little further, to a multiple of INFERENCE_PAD_MU
 every width possible, each batch asks glibc's allocator for slightly different sizes, and its heap fragments
 and keeps growing (its mmap threshold climbs to the largest block freed, so after the first batches most
 activations come from the heap). With widths in steps of 16 the sizes repeat and freed blocks fit the next
-batch. Measured (scripts/bench_predict_allocator.py, full model, int8, 100k lines): 888 MiB peak at 10k
-lines, 894 MiB at 100k; with tight padding it kept rising (one layer: 1,041 -> 1,206 MiB over 36k
-lines). Pinning glibc's mmap threshold also kept memory flat (lower, 705 MiB) but mapped and zeroed every
-activation afresh: 1.22x slower. PyTorch has no caching allocator on CPU that would do this for us. The
+batch. Measured (`mlcls predict --int8`, scripts/bench_predict.py): 847 MiB peak on 10k lines, 874 MiB on
+100k; with tight padding it kept rising (scripts/bench_predict_allocator.py, one layer: 1,041 -> 1,206 MiB
+over 36k lines). Pinning glibc's mmap threshold also kept memory flat (and lower) but mapped and zeroed
+every activation afresh: 1.22x slower. PyTorch has no caching allocator on CPU that would do this for us. The
 padded positions are masked, so scores do not change (tests/test_batching.py).
 """
 

@@ -188,7 +188,8 @@ def main() -> None:
                 memory.append(f"| {n} | {wall:.1f} | {peak:.0f} |")
     # Two blocks, so that a memory-only run leaves the speed table alone and the other way round.
     suffix = "" if device == "cpu" else f":{device}"  # a GPU run keeps its own blocks beside the CPU ones
-    for name, block in ((f"bench_predict{suffix}", lines), (f"bench_predict:memory{suffix}", memory)):
+    memory_name = f"bench_predict:memory{'' if args.memory_int8 else '-fp32'}{suffix}"  # one block per precision
+    for name, block in ((f"bench_predict{suffix}", lines), (memory_name, memory)):
         if len(block) > 2:
             print("\n".join(block))
             write_block(args.doc, name, "\n".join(block), "## Prediction speed and memory (`scripts/bench_predict.py`)")
