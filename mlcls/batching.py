@@ -25,6 +25,7 @@ import torch
 
 INFERENCE_PAD_MULTIPLE = 16  # read at call time, so a benchmark can set it (scripts/bench_predict_allocator.py)
 
+
 def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
     return tokenizer(list(texts), truncation=True, max_length=max_length, return_attention_mask=False)[
         "input_ids"

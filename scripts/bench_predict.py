@@ -11,8 +11,8 @@ when there is one (mlcls predict takes it by itself; the pipeline gets device='c
     also at 32 in bf16, the precision mlcls predict uses there).
   - on the CPU, a floor: only the encoder's matrix products (its Linear layers, torch's fp32 routines), on the
     real tokens of each batch of 64 packed together (no padding, no attention, no activations), after
-    reading and tokenizing as mlcls does. No fp32 implementation that multiplies with torch's routines can
-    beat it, so it caps any speed-up over the pipeline on this machine.
+    reading and tokenizing as mlcls does. An fp32 implementation that multiplies with torch's routines in
+    batches like these cannot beat it, so it caps the speed-up over the pipeline on this machine.
 A GPU run writes its own blocks (bench_predict:cuda) beside the CPU ones.
 --memory-lines runs only mlcls predict at each size and reports its peak RSS.
 
