@@ -140,7 +140,8 @@ def main() -> None:
     mlcls = [sys.executable, "-m", "mlcls", "predict"]
     lines = [f"Machine: {machine()}. Model: `{args.run}` (bundled MiniLM fine-tuned, max length from its config). "
              "Wall time includes process start and model loading. "
-             f"Command: `python scripts/bench_predict.py --run {args.run} --lines {args.lines}"
+             f"Command: `python scripts/bench_predict.py --run {args.run}"
+             + ("" if args.no_speed else f" --lines {args.lines}")
              + (f" --memory-lines {' '.join(map(str, args.memory_lines))}" if args.memory_lines else "")
              + (" --memory-int8" if args.memory_int8 else "") + (" --no-speed" if args.no_speed else "") + "`.", ""]
     with tempfile.TemporaryDirectory() as folder:
