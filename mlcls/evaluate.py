@@ -43,7 +43,7 @@ def evaluate(
     report["no_gold_label"] = no_gold_label_stats(predicted, encoded.targets, encoded.mask)
     stats = _train_stats(run)
     if stats is not None:
-        counts = dict(zip(stats.labels, stats.positives.tolist(), strict=True))
+        counts = stats.counts()
         report["frequency_groups"] = frequency_group_scores(report["per_label"], counts)
         for row in report["per_label"]:
             row["train_positives"] = counts.get(row["label"], 0.0)

@@ -43,6 +43,10 @@ class LabelStats:
             num_records=int(targets.shape[0]),
         )
 
+    def counts(self) -> dict[str, float]:
+        """Positives per label name (what head / medium / tail groups are drawn from)."""
+        return dict(zip(self.labels, self.positives.tolist(), strict=True))
+
     def prior(self) -> np.ndarray:
         """Per-label share of positives among annotated entries, kept away from 0 and 1."""
         p = (self.positives + 0.5) / (self.annotated + 1.0)

@@ -114,7 +114,7 @@ def run_frozen(args) -> list[dict]:
     train_all, train, val, test, space = read_split(args)
     tr, va, te = space.encode(train), space.encode(val), space.encode(test)
     stats = LabelStats.from_encoded(space.labels, tr.targets, tr.mask)
-    counts = dict(zip(space.labels, stats.positives, strict=True))
+    counts = stats.counts()
 
     started = time.perf_counter()
     vectors = encode_frozen([r.text for r in train + val + test], args.encoder, args.max_length, args.cache)
@@ -167,16 +167,13 @@ def run_finetune(args) -> list[dict]:
         run = args.runs / name
         report = json.loads((args.runs / f"{name}.eval.json").read_text())
         report["threshold"] = None  # per-label cut-offs (the config's rule): no single global one to show
-        stats = LabelStats.load(run / "label_stats.json")
-        counts = dict(zip(stats.labels, stats.positives, strict=True))
         seconds = json.loads((run / "metrics.json").read_text())["train_seconds"]
-        rows.append(row(loss, report, frequency_group_scores(report["per_label"], counts), seconds))
+        # mlcls eval groups labels by the run's own training counts (label_stats.json), as the frozen rows do
+        rows.append(row(loss, report, report["frequency_groups"], seconds))
         print(json.dumps(rows[-1]))
     train_all, train, _, test, space = read_split(args)
     tr = space.encode(train)
-    counts = dict(zip(space.labels, LabelStats.from_encoded(space.labels, tr.targets, tr.mask).positives,
-                      strict=True))
-    rows.append(svm_row(train_all, test, space, counts))
+    rows.append(svm_row(train_all, test, space, LabelStats.from_encoded(space.labels, tr.targets, tr.mask).counts()))
     return rows
 
 
