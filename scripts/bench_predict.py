@@ -34,6 +34,8 @@ from pathlib import Path
 
 from benchmarks_doc import write_block  # scripts/ is on sys.path when a script runs
 
+MLCLS_BATCH = 64  # mlcls predict's default --batch-size; the floor batches the same way
+
 
 def make_input(source: Path, lines: int, folder: Path) -> Path:
     rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
@@ -98,13 +100,13 @@ def matrix_floor_worker(run: Path, input_path: Path) -> None:
                if isinstance(m, torch.nn.Linear)]
     records = iter(read_records(input_path, FieldSpec.from_config(loaded.config.data), require_labels=False))
     # The same random rows for every batch (no chaining: magnitudes stay put, no denormals to slow it down).
-    most_rows = 64 * loaded.config.model.max_length
+    most_rows = MLCLS_BATCH * loaded.config.model.max_length
     inputs = {width: torch.randn(most_rows, width) for width in {m.in_features for m in linears}}
     with torch.inference_mode():
         while chunk := list(itertools.islice(records, CHUNK_RECORDS)):
             lengths = [len(ids) for ids in tokenize(loaded.tokenizer, [r.text for r in chunk],
                                                     loaded.config.model.max_length)]
-            for batch in inference_batches(lengths, 64):
+            for batch in inference_batches(lengths, MLCLS_BATCH):
                 rows = sum(lengths[i] for i in batch)
                 for linear in linears:
                     linear(inputs[linear.in_features][:rows])
