@@ -65,12 +65,13 @@ def main() -> None:
         raise SystemExit(f"unknown setting {args.setting!r}")
 
     from mlcls.data import FieldSpec, read_records
+    from mlcls.model import transformer_layers
     from mlcls.predict import score_records
     from mlcls.rundir import load_run
 
     run = load_run(args.run, int8=args.int8)
     if args.layers:
-        run.model.encoder.encoder.layer = run.model.encoder.encoder.layer[: args.layers]
+        del transformer_layers(run.model.encoder)[args.layers:]
     records = list(read_records(args.data, FieldSpec.from_config(run.config.data), require_labels=False))
     stream = (record for _, record in zip(range(args.lines), itertools.cycle(records), strict=False))
     started, done, marks = time.perf_counter(), 0, []
