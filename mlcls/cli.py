@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from mlcls import reuters as reuters_choices  # light: standard library only
+from mlcls.data import reuters as reuters_choices  # light: standard library only
 from mlcls.errors import Interrupted, MlclsError
 
 app = typer.Typer(
@@ -152,7 +152,7 @@ def train(
             if given:
                 raise typer.BadParameter(f"--resume continues a run with its own config; remove the other "
                                          f"settings ({', '.join(given)})")
-            from mlcls.rundir import resumable_run
+            from mlcls.inference.rundir import resumable_run
 
             resume_dir = resumable_run(resume)
             cfg = load_config(resume_dir / "config.yaml")
@@ -161,7 +161,7 @@ def train(
         for note in cfg.notes:
             err.print(f"note: {note}", markup=False)
 
-        from mlcls.train import train as run_training
+        from mlcls.training.loop import train as run_training
 
         with _rejects_file(rejects) as rejected:
             result = run_training(cfg, err, rejected, resume=resume_dir)
@@ -199,11 +199,11 @@ def eval_(
     """Score a run on labelled data: F1, precision, recall, ranking, no-topic articles, per label."""
 
     def body() -> None:
-        from mlcls.data import ReadPolicy
-        from mlcls.evaluate import evaluate
-        from mlcls.report import compare_table, per_label_table, summary_table
-        from mlcls.rundir import load_run
-        from mlcls.thresholds import with_overrides
+        from mlcls.data.records import ReadPolicy
+        from mlcls.evaluation.evaluate import evaluate
+        from mlcls.evaluation.report import compare_table, per_label_table, summary_table
+        from mlcls.inference.decision import with_overrides
+        from mlcls.inference.loading import load_run
 
         if len(runs or []) > 1 and not compare:
             raise MlclsError("several runs given: add --compare to score them side by side")
@@ -228,7 +228,7 @@ def eval_(
             out.print(per_label_table(report, top, labels.split(",") if labels else None))
             out.print(summary_table(report, f"{report['data']} with {names[0]}"))
         if plots is not None:
-            from mlcls.plots import write_plots
+            from mlcls.evaluation.plots import write_plots
 
             for name, report in zip(names, reports, strict=True):
                 folder = plots / name if compare else plots
@@ -265,10 +265,10 @@ def predict(
     """Tag articles: one JSONL line per input record, in input order, with labels and scores."""
 
     def body() -> None:
-        from mlcls.data import FieldSpec, ReadPolicy, read_records
-        from mlcls.predict import parse_scores_mode, predict_to_file, write_predictions
-        from mlcls.rundir import load_run
-        from mlcls.thresholds import with_overrides
+        from mlcls.data.records import FieldSpec, ReadPolicy, read_records
+        from mlcls.inference.decision import with_overrides
+        from mlcls.inference.loading import load_run
+        from mlcls.inference.predict import parse_scores_mode, predict_to_file, write_predictions
 
         mode = parse_scores_mode(scores)
         fmt_name = fmt.value if fmt else ("csv" if output is not None and output.suffix.lower() == ".csv" else "jsonl")
@@ -298,7 +298,7 @@ def losses(debug: Debug = False) -> None:
     def body() -> None:
         from rich.table import Table
 
-        from mlcls.losses import LOSSES
+        from mlcls.model.loss_specs import LOSSES
 
         table = Table(show_header=True, header_style="bold")
         table.add_column("name")
@@ -337,9 +337,9 @@ def data_reuters(
     """Convert Reuters-21578 into train.jsonl / test.jsonl (ModApte or ApteMod-90 split)."""
 
     def body() -> None:
-        from mlcls import reuters
-        from mlcls.cache import cache_root
-        from mlcls.download import fetch
+        from mlcls.data import reuters
+        from mlcls.data.download import fetch
+        from mlcls.training.cache import cache_root
 
         if source is None:
             path = fetch(url or reuters.REUTERS_URL, cache_root() / "reuters21578.tar.gz",
@@ -370,15 +370,15 @@ def data_stats(
 
     def body() -> None:
         from mlcls.config import load_config
-        from mlcls.data import FieldSpec, read_records
-        from mlcls.report import stats_tables
-        from mlcls.stats import dataset_stats
+        from mlcls.data.records import FieldSpec, read_records
+        from mlcls.data.stats import dataset_stats
+        from mlcls.evaluation.report import stats_tables
 
         cfg = load_config(config, [], {"model.encoder": model, "model.max_length": max_length})
         records = list(read_records(file, FieldSpec.from_config(cfg.data)))
         from transformers import AutoTokenizer
 
-        from mlcls.model import quiet_transformers, resolve_encoder
+        from mlcls.model.classifier import quiet_transformers, resolve_encoder
 
         quiet_transformers()
         tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(cfg.model.encoder))

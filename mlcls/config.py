@@ -66,7 +66,7 @@ class LossConfig:
 
     def validate(self) -> None:
         # Lazy: the registry lives with the torch modules; only train/eval/predict reach this point.
-        from mlcls.losses import check_loss_params
+        from mlcls.model.loss_specs import check_loss_params
 
         self.params = check_loss_params(self.name, self.params)
 

@@ -25,11 +25,13 @@ from pathlib import Path
 import numpy as np
 from benchmarks_doc import write_block  # scripts/ is on sys.path when a script runs
 
-from mlcls.data import FieldSpec, LabelSpace, read_records
-from mlcls.losses import LOSSES, LabelStats, build_loss
-from mlcls.metrics import compute_metrics, frequency_group_scores
-from mlcls.thresholds import tune
-from mlcls.train import hold_out
+from mlcls.data.labels import LabelSpace, LabelStats
+from mlcls.data.records import FieldSpec, read_records
+from mlcls.evaluation.metrics import compute_metrics, frequency_group_scores
+from mlcls.inference.decision import tune
+from mlcls.model.loss_specs import LOSSES
+from mlcls.model.losses import build_loss
+from mlcls.training.split import hold_out
 
 PAPER = {  # Huang et al. 2021 (EMNLP), Table 2, BERT-base fine-tuned, ApteMod-90 test: micro / macro F1
     "bce": (89.14, 47.32), "focal": (89.97, 56.83), "cb": (89.23, 52.96), "ntr_focal": (90.70, 60.70),
@@ -45,8 +47,8 @@ def encode_frozen(texts: list[str], encoder: str, max_length: int, cache: Path) 
         return np.load(path)
     import torch
 
-    from mlcls.batching import inference_batches, pad_batch, tokenize
-    from mlcls.model import MultiLabelClassifier, load_encoder
+    from mlcls.data.batching import inference_batches, pad_batch, tokenize
+    from mlcls.model.classifier import MultiLabelClassifier, load_encoder
 
     enc, tokenizer = load_encoder(encoder)
     model = MultiLabelClassifier(enc, 1).eval()

@@ -65,7 +65,7 @@ def pipeline_worker(run: Path, input_path: Path, batch_size: int, device: str, d
     from transformers.utils import logging
 
     from mlcls.config import Config, read_yaml_mapping
-    from mlcls.data import FieldSpec, read_records
+    from mlcls.data.records import FieldSpec, read_records
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
@@ -89,11 +89,11 @@ def matrix_floor_worker(run: Path, input_path: Path) -> None:
     """Runs in its own process: read, tokenize and batch as mlcls predict does, then only the Linear layers."""
     import torch
 
-    from mlcls.batching import inference_batches, tokenize
-    from mlcls.data import FieldSpec, read_records
-    from mlcls.model import transformer_layers
-    from mlcls.predict import CHUNK_RECORDS
-    from mlcls.rundir import load_run
+    from mlcls.data.batching import inference_batches, tokenize
+    from mlcls.data.records import FieldSpec, read_records
+    from mlcls.inference.loading import load_run
+    from mlcls.inference.scoring import CHUNK_RECORDS
+    from mlcls.model.classifier import transformer_layers
 
     loaded = load_run(run)
     linears = [m for layer in transformer_layers(loaded.model.encoder) for m in layer.modules()

@@ -53,21 +53,21 @@ def main() -> None:
     parser.add_argument("--int8", action="store_true")
     args = parser.parse_args()
 
-    import mlcls.batching
+    import mlcls.data.batching
 
     if args.setting in ("tight", "pinned"):
-        mlcls.batching.INFERENCE_PAD_MULTIPLE = 1  # rows_by_length reads it at call time
+        mlcls.data.batching.INFERENCE_PAD_MULTIPLE = 1  # rows_by_length reads it at call time
         if args.setting == "pinned" and not pin_mmap_threshold():
             raise SystemExit("mallopt is not available here (not glibc)")
     elif args.setting.startswith("bucket") and (step := args.setting[len("bucket"):]).isdigit() and int(step) > 0:
-        mlcls.batching.INFERENCE_PAD_MULTIPLE = int(step)
+        mlcls.data.batching.INFERENCE_PAD_MULTIPLE = int(step)
     else:
         raise SystemExit(f"unknown setting {args.setting!r}")
 
-    from mlcls.data import FieldSpec, read_records
-    from mlcls.model import transformer_layers
-    from mlcls.predict import score_records
-    from mlcls.rundir import load_run
+    from mlcls.data.records import FieldSpec, read_records
+    from mlcls.inference.loading import load_run
+    from mlcls.inference.scoring import score_records
+    from mlcls.model.classifier import transformer_layers
 
     run = load_run(args.run, int8=args.int8)
     if args.layers:

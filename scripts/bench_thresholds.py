@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 from bench_losses import encode_frozen, train_head
 
-from mlcls.data import FieldSpec, LabelSpace, read_records
-from mlcls.losses import LabelStats
-from mlcls.metrics import compute_metrics
-from mlcls.thresholds import tune
-from mlcls.train import hold_out
+from mlcls.data.labels import LabelSpace, LabelStats
+from mlcls.data.records import FieldSpec, read_records
+from mlcls.evaluation.metrics import compute_metrics
+from mlcls.inference.decision import tune
+from mlcls.training.split import hold_out
 
 RULES = [("fixed", 3), ("global", 3), ("per_label", 3), ("per_label", 5), ("per_label", 10), ("per_label", 20)]
 

@@ -64,7 +64,7 @@ def hf_worker(args: argparse.Namespace) -> list[dict]:
     )
     from transformers.utils import logging
 
-    from mlcls.model import resolve_encoder
+    from mlcls.model.classifier import resolve_encoder
 
     logging.set_verbosity_error()
     texts, labels = texts_and_labels(args.train, args.limit)
@@ -141,15 +141,17 @@ def mlcls_worker(args: argparse.Namespace) -> list[dict]:
     import torch
     from rich.console import Console
 
-    from mlcls.cache import cached_token_ids
-    from mlcls.checkpoint import find_checkpoint, load_checkpoint
     from mlcls.config import load_config
-    from mlcls.data import FieldSpec, LabelSpace, ReadPolicy, read_records
-    from mlcls.interrupt import StopAfterStep
-    from mlcls.model import build_model
-    from mlcls.predict import score_token_ids
-    from mlcls.rundir import load_run
-    from mlcls.train import TrainingInterrupted, hold_out, train
+    from mlcls.data.labels import LabelSpace
+    from mlcls.data.records import FieldSpec, ReadPolicy, read_records
+    from mlcls.inference.loading import load_run
+    from mlcls.inference.scoring import score_token_ids
+    from mlcls.model.classifier import build_model
+    from mlcls.training.cache import cached_token_ids
+    from mlcls.training.checkpoint import find_checkpoint, load_checkpoint
+    from mlcls.training.interrupt import StopAfterStep
+    from mlcls.training.loop import TrainingInterrupted, train
+    from mlcls.training.split import hold_out
 
     folder = Path(tempfile.mkdtemp())
     train_file = folder / "train.jsonl"

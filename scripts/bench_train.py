@@ -59,7 +59,7 @@ def hf_worker(args: argparse.Namespace, best: bool) -> dict:
     )
     from transformers.utils import logging
 
-    from mlcls.model import resolve_encoder
+    from mlcls.model.classifier import resolve_encoder
 
     logging.set_verbosity_error()
     texts, labels = texts_and_labels(args.train, None)
@@ -97,8 +97,8 @@ def mlcls_worker(args: argparse.Namespace) -> dict:
     from rich.console import Console
 
     from mlcls.config import load_config
-    from mlcls.interrupt import StopAfterStep
-    from mlcls.train import TrainingInterrupted, train
+    from mlcls.training.interrupt import StopAfterStep
+    from mlcls.training.loop import TrainingInterrupted, train
 
     folder = Path(tempfile.mkdtemp())
     val_file = folder / "validation.jsonl"  # not used before the stop; keeps the training pool = the whole file

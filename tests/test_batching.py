@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-import mlcls.batching
-from mlcls.batching import pad_batch, rows_by_length, tokenize
+import mlcls.data.batching
+from mlcls.data.batching import pad_batch, rows_by_length, tokenize
 from tests.conftest import TINY_RECORDS
 
 
@@ -20,7 +20,7 @@ def test_pad_batch_rounds_the_width_up_and_masks_the_extra():
 
 
 def test_scores_do_not_change_when_batches_are_padded_to_a_multiple(tiny_encoder, monkeypatch):
-    from mlcls.model import MultiLabelClassifier, load_encoder
+    from mlcls.model.classifier import MultiLabelClassifier, load_encoder
 
     encoder, tokenizer = load_encoder(str(tiny_encoder))
     torch.manual_seed(0)
@@ -37,9 +37,9 @@ def test_scores_do_not_change_when_batches_are_padded_to_a_multiple(tiny_encoder
 
         return rows_by_length(model, compute, ids, 0, 4, "cpu", 3), widths
 
-    monkeypatch.setattr(mlcls.batching, "INFERENCE_PAD_MULTIPLE", 1)
+    monkeypatch.setattr(mlcls.data.batching, "INFERENCE_PAD_MULTIPLE", 1)
     tight, tight_widths = score()
-    monkeypatch.setattr(mlcls.batching, "INFERENCE_PAD_MULTIPLE", 16)
+    monkeypatch.setattr(mlcls.data.batching, "INFERENCE_PAD_MULTIPLE", 16)
     padded, padded_widths = score()
     assert all(w % 16 == 0 for w in padded_widths) and padded_widths != tight_widths
     np.testing.assert_allclose(padded, tight, rtol=0, atol=1e-6)

@@ -243,7 +243,7 @@ def test_int8_predictions_stay_close_to_fp32(trained, tmp_path):
         scores[name] = [json.loads(line)["scores"] for line in out.read_text().splitlines()]
     import torch
 
-    from mlcls.rundir import load_run
+    from mlcls.inference.loading import load_run
 
     assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in load_run(run, int8=True).model.modules())
     for fp32, int8 in zip(scores["fp32"], scores["int8"], strict=True):

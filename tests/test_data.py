@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from mlcls.data import FieldSpec, LabelSpace, ReadPolicy, read_records
+from mlcls.data.labels import LabelSpace
+from mlcls.data.records import FieldSpec, ReadPolicy, read_records
 from mlcls.errors import DataError
 from tests.conftest import write_jsonl
 

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from mlcls.data.labels import LabelStats
 from mlcls.errors import ConfigError
-from mlcls.losses import LOSSES, LabelStats, build_loss, check_loss_params
+from mlcls.model.loss_specs import LOSSES, check_loss_params
+from mlcls.model.losses import build_loss
 
 LABELS = ["a", "b", "c"]
 
@@ -289,7 +291,8 @@ def test_every_loss_respects_masks_and_no_label_rows(batch, name):
 
 @pytest.mark.parametrize("name", ALL_LOSSES)
 def test_confidences_of_exactly_0_and_1_equal_the_hard_list(tmp_path, name):
-    from mlcls.data import LabelSpace, read_records
+    from mlcls.data.labels import LabelSpace
+    from mlcls.data.records import read_records
     from tests.conftest import write_jsonl
 
     hard = write_jsonl(tmp_path / "h.jsonl", [{"text": "x", "labels": ["a", "c"]}, {"text": "y", "labels": []}])

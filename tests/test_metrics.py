@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from mlcls.metrics import compute_metrics
+from mlcls.evaluation.metrics import compute_metrics
 
 LABELS = ["a", "b", "c"]
 
@@ -57,7 +57,7 @@ def test_soft_gold_counts_from_one_half_and_macro_skips_labels_without_support()
 
 
 def test_frequency_group_scores():
-    from mlcls.metrics import frequency_group_scores
+    from mlcls.evaluation.metrics import frequency_group_scores
 
     gold = np.array([[1, 0, 1], [1, 1, 0], [0, 0, 1]], dtype=np.float32)
     pred = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1]], dtype=bool)

@@ -8,10 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from mlcls.cli import app
-from mlcls.data import read_records
+from mlcls.data.records import read_records
 from mlcls.errors import MlclsError
-from mlcls.predict import PredictionInterrupted, predict_to_file
-from mlcls.rundir import load_run
+from mlcls.inference.loading import load_run
+from mlcls.inference.predict import PredictionInterrupted, predict_to_file
 from tests.conftest import TINY_RECORDS, write_jsonl
 
 runner = CliRunner()

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from mlcls.cli import app
-from mlcls.data import read_records
+from mlcls.data.records import read_records
+from mlcls.data.reuters import make_split, parse_sgml, read_collection
 from mlcls.errors import DataError
-from mlcls.reuters import make_split, parse_sgml, read_collection
 from tests.conftest import reuters_dir
 
 runner = CliRunner()

@@ -5,8 +5,8 @@ import json
 from typer.testing import CliRunner
 
 from mlcls.cli import app
-from mlcls.data import Record
-from mlcls.stats import dataset_stats, frequency_group
+from mlcls.data.records import Record
+from mlcls.data.stats import dataset_stats, frequency_group
 from tests.conftest import TINY_RECORDS, write_jsonl
 
 runner = CliRunner()

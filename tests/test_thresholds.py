@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from mlcls.errors import MlclsError
-from mlcls.metrics import compute_metrics
-from mlcls.thresholds import DecisionRule, tune, with_overrides
+from mlcls.evaluation.metrics import compute_metrics
+from mlcls.inference.decision import DecisionRule, tune, with_overrides
 
 LABELS = ["common", "rare", "odd"]
 

@@ -16,13 +16,16 @@ from rich.console import Console
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from mlcls import train as train_module
-from mlcls.checkpoint import find_checkpoint, load_checkpoint
 from mlcls.cli import app
 from mlcls.config import load_config
-from mlcls.interrupt import StopAfterStep, StopSignal
-from mlcls.rundir import resumable_run
-from mlcls.train import TrainingInterrupted, process_share, train
+from mlcls.errors import ConfigError, MlclsError
+from mlcls.inference.rundir import resumable_run
+from mlcls.training import devices
+from mlcls.training import loop as train_module
+from mlcls.training.checkpoint import find_checkpoint, load_checkpoint
+from mlcls.training.devices import process_share
+from mlcls.training.interrupt import StopAfterStep, StopSignal
+from mlcls.training.loop import TrainingInterrupted, train
 from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
 
 runner = CliRunner()
@@ -98,7 +101,7 @@ def test_resume_refuses_changed_data(tmp_path, tiny_encoder):
         train(_config(tmp_path, tiny_encoder, "drift"), quiet, stop=StopAfterStep(2))
     write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS[:-1])
     staging = tmp_path / "runs" / ".drift.incomplete"
-    with pytest.raises(Exception, match="data changed"):
+    with pytest.raises(MlclsError, match="data changed"):
         train(load_config(staging / "config.yaml"), quiet, resume=staging)
 
 
@@ -195,7 +198,7 @@ def test_frozen_encoder_cache_is_reused_and_invalidated(tmp_path, tiny_encoder, 
 def test_token_ids_are_cached_by_tokenizer_max_length_and_text(tmp_path, tiny_encoder):
     from transformers import AutoTokenizer
 
-    from mlcls.cache import cached_token_ids
+    from mlcls.training.cache import cached_token_ids
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
     texts = [r["text"] for r in TINY_RECORDS]
@@ -212,21 +215,21 @@ def test_top_layers_train_only_the_top_of_the_encoder(tmp_path, tiny_encoder):
     saved = load_file(str(result.run_dir / "encoder" / "model.safetensors"))
     changed = {k for k in saved if not torch.equal(saved[k], start[k])}
     assert changed and all(k.startswith("encoder.layer.1.") for k in changed), sorted(changed)
-    with pytest.raises(Exception, match="has 2 layers"):
+    with pytest.raises(ConfigError, match="has 2 layers"):
         train(_config(tmp_path, tiny_encoder, "top3", "train.train_top_layers=3"), quiet)
 
 
 def test_precision_auto_picks_bf16_only_where_supported(monkeypatch):
-    choose = train_module.choose_precision
+    choose = devices.choose_precision
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(train_module, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)
     assert choose("auto", "auto") == (False, "fp32")
-    monkeypatch.setattr(train_module, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)
     assert choose("auto", "auto") == (False, "bf16")
     assert choose("auto", "fp32") == (False, "fp32")
-    with pytest.raises(Exception, match="fp16 needs a CUDA GPU"):
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
         choose("cpu", "fp16")
-    with pytest.raises(Exception, match="no CUDA GPU"):
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
         choose("cuda", "auto")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)  # e.g. a V100 or T4

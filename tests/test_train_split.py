@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from mlcls.data import Record
-from mlcls.train import hold_out
+from mlcls.data.records import Record
+from mlcls.training.split import hold_out
 
 
 def test_hold_out_is_seeded_and_keeps_every_label_in_training():

@@ -1,58 +1,21 @@
-"""Batched inference shared by training (validation), `eval` and `predict`.
-
-Input is consumed in chunks: each chunk is tokenized, sorted by length into batches (little padding),
-scored, and handed back in input order, so memory stays flat however long the input is.
-"""
+"""`mlcls predict`: one output line per input record, in input order, streamed chunk by chunk and resumable."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from itertools import islice
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
 import numpy as np
-import torch
 
-from mlcls.batching import rows_by_length, tokenize
-from mlcls.data import Record
+from mlcls.data.records import Record
 from mlcls.errors import Interrupted, MlclsError
-from mlcls.rundir import LoadedRun
-from mlcls.thresholds import DecisionRule
-
-CHUNK_RECORDS = 2048
-
-
-def score_token_ids(model, token_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int, device) -> np.ndarray:
-    """Sigmoid scores (records, labels) in the order of `token_ids`."""
-
-    def scores(input_ids, attention_mask):
-        with _inference_autocast(device):
-            return torch.sigmoid(model(input_ids, attention_mask).float())
-
-    return rows_by_length(model, scores, token_ids, pad_id, batch_size, device, model.head.out_features)
-
-
-def _inference_autocast(device):
-    # bf16 on GPUs that have it; on CPU we stay in fp32, because CPUs without AVX512-BF16 run bf16
-    # matmuls many times slower than fp32 (measured: ~20x on this project's 2-core machines).
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
-
-
-def score_records(
-    run: LoadedRun, records: Iterable[Record], batch_size: int, chunk_records: int = CHUNK_RECORDS
-) -> Iterator[tuple[list[Record], np.ndarray]]:
-    """Yield (records, scores) chunk by chunk, in input order."""
-    iterator = iter(records)
-    pad_id = run.tokenizer.pad_token_id or 0
-    while chunk := list(islice(iterator, chunk_records)):
-        ids = tokenize(run.tokenizer, [r.text for r in chunk], run.config.model.max_length)
-        yield chunk, score_token_ids(run.model, ids, pad_id, batch_size, run.device)
+from mlcls.inference.decision import DecisionRule
+from mlcls.inference.loading import LoadedRun
+from mlcls.inference.scoring import CHUNK_RECORDS, score_records
 
 
 def parse_scores_mode(text: str) -> int | str:

@@ -95,7 +95,7 @@ def frequency_group_scores(per_label: list[dict[str, Any]], train_positives: dic
 
     Macro is over the group's labels with gold support in the evaluated data (as for the overall macro).
     """
-    from mlcls.stats import frequency_group
+    from mlcls.data.stats import frequency_group
 
     groups: dict[str, dict[str, Any]] = {}
     for name in ("head", "medium", "tail"):

@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-
-import numpy as np
 
 from mlcls.errors import DataError
 
@@ -269,65 +267,3 @@ def _json_type(value: Any) -> str:
         return "null"
     return {bool: "a boolean", str: "a string", int: "a number", float: "a number", list: "a list",
             dict: "an object"}.get(type(value), type(value).__name__)
-
-
-# ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Encoded:
-    """Targets in [0, 1] and the annotation mask, both (records, labels) float32."""
-
-    targets: np.ndarray
-    mask: np.ndarray
-    unknown_labels: Counter = field(default_factory=Counter)  # label -> records naming it, not in vocab
-
-
-class LabelSpace:
-    """The label vocabulary (sorted, from the training data) and the record <-> matrix conversions."""
-
-    def __init__(self, labels: Iterable[str]):
-        self.labels: list[str] = list(labels)
-        self.index = {label: i for i, label in enumerate(self.labels)}
-        if len(self.index) != len(self.labels):
-            raise ValueError("duplicate labels in the label space")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @classmethod
-    def from_records(cls, records: Iterable[Record]) -> LabelSpace:
-        names: set[str] = set()
-        for record in records:
-            names.update(record.labels or {})
-        return cls(sorted(names))
-
-    def encode(self, records: list[Record]) -> Encoded:
-        targets = np.zeros((len(records), len(self)), dtype=np.float32)
-        mask = np.ones((len(records), len(self)), dtype=np.float32)
-        unknown: Counter = Counter()
-        for row, record in enumerate(records):
-            for name, conf in (record.labels or {}).items():
-                col = self.index.get(name)
-                if col is None:
-                    unknown[name] += 1
-                elif conf is None:
-                    mask[row, col] = 0.0
-                else:
-                    targets[row, col] = conf
-        return Encoded(targets, mask, unknown)
-
-    def decode(self, row: np.ndarray) -> list[str]:
-        return [self.labels[i] for i in np.flatnonzero(row)]
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps({"labels": self.labels}, indent=1))
-
-    @classmethod
-    def load(cls, path: Path) -> LabelSpace:
-        return cls(json.loads(path.read_text())["labels"])
-
-
-def label_frequencies(encoded: Encoded) -> np.ndarray:
-    """Positives per label among annotated entries (a soft target counts as its confidence)."""
-    return (encoded.targets * encoded.mask).sum(axis=0)

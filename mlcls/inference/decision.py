@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mlcls.errors import MlclsError, RunDirError
-from mlcls.metrics import f1_from_counts, gold_matrix
+from mlcls.evaluation.metrics import f1_from_counts, gold_matrix
 
 GRID = np.round(np.arange(0.02, 0.981, 0.01), 2)
 RULES = ("per_label", "global", "fixed", "top_k")

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from mlcls.config import BUNDLED_ENCODER, ModelConfig
-from mlcls.errors import MlclsError
+from mlcls.errors import ConfigError, MlclsError
 
 
 def quiet_transformers() -> None:
@@ -101,7 +101,7 @@ def set_trainable(model: MultiLabelClassifier, freeze_encoder: bool, top_layers:
     if top_layers is not None:
         layers = transformer_layers(model.encoder)
         if top_layers > len(layers):
-            raise MlclsError(f"train.train_top_layers is {top_layers}, but the encoder has {len(layers)} layers")
+            raise ConfigError(f"train.train_top_layers is {top_layers}, but the encoder has {len(layers)} layers")
         for layer in layers[len(layers) - top_layers:]:
             layer.requires_grad_(True)
     # We pool the token vectors ourselves, so the encoder's own pooler (BERT's) never sees a gradient;

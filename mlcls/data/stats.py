@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from mlcls.data import Record
+from mlcls.data.records import Record
 
 HEAD_MIN = 35  # a head label has at least this many articles
 TAIL_MAX = 7  # a tail label has at most this many; medium is in between

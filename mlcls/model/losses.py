@@ -1,4 +1,4 @@
-"""The loss registry: name -> (description, parameters with defaults, factory(label stats, params)).
+"""The loss modules and `build_loss` (the registry's names and parameters: loss_specs.py).
 
 Every loss takes (logits, targets, mask), all (batch, labels):
 - targets are confidences in [0, 1] (0/1 for hard labels);
@@ -11,10 +11,7 @@ loses the small differences that rare labels live on.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,58 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mlcls.data.labels import LabelStats
 from mlcls.errors import ConfigError
-
-
-@dataclass
-class LabelStats:
-    """Training-set label statistics that losses (and later, reports) need; saved with the run."""
-
-    labels: list[str]
-    positives: np.ndarray  # per label, count of positive annotated entries (soft targets count fractionally)
-    annotated: np.ndarray  # per label, count of annotated entries
-    num_records: int
-
-    @classmethod
-    def from_encoded(cls, labels: list[str], targets: np.ndarray, mask: np.ndarray) -> LabelStats:
-        return cls(
-            labels=list(labels),
-            positives=(targets * mask).sum(axis=0).astype(np.float64),
-            annotated=mask.sum(axis=0).astype(np.float64),
-            num_records=int(targets.shape[0]),
-        )
-
-    def counts(self) -> dict[str, float]:
-        """Positives per label name (what head / medium / tail groups are drawn from)."""
-        return dict(zip(self.labels, self.positives.tolist(), strict=True))
-
-    def prior(self) -> np.ndarray:
-        """Per-label share of positives among annotated entries, kept away from 0 and 1."""
-        p = (self.positives + 0.5) / (self.annotated + 1.0)
-        return np.clip(p, 1e-4, 1 - 1e-4)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "num_records": self.num_records,
-            "labels": {
-                name: {"positives": float(p), "annotated": float(a)}
-                for name, p, a in zip(self.labels, self.positives, self.annotated, strict=True)
-            },
-        }
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-
-    @classmethod
-    def load(cls, path: Path) -> LabelStats:
-        raw = json.loads(path.read_text())
-        names = list(raw["labels"])
-        return cls(
-            labels=names,
-            positives=np.array([raw["labels"][n]["positives"] for n in names]),
-            annotated=np.array([raw["labels"][n]["annotated"] for n in names]),
-            num_records=int(raw["num_records"]),
-        )
+from mlcls.model.loss_specs import LOSSES, check_loss_params
 
 
 class MaskedLoss(nn.Module):
@@ -199,10 +147,6 @@ class DistributionBalancedLoss(MaskedLoss):
         return self.weights(targets) * (pos + neg)
 
 
-WEIGHT_MODES = ("sqrt_inverse", "inverse", "effective_number")
-POS_WEIGHT_MODES = ("none", "sqrt_ratio", "ratio")
-
-
 def effective_number_weights(stats: LabelStats, beta: float) -> np.ndarray:
     """Cui et al. 2019: weight (1 - beta) / (1 - beta^n), n the label's training articles; mean 1."""
     counts = np.maximum(stats.positives, 1.0)
@@ -244,15 +188,6 @@ def positive_weights(stats: LabelStats, mode: str) -> np.ndarray | None:
     return ratio if mode == "ratio" else np.sqrt(ratio)
 
 
-@dataclass(frozen=True)
-class LossSpec:
-    name: str
-    description: str
-    params: dict[str, Any]  # name -> default
-    factory: Callable[[LabelStats, dict[str, Any]], MaskedLoss]
-    choices: dict[str, tuple[str, ...]] | None = None  # params restricted to a set of strings
-
-
 def _tensor(values: np.ndarray | None) -> torch.Tensor | None:
     return None if values is None else torch.tensor(values, dtype=torch.float32)
 
@@ -271,63 +206,21 @@ def _db(reweight: str) -> Callable[[LabelStats, dict[str, Any]], MaskedLoss]:
     return factory
 
 
-# The defaults of focal, asl and db are the papers' (db: Huang et al. 2021's on Reuters-21578).
-NTR_DEFAULTS = {"kappa": 0.05, "lambda": 2.0, "gamma": 2.0}
-
-LOSSES: dict[str, LossSpec] = {
-    spec.name: spec
-    for spec in [
-        LossSpec("bce", "binary cross-entropy on hard labels (confidences >= 0.5 count as positives)",
-                 {}, lambda stats, params: BCELoss()),
-        LossSpec(
-            "weighted",
-            "BCE with a weight per label (from training frequencies, mean 1, or given) and optional pos_weight",
-            {"mode": "sqrt_inverse", "weights": None, "beta": 0.999, "pos_weight": "none"},
-            _weighted,
-            choices={"mode": WEIGHT_MODES, "pos_weight": POS_WEIGHT_MODES},
-        ),
-        LossSpec("confidence", "BCE on confidence-scored soft targets (a label at 0.6 aims at 0.6)",
-                 {}, lambda stats, params: ConfidenceBCELoss()),
-        LossSpec("focal", "focal loss: BCE scaled by (1 - p_t)^gamma; alpha < 0 turns class weighting off",
-                 {"gamma": 2.0, "alpha": -1.0}, lambda stats, p: FocalLoss(p["gamma"], p["alpha"])),
-        LossSpec("asl", "asymmetric loss: separate focusing for positives and negatives, easy negatives clipped",
-                 {"gamma_pos": 1.0, "gamma_neg": 4.0, "clip": 0.05},
-                 lambda stats, p: AsymmetricLoss(p["gamma_pos"], p["gamma_neg"], p["clip"])),
-        LossSpec("cb", "class-balanced loss: weights from the effective number of articles (1 - beta^n)",
-                 {"beta": 0.999, "gamma": 0.0},
-                 lambda stats, p: FocalLoss(p["gamma"], -1.0, _tensor(effective_number_weights(stats, p["beta"])))),
-        LossSpec("db", "distribution-balanced loss: re-balancing weights + negative-tolerant regularisation "
-                 "+ focal term", {"alpha": 0.1, "beta": 10.0, "mu": 0.9, **NTR_DEFAULTS}, _db("rebalance")),
-        LossSpec("cb_ntr", "class-balanced weights + negative-tolerant regularisation + focal term",
-                 {"cb_beta": 0.999, **NTR_DEFAULTS}, _db("cb")),
-        LossSpec("ntr_focal", "negative-tolerant regularisation + focal term, no re-weighting",
-                 dict(NTR_DEFAULTS), _db("none")),
-    ]
+# name -> factory(label stats, resolved parameters); names, descriptions and defaults are in loss_specs.py.
+FACTORIES: dict[str, Callable[[LabelStats, dict[str, Any]], MaskedLoss]] = {
+    "bce": lambda stats, p: BCELoss(),
+    "weighted": _weighted,
+    "confidence": lambda stats, p: ConfidenceBCELoss(),
+    "focal": lambda stats, p: FocalLoss(p["gamma"], p["alpha"]),
+    "asl": lambda stats, p: AsymmetricLoss(p["gamma_pos"], p["gamma_neg"], p["clip"]),
+    "cb": lambda stats, p: FocalLoss(p["gamma"], -1.0, _tensor(effective_number_weights(stats, p["beta"]))),
+    "db": _db("rebalance"),
+    "cb_ntr": _db("cb"),
+    "ntr_focal": _db("none"),
 }
-
-
-def check_loss_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Validate a loss name and its parameters; return the parameters with defaults filled in."""
-    spec = LOSSES.get(name)
-    if spec is None:
-        raise ConfigError(f"unknown loss '{name}' (valid: {', '.join(LOSSES)})")
-    resolved = dict(spec.params)
-    for key, value in params.items():
-        if key not in spec.params:
-            takes = ", ".join(spec.params) or "no parameters"
-            raise ConfigError(f"loss '{name}' has no parameter '{key}' (it takes: {takes})")
-        default = spec.params[key]
-        choices = (spec.choices or {}).get(key)
-        if choices and value not in choices:
-            raise ConfigError(f"loss.{key}: {value!r} is not one of {', '.join(choices)}")
-        if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise ConfigError(f"loss.{key}: expected a number, got {value!r}")
-        if default is None and value is not None and not isinstance(value, dict):
-            raise ConfigError(f"loss.{key}: expected a mapping label -> value, got {value!r}")
-        resolved[key] = float(value) if isinstance(default, float) else value
-    return resolved
+assert set(FACTORIES) == set(LOSSES), "every loss in loss_specs.LOSSES needs a factory here"
 
 
 def build_loss(name: str, params: dict[str, Any], stats: LabelStats) -> MaskedLoss:
     params = check_loss_params(name, params)  # first: it rejects an unknown name with the valid ones
-    return LOSSES[name].factory(stats, params)
+    return FACTORIES[name](stats, params)

@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import coverage_error, label_ranking_average_precision_score, ndcg_score
 
-from mlcls.data import FieldSpec, ReadPolicy, read_records
+from mlcls.data.labels import LabelStats
+from mlcls.data.records import FieldSpec, ReadPolicy, read_records
 from mlcls.errors import MlclsError
-from mlcls.losses import LabelStats
-from mlcls.metrics import compute_metrics, frequency_group_scores, gold_matrix, micro_f1_counts
-from mlcls.predict import score_records
-from mlcls.rundir import LoadedRun
-from mlcls.thresholds import DecisionRule
+from mlcls.evaluation.metrics import compute_metrics, frequency_group_scores, gold_matrix, micro_f1_counts
+from mlcls.inference.decision import DecisionRule
+from mlcls.inference.loading import LoadedRun
+from mlcls.inference.scoring import score_records
 
 
 def evaluate(

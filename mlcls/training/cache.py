@@ -87,6 +87,8 @@ def cached_token_ids(tokenizer, texts: Sequence[str], max_length: int, root: Pat
     `datasets` does the caching: `map` with an explicit cache file loads that file when it exists and
     otherwise writes it (to a temporary file first). Our key is its fingerprint.
     """
+    if not texts:  # no validation data: nothing to tokenize (datasets cannot map an empty table)
+        return [], False
     import datasets
 
     key = _key("tokens", tokenizer_fingerprint(tokenizer), max_length, texts_fingerprint(texts))
@@ -113,7 +115,7 @@ def cached_embeddings(model, token_ids: Sequence[Sequence[int]], pad_id: int, ba
     `fingerprint` names the encoder's weights and the pooling; the token ids name tokenizer, texts and
     max_length. Computed in eval mode (no dropout): the head's own dropout still applies in training.
     """
-    from mlcls.batching import rows_by_length
+    from mlcls.data.batching import rows_by_length
 
     key = _key("embeddings", fingerprint, model.pooling, token_ids_fingerprint(token_ids))
     path = root / "embeddings" / f"{key}.npy"

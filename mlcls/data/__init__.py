@@ -1,0 +1,9 @@
+"""Data: files -> validated records -> label matrices -> padded batches.
+
+records.py  reading JSONL / CSV / Parquet into `Record`s, with per-line errors and skip counts
+labels.py   the label vocabulary (`LabelSpace`), encoding to (targets, mask), training label statistics
+batching.py tokenizing, length-grouped batches, padding
+stats.py    `mlcls data stats`: labels per record, frequency groups, text lengths
+reuters.py  Reuters-21578: SGML parsing and the ModApte / ApteMod-90 splits
+download.py fetching a file with a checksum (the Reuters tarball)
+"""

@@ -1,0 +1,74 @@
+"""The loss registry's public face: each loss's name, description and parameters with their defaults.
+
+No torch here: `mlcls losses` and config validation read this table without loading torch (the loss
+modules themselves, and the factory that builds one, are in `losses.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mlcls.errors import ConfigError
+
+WEIGHT_MODES = ("sqrt_inverse", "inverse", "effective_number")
+POS_WEIGHT_MODES = ("none", "sqrt_ratio", "ratio")
+
+# The defaults of focal, asl and db are the papers' (db: Huang et al. 2021's on Reuters-21578).
+NTR_DEFAULTS = {"kappa": 0.05, "lambda": 2.0, "gamma": 2.0}
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    name: str
+    description: str
+    params: dict[str, Any]  # name -> default
+    choices: dict[str, tuple[str, ...]] | None = None  # params restricted to a set of strings
+
+
+LOSSES: dict[str, LossSpec] = {
+    spec.name: spec
+    for spec in [
+        LossSpec("bce", "binary cross-entropy on hard labels (confidences >= 0.5 count as positives)", {}),
+        LossSpec(
+            "weighted",
+            "BCE with a weight per label (from training frequencies, mean 1, or given) and optional pos_weight",
+            {"mode": "sqrt_inverse", "weights": None, "beta": 0.999, "pos_weight": "none"},
+            choices={"mode": WEIGHT_MODES, "pos_weight": POS_WEIGHT_MODES},
+        ),
+        LossSpec("confidence", "BCE on confidence-scored soft targets (a label at 0.6 aims at 0.6)", {}),
+        LossSpec("focal", "focal loss: BCE scaled by (1 - p_t)^gamma; alpha < 0 turns class weighting off",
+                 {"gamma": 2.0, "alpha": -1.0}),
+        LossSpec("asl", "asymmetric loss: separate focusing for positives and negatives, easy negatives clipped",
+                 {"gamma_pos": 1.0, "gamma_neg": 4.0, "clip": 0.05}),
+        LossSpec("cb", "class-balanced loss: weights from the effective number of articles (1 - beta^n)",
+                 {"beta": 0.999, "gamma": 0.0}),
+        LossSpec("db", "distribution-balanced loss: re-balancing weights + negative-tolerant regularisation "
+                 "+ focal term", {"alpha": 0.1, "beta": 10.0, "mu": 0.9, **NTR_DEFAULTS}),
+        LossSpec("cb_ntr", "class-balanced weights + negative-tolerant regularisation + focal term",
+                 {"cb_beta": 0.999, **NTR_DEFAULTS}),
+        LossSpec("ntr_focal", "negative-tolerant regularisation + focal term, no re-weighting", dict(NTR_DEFAULTS)),
+    ]
+}
+
+
+def check_loss_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Validate a loss name and its parameters; return the parameters with defaults filled in."""
+    spec = LOSSES.get(name)
+    if spec is None:
+        raise ConfigError(f"unknown loss '{name}' (valid: {', '.join(LOSSES)})")
+    resolved = dict(spec.params)
+    for key, value in params.items():
+        if key not in spec.params:
+            takes = ", ".join(spec.params) or "no parameters"
+            raise ConfigError(f"loss '{name}' has no parameter '{key}' (it takes: {takes})")
+        default = spec.params[key]
+        choices = (spec.choices or {}).get(key)
+        if choices and value not in choices:
+            raise ConfigError(f"loss.{key}: {value!r} is not one of {', '.join(choices)}")
+        if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ConfigError(f"loss.{key}: expected a number, got {value!r}")
+        if default is None and value is not None and not isinstance(value, dict):
+            raise ConfigError(f"loss.{key}: expected a mapping label -> value, got {value!r}")
+        resolved[key] = float(value) if isinstance(default, float) else value
+    return resolved

@@ -1,0 +1,100 @@
+"""Where training runs: the Accelerator (device, mixed precision) and the data-parallel helpers.
+
+One loop serves one CPU, one GPU and data-parallel training under `accelerate launch` / `torchrun`: every
+process reads the same data and draws the same batch order, takes its share of the batches, and
+validates on the whole validation set (so every process reaches the same decisions: thresholds, best
+epoch, early stop); only the main process writes files. Every data-parallel touch point is here.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from mlcls.errors import ConfigError
+
+
+def make_accelerator(device: str, precision: str):
+    """An Accelerator for `device` and `precision` (auto resolved by the hardware, see choose_precision).
+
+    Accelerate keeps its state per process and refuses a second Accelerator with another precision
+    ("AcceleratorState has already been initialized and cannot be changed"): a second training in the
+    same Python process (tests, notebooks, scripts) with another precision would fail. Outside a
+    distributed launch nothing else holds on to that state, so it is reset here, as accelerate's own
+    AccelerateTestCase does between tests."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    on_cuda, precision = choose_precision(device, precision)
+    mixed = "no" if precision == "fp32" else precision
+    if AcceleratorState._shared_state and launched_processes() == 1:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    return Accelerator(cpu=not on_cuda, mixed_precision=mixed)
+
+
+def choose_precision(device: str, precision: str) -> tuple[bool, str]:
+    """(on a CUDA GPU?, fp32|bf16|fp16): auto is bf16 where the hardware runs it fast, fp16 on older GPUs,
+    fp32 on CPUs without native bf16."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is cuda, but no CUDA GPU is available")
+    on_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if precision == "auto":
+        if on_cuda:
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "bf16" if cpu_has_fast_bf16() else "fp32"
+    if precision == "fp16" and not on_cuda:
+        raise ConfigError("train.precision fp16 needs a CUDA GPU (use bf16 or fp32 on a CPU)")
+    return on_cuda, precision
+
+
+def cpu_has_fast_bf16() -> bool:
+    """bf16 autocast pays on CPUs with native bf16 (AVX512-BF16, AMX) and is ~20x slower without."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a private op: absent from some builds
+        return False
+
+
+def precision_name(accelerator) -> str:
+    return "fp32" if accelerator.mixed_precision == "no" else str(accelerator.mixed_precision)
+
+
+def launched_processes() -> int:
+    """Processes started by torchrun / accelerate launch (they set WORLD_SIZE), before any Accelerator."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_launch_main_process() -> bool:
+    """True in the process that writes files: rank 0 of a launch, or the only process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def process_share(batches: list[np.ndarray], world: int, rank: int) -> list[np.ndarray]:
+    """This process's batches: every world-th one. The list is first padded with its own first batches
+    to a multiple of the process count (as torch's DistributedSampler pads), so that every process
+    takes the same number of steps: data-parallel processes wait for each other at every step."""
+    if world == 1:
+        return batches
+    short = -len(batches) % world
+    return [*batches, *batches[:short]][rank::world]
+
+
+def any_process(accelerator, flag: bool) -> bool:
+    """True on every process when it is true on one: all must stop at the same step, or they deadlock."""
+    if accelerator.num_processes == 1:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(value, reduction="sum").item() > 0)
+
+
+def broadcast(accelerator, value: str) -> str:
+    """The main process's value on every process (a timestamped run name may differ between them)."""
+    if accelerator.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value])[0]

@@ -1,0 +1,564 @@
+"""`train()`, read top to bottom: read the data -> prepare -> fit (epochs: steps, then validate and keep the
+best) -> finish (write the run).
+
+The data is read and validated before anything heavy exists, so a bad file fails in a second. Devices,
+precision and data parallelism live in devices.py; this file is the recipe. Ctrl-C is a request read
+between optimizer steps: the loop checkpoints and raises `TrainingInterrupted` from one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from mlcls.config import Config
+from mlcls.data.batching import length_grouped_batches, pad_batch
+from mlcls.data.labels import Encoded, LabelSpace, LabelStats
+from mlcls.data.records import FieldSpec, ReadPolicy, Record, read_records
+from mlcls.errors import DataError, Interrupted, MlclsError, RunDirError
+from mlcls.evaluation.metrics import compute_metrics
+from mlcls.inference.decision import DecisionRule, tune
+from mlcls.inference.rundir import begin_named_run, begin_run, finish_run, lock_run, save_model, staging_dir, write_json
+from mlcls.inference.scoring import score_token_ids
+from mlcls.model.classifier import build_model, set_trainable
+from mlcls.model.losses import build_loss
+from mlcls.training.cache import (
+    cache_root,
+    cached_embeddings,
+    cached_token_ids,
+    token_ids_fingerprint,
+    weights_fingerprint,
+)
+from mlcls.training.checkpoint import find_checkpoint, load_checkpoint, remove_checkpoints, save_checkpoint
+from mlcls.training.devices import (
+    any_process,
+    broadcast,
+    is_launch_main_process,
+    make_accelerator,
+    precision_name,
+    process_share,
+)
+from mlcls.training.interrupt import StopSignal
+from mlcls.training.split import hold_out
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, Any]  # validation metrics of the kept epoch, plus timings
+    main_process: bool = True  # under `accelerate launch`, only the main process reports
+
+
+class TrainingInterrupted(Interrupted):
+    """Ctrl-C: a checkpoint was saved; the message says how to continue."""
+
+
+@dataclass
+class TrainingState:
+    """Where training stands: everything besides tensors that a checkpoint must carry to go on exactly."""
+
+    epoch: int = 0  # epochs completed
+    batches_done: int = 0  # of this process's batches in epoch `epoch + 1`
+    step: int = 0  # optimizer steps over the whole run
+    epoch_rng: dict[str, Any] | None = None  # batch-order random state at the start of epoch `epoch + 1`
+    loss_sum: float = 0.0  # of epoch `epoch + 1` so far
+    loss_count: int = 0
+    samples_seen: int = 0
+    train_seconds: float = 0.0
+    log: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    best_thresholds: dict[str, Any] | None = None
+    epochs_without_gain: int = 0
+    stopped_early: bool = False
+    data_fingerprint: str = ""
+
+
+@dataclass
+class TrainingData:
+    """The records, read and validated, and their label matrices."""
+
+    train: list[Record]
+    validation: list[Record]
+    labels: LabelSpace
+    train_enc: Encoded
+    val_enc: Encoded
+    stats: LabelStats
+
+
+@dataclass
+class Trainer:
+    """Everything `fit` and `finish` work on, built by `prepare`."""
+
+    config: Config
+    data: TrainingData
+    accelerator: Any
+    console: Console
+    staging: Path  # runs/.<name>.incomplete: checkpoints live here until the run is complete
+    final: Path  # runs/<name>
+    model: Any  # as prepared by Accelerate (wrapped under data parallelism)
+    core: Any  # the MultiLabelClassifier itself
+    tokenizer: Any
+    loss_fn: Any
+    optimizer: Any
+    scheduler: Any
+    train_ids: list[list[int]]
+    val_ids: list[list[int]]
+    train_vectors: torch.Tensor | None  # frozen encoder: pooled embeddings instead of token ids
+    val_vectors: torch.Tensor | None
+    pad_id: int
+    rng: np.random.Generator  # batch order
+    state: TrainingState
+    best_weights: dict[str, torch.Tensor] | None
+    steps_per_epoch: int
+    total_steps: int
+
+    @property
+    def device(self):
+        return self.accelerator.device
+
+
+def train(config: Config, console: Console | None = None, rejects: IO[bytes] | None = None,
+          resume: Path | None = None, stop: StopSignal | None = None) -> TrainResult:
+    """Train a run from `config`, or (with `resume`: an unfinished run's directory) continue one."""
+    started = time.perf_counter()
+    stop = stop or StopSignal()
+    main = is_launch_main_process()
+    console = console if console is not None and main else Console(stderr=True, quiet=not main)
+    data = read_training_data(config, console, rejects if main else None)
+    accelerator = make_accelerator(config.train.device, config.train.precision)
+    trainer = prepare(config, data, accelerator, console, resume)
+    with _progress(console) as progress, stop.on_ctrl_c():
+        fit(trainer, progress, stop)
+    return finish(trainer, started)
+
+
+# -------------------------------------------------------------------- read the data
+
+
+def read_training_data(config: Config, console: Console, rejects: IO[bytes] | None) -> TrainingData:
+    """Read and validate the training (and validation) records; encode their labels."""
+    fields = FieldSpec.from_config(config.data)
+    policy = ReadPolicy(config.data.on_error, rejects)
+    train_records = read_all(config.data.train, fields, console, policy)
+    if config.data.validation:
+        val_records = read_all(config.data.validation, fields, console, policy)
+    else:
+        train_records, val_records = hold_out(train_records, config.data.val_fraction, config.train.seed)
+    labels = LabelSpace.from_records(train_records)
+    if len(labels) == 0:
+        raise DataError(config.data.train, None, "no labels in the training data: nothing to learn")
+    train_enc, val_enc = labels.encode(train_records), labels.encode(val_records)
+    if val_enc.unknown_labels:
+        console.print(f"[yellow]note:[/] validation labels not in the training vocabulary (ignored): "
+                      f"{_counts(val_enc.unknown_labels)}")
+    console.print(
+        f"{len(train_records)} training and {len(val_records)} validation records, {len(labels)} labels; "
+        f"{int((train_enc.targets.max(axis=1, initial=0) < 0.5).sum())} training records have no label"
+    )
+    if not val_records:
+        console.print("[yellow]note:[/] no validation data: nothing to tune the decision rule on, so the run keeps "
+                      f"the untuned rule ({untuned_rule(config).describe()}) and its last epoch")
+        if config.train.patience:
+            console.print("[yellow]note:[/] train.patience is ignored: there is no validation data to watch")
+    stats = LabelStats.from_encoded(labels.labels, train_enc.targets, train_enc.mask)
+    return TrainingData(train_records, val_records, labels, train_enc, val_enc, stats)
+
+
+def read_all(path: str, fields: FieldSpec, console: Console, policy: ReadPolicy) -> list[Record]:
+    records = list(read_records(path, fields, policy=policy))
+    for line in policy.report(path):
+        console.print(f"note: {line}", markup=False)
+    return records
+
+
+# -------------------------------------------------------------------- prepare
+
+
+def prepare(config: Config, data: TrainingData, accelerator, console: Console, resume: Path | None) -> Trainer:
+    """The run directory, the model and its inputs, the loss, the optimizer; a checkpoint's state on resume."""
+    seed_everything(config.train.seed)
+    staging, final = prepare_run_dir(config, accelerator, resume)
+    device = accelerator.device
+    loss_fn = build_loss(config.loss.name, config.loss.params, data.stats).to(device)
+    model, tokenizer = build_model(config.model, len(data.labels))
+    model.init_head(data.stats.prior())
+    set_trainable(model, config.train.freeze_encoder, config.train.train_top_layers)
+    model.to(device)
+    pad_id = tokenizer.pad_token_id or 0
+    train_ids, val_ids, train_vectors, val_vectors = prepare_inputs(config, data, accelerator, model, tokenizer,
+                                                                    pad_id, console)
+
+    optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.train.lr)
+    batches_per_epoch = math.ceil(math.ceil(len(train_ids) / config.train.batch_size) / accelerator.num_processes)
+    steps_per_epoch = math.ceil(batches_per_epoch / config.train.grad_accum)
+    total_steps = steps_per_epoch * config.train.epochs
+    scheduler = linear_warmup_decay(optimizer, int(config.train.warmup_ratio * total_steps), total_steps)
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    core = accelerator.unwrap_model(wrapped)
+
+    rng = np.random.default_rng(config.train.seed)
+    fingerprint = data_fingerprint(train_ids, val_ids, data.train_enc, data.val_enc)
+    state, best_weights = TrainingState(epoch_rng=rng.bit_generator.state, data_fingerprint=fingerprint), None
+    if resume is not None:
+        state, best_weights = restore(resume, core, optimizer, scheduler, fingerprint)
+        console.print(f"resuming {final.name} after epoch {state.epoch}, step {state.step}/{total_steps}",
+                      markup=False)
+    rng.bit_generator.state = state.epoch_rng
+    world = accelerator.num_processes
+    console.print(
+        f"encoder {config.model.encoder}, loss {config.loss.name}, device {device.type}"
+        f"{f' x {world} processes' if world > 1 else ''}, precision {precision_name(accelerator)}, "
+        f"{_trained_part(config)}, {config.train.epochs} epochs x {steps_per_epoch} steps", markup=False
+    )
+    return Trainer(config, data, accelerator, console, staging, final, wrapped, core, tokenizer, loss_fn, optimizer,
+                   scheduler, train_ids, val_ids, train_vectors, val_vectors, pad_id, rng, state, best_weights,
+                   steps_per_epoch, total_steps)
+
+
+def prepare_run_dir(config: Config, accelerator, resume: Path | None) -> tuple[Path, Path]:
+    """(staging, final): a new run claims its name and writes its config; a resumed one is where it was."""
+    runs_root = Path(config.output.dir)
+    if resume is not None:
+        if accelerator.is_main_process:
+            lock_run(resume)  # two resumes of one run would write one checkpoint
+        return resume, runs_root / (config.output.name or "")
+    name = config.output.name or ""
+    if accelerator.is_main_process:
+        if config.output.name is None:
+            name = begin_named_run(runs_root, default_run_name(config.loss.name))
+        else:
+            begin_run(runs_root, name)
+    name = broadcast(accelerator, name)
+    config.output.name = name
+    if accelerator.is_main_process:
+        config.save(staging_dir(runs_root / name) / "config.yaml")
+    accelerator.wait_for_everyone()
+    return staging_dir(runs_root / name), runs_root / name
+
+
+def prepare_inputs(config: Config, data: TrainingData, accelerator, model, tokenizer, pad_id: int, console: Console):
+    """Token ids of both sets (cached on disk); with a frozen encoder, their pooled embeddings too."""
+    cache = cache_root(config.train.cache_dir)
+    max_length = config.model.max_length
+    with accelerator.main_process_first():  # the first process fills the caches, the others read them
+        train_ids, cached = cached_token_ids(tokenizer, [r.text for r in data.train], max_length, cache)
+        val_ids, _ = cached_token_ids(tokenizer, [r.text for r in data.validation], max_length, cache)
+        console.print(f"token ids {'reused from' if cached else 'cached in'} {cache / 'tokens'}", markup=False)
+        if not config.train.freeze_encoder:
+            return train_ids, val_ids, None, None
+        train_vectors, val_vectors = frozen_embeddings(model, [train_ids, val_ids], pad_id, config,
+                                                       accelerator.device, cache, console)
+    return train_ids, val_ids, train_vectors, val_vectors
+
+
+# -------------------------------------------------------------------- fit
+
+
+def fit(t: Trainer, progress: Progress, stop: StopSignal) -> None:
+    """Epochs until the last one, or early stopping; Ctrl-C checkpoints and raises TrainingInterrupted."""
+    task = progress.add_task("train", total=t.total_steps, completed=t.state.step, loss=float("nan"), rate=0.0)
+    epochs = t.config.train.epochs
+    for epoch in range(t.state.epoch + 1, epochs + 1):
+        if t.state.stopped_early:
+            break
+        train_epoch(t, epoch, progress, task, stop)
+        end_of_epoch(t, epoch, progress)
+        last = epoch == epochs or t.state.stopped_early
+        if not last and any_process(t.accelerator, stop.should_stop(t.state.step)):  # Ctrl-C in its last step
+            interrupt(t, epoch)
+        every = t.config.train.checkpoint_every
+        if every and epoch % every == 0 and not last:
+            checkpoint(t)
+
+
+def train_epoch(t: Trainer, epoch: int, progress: Progress, task, stop: StopSignal) -> None:
+    """One epoch of optimizer steps, from where the state says this epoch stands."""
+    cfg, state, accelerator = t.config.train, t.state, t.accelerator
+    t.model.train()
+    epoch_start = time.perf_counter()
+    state.epoch_rng = t.rng.bit_generator.state
+    lengths = [len(ids) for ids in t.train_ids]
+    batches = process_share(length_grouped_batches(lengths, cfg.batch_size, t.rng), accelerator.num_processes,
+                            accelerator.process_index)
+    targets, mask = torch.from_numpy(t.data.train_enc.targets), torch.from_numpy(t.data.train_enc.mask)
+    for first in range(state.batches_done, len(batches), cfg.grad_accum):
+        group = batches[first : first + cfg.grad_accum]
+        for i, batch in enumerate(group):
+            # Gradients are averaged across processes only on the group's last micro-batch.
+            with nullcontext() if i == len(group) - 1 else accelerator.no_sync(t.model):
+                logits = forward(t, batch)
+                loss = t.loss_fn(logits, targets[batch].to(t.device), mask[batch].to(t.device))
+                accelerator.backward(loss / len(group))
+            # .item() waits for the device; once a step is cheap next to a transformer step.
+            state.loss_sum += loss.item()
+            state.loss_count += 1
+            state.samples_seen += len(batch) * accelerator.num_processes
+        if cfg.grad_clip > 0:
+            accelerator.clip_grad_norm_(t.model.parameters(), cfg.grad_clip)
+        t.optimizer.step()
+        t.scheduler.step()
+        t.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        state.batches_done = first + len(group)
+
+        elapsed = state.train_seconds + time.perf_counter() - epoch_start
+        progress.update(task, advance=1, loss=state.loss_sum / state.loss_count,
+                        rate=state.samples_seen / elapsed, description=f"epoch {epoch}/{cfg.epochs}")
+        if state.batches_done < len(batches) and any_process(accelerator, stop.should_stop(state.step)):
+            state.train_seconds += time.perf_counter() - epoch_start
+            interrupt(t, epoch)
+    state.train_seconds += time.perf_counter() - epoch_start
+
+
+def forward(t: Trainer, batch: np.ndarray) -> torch.Tensor:
+    if t.train_vectors is not None:
+        return t.model(pooled=t.train_vectors[batch].to(t.device))
+    input_ids, attention_mask = pad_batch([t.train_ids[i] for i in batch], t.pad_id)
+    return t.model(input_ids.to(t.device), attention_mask.to(t.device))
+
+
+def end_of_epoch(t: Trainer, epoch: int, progress: Progress) -> None:
+    """Validate, tune the decision rule, keep the weights of the best epoch so far, decide on early stopping."""
+    state, config = t.state, t.config
+    entry: dict[str, Any] = {"epoch": epoch, "train_loss": state.loss_sum / max(1, state.loss_count)}
+    if t.data.validation:
+        rule, metrics = validate(t)
+        entry.update(val_micro_f1=metrics["micro_f1"], val_macro_f1=metrics["macro_f1"], decisions=rule.describe())
+        improved = state.best_epoch == 0 or metrics["micro_f1"] > state.best_metrics["micro_f1"]
+    else:  # nothing to compare with: the last epoch is kept
+        rule, metrics, improved = untuned_rule(config), {}, True
+    state.log.append(entry)
+    state.epoch, state.batches_done, state.loss_sum, state.loss_count = epoch, 0, 0.0, 0
+    progress.console.print(_epoch_line(entry, config.train.epochs, improved and bool(t.data.validation)))
+    if improved:
+        # A copy on the CPU: the kept weights must not change as training goes on.
+        t.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in t.core.state_dict().items()}
+        state.best_epoch, state.best_thresholds = epoch, asdict(rule)
+        state.best_metrics = {k: v for k, v in metrics.items() if k != "per_label"}
+        state.epochs_without_gain = 0
+    else:
+        state.epochs_without_gain += 1
+    if config.train.patience and t.data.validation and state.epochs_without_gain >= config.train.patience:
+        state.stopped_early = True
+        progress.console.print(f"stopping early: no better validation micro-F1 for "
+                               f"{state.epochs_without_gain} epochs (train.patience)")
+    state.epoch_rng = t.rng.bit_generator.state
+
+
+def validate(t: Trainer) -> tuple[DecisionRule, dict[str, Any]]:
+    """The decision rule tuned on this epoch's validation scores, and the metrics it reaches there."""
+    labels, enc = t.data.labels.labels, t.data.val_enc
+    probs = validation_scores(t.core, t.val_vectors, t.val_ids, t.pad_id, t.config, t.device)
+    rule = choose_thresholds(t.config, probs, enc.targets, enc.mask, labels)
+    metrics = compute_metrics(enc.targets, enc.mask, rule.apply(probs, labels), labels)
+    return rule, metrics
+
+
+def checkpoint(t: Trainer) -> None:
+    """Every process arrives here together; the main one writes."""
+    t.accelerator.wait_for_everyone()
+    if t.accelerator.is_main_process:
+        state = t.state
+        current_is_best = state.best_epoch == state.epoch and state.batches_done == 0
+        save_checkpoint(t.staging, asdict(state), t.core.state_dict(),
+                        None if current_is_best or t.best_weights is None else t.best_weights,
+                        trainer_state(t.optimizer, t.scheduler))
+    t.accelerator.wait_for_everyone()
+
+
+def interrupt(t: Trainer, epoch: int) -> None:
+    """The one way out of a stopped run: save a checkpoint and say how to continue."""
+    checkpoint(t)
+    raise TrainingInterrupted(f"interrupted in epoch {epoch}, after step {t.state.step}/{t.total_steps}: checkpoint "
+                              f"saved in {t.staging / 'checkpoint'}; continue with: mlcls train --resume {t.final}")
+
+
+# -------------------------------------------------------------------- finish
+
+
+def finish(t: Trainer, started: float) -> TrainResult:
+    """Write the kept epoch's model, labels, rule and metrics; rename the run into place."""
+    state, accelerator = t.state, t.accelerator
+    assert t.best_weights is not None
+    summary = {
+        "best_epoch": state.best_epoch,
+        "epochs_trained": state.epoch,
+        "stopped_early": state.stopped_early,
+        "validation": state.best_metrics,
+        "train_records": len(t.data.train),
+        "validation_records": len(t.data.validation),
+        "train_seconds": round(state.train_seconds, 2),
+        "train_samples_per_second": round(state.samples_seen / max(state.train_seconds, 1e-9), 2),
+        "device": t.device.type,
+        "processes": accelerator.num_processes,
+        "precision": precision_name(accelerator),
+        "wall_seconds": round(time.perf_counter() - started, 2),  # of this invocation (a resumed one: since resuming)
+    }
+    final = t.final
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        staging = t.staging
+        t.core.load_state_dict(t.best_weights)
+        t.data.labels.save(staging / "labels.json")
+        t.data.stats.save(staging / "label_stats.json")
+        save_model(staging, t.core, t.tokenizer)
+        DecisionRule(**state.best_thresholds).save(staging / "thresholds.json")
+        write_json(staging / "metrics.json", summary)
+        (staging / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in state.log))
+        remove_checkpoints(staging)
+        final = finish_run(staging)
+    accelerator.wait_for_everyone()
+    return TrainResult(final.resolve(), summary, accelerator.is_main_process)
+
+
+# -------------------------------------------------------------------- helpers of the stages
+
+
+def frozen_embeddings(model, token_ids: list[list[list[int]]], pad_id: int, config: Config, device, cache: Path,
+                      console: Console) -> list[torch.Tensor]:
+    """Pooled vectors of each list of texts from the frozen encoder: computed once, cached on disk."""
+    fingerprint = weights_fingerprint(model.encoder)
+    out = []
+    for ids in token_ids:
+        vectors, hit = cached_embeddings(model, ids, pad_id, config.train.eval_batch_size, device, fingerprint, cache)
+        console.print(f"frozen encoder: {len(ids)} embeddings {'reused from' if hit else 'computed, cached in'} "
+                      f"{cache / 'embeddings'}", markup=False)
+        out.append(torch.from_numpy(vectors))
+    return out
+
+
+def validation_scores(model, vectors: torch.Tensor | None, token_ids, pad_id: int, config: Config, device):
+    if vectors is None:
+        return score_token_ids(model, token_ids, pad_id, config.train.eval_batch_size, device)
+    model.eval()
+    with torch.inference_mode():
+        probs = torch.sigmoid(model(pooled=vectors.to(device)).float()).cpu().numpy()
+    model.train()
+    return probs
+
+
+def data_fingerprint(train_ids, val_ids, train_enc, val_enc) -> str:
+    """What the checkpoint was trained on: resuming on other data would silently mix two runs."""
+    h = hashlib.sha256()
+    for ids in (train_ids, val_ids):
+        h.update(token_ids_fingerprint(ids).encode())
+    for enc in (train_enc, val_enc):
+        h.update(np.ascontiguousarray(enc.targets).tobytes())
+        h.update(np.ascontiguousarray(enc.mask).tobytes())
+    return h.hexdigest()
+
+
+def trainer_state(optimizer, scheduler) -> dict[str, Any]:
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore(run_dir: Path, model, optimizer, scheduler, fingerprint: str):
+    """Load the checkpoint of `run_dir` into model, optimizer and scheduler; return (state, best weights)."""
+    path = find_checkpoint(run_dir)
+    if path is None:
+        raise RunDirError(f"{run_dir}: no checkpoint to resume from")
+    saved = load_checkpoint(path)
+    try:
+        state = TrainingState(**saved.state)
+    except TypeError as exc:  # written by another version of mlcls
+        raise RunDirError(f"{path / 'state.json'}: not a checkpoint state this mlcls can read ({exc})") from None
+    if state.data_fingerprint != fingerprint:
+        raise MlclsError(f"{path}: the training or validation data changed since this checkpoint was written "
+                         "(same files and settings are needed to resume)")
+    try:
+        model.load_state_dict(saved.model)
+        optimizer.load_state_dict(saved.trainer["optimizer"])
+        scheduler.load_state_dict(saved.trainer["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise RunDirError(f"{path}: does not match this model ({str(exc).splitlines()[0]})") from None
+    torch.set_rng_state(saved.trainer["torch_rng"])
+    if "cuda_rng" in saved.trainer and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved.trainer["cuda_rng"])
+    best = saved.best if saved.best is not None else {k: v.clone() for k, v in saved.model.items()}
+    return state, best
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def param_groups(model, config: Config) -> list[dict[str, Any]]:
+    """Encoder at lr, head at head_lr; no weight decay on biases and LayerNorm weights (1-D tensors)."""
+    groups = []
+    for part, lr in ((model.encoder, config.train.lr), (model.head, config.train.head_lr)):
+        params = [p for p in part.parameters() if p.requires_grad]
+        groups.append({"params": [p for p in params if p.ndim >= 2], "lr": lr,
+                       "weight_decay": config.train.weight_decay})
+        groups.append({"params": [p for p in params if p.ndim < 2], "lr": lr, "weight_decay": 0.0})
+    return [g for g in groups if g["params"]]  # a frozen encoder leaves its groups empty
+
+
+def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):
+    from transformers import get_linear_schedule_with_warmup
+
+    return get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
+
+
+def choose_thresholds(config: Config, probs, targets, mask, labels: list[str]) -> DecisionRule:
+    t = config.threshold
+    return tune(probs, targets, mask, labels, t.rule, t.default, t.min_positives, t.top_k, t.min_labels)
+
+
+def untuned_rule(config: Config) -> DecisionRule:
+    """With no validation data nothing can be tuned: top_k stays top_k, anything else is the fixed cut-off."""
+    t = config.threshold
+    rule = "top_k" if t.rule == "top_k" else "fixed"
+    return DecisionRule(rule, t.default, top_k=t.top_k, min_labels=t.min_labels)
+
+
+def _trained_part(config: Config) -> str:
+    if config.train.freeze_encoder:
+        return "head only (frozen encoder)"
+    if config.train.train_top_layers is not None:
+        return f"top {config.train.train_top_layers} layers + head"
+    return "all layers"
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.1f} samples/s"),
+        TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True,
+    )
+
+
+def _epoch_line(entry: dict[str, Any], epochs: int, kept: bool) -> str:
+    line = f"epoch {entry['epoch']}/{epochs}  train loss {entry['train_loss']:.4f}"
+    if "val_micro_f1" in entry:
+        line += (f"  val micro-F1 {entry['val_micro_f1']:.4f}  macro-F1 {entry['val_macro_f1']:.4f}"
+                 f"  ({entry['decisions']})")
+    return line + ("  [green]kept[/]" if kept else "")
+
+
+def _counts(counter) -> str:
+    return ", ".join(f"{name} ({n})" for name, n in counter.most_common(10)) + (
+        f" and {len(counter) - 10} more" if len(counter) > 10 else "")
+
+
+def default_run_name(loss: str) -> str:
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{loss}"
