@@ -8,18 +8,21 @@ Exit codes: 0 success, 1 runtime or data error (one line on stderr), 2 usage err
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 from enum import Enum
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from mlcls.config import config_help
 from mlcls.data import reuters as reuters_choices  # light: standard library only
 from mlcls.errors import Interrupted, MlclsError
 
@@ -27,13 +30,33 @@ app = typer.Typer(
     name="mlcls",
     help="Train, evaluate and apply multi-label text classifiers (zero, one or many topics per article).",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+# --debug is an option of the app (mlcls --debug train ...) or the environment (MLCLS_DEBUG=1).
+_debug = {"on": False}
 
-Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"mlcls {package_version('mlcls')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _app_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Train, evaluate and apply multi-label text classifiers (zero, one or many topics per article)."""
+    _debug["on"] = debug or os.environ.get("MLCLS_DEBUG", "") not in ("", "0")
+
+
+def option(key: str, *names: str, **kwargs: Any) -> Any:
+    """A typer.Option whose help is the config field's (declared once, in config.py)."""
+    return typer.Option(*names, help=config_help(key), **kwargs)
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Records per inference batch.")]
 Int8 = Annotated[bool, typer.Option("--int8", help="CPU: run the encoder's linear layers in int8 (faster; "
                                     "check the accuracy cost with `mlcls eval --int8`).")]
@@ -62,122 +85,119 @@ MinLabels = Annotated[
 ]
 
 
-def _guarded(debug: bool, action: Callable[[], Any]) -> Any:
-    """Run a command body; a user-fixable error becomes one line on stderr and exit code 1."""
-    try:
-        return action()
-    except MlclsError as exc:
-        if debug:
+def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A command body whose user-fixable errors become one line on stderr and exit code 1 (a bug of ours:
+    one line too, with the traceback under --debug); Ctrl-C with the work kept exits 130."""
+
+    @functools.wraps(command)  # Typer reads the options from the wrapped signature
+    def run(*args: Any, **kwargs: Any) -> Any:
+        debug = _debug["on"]
+        try:
+            return command(*args, **kwargs)
+        except MlclsError as exc:
+            if debug:
+                raise
+            err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except Interrupted as exc:  # Ctrl-C with the work so far kept: the message says how to go on
+            err.print(str(exc), markup=False)
+            raise typer.Exit(130) from None
+        except KeyboardInterrupt:
+            err.print("interrupted", markup=False)
+            raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # `mlcls predict big.jsonl | head`: the reader left. Not an error; silence the flush at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
+        except (typer.Exit, typer.Abort, typer.BadParameter):  # a usage error: Typer prints it, exit 2
             raise
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except Interrupted as exc:  # Ctrl-C with the work so far kept: the message says how to go on
-        err.print(str(exc), markup=False)
-        raise typer.Exit(130) from None
-    except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
-        raise typer.Exit(130) from None
-    except BrokenPipeError:
-        # `mlcls predict big.jsonl | head`: the reader left. Not an error; silence the flush at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(0) from None
-    except (typer.Exit, typer.Abort, typer.BadParameter):  # a usage error: Typer prints it, exit 2
-        raise
-    except Exception as exc:  # a bug of ours: still one line, the traceback on request
-        if debug:
-            raise
-        err.print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-                  markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        except Exception as exc:  # a bug of ours: still one line, the traceback on request
+            if debug:
+                raise
+            err.print(f"internal error: {type(exc).__name__}: {exc} (rerun with mlcls --debug for the traceback)",
+                      markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return run
 
 
 @app.command()
+@guarded
 def train(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key=value.")] = None,
-    loss: Annotated[str | None, typer.Option(help="Loss name (see `mlcls losses`).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Encoder learning rate.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
-    max_length: Annotated[int | None, typer.Option(help="Max tokens per text.")] = None,
-    model: Annotated[str | None, typer.Option(help="Encoder: hub name or local folder.")] = None,
+    loss: Annotated[str | None, option("loss.name", "--loss")] = None,
+    epochs: Annotated[int | None, option("train.epochs", "--epochs", min=1)] = None,
+    lr: Annotated[float | None, option("train.lr", "--lr")] = None,
+    batch_size: Annotated[int | None, option("train.batch_size", "--batch-size", min=1)] = None,
+    max_length: Annotated[int | None, option("model.max_length", "--max-length", min=8)] = None,
+    model: Annotated[str | None, option("model.encoder", "--model")] = None,
     data: Annotated[
         Path | None,
         typer.Option(help="Training file, or a folder with train.jsonl (and test.jsonl, validation.jsonl)."),
     ] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for runs (default: runs).")] = None,
-    name: Annotated[str | None, typer.Option(help="Run name (default: timestamp and loss).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    freeze_encoder: Annotated[
-        bool | None, typer.Option("--freeze-encoder", help="Train only the head, on cached encoder embeddings.",
-                                  show_default=False)] = None,
-    train_top_layers: Annotated[
-        int | None, typer.Option("--train-top-layers", min=1, help="Fine-tune only the top N transformer layers.")
-    ] = None,
-    patience: Annotated[
-        int | None, typer.Option(min=0, help="Stop after N epochs without a better validation micro-F1 (0: off).")
-    ] = None,
-    grad_accum: Annotated[int | None, typer.Option("--grad-accum", min=1, help="Micro-batches per step.")] = None,
-    precision: Annotated[
-        Precision | None, typer.Option(help="Mixed precision (auto: bf16 where the hardware has it, else fp32).")
-    ] = None,
+    out_dir: Annotated[Path | None, option("output.dir", "--out")] = None,
+    name: Annotated[str | None, option("output.name", "--name")] = None,
+    seed: Annotated[int | None, option("train.seed", "--seed")] = None,
+    freeze_encoder: Annotated[bool | None, option("train.freeze_encoder", "--freeze-encoder", show_default=False)] \
+        = None,
+    train_top_layers: Annotated[int | None, option("train.train_top_layers", "--train-top-layers", min=1)] = None,
+    patience: Annotated[int | None, option("train.patience", "--patience", min=0)] = None,
+    grad_accum: Annotated[int | None, option("train.grad_accum", "--grad-accum", min=1)] = None,
+    precision: Annotated[Precision | None, option("train.precision", "--precision")] = None,
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue an interrupted run (runs/<name>) from its checkpoint; "
                                   "it keeps its own config.")] = None,
     on_error: OnError = None,
     rejects: Rejects = None,
-    debug: Debug = False,
 ) -> None:
     """Fine-tune a classifier and write a self-contained run directory (runs/<name>, runs/latest).
 
     Data-parallel on several GPUs (or CPU processes): accelerate launch --multi_gpu --num_processes N -m mlcls train
     """
+    from mlcls.config import load_config
 
-    def body() -> None:
-        from mlcls.config import load_config
+    options: dict[str, Any] = {
+        "loss.name": loss, "train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size,
+        "model.max_length": max_length, "model.encoder": model, "output.dir": _str(out_dir),
+        "output.name": name, "train.seed": seed, "data.on_error": on_error and on_error.value,
+        "train.freeze_encoder": freeze_encoder, "train.train_top_layers": train_top_layers,
+        "train.patience": patience, "train.grad_accum": grad_accum,
+        "train.precision": precision and precision.value,
+    }
+    options.update(_data_options(data))
+    resume_dir = None
+    if resume is not None:
+        given = [k for k, v in options.items() if v is not None] + (["--config"] if config else []) + (
+            ["--set"] if set_ else [])
+        if given:
+            raise typer.BadParameter(f"--resume continues a run with its own config; remove the other "
+                                     f"settings ({', '.join(given)})")
+        from mlcls.inference.rundir import resumable_run
 
-        options: dict[str, Any] = {
-            "loss.name": loss, "train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size,
-            "model.max_length": max_length, "model.encoder": model, "output.dir": _str(out_dir),
-            "output.name": name, "train.seed": seed, "data.on_error": on_error and on_error.value,
-            "train.freeze_encoder": freeze_encoder, "train.train_top_layers": train_top_layers,
-            "train.patience": patience, "train.grad_accum": grad_accum,
-            "train.precision": precision and precision.value,
-        }
-        options.update(_data_options(data))
-        resume_dir = None
-        if resume is not None:
-            given = [k for k, v in options.items() if v is not None] + (["--config"] if config else []) + (
-                ["--set"] if set_ else [])
-            if given:
-                raise typer.BadParameter(f"--resume continues a run with its own config; remove the other "
-                                         f"settings ({', '.join(given)})")
-            from mlcls.inference.rundir import resumable_run
+        resume_dir = resumable_run(resume)
+        cfg = load_config(resume_dir / "config.yaml")
+    else:
+        cfg = load_config(config, set_ or [], options)
+    for note in cfg.notes:
+        err.print(f"note: {note}", markup=False)
 
-            resume_dir = resumable_run(resume)
-            cfg = load_config(resume_dir / "config.yaml")
-        else:
-            cfg = load_config(config, set_ or [], options)
-        for note in cfg.notes:
-            err.print(f"note: {note}", markup=False)
+    from mlcls.training.loop import train as run_training
 
-        from mlcls.training.loop import train as run_training
-
-        with _rejects_file(rejects) as rejected:
-            result = run_training(cfg, err, rejected, resume=resume_dir)
-        if not result.main_process:
-            return
-        val = result.metrics["validation"]
-        if val:
-            out.print(f"validation (epoch {result.metrics['best_epoch']}): micro-F1 {val['micro_f1']:.4f}  "
-                      f"macro-F1 {val['macro_f1']:.4f}")
-        out.print(f"run saved to {result.run_dir} ({result.metrics['wall_seconds']:.0f} s); "
-                  f"next: mlcls eval {result.run_dir}")
-
-    _guarded(debug, body)
+    with _rejects_file(rejects) as rejected:
+        result = run_training(cfg, err, rejected, resume=resume_dir)
+    if not result.main_process:
+        return
+    val = result.metrics["validation"]
+    if val:
+        out.print(f"validation (epoch {result.metrics['best_epoch']}): micro-F1 {val['micro_f1']:.4f}  "
+                  f"macro-F1 {val['macro_f1']:.4f}")
+    out.print(f"run saved to {result.run_dir} ({result.metrics['wall_seconds']:.0f} s); "
+              f"next: mlcls eval {result.run_dir}")
 
 
 @app.command("eval")
+@guarded
 def eval_(
     runs: Annotated[list[Path] | None, typer.Argument(help="Run directory (default: runs/latest); several with "
                                                       "--compare.", show_default=False)] = None,
@@ -187,6 +207,9 @@ def eval_(
     top_k: TopK = None,
     min_labels: MinLabels = None,
     plots: Annotated[Path | None, typer.Option(help="Write PNG figures into this folder.")] = None,
+    save_scores: Annotated[Path | None, typer.Option(
+        "--save-scores", help="Write the scores, gold targets and mask to this .npz (to study decision rules "
+        "offline; one run).")] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Score every RUN given; one column per run.")] = False,
     labels: Annotated[str | None, typer.Option(help="Per-label table: only these labels (comma-separated).")] = None,
     top: Annotated[int, typer.Option(min=0, help="Per-label table: the N most and N least frequent (0: all).")] = 15,
@@ -194,57 +217,50 @@ def eval_(
     rejects: Rejects = None,
     batch_size: BatchSize = 64,
     int8: Int8 = False,
-    debug: Debug = False,
 ) -> None:
     """Score a run on labelled data: F1, precision, recall, ranking, no-topic articles, per label."""
+    from mlcls.evaluation.evaluate import DecisionOverrides, evaluate_runs
+    from mlcls.evaluation.report import compare_table, per_label_table, summary_table
 
-    def body() -> None:
-        from mlcls.data.records import ReadPolicy
-        from mlcls.evaluation.evaluate import evaluate
-        from mlcls.evaluation.report import compare_table, per_label_table, summary_table
-        from mlcls.inference.decision import with_overrides
-        from mlcls.inference.loading import load_run
+    if len(runs or []) > 1 and not compare:
+        raise MlclsError("several runs given: add --compare to score them side by side")
+    with _rejects_file(rejects) as rejected:
+        scored = evaluate_runs(runs or [None], data, batch_size, DecisionOverrides(threshold, top_k, min_labels),
+                               keep_scores=plots is not None or save_scores is not None,
+                               on_error=on_error and on_error.value,
+                               rejects=rejected, int8=int8)
+    for note in scored.notes:
+        err.print(f"note: {note}", markup=False)
+    names, reports = scored.names, scored.reports
+    if compare:
+        out.print(compare_table(names, reports))
+    else:
+        report = reports[0]
+        out.print(per_label_table(report, top, labels.split(",") if labels else None))
+        out.print(summary_table(report, f"{report['data']} with {names[0]}"))
+    if save_scores is not None:
+        if len(reports) > 1:
+            raise MlclsError("--save-scores writes one run's scores: give one run")
+        arrays = reports[0]["_arrays"]
+        _write_atomically(save_scores, lambda f: _save_npz(f, arrays), binary=True)
+        err.print(f"scores written to {save_scores}", markup=False)
+    if plots is not None:
+        from mlcls.evaluation.plots import write_plots
 
-        if len(runs or []) > 1 and not compare:
-            raise MlclsError("several runs given: add --compare to score them side by side")
-        reports, names = [], []
-        for run in runs or [None]:
-            loaded = load_run(run, int8=int8)
-            rule = with_overrides(loaded.thresholds, threshold, top_k, min_labels)
-            with _rejects_file(rejects) as rejected:
-                policy = ReadPolicy(on_error.value if on_error else loaded.config.data.on_error, rejected)
-                reports.append(evaluate(loaded, data, batch_size, rule, plots is not None, policy))
-            for path in policy.stats:
-                for line in policy.report(path):
-                    err.print(f"note: {line}", markup=False)
-            names.append(loaded.path.name if loaded.path.name not in names else f"{loaded.path.name}#{len(names) + 1}")
-            for name, count in list(reports[-1]["unknown_labels"].items())[:10]:
-                err.print(f"note: label '{name}' ({count} records) in {reports[-1]['data']} is not in the "
-                          f"vocabulary of {loaded.path.name}: not scored", markup=False)
-        if compare:
-            out.print(compare_table(names, reports))
-        else:
-            report = reports[0]
-            out.print(per_label_table(report, top, labels.split(",") if labels else None))
-            out.print(summary_table(report, f"{report['data']} with {names[0]}"))
-        if plots is not None:
-            from mlcls.evaluation.plots import write_plots
-
-            for name, report in zip(names, reports, strict=True):
-                folder = plots / name if compare else plots
-                for path in write_plots(report, folder):
-                    err.print(f"figure written to {path}", markup=False)
-        for report in reports:
-            report.pop("_arrays", None)
-        if json_out is not None:
-            payload = dict(zip(names, reports, strict=True)) if compare else reports[0]
-            _write_atomically(json_out, lambda f: json.dump(payload, f, indent=1))
-            err.print(f"report written to {json_out}", markup=False)
-
-    _guarded(debug, body)
+        for name, report in zip(names, reports, strict=True):
+            folder = plots / name if compare else plots
+            for path in write_plots(report, folder):
+                err.print(f"figure written to {path}", markup=False)
+    for report in reports:
+        report.pop("_arrays", None)
+    if json_out is not None:
+        payload = dict(zip(names, reports, strict=True)) if compare else reports[0]
+        _write_atomically(json_out, lambda f: json.dump(payload, f, indent=1))
+        err.print(f"report written to {json_out}", markup=False)
 
 
 @app.command()
+@guarded
 def predict(
     file: Annotated[str, typer.Argument(help="JSONL/CSV/Parquet records to tag; - reads JSONL from stdin.")],
     model: Annotated[Path | None, typer.Option("--model", help="Run directory (default: runs/latest).")] = None,
@@ -260,56 +276,71 @@ def predict(
     rejects: Rejects = None,
     batch_size: BatchSize = 64,
     int8: Int8 = False,
-    debug: Debug = False,
 ) -> None:
     """Tag articles: one JSONL line per input record, in input order, with labels and scores."""
+    from mlcls.data.records import FieldSpec, ReadPolicy, read_records
+    from mlcls.inference.decision import with_overrides
+    from mlcls.inference.loading import load_run
+    from mlcls.inference.predict import parse_scores_mode, predict_to_file, write_predictions
 
-    def body() -> None:
-        from mlcls.data.records import FieldSpec, ReadPolicy, read_records
-        from mlcls.inference.decision import with_overrides
-        from mlcls.inference.loading import load_run
-        from mlcls.inference.predict import parse_scores_mode, predict_to_file, write_predictions
-
-        mode = parse_scores_mode(scores)
-        fmt_name = fmt.value if fmt else ("csv" if output is not None and output.suffix.lower() == ".csv" else "jsonl")
-        loaded = load_run(model, int8=int8)
-        rule = with_overrides(loaded.thresholds, threshold, top_k, min_labels)
-        fields = FieldSpec.from_config(loaded.config.data)
-        with _rejects_file(rejects) as rejected:
-            policy = ReadPolicy(on_error.value if on_error else "fail", rejected)
-            records = read_records(file, fields, require_labels=False, policy=policy)
-            if output is None:
-                if resume:
-                    raise MlclsError("--resume needs --output: the file an interrupted run was writing")
-                write_predictions(loaded, records, sys.stdout, batch_size, rule, mode, fmt_name)
-            else:
-                written = predict_to_file(loaded, records, output, batch_size, rule, mode, fmt_name, resume)
-                err.print(f"{written} predictions written to {output}", markup=False)
-        for line in policy.report(file):
-            err.print(f"note: {line}", markup=False)
-
-    _guarded(debug, body)
+    mode = parse_scores_mode(scores)
+    fmt_name = fmt.value if fmt else ("csv" if output is not None and output.suffix.lower() == ".csv" else "jsonl")
+    loaded = load_run(model, int8=int8)
+    rule = with_overrides(loaded.thresholds, threshold, top_k, min_labels)
+    fields = FieldSpec.from_config(loaded.config.data)
+    with _rejects_file(rejects) as rejected:
+        policy = ReadPolicy(on_error.value if on_error else "fail", rejected)
+        records = read_records(file, fields, require_labels=False, policy=policy)
+        if output is None:
+            if resume:
+                raise MlclsError("--resume needs --output: the file an interrupted run was writing")
+            write_predictions(loaded, records, sys.stdout, batch_size, rule, mode, fmt_name)
+        else:
+            written = predict_to_file(loaded, records, output, batch_size, rule, mode, fmt_name, resume)
+            err.print(f"{written} predictions written to {output}", markup=False)
+    for line in policy.report(file):
+        err.print(f"note: {line}", markup=False)
 
 
 @app.command()
-def losses(debug: Debug = False) -> None:
+@guarded
+def losses() -> None:
     """List the losses `--loss` accepts, with their parameters and defaults."""
+    from rich.table import Table
 
-    def body() -> None:
-        from rich.table import Table
+    from mlcls.model.loss_specs import LOSSES
 
-        from mlcls.model.loss_specs import LOSSES
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("name")
+    table.add_column("description")
+    table.add_column("parameters (defaults)")
+    for spec in LOSSES.values():
+        params = ", ".join(f"{k}={v}" for k, v in spec.params.items()) or "-"
+        table.add_row(spec.name, spec.description, params)
+    out.print(table)
 
-        table = Table(show_header=True, header_style="bold")
-        table.add_column("name")
-        table.add_column("description")
-        table.add_column("parameters (defaults)")
-        for spec in LOSSES.values():
-            params = ", ".join(f"{k}={v}" for k, v in spec.params.items()) or "-"
-            table.add_row(spec.name, spec.description, params)
-        out.print(table)
 
-    _guarded(debug, body)
+@app.command("config")
+@guarded
+def config_(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key=value.")] = None,
+) -> None:
+    """Print the resolved config (defaults < FILE < --set), every key with its meaning.
+
+    With no options this is configs/default.yaml: every key, its default and what it does."""
+    from mlcls.config import commented_yaml, load_config
+
+    cfg = load_config(config, set_ or [])
+    for note in cfg.notes:
+        err.print(f"note: {note}", markup=False)
+    out.print(commented_yaml(cfg, DEFAULT_CONFIG_HEADER), end="", markup=False, highlight=False)
+
+
+DEFAULT_CONFIG_HEADER = """\
+# mlcls configuration: `mlcls config` prints this (each key's meaning is declared once, in mlcls/config.py).
+# Values resolve as: built-in defaults < a file (-c) < --set key=value < named options (--loss, ...).
+# Relative paths are relative to the directory you run mlcls from."""
 
 
 data_app = typer.Typer(help="Datasets: convert Reuters-21578; describe a labelled file.", no_args_is_help=True)
@@ -321,6 +352,7 @@ ReutersLabels = _choices("ReutersLabels", reuters_choices.CATEGORY_FIELDS)
 
 
 @data_app.command("reuters")
+@guarded
 def data_reuters(
     source: Annotated[Path | None, typer.Option(
         help="A local copy: the folder of reut2-*.sgm files or reuters21578.tar.gz (default: download).")] = None,
@@ -332,31 +364,27 @@ def data_reuters(
     = ReutersLabels.topics,
     url: Annotated[str | None, typer.Option(help="Download from this mirror instead.", hidden=True)] = None,
     checksum: Annotated[str | None, typer.Option(help="sha256:HEX or md5:HEX of the tarball.")] = None,
-    debug: Debug = False,
 ) -> None:
     """Convert Reuters-21578 into train.jsonl / test.jsonl (ModApte or ApteMod-90 split)."""
+    from mlcls.data import reuters
+    from mlcls.data.download import fetch
+    from mlcls.training.cache import cache_root
 
-    def body() -> None:
-        from mlcls.data import reuters
-        from mlcls.data.download import fetch
-        from mlcls.training.cache import cache_root
-
-        if source is None:
-            path = fetch(url or reuters.REUTERS_URL, cache_root() / "reuters21578.tar.gz",
-                         checksum or reuters.REUTERS_CHECKSUM, err)
-        else:
-            path = source
-        result = reuters.make_split(reuters.read_collection(path), split.value, labels.value)
-        written = reuters.write_split(result, out_dir)
-        for name, records in (("train", result.train), ("test", result.test)):
-            empty = sum(1 for r in records if not r["labels"])
-            out.print(f"{written[name]}: {len(records)} articles, {empty} with no {labels.value} label")
-        out.print(f"{len(result.labels)} {labels.value} labels ({split.value} split)")
-
-    _guarded(debug, body)
+    if source is None:
+        path = fetch(url or reuters.REUTERS_URL, cache_root() / "reuters21578.tar.gz",
+                     checksum or reuters.REUTERS_CHECKSUM, err)
+    else:
+        path = source
+    result = reuters.make_split(reuters.read_collection(path), split.value, labels.value)
+    written = reuters.write_split(result, out_dir)
+    for name, records in (("train", result.train), ("test", result.test)):
+        empty = sum(1 for r in records if not r["labels"])
+        out.print(f"{written[name]}: {len(records)} articles, {empty} with no {labels.value} label")
+    out.print(f"{len(result.labels)} {labels.value} labels ({split.value} split)")
 
 
 @data_app.command("stats")
+@guarded
 def data_stats(
     file: Annotated[Path, typer.Argument(help="A labelled JSONL/CSV/Parquet file.")],
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every number to this JSON file.")] = None,
@@ -364,35 +392,30 @@ def data_stats(
     model: Annotated[str | None, typer.Option(help="Tokenizer for the length statistics.")] = None,
     max_length: Annotated[int | None, typer.Option(help="Report the share of texts longer than this.")] = None,
     top: Annotated[int, typer.Option(min=0, help="Labels listed by frequency (most and least frequent).")] = 10,
-    debug: Debug = False,
 ) -> None:
     """Records, labels per record, label frequencies (head / medium / tail), text length in tokens."""
+    from mlcls.config import load_config
+    from mlcls.data.records import FieldSpec, read_records
+    from mlcls.data.stats import dataset_stats
+    from mlcls.evaluation.report import stats_tables
 
-    def body() -> None:
-        from mlcls.config import load_config
-        from mlcls.data.records import FieldSpec, read_records
-        from mlcls.data.stats import dataset_stats
-        from mlcls.evaluation.report import stats_tables
+    cfg = load_config(config, [], {"model.encoder": model, "model.max_length": max_length})
+    records = list(read_records(file, FieldSpec.from_config(cfg.data)))
+    from transformers import AutoTokenizer
 
-        cfg = load_config(config, [], {"model.encoder": model, "model.max_length": max_length})
-        records = list(read_records(file, FieldSpec.from_config(cfg.data)))
-        from transformers import AutoTokenizer
+    from mlcls.model.classifier import quiet_transformers, resolve_encoder
 
-        from mlcls.model.classifier import quiet_transformers, resolve_encoder
-
-        quiet_transformers()
-        tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(cfg.model.encoder))
-        lengths = [len(ids) for ids in tokenizer([r.text for r in records], truncation=False)["input_ids"]]
-        report = dataset_stats(records, lengths, cfg.model.max_length)
-        report["file"] = str(file)
-        report["tokenizer"] = cfg.model.encoder
-        for table in stats_tables(report, top):
-            out.print(table)
-        if json_out is not None:
-            _write_atomically(json_out, lambda f: json.dump(report, f, indent=1))
-            err.print(f"statistics written to {json_out}", markup=False)
-
-    _guarded(debug, body)
+    quiet_transformers()
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(cfg.model.encoder))
+    lengths = [len(ids) for ids in tokenizer([r.text for r in records], truncation=False)["input_ids"]]
+    report = dataset_stats(records, lengths, cfg.model.max_length)
+    report["file"] = str(file)
+    report["tokenizer"] = cfg.model.encoder
+    for table in stats_tables(report, top):
+        out.print(table)
+    if json_out is not None:
+        _write_atomically(json_out, lambda f: json.dump(report, f, indent=1))
+        err.print(f"statistics written to {json_out}", markup=False)
 
 
 def _str(path: Path | None) -> str | None:
@@ -426,12 +449,19 @@ def _rejects_file(path: Path | None):
         yield handle
 
 
-def _write_atomically(path: Path, write: Callable[[Any], Any]) -> Any:
+def _write_atomically(path: Path, write: Callable[[Any], Any], binary: bool = False) -> Any:
     """Write to a temporary file beside `path`, then rename: an error or a kill leaves no half file."""
     from mlcls.atomic import atomic_open
 
-    with atomic_open(path) as handle:
+    with atomic_open(path, "wb" if binary else "w") as handle:
         return write(handle)
+
+
+def _save_npz(handle, arrays: dict[str, Any]) -> None:
+    import numpy as np
+
+    np.savez_compressed(handle, **{k: arrays[k] for k in ("probs", "targets", "mask")},
+                        ids=np.array(arrays["ids"], dtype=str))
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,18 +24,32 @@ from mlcls.errors import ConfigError
 BUNDLED_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+def setting(default: Any = dataclasses.MISSING, help: str = "", factory: Any = dataclasses.MISSING) -> Any:
+    """A config field and its help, declared once: the CLI's option help, `mlcls config` and the commented
+    configs/default.yaml (a test keeps it in sync) all read it from here."""
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class DataConfig:
-    train: str = "data/demo/train.jsonl"  # JSONL, CSV or Parquet
-    validation: str | None = None  # a file, or null: hold out `val_fraction` of train
-    val_fraction: float = 0.1
-    test: str | None = "data/demo/test.jsonl"  # what `mlcls eval` uses by default
-    text_fields: list[str] = field(default_factory=lambda: ["title", "text"])  # joined; one may be absent
-    text_separator: str = "\n"
-    label_field: str = "labels"
-    id_field: str = "id"
-    label_separator: str = ";"  # CSV only: "a;b" in one cell (a JSON list or object also works)
-    on_error: Literal["fail", "skip"] = "fail"  # a bad record stops the run, or is skipped and counted
+    train: str = setting("data/demo/train.jsonl", "JSONL, CSV or Parquet; labels: a list (hard) or {label: "
+                         "confidence|null}")
+    validation: str | None = setting(None, "a file, or null: hold out val_fraction of train (rules are tuned on it)")
+    val_fraction: float = setting(0.1, "share of train held out when validation is null")
+    split: Literal["stratified", "random"] = setting(
+        "stratified", "how the hold-out is drawn: stratified over the labels (rare labels reach validation), or "
+        "random")
+    test: str | None = setting("data/demo/test.jsonl", "what `mlcls eval` scores by default")
+    text_fields: list[str] = setting(help="fields joined into the text; with several, one may be absent",
+                                     factory=lambda: ["title", "text"])
+    text_separator: str = setting("\n", "placed between the text fields")
+    label_field: str = setting("labels", "the field holding the labels")
+    id_field: str = setting("id", "carried to predictions; the line number when absent")
+    label_separator: str = setting(";", "CSV only: labels in one cell as a;b (a JSON list or object also works)")
+    on_error: Literal["fail", "skip"] = setting("fail", "fail: a bad record stops with its file:line; skip: skipped "
+                                                "and counted by reason")
 
     def validate(self) -> None:
         _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction must be in [0, 1)")
@@ -43,11 +58,11 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    encoder: str = BUNDLED_ENCODER  # a hub name or a local save_pretrained folder
-    pooling: Literal["mean", "cls"] = "mean"
-    dropout: float = 0.1
-    max_length: int = 128
-    trust_remote_code: bool = False  # off unless the user asks: it runs code from the model's repo
+    encoder: str = setting(BUNDLED_ENCODER, "hub name or local save_pretrained folder (the default is bundled)")
+    pooling: Literal["mean", "cls"] = setting("mean", "how token vectors become one article vector")
+    dropout: float = setting(0.1, "before the linear head")
+    max_length: int = setting(128, "tokens per text (longer texts are truncated)")
+    trust_remote_code: bool = setting(False, "run code from the model's repository (only if you trust it)")
 
     def validate(self) -> None:
         _check(0.0 <= self.dropout < 1.0, "model.dropout must be in [0, 1)")
@@ -58,48 +73,53 @@ class ModelConfig:
 class LossConfig:
     """`name` picks a loss from the registry; every other key is a parameter of that loss."""
 
-    name: str = "bce"
+    name: str = setting("bce", "see `mlcls losses`; the other keys of this section are the loss's parameters")
     params: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **self.params}
 
     def validate(self) -> None:
-        # Lazy: the registry lives with the torch modules; only train/eval/predict reach this point.
-        from mlcls.model.loss_specs import check_loss_params
+        from mlcls.model.loss_specs import check_loss_params  # no torch: the registry's table only
 
         self.params = check_loss_params(self.name, self.params)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 4
-    batch_size: int = 16
-    lr: float = 1e-4  # encoder learning rate
+    epochs: int = setting(4, "training epochs")
+    batch_size: int = setting(16, "training batch size")
+    lr: float = setting(1e-4, "encoder learning rate")
     # The head learns ~30x faster than the encoder: with one shared small rate its biases cannot reach
-    # the labels' log-prior odds (about -4 on Reuters) within a few hundred steps (GUIDE §5).
-    head_lr: float = 3e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    grad_clip: float = 1.0
-    seed: int = 42
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    eval_batch_size: int = 64
-    grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch_size x this x processes)
-    checkpoint_every: int = 1  # epochs between checkpoints (0: only when interrupted); for `train --resume`
-    patience: int = 0  # early stopping: stop after this many epochs without a better val micro-F1 (0: off)
-    # Fast CPU modes. freeze_encoder: train only the head, on pooled embeddings computed once and cached;
-    # train_top_layers: fine-tune only the top N transformer layers (null: all of them).
-    freeze_encoder: bool = False
-    train_top_layers: int | None = None
-    cache_dir: str | None = None  # token ids and frozen embeddings; null: $MLCLS_CACHE_DIR or ~/.cache/mlcls
+    # the labels' log-prior odds (about -4 on Reuters) within a few hundred steps (README, "Training recipe").
+    head_lr: float = setting(3e-3, "head learning rate (~30x the encoder's; its bias starts at the label log-odds)")
+    weight_decay: float = setting(0.01, "AdamW; not applied to biases and LayerNorm weights")
+    warmup_ratio: float = setting(0.1, "share of steps with linear warm-up, then linear decay to 0")
+    grad_clip: float = setting(1.0, "max gradient norm (0: off)")
+    seed: int = setting(42, "random seed (hold-out, initialisation, batch order)")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = setting(
+        "auto", "mixed precision (auto: bf16 where the hardware has it, else fp32)")
+    device: Literal["auto", "cpu", "cuda"] = setting("auto", "where to train")
+    eval_batch_size: int = setting(64, "batch size for validation scoring")
+    grad_accum: int = setting(1, "micro-batches per optimizer step (effective batch: batch_size x this x processes)")
+    checkpoint_every: int = setting(1, "epochs between checkpoints for `train --resume` (0: only on Ctrl-C)")
+    patience: int = setting(0, "stop after N epochs without a better validation figure (select_metric; 0: off)")
+    select_metric: Literal["micro_f1", "macro_f1"] = setting(
+        "micro_f1", "the validation figure that picks the kept epoch (and that patience watches)")
+    folds: int = setting(1, "cross-fitting: K > 1 trains K models on stratified folds; the rule is tuned on "
+                         "out-of-fold scores of all of train, and the run predicts with the K models' mean")
+    refit: bool = setting(False, "with folds: predict with one model retrained on all of train instead of the K")
+    freeze_encoder: bool = setting(False, "train only the head, on cached encoder embeddings (fast on CPU)")
+    train_top_layers: int | None = setting(None, "fine-tune only the top N transformer layers (null: all)")
+    cache_dir: str | None = setting(None, "token ids and embeddings cache (null: $MLCLS_CACHE_DIR or ~/.cache/mlcls)")
 
     def validate(self) -> None:
         _check(self.epochs >= 1, "train.epochs must be at least 1")
         _check(self.grad_accum >= 1, "train.grad_accum must be at least 1")
         _check(self.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 (0: only when interrupted)")
         _check(self.patience >= 0, "train.patience must be >= 0 (0: no early stopping)")
+        _check(self.folds >= 1, "train.folds must be at least 1 (1: no cross-fitting)")
+        _check(self.folds != 1 or not self.refit, "train.refit needs train.folds > 1")
         _check(self.train_top_layers is None or self.train_top_layers >= 1,
                "train.train_top_layers must be at least 1 (or null: all layers; train.freeze_encoder: none)")
         _check(not (self.freeze_encoder and self.train_top_layers is not None),
@@ -114,26 +134,27 @@ class TrainConfig:
 
 @dataclass
 class ThresholdConfig:
-    # per_label: each label's cut-off maximises its validation F1 (labels with fewer than min_positives
-    # validation positives use the global one); global: one cut-off for micro-F1; fixed: `default`;
-    # top_k: the k best labels of every article.
-    rule: Literal["per_label", "global", "fixed", "top_k"] = "per_label"
-    default: float = 0.5  # the fixed rule's cut-off, and the rule when there is no validation data
-    min_positives: int = 3
-    top_k: int = 1
-    min_labels: int = 0  # 1: an article left empty gets its highest-scoring label
+    rule: Literal["per_label", "global", "fixed", "top_k", "prior_quantile", "hybrid"] = setting(
+        "per_label", "how scores become labels, tuned on validation (never test): per_label | global | fixed | "
+        "top_k | prior_quantile | hybrid (README: Decision rules)")
+    default: float = setting(0.5, "the fixed rule's cut-off; also the rule when there is no validation data")
+    min_positives: int = setting(3, "per_label / hybrid: labels with fewer validation positives fall back")
+    quantile_scale: float = setting(1.0, "prior_quantile / hybrid: a label fires on about this x its training rate")
+    top_k: int = setting(1, "top_k: labels per article")
+    min_labels: int = setting(0, "1: an article left with no label gets its highest-scoring one")
 
     def validate(self) -> None:
         _check(0.0 < self.default < 1.0, "threshold.default must be in (0, 1)")
         _check(self.min_positives >= 1, "threshold.min_positives must be at least 1")
+        _check(self.quantile_scale > 0, "threshold.quantile_scale must be positive")
         _check(self.top_k >= 1, "threshold.top_k must be at least 1")
         _check(self.min_labels in (0, 1), "threshold.min_labels must be 0 or 1")
 
 
 @dataclass
 class OutputConfig:
-    dir: str = "runs"  # runs/<name>/ and the runs/latest link
-    name: str | None = None  # default: a timestamp and the loss name
+    dir: str = setting("runs", "runs/<name>/ plus the runs/latest link")
+    name: str | None = setting(None, "run name (null: a timestamp and the loss name)")
 
     def validate(self) -> None:
         if self.name is not None:
@@ -228,6 +249,30 @@ def load_config(
     config = Config.from_dict(raw)
     config.notes = notes
     return config
+
+
+def config_help(key: str) -> str:
+    """The help of a dotted key (train.epochs), as declared on its field."""
+    section, _, name = key.partition(".")
+    section_cls = {f.name: f.default_factory for f in dataclasses.fields(Config) if f.name != "notes"}[section]
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(section_cls)}[name]
+
+
+def commented_yaml(config: Config, header: str = "") -> str:
+    """The config as YAML, every key with its help as a comment (`mlcls config`, configs/default.yaml)."""
+    lines = [header.rstrip(), ""] if header else []
+    for section, values in config.to_dict().items():
+        lines.append(f"{section}:")
+        section_cls = type(getattr(config, section))
+        helps = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(section_cls)}
+        for key, value in values.items():
+            text = yaml.safe_dump({key: value}, default_flow_style=True, width=10_000).strip()[1:-1]
+            if "\n" in text:  # a string with a line break ("\n"): JSON's quoting is valid YAML, on one line
+                text = f"{key}: {json.dumps(value)}"
+            help_text = helps.get(key) or ("a parameter of this loss" if section == "loss" else "")
+            lines.append(f"  {text:<34}" + (f" # {help_text}" if help_text else "").rstrip())
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:

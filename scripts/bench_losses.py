@@ -1,89 +1,113 @@
 """Every loss of the registry on Reuters-21578 ApteMod-90, one seed, one config; results into docs/benchmarks.md.
 
-Two settings:
-  --mode frozen    (default; the 2-core CPU setting) the bundled encoder is frozen: the texts are encoded
-                   once (mean pooling, cached on disk), then a linear head is trained with each loss on
-                   those vectors. Isolates what the loss does to the decision layer in minutes, not hours.
-  --mode finetune  runs `mlcls train` + `mlcls eval` per loss (the full recipe; for a GPU).
-Both tune the decision rule (per-label thresholds by default) on a validation split held out of
-train (never test) and score the test split with mlcls's own metrics. A TF-IDF + linear SVM row
-(scikit-learn) is computed on the same split.
+Each loss is one real `mlcls train -c CONFIG --loss NAME`, then `mlcls eval` on the test split: the table
+measures the commands users run. Two settings, one flag apart:
+  --mode frozen    (default; the 2-core CPU setting) `mlcls train --freeze-encoder`: mlcls encodes the texts
+                   once with the config's encoder (cached on disk, shared by every loss) and trains only the
+                   head, 40 epochs by default. Isolates what the loss does to the decision layer in minutes,
+                   not hours.
+  --mode finetune  the same command without --freeze-encoder (the full recipe, the config's epochs; a GPU).
+Both tune the decision rule (--rule; per-label thresholds by default) on what `mlcls train` tunes it on (the
+validation split it holds out of train, never test) and score the test split with `mlcls eval`. A TF-IDF +
+linear SVM row (scikit-learn) is computed on the same split.
 
     mlcls data reuters --source ../shared/data/reuters21578 --out data/reuters
     python scripts/bench_losses.py                      # writes the table into docs/benchmarks.md
+    python scripts/bench_losses.py --mode finetune --seed 1 --parallel 8     # on a GPU
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from benchmarks_doc import write_block  # scripts/ is on sys.path when a script runs
+from benchlib import eval_command, machine, mlcls_command, run_all, write_block  # scripts/ is on sys.path
 
-from mlcls.data.labels import LabelSpace, LabelStats
-from mlcls.data.records import FieldSpec, read_records
-from mlcls.evaluation.metrics import compute_metrics, frequency_group_scores
-from mlcls.inference.decision import tune
-from mlcls.model.loss_specs import LOSSES
-from mlcls.model.losses import build_loss
-from mlcls.training.split import hold_out
+from mlcls.api import (
+    LOSSES,
+    Config,
+    DecisionRule,
+    FieldSpec,
+    LabelSpace,
+    LabelStats,
+    ReadPolicy,
+    compute_metrics,
+    frequency_group_scores,
+    load_config,
+    read_records,
+    training_split,
+)
 
 PAPER = {  # Huang et al. 2021 (EMNLP), Table 2, BERT-base fine-tuned, ApteMod-90 test: micro / macro F1
     "bce": (89.14, 47.32), "focal": (89.97, 56.83), "cb": (89.23, 52.96), "ntr_focal": (90.70, 60.70),
     "cb_ntr": (90.74, 63.31), "db": (90.62, 64.47), "tfidf_svm": (87.60, 51.63),
 }
+FROZEN_EPOCHS = 40  # a head on cached embeddings: 40 epochs take about as long as encoding the texts once
 
 
-def encode_frozen(texts: list[str], encoder: str, max_length: int, cache: Path) -> np.ndarray:
-    """Mean-pooled vectors of the frozen encoder, cached by content (encoder, max_length, texts)."""
-    key = hashlib.sha256(json.dumps([encoder, max_length, texts]).encode()).hexdigest()[:16]
-    path = cache / f"frozen-{key}.npy"
-    if path.exists():
-        return np.load(path)
-    import torch
-
-    from mlcls.data.batching import inference_batches, pad_batch, tokenize
-    from mlcls.model.classifier import MultiLabelClassifier, load_encoder
-
-    enc, tokenizer = load_encoder(encoder)
-    model = MultiLabelClassifier(enc, 1).eval()
-    ids = tokenize(tokenizer, texts, max_length)
-    out = np.zeros((len(texts), enc.config.hidden_size), dtype=np.float32)
-    with torch.inference_mode():
-        for batch in inference_batches([len(i) for i in ids], 64):
-            input_ids, attention_mask = pad_batch([ids[i] for i in batch], tokenizer.pad_token_id or 0)
-            out[batch] = model.pool(input_ids, attention_mask).numpy()
-    cache.mkdir(parents=True, exist_ok=True)
-    np.save(path, out)
-    return out
+def epochs(args: argparse.Namespace) -> int | None:
+    """--epochs, else 40 for a frozen encoder; None (the config's) for fine-tuning."""
+    if args.epochs is not None:
+        return args.epochs
+    return FROZEN_EPOCHS if args.mode == "frozen" else None
 
 
-def train_head(x, targets, mask, stats: LabelStats, loss_name: str, epochs: int, seed: int):
-    """A linear head on frozen vectors: bias at the label log-odds, AdamW, minibatches of 64."""
-    import torch
+def overrides(args: argparse.Namespace) -> list[str]:
+    """The `--set key=value` pairs of every training; the user's own --set come last, so they win."""
+    return [f"data.train={args.data / 'train.jsonl'}", f"data.test={args.data / 'test.jsonl'}",
+            f"threshold.rule={args.rule}", *args.set]
 
-    torch.manual_seed(seed)
-    head = torch.nn.Linear(x.shape[1], targets.shape[1])
-    with torch.no_grad():
-        prior = stats.prior()
-        head.bias.copy_(torch.tensor(np.log(prior / (1 - prior)), dtype=torch.float32))
-        head.weight.normal_(0, 0.02)
-    loss_fn = build_loss(loss_name, {}, stats)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=3e-3, weight_decay=1e-4)
-    xt, yt, mt = torch.from_numpy(x), torch.from_numpy(targets), torch.from_numpy(mask)
-    rng = np.random.default_rng(seed)
-    for _ in range(epochs):
-        for batch in np.array_split(rng.permutation(len(x)), max(1, len(x) // 64)):
-            loss = loss_fn(head(xt[batch]), yt[batch], mt[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return lambda v: torch.sigmoid(head(torch.from_numpy(v))).detach().numpy()
+
+def config_of(args: argparse.Namespace) -> Config:
+    """The config the trainings run with (the loss aside), resolved as `mlcls train` resolves it: a bad --set or
+    --rule stops the script here, before any training starts."""
+    options = {"train.seed": args.seed, "train.epochs": epochs(args),
+               "train.freeze_encoder": True if args.mode == "frozen" else None}
+    return load_config(args.config, overrides(args), options)
+
+
+def run_name(loss: str, args: argparse.Namespace, stamp: int) -> str:
+    return f"bench-{'frozen-' if args.mode == 'frozen' else ''}{loss}-seed{args.seed}-{stamp}"
+
+
+def training_command(loss: str, name: str, args: argparse.Namespace) -> list[str]:
+    """`mlcls train` of one loss; frozen and finetune differ only by --freeze-encoder (and the epochs)."""
+    freeze = ["--freeze-encoder"] if args.mode == "frozen" else []
+    n_epochs = epochs(args)
+    return mlcls_command("train", "-c", str(args.config), *freeze, "--loss", loss,
+                         *(["--epochs", str(n_epochs)] if n_epochs is not None else []), "--seed", str(args.seed),
+                         "--name", name, "--out", str(args.runs),
+                         *(item for pair in overrides(args) for item in ("--set", pair)))
+
+
+def train_and_score(args: argparse.Namespace) -> list[dict]:
+    """Train every loss (`--parallel` at a time), then `mlcls eval` each run on test; one row per loss."""
+    stamp = int(time.time())
+    names = {loss: run_name(loss, args, stamp) for loss in args.losses}
+    commands = [training_command(loss, name, args) for loss, name in names.items()]
+    if args.mode == "frozen" and args.parallel > 1:
+        # The first training computes and caches the frozen embeddings; started side by side, each would.
+        run_all(commands[:1], 1)
+        commands = commands[1:]
+    run_all(commands, args.parallel)
+    run_all([eval_command(args.runs / name, args.runs) for name in names.values()], args.parallel, quiet=True)
+    return [loss_row(loss, args.runs / name, args.runs) for loss, name in names.items()]
+
+
+def loss_row(loss: str, run: Path, folder: Path) -> dict:
+    """The row of a run that `eval_command` has scored."""
+    report = json.loads((folder / f"{run.name}.eval.json").read_text())
+    rule = DecisionRule.load(run / "thresholds.json")
+    # The tuned global cut-off (per_label: the one of labels with too few validation positives); top_k has none.
+    report["threshold"] = None if rule.rule == "top_k" else rule.threshold
+    seconds = json.loads((run / "metrics.json").read_text())["train_seconds"]
+    # mlcls eval groups labels by the run's own training counts (label_stats.json), as the SVM row does
+    result = row(loss, report, report["frequency_groups"], seconds)
+    print(json.dumps(result), flush=True)
+    return result
 
 
 def tfidf_svm(train_texts, train_y, test_texts):
@@ -103,92 +127,53 @@ def row(name: str, report: dict, groups: dict, seconds: float) -> dict:
             "threshold": report.get("threshold"), "seconds": round(seconds, 1)}
 
 
-def read_split(args):
-    """(all of train, its 90% / 10% hold-out split as mlcls makes it for the seed, test, label space)."""
-    fields = FieldSpec(text_fields=("title", "text"))
-    train_all = list(read_records(args.data / "train.jsonl", fields))
-    test = list(read_records(args.data / "test.jsonl", fields))
-    train, val = hold_out(train_all, 0.1, args.seed)
-    return train_all, train, val, test, LabelSpace.from_records(train)
-
-
-def run_frozen(args) -> list[dict]:
-    train_all, train, val, test, space = read_split(args)
-    tr, va, te = space.encode(train), space.encode(val), space.encode(test)
-    stats = LabelStats.from_encoded(space.labels, tr.targets, tr.mask)
-    counts = stats.counts()
-
-    started = time.perf_counter()
-    vectors = encode_frozen([r.text for r in train + val + test], args.encoder, args.max_length, args.cache)
-    print(f"encoded {len(vectors)} texts in {time.perf_counter() - started:.0f} s (cached after the first run)")
-    x_tr, x_va, x_te = np.split(vectors, [len(train), len(train) + len(val)])
-
-    rows = []
-    for name in args.losses:
-        started = time.perf_counter()
-        predict = train_head(x_tr, tr.targets, tr.mask, stats, name, args.epochs, args.seed)
-        rule = tune(predict(x_va), va.targets, va.mask, space.labels, args.rule)
-        report = compute_metrics(te.targets, te.mask, rule.apply(predict(x_te), space.labels), space.labels)
-        report["threshold"] = rule.threshold
-        rows.append(row(name, report, frequency_group_scores(report["per_label"], counts),
-                        time.perf_counter() - started))
-        print(json.dumps(rows[-1]))
-
-    rows.append(svm_row(train_all, test, space, counts))
-    return rows
-
-
-def svm_row(train_all, test, space: LabelSpace, counts: dict) -> dict:
+def svm_row(config: Config) -> dict:
     """TF-IDF + linear SVM (scikit-learn) on the same split: all of train (it tunes no threshold), test scored;
-    head/medium/tail by the label counts of the 90% that the neural rows train on."""
-    te = space.encode(test)
+    head/medium/tail by the label counts of the part of train that the neural rows train on."""
+    fields, policy = FieldSpec.from_config(config.data), ReadPolicy(config.data.on_error)
+    train_all = list(read_records(config.data.train, fields, policy=policy))
+    test = list(read_records(config.data.test, fields, policy=policy))
+    train, _ = training_split(config)  # what `mlcls train` trains on: its validation hold-out left out
+    space = LabelSpace.from_records(train)
+    tr, te = space.encode(train), space.encode(test)
+    counts = LabelStats.from_encoded(space.labels, tr.targets, tr.mask).counts()
     started = time.perf_counter()
     predicted = tfidf_svm([r.text for r in train_all], space.encode(train_all).targets >= 0.5,
                           [r.text for r in test])
     report = compute_metrics(te.targets, te.mask, predicted, space.labels)
     result = row("tfidf_svm", report, frequency_group_scores(report["per_label"], counts),
                  time.perf_counter() - started)
-    print(json.dumps(result))
+    print(json.dumps(result), flush=True)
     return result
 
 
-def run_finetune(args) -> list[dict]:
-    """`mlcls train -c CONFIG --loss NAME` per loss (`--parallel` at a time: a GPU), then `mlcls eval` on test."""
-    from reuters_accuracy import eval_command, run_all  # scripts/ is on sys.path when a script runs
-
-    stamp = int(time.time())
-    names = {loss: f"bench-{loss}-seed{args.seed}-{stamp}" for loss in args.losses}
-    data = ["--set", f"data.train={args.data / 'train.jsonl'}", "--set", f"data.test={args.data / 'test.jsonl'}",
-            *(item for pair in args.set for item in ("--set", pair))]
-    run_all([[sys.executable, "-m", "mlcls", "train", "-c", str(args.config), "--loss", loss, "--name", name,
-              "--seed", str(args.seed), "--out", str(args.runs), *data] for loss, name in names.items()],
-            args.parallel)
-    run_all([eval_command(args.runs / name, args.runs) for name in names.values()], args.parallel, quiet=True)
-    rows = []
-    for loss, name in names.items():
-        run = args.runs / name
-        report = json.loads((args.runs / f"{name}.eval.json").read_text())
-        report["threshold"] = None  # per-label cut-offs (the config's rule): no single global one to show
-        seconds = json.loads((run / "metrics.json").read_text())["train_seconds"]
-        # mlcls eval groups labels by the run's own training counts (label_stats.json), as the frozen rows do
-        rows.append(row(loss, report, report["frequency_groups"], seconds))
-        print(json.dumps(rows[-1]))
-    train_all, train, _, test, space = read_split(args)
-    tr = space.encode(train)
-    rows.append(svm_row(train_all, test, space, LabelStats.from_encoded(space.labels, tr.targets, tr.mask).counts()))
-    return rows
+def tuned_on(config: Config) -> str:
+    if config.train.folds > 1:
+        return f"out-of-fold scores of all of train ({config.train.folds} folds)"
+    if config.data.validation:
+        return f"`{config.data.validation}`"
+    return f"{config.data.val_fraction:.0%} of train held out"
 
 
-def markdown(rows: list[dict], args, wall: float) -> str:
-    from reuters_accuracy import machine
+def setting(args: argparse.Namespace, config: Config) -> str:
+    model = config.model
+    if args.mode == "frozen":
+        return (f"`mlcls train -c {args.config} --freeze-encoder`: frozen encoder (`{model.encoder}`, "
+                f"{model.pooling} pooling, max length {model.max_length}, embeddings cached by mlcls), head trained "
+                f"{config.train.epochs} epochs per loss")
+    return (f"full fine-tuning with `{args.config}` ({config.train.epochs} epochs), {args.parallel} trainings at a "
+            "time on one device (the s column: training seconds on that shared device)")
 
-    setting = ("frozen encoder (bundled MiniLM, mean pooling, max length "
-               f"{args.max_length}), linear head trained {args.epochs} epochs per loss" if args.mode == "frozen"
-               else f"full fine-tuning with `{args.config}` (per-label thresholds), {args.parallel} trainings "
-                    "at a time on one device (the s column: training seconds on that shared device)")
+
+def pct(value: float | None) -> str:
+    # a frequency group with no label to score has no F1 (null), which is not 0
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def markdown(rows: list[dict], args: argparse.Namespace, config: Config, wall: float) -> str:
     lines = [
-        f"Setting: {setting}; seed {args.seed}; {args.rule} thresholds tuned on 10% of train held out; "
-        f"ApteMod-90 test (3,019 articles). Machine: {machine()}, "
+        f"Setting: {setting(args, config)}; seed {args.seed}; {config.threshold.rule} rule tuned on "
+        f"{tuned_on(config)}; test split scored by `mlcls eval` (ApteMod-90: 3,019 articles). Machine: {machine()}, "
         f"total wall time {wall / 60:.1f} min. Command: `{' '.join(['python', *sys.argv])}`.",
         "",
         "| loss | micro-F1 | macro-F1 | head macro-F1 | medium macro-F1 | tail macro-F1 | global cut-off | s "
@@ -199,33 +184,36 @@ def markdown(rows: list[dict], args, wall: float) -> str:
         paper = PAPER.get(r["loss"])
         threshold = f"{r['threshold']:.2f}" if r["threshold"] is not None else "-"
         lines.append(
-            f"| {r['loss']} | {100 * r['micro_f1']:.2f} | {100 * r['macro_f1']:.2f} | {100 * r['head_macro_f1']:.2f} "
-            f"| {100 * r['medium_macro_f1']:.2f} | {100 * r['tail_macro_f1']:.2f} | {threshold} | {r['seconds']} "
+            f"| {r['loss']} | {pct(r['micro_f1'])} | {pct(r['macro_f1'])} | {pct(r['head_macro_f1'])} "
+            f"| {pct(r['medium_macro_f1'])} | {pct(r['tail_macro_f1'])} | {threshold} | {r['seconds']} "
             f"| {f'{paper[0]:.2f} / {paper[1]:.2f}' if paper else '-'} |")
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=("frozen", "finetune"), default="frozen")
-    parser.add_argument("--data", type=Path, default=Path("data/reuters"))
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=("frozen", "finetune"), default="frozen",
+                        help="frozen: `mlcls train --freeze-encoder`; finetune: the same without it")
+    parser.add_argument("--data", type=Path, default=Path("data/reuters"), help="a folder with train/test.jsonl")
     parser.add_argument("--losses", nargs="+", default=[n for n in LOSSES if n != "confidence"])
-    parser.add_argument("--encoder", default="sentence-transformers/all-MiniLM-L6-v2")
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, help=f"default: {FROZEN_EPOCHS} frozen, the config's for finetune")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--rule", choices=("per_label", "global"), default="per_label",
-                        help="decision rule tuned on validation (frozen mode)")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "mlcls" / "bench")
+    parser.add_argument("--rule", default="per_label", help="the decision rule each run tunes (threshold.rule)")
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
-    parser.add_argument("--config", type=Path, default=Path("configs/reuters.yaml"), help="finetune mode")
-    parser.add_argument("--runs", type=Path, default=Path("runs"), help="finetune mode: where the runs go")
-    parser.add_argument("--parallel", type=int, default=1, help="finetune mode: trainings at a time (a GPU)")
-    parser.add_argument("--set", action="append", default=[], help="finetune mode: a config override, key=value")
-    args = parser.parse_args()
+    parser.add_argument("--config", type=Path, default=Path("configs/reuters.yaml"))
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="where the runs go")
+    parser.add_argument("--parallel", type=int, default=1, help="trainings at a time (a GPU)")
+    parser.add_argument("--set", action="append", default=[], help="a config override, key=value (repeatable)")
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    args.parallel = max(1, args.parallel)
+    config = config_of(args)
     started = time.perf_counter()
-    rows = run_frozen(args) if args.mode == "frozen" else run_finetune(args)
-    table = markdown(rows, args, time.perf_counter() - started)
+    rows = [*train_and_score(args), svm_row(config)]
+    table = markdown(rows, args, config, time.perf_counter() - started)
     print(table)
     write_block(args.doc, "bench_losses" if args.mode == "frozen" else "bench_losses:finetune", table,
                 "## Losses on Reuters-21578 ApteMod-90 (`scripts/bench_losses.py`)")

@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks_doc import write_block  # scripts/ is on sys.path when a script runs
+from benchlib import machine, write_block  # scripts/ is on sys.path when a script runs
 
 MLCLS_BATCH = 64  # mlcls predict's default --batch-size; the floor batches the same way
 
@@ -64,12 +64,11 @@ def pipeline_worker(run: Path, input_path: Path, batch_size: int, device: str, d
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
     from transformers.utils import logging
 
-    from mlcls.config import Config, read_yaml_mapping
-    from mlcls.data.records import FieldSpec, read_records
+    from mlcls.api import FieldSpec, load_config, read_records
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
-    config = Config.from_dict(read_yaml_mapping(run / "config.yaml"))
+    config = load_config(run / "config.yaml")  # the run's config alone: load_run would load the model too
     labels = json.loads((run / "labels.json").read_text())["labels"]
     texts = [r.text for r in read_records(input_path, FieldSpec.from_config(config.data), require_labels=False)]
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -89,11 +88,15 @@ def matrix_floor_worker(run: Path, input_path: Path) -> None:
     """Runs in its own process: read, tokenize and batch as mlcls predict does, then only the Linear layers."""
     import torch
 
-    from mlcls.data.batching import inference_batches, tokenize
-    from mlcls.data.records import FieldSpec, read_records
-    from mlcls.inference.loading import load_run
-    from mlcls.inference.scoring import CHUNK_RECORDS
-    from mlcls.model.classifier import transformer_layers
+    from mlcls.api import (
+        CHUNK_RECORDS,
+        FieldSpec,
+        inference_batches,
+        load_run,
+        read_records,
+        tokenize,
+        transformer_layers,
+    )
 
     loaded = load_run(run)
     linears = [m for layer in transformer_layers(loaded.model.encoder) for m in layer.modules()
@@ -134,7 +137,6 @@ def main() -> None:
         matrix_floor_worker(args.run, args.input)
         return
     import torch
-    from reuters_accuracy import machine
 
     # mlcls predict takes the GPU when there is one; the pipeline is put on the same device.
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -33,7 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks_doc import write_block  # scripts/ is on sys.path when a script runs
+from benchlib import write_block  # scripts/ is on sys.path when a script runs
 
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -59,7 +59,7 @@ def hf_worker(args: argparse.Namespace, best: bool) -> dict:
     )
     from transformers.utils import logging
 
-    from mlcls.model.classifier import resolve_encoder
+    from mlcls.api import resolve_encoder
 
     logging.set_verbosity_error()
     texts, labels = texts_and_labels(args.train, None)
@@ -96,9 +96,7 @@ def mlcls_worker(args: argparse.Namespace) -> dict:
     holds the loop's own time and sample count."""
     from rich.console import Console
 
-    from mlcls.config import load_config
-    from mlcls.training.interrupt import StopAfterStep
-    from mlcls.training.loop import TrainingInterrupted, train
+    from mlcls.api import StopAfterStep, TrainingInterrupted, load_config, train
 
     folder = Path(tempfile.mkdtemp())
     val_file = folder / "validation.jsonl"  # not used before the stop; keeps the training pool = the whole file

@@ -1,68 +1,86 @@
 #!/usr/bin/env bash
-# The GPU benchmarks in one command, for a lent GPU machine with a time limit: mlcls must be importable
-# (installed, or the repository root on PYTHONPATH) and Reuters ApteMod-90 converted under $DATA.
+# The rare-topics accuracy runs (cross-fitting, decision rules, longer inputs) on a lent GPU machine, in one
+# command within a time budget. Several trainings share the card (one small MiniLM run leaves most of it idle).
 #
-#   DATA=data/reuters BUDGET=540 bash scripts/gpu_bench.sh      # from the repository root
+#   BUDGET=500 bash scripts/gpu_bench.sh          # from the repository root
 #
-# Phases, most needed first; each is skipped when less than its estimate of the BUDGET (seconds) is left,
-# and cut at the budget's end. After each phase docs/benchmarks.md (the scripts write their blocks into it)
-# and the runs' small files (metrics, logs, eval reports; no weights) are copied to $OUT.
-#   1. the accuracy recipe (configs/reuters.yaml), seed 1, alone on the GPU: its wall time;
-#   2. `mlcls predict` against the transformers pipeline on the GPU (scripts/bench_predict.py);
-#   3. seeds 2 and 3 of the recipe, and every loss fine-tuned with it (scripts/bench_losses.py --mode finetune),
-#      side by side: small runs leave most of the card idle;
-#   4. longer training (10 epochs) with bce and focal (the best loss of phase 3 there), 3 seeds each, side by
-#      side, then focal at 256 tokens.
-# Measured on an H100 (docs/benchmarks.md): phase 1 took 127 s, phase 2 184 s, phase 3 more than the 175 s
-# that were left of a 510 s budget (it was cut while scoring; scoring now runs side by side too). A
-# 15-minute lease, machine start included, holds phases 1-3; phase 4 needs a second lease.
+# What it needs, because that machine has no network and takes at most 64 MiB (prepare with
+# scripts/gpu_prepare.sh here, then carry the folder .gpu):
+#   .gpu/whl/*.whl            python packages the machine lacks (datasets, dill, multiprocess)
+#   .gpu/encoder/             the bundled encoder with its weights in fp16 (model16.safetensors; made fp32 again
+#                             there: mean-pooled embeddings of the two agree to cosine 1.0000)
+#   .gpu/{train,test}.jsonl.gz  Reuters-21578 ApteMod-90 as `mlcls data reuters` writes it
+# Every configuration runs 3 seeds through scripts/reuters_accuracy.py (train, then `mlcls eval` on test with
+# its scores saved). What comes back in $OUT: docs/benchmarks.md with the tables, and per configuration a
+# tarball of the runs' small files (metrics, logs, rules, tuning and test scores; no weights), so that rules
+# and fusion can be studied offline on the CPU (scripts/bench_thresholds.py --test-scores).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-gpu-out}
-DATA=${DATA:-data/reuters}
 RUNS=${RUNS:-/tmp/mlcls-gpu-runs}
-BUDGET=${BUDGET:-540}
-mkdir -p "$OUT" "$RUNS"
+BUDGET=${BUDGET:-500}
+mkdir -p "$OUT" "$RUNS" data/reuters
 START=$(date +%s)
 
-left() { echo $(( BUDGET - ($(date +%s) - START) )); }
-save() {
-  cp docs/benchmarks.md "$OUT/benchmarks.md"
-  tar czf "$OUT/runs.tgz" -C "$RUNS" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' \
-    --exclude=tokenizer.json --exclude=vocab.txt . 2>/dev/null
-}
-phase() {  # phase NAME SECONDS_NEEDED COMMAND...
-  local name=$1 need=$2 t0
-  shift 2
-  if [ "$(left)" -lt "$need" ]; then echo "== $name: skipped, $(left) s left, needs ~$need"; return; fi
-  echo "== $name ($(left) s left)"
-  t0=$(date +%s)
-  timeout --signal=INT --kill-after=10 $(( $(left) - 15 )) "$@"
-  echo "== $name: rc $? after $(( $(date +%s) - t0 )) s"
-  save
-}
-"$PYTHON" -c 'import torch, transformers; print(f"GPU {torch.cuda.get_device_name(0)}, torch {torch.__version__}, \
-transformers {transformers.__version__}")'
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+[ -n "${SKIP_WHEELS:-}" ] || "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD
+gunzip -c .gpu/train.jsonl.gz > data/reuters/train.jsonl
+gunzip -c .gpu/test.jsonl.gz > data/reuters/test.jsonl
+ENCODER=/tmp/encoder
+"$PYTHON" - "$ENCODER" <<'EOF'
+import shutil, sys
+from pathlib import Path
+from safetensors.torch import load_file, save_file
+src, dst = Path(".gpu/encoder"), Path(sys.argv[1])
+shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("model16.safetensors"))
+weights = load_file(str(src / "model16.safetensors"))
+save_file({k: v.float() if v.is_floating_point() else v for k, v in weights.items()}, str(dst / "model.safetensors"),
+          metadata={"format": "pt"})
+EOF
+"$PYTHON" -c 'import torch, transformers; gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"; \
+print(f"GPU {gpu}, torch {torch.__version__}, transformers {transformers.__version__}")'
 
-phase "recipe, seed 1, alone" 150 \
-  "$PYTHON" scripts/reuters_accuracy.py --seeds 1 --prefix gpu --data "$DATA" --runs "$RUNS"
-phase "predict against the pipeline" 200 \
-  "$PYTHON" scripts/bench_predict.py --run "$RUNS/gpu-seed1" --lines 10000 --data "$DATA/test.jsonl"
-# Side by side: each process gets a share of the 16 cores (tokenizing, the Python loop), not all of them.
-export OMP_NUM_THREADS=2
-# Side by side: `bash -c "A & B & wait"`; timeout signals the whole process group when the budget ends.
-phase "recipe seeds 2-3, and each loss" 200 bash -c "
-  $PYTHON scripts/reuters_accuracy.py --seeds 1 2 3 --prefix gpu --data $DATA --runs $RUNS --parallel 2 &
-  $PYTHON scripts/bench_losses.py --mode finetune --seed 1 --parallel 8 --data $DATA --runs $RUNS & wait"
-phase "10 epochs, bce and focal, 3 seeds each" 400 bash -c "
-  $PYTHON scripts/reuters_accuracy.py --seeds 1 2 3 --prefix gpu-bce-e10 --data $DATA --runs $RUNS --parallel 3 \
-    --set train.epochs=10 &
-  $PYTHON scripts/reuters_accuracy.py --seeds 1 2 3 --prefix gpu-focal-e10 --data $DATA --runs $RUNS --parallel 3 \
-    --set train.epochs=10 --set loss.name=focal & wait"
-phase "10 epochs, focal, 256 tokens, 3 seeds" 400 \
-  "$PYTHON" scripts/reuters_accuracy.py --seeds 1 2 3 --prefix gpu-focal-e10-len256 --data "$DATA" --runs "$RUNS" \
-  --parallel 3 --set train.epochs=10 --set loss.name=focal --set model.max_length=256
+# One configuration, 3 seeds side by side: accuracy PREFIX --set key=value ...
+accuracy() {
+  local prefix=$1
+  shift
+  local sets=()
+  for pair in "$@"; do sets+=(--set "$pair"); done
+  "$PYTHON" scripts/reuters_accuracy.py --seeds 1 2 3 --parallel 3 --prefix "$prefix" --data data/reuters \
+    --runs "$RUNS" --save-scores --set "model.encoder=$ENCODER" --set "train.cache_dir=/tmp/cache-$prefix" \
+    "${sets[@]}" > "$RUNS/$prefix.log" 2>&1
+  echo "== $prefix: rc $? after $(( $(date +%s) - START )) s"
+}
+RULE=(threshold.rule=hybrid threshold.min_labels=1)
+CV=(train.folds=5 train.epochs=3 train.select_metric=macro_f1)
+(
+  accuracy gpu-hybrid "${RULE[@]}"
+  accuracy gpu-cb-ntr "${RULE[@]}" loss.name=cb_ntr
+  accuracy gpu-db "${RULE[@]}" loss.name=db
+) &
+accuracy gpu-cv5-bce "${RULE[@]}" "${CV[@]}" &
+accuracy gpu-cv5-focal "${RULE[@]}" "${CV[@]}" loss.name=focal &
+accuracy gpu-focal-len256-e6 "${RULE[@]}" loss.name=focal model.max_length=256 train.epochs=6 \
+  train.select_metric=macro_f1 &
+
+# The budget: stop what is still running (Ctrl-C: trainings checkpoint), keep what finished.
+while [ -n "$(jobs -r)" ] && [ $(( $(date +%s) - START )) -lt "$BUDGET" ]; do sleep 5; done
+if [ -n "$(jobs -r)" ]; then
+  echo "== budget reached after $(( $(date +%s) - START )) s: interrupting what still runs"
+  pkill -INT -f "mlcls train" ; sleep 20
+fi
+wait
+
+cp docs/benchmarks.md "$OUT/benchmarks.md"
+for prefix in gpu-hybrid gpu-cv5-bce gpu-cv5-focal gpu-focal-len256-e6 gpu-cb-ntr gpu-db; do
+  files=$(cd "$RUNS" && ls -d "$prefix"-seed* "$prefix".log 2>/dev/null; ls "$prefix"-seed*.eval.json \
+    "$prefix"-seed*.test-scores.npz 2>/dev/null)
+  [ -n "$files" ] || continue
+  # shellcheck disable=SC2086
+  tar czf "$OUT/$prefix.tgz" -C "$RUNS" --exclude='*.safetensors' --exclude='checkpoint*' --exclude=encoder \
+    --exclude='*.txt' --exclude=tokenizer.json --exclude='folds/*/tuning_scores.npz' $files
+done
+ls -la "$OUT"
 echo "== done, $(( $(date +%s) - START )) s"

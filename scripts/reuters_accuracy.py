@@ -18,21 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from benchmarks_doc import write_block  # scripts/ is on sys.path when a script runs
+from benchlib import eval_command, machine, mlcls_command, run_all, write_block  # scripts/ is on sys.path
 
 PAPER = "Huang et al. 2021, BERT-base: best micro-F1 90.74 (CB-NTR), best macro-F1 64.47 (DB); BCE 89.14 / 47.32"
-
-
-def mlcls_command(*args: str) -> list[str]:
-    print("$ mlcls " + " ".join(args), flush=True)
-    return [sys.executable, "-m", "mlcls", *args]
 
 
 def training_command(name: str, seed: int, args: argparse.Namespace) -> list[str] | None:
@@ -51,27 +43,6 @@ def training_command(name: str, seed: int, args: argparse.Namespace) -> list[str
                          "--out", str(args.runs), *overrides)
 
 
-def run_all(commands: list[list[str]], parallel: int, quiet: bool = False) -> None:
-    """Run the commands (trainings, evaluations), `parallel` at a time: on a GPU several small runs share the
-    card well."""
-    pending = list(commands)
-    running: list[subprocess.Popen] = []
-    failed = 0
-    while pending or running:
-        while pending and len(running) < parallel:
-            running.append(subprocess.Popen(pending.pop(0), stdout=subprocess.DEVNULL if quiet else None))
-        time.sleep(1)
-        for process in [p for p in running if p.poll() is not None]:
-            running.remove(process)
-            failed += process.returncode != 0
-    if failed:
-        raise SystemExit(f"{failed} command(s) failed; see their output above")
-
-
-def eval_command(run: Path, folder: Path) -> list[str]:
-    return mlcls_command("eval", str(run), "--json", str(folder / f"{run.name}.eval.json"))
-
-
 def score(run: Path, folder: Path) -> dict:
     """The row of a run that `eval_command` has scored."""
     out = folder / f"{run.name}.eval.json"
@@ -86,16 +57,6 @@ def score(run: Path, folder: Path) -> dict:
         "decision_rule": report["decision_rule"], "train_seconds": trained["train_seconds"],
         "epochs": trained["epochs_trained"], "device": trained["device"], "precision": trained["precision"],
     }
-
-
-def machine() -> str:
-    import platform
-
-    import torch
-
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
 
 
 def pct(value: float | None) -> str:
@@ -140,6 +101,8 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"))
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--save-scores", action="store_true",
+                        help="also keep each run's test scores (RUNS/NAME.test-scores.npz) for offline study")
     parser.add_argument("--parallel", type=int, default=1,
                         help="trainings at a time (a GPU; on a 2-core CPU one at a time is fastest)")
     args = parser.parse_args()
@@ -147,8 +110,8 @@ def main() -> None:
     names = {seed: f"{args.prefix}-seed{seed}" for seed in args.seeds}
     commands = [training_command(name, seed, args) for seed, name in names.items()]
     run_all([c for c in commands if c], max(1, args.parallel))
-    run_all([eval_command(args.runs / name, args.runs) for name in names.values()], max(1, args.parallel),
-            quiet=True)
+    run_all([eval_command(args.runs / name, args.runs, args.save_scores) for name in names.values()],
+            max(1, args.parallel), quiet=True)
     rows = []
     for name in names.values():
         rows.append(score(args.runs / name, args.runs))

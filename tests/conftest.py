@@ -28,6 +28,19 @@ TINY_RECORDS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """Accelerate keeps process-wide state; a test must not inherit an earlier test's precision or device
+    (accelerate's own AccelerateTestCase resets it after every test the same way)."""
+    yield
+    try:
+        from accelerate.state import AcceleratorState, GradientState
+    except ImportError:
+        return
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
 def write_jsonl(path: Path, rows) -> Path:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
     return path

@@ -144,7 +144,8 @@ def test_help_does_not_import_torch():
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from mlcls.cli import app\n"
-        "for args in (['--help'], ['train', '--help'], ['eval', '--help'], ['predict', '--help']):\n"
+        "for args in (['--help'], ['train', '--help'], ['eval', '--help'], ['predict', '--help'], ['losses'],\n"
+        "             ['config'], ['--version']):\n"
         "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
         "heavy = [m for m in ('torch', 'transformers', 'datasets', 'accelerate', 'sklearn') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
@@ -251,3 +252,40 @@ def test_int8_predictions_stay_close_to_fp32(trained, tmp_path):
         assert max(abs(fp32[k] - int8[k]) for k in fp32) < 0.05
     result = runner.invoke(app, ["eval", run, "--data", str(data), "--int8"])
     assert result.exit_code == 0 and "micro" in result.stdout
+
+
+def test_version_and_app_level_debug(tmp_path):
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"mlcls {version('mlcls')}"
+    missing = tmp_path / "nothing"
+    plain = runner.invoke(app, ["eval", str(missing)])
+    assert plain.exit_code == 1 and plain.stderr.startswith("error: ") and "Traceback" not in plain.stderr
+    debug = runner.invoke(app, ["--debug", "eval", str(missing)])
+    assert debug.exit_code == 1
+    from mlcls.errors import RunDirError
+
+    assert isinstance(debug.exception, RunDirError)  # --debug lets the error through, traceback and all
+
+
+def test_option_help_comes_from_the_config_fields():
+    from mlcls.config import config_help
+
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    for key in ("train.patience", "train.freeze_encoder", "model.max_length", "output.name"):
+        assert config_help(key) in " ".join(result.stdout.split()), key
+
+
+def test_eval_saves_scores_for_offline_study(trained, tmp_path):
+    import numpy as np
+
+    folder, data, _ = trained
+    out = tmp_path / "scores.npz"
+    result = runner.invoke(app, ["eval", str(folder / "runs" / "tiny"), "--data", str(data), "--save-scores", str(out)])
+    assert result.exit_code == 0, result.output
+    with np.load(out, allow_pickle=False) as saved:
+        assert saved["probs"].shape == saved["targets"].shape == saved["mask"].shape == (len(TINY_RECORDS), 3)
+        assert saved["ids"].tolist() == [r["id"] for r in TINY_RECORDS]
+        assert ((saved["probs"] >= 0) & (saved["probs"] <= 1)).all()

@@ -149,11 +149,12 @@ def ref_asl(x, y, gamma_pos=1.0, gamma_neg=4.0, clip=0.05):
 
 def ref_db(x, y, n, num_records, alpha=0.1, beta=10.0, mu=0.9, kappa=0.05, lam=2.0, gamma=2.0, reweight=True):
     """Wu et al. 2020, written out row by row: r_ij = (1/n_j) / sum_{k in y_i} (1/n_k), r^ = alpha +
-    sigmoid(beta (r - mu)); NTR logits z + kappa * logit(prior_j) / lambda, negatives scaled by lambda."""
+    sigmoid(beta (r - mu)); NTR logits z + kappa * logit(prior_j), negatives scaled by lambda (Wu et al.'s
+    formula and Huang et al.'s code: the shift is not divided by lambda)."""
     out = torch.zeros_like(x)
     # the prior is the smoothed share of positives (0.5 added), from the raw counts: [8, 3, 0] in these tests
     prior = (torch.tensor([8.0, 3.0, 0.0], dtype=x.dtype) + 0.5) / (num_records + 1.0)
-    shift = kappa * torch.log(prior / (1 - prior)) / lam
+    shift = kappa * torch.log(prior / (1 - prior))
     for i in range(x.shape[0]):
         instance = sum(y[i, k] / n[k] for k in range(x.shape[1]))
         for j in range(x.shape[1]):
@@ -204,13 +205,13 @@ def test_cb_weights_from_effective_numbers(batch):
     n = np.maximum(np.array([8.0, 3.0, 0.0]), 1)
     raw = (1 - 0.99) / (1 - 0.99**n)
     w = torch.tensor(raw / raw.mean())
-    value = build_loss("cb", {"beta": 0.99}, stats())(logits, targets, mask)
+    value = build_loss("cb", {"beta": 0.99, "gamma": 0.0}, stats())(logits, targets, mask)
     assert torch.allclose(value.double(), masked_mean(ref_focal(logits, targets, 0.0) * w, mask), atol=1e-6)
-    focal = build_loss("cb", {"beta": 0.99, "gamma": 2.0}, stats())(logits, targets, mask)
+    focal = build_loss("cb", {"beta": 0.99}, stats())(logits, targets, mask)  # gamma 2: Huang et al.'s "CB"
     assert torch.allclose(focal.double(), masked_mean(ref_focal(logits, targets, 2.0) * w, mask), atol=1e-6)
     # weighted's effective_number mode is the same weighting on plain BCE
     same = build_loss("weighted", {"mode": "effective_number", "beta": 0.99}, stats())(logits, targets, mask)
-    assert torch.allclose(same, build_loss("cb", {"beta": 0.99}, stats())(logits, targets, mask))
+    assert torch.allclose(same, build_loss("cb", {"beta": 0.99, "gamma": 0.0}, stats())(logits, targets, mask))
 
 
 def test_weighted_pos_weight_matches_torch(batch):
@@ -245,7 +246,7 @@ def test_db_parameters_reach_the_formula(batch):
 def test_cb_ntr_uses_class_balanced_weights(batch):
     logits, targets, mask = batch
     n = torch.tensor([8.0, 3.0, 1.0], dtype=torch.float64)
-    raw = (1 - 0.999) / (1 - 0.999 ** n)
+    raw = (1 - 0.9) / (1 - 0.9 ** n)  # cb_beta 0.9, the default of Huang et al.'s Reuters code
     w = raw / raw.mean()
     unweighted = ref_db(logits, targets, n, 10, reweight=False)
     value = build_loss("cb_ntr", {}, stats())(logits, targets, mask)

@@ -67,3 +67,22 @@ def test_frequency_group_scores():
     # b: TP 1, FP 1 -> F1 2/3; c: TP 1, FN 1 -> F1 2/3
     assert groups["medium"]["micro_f1"] == pytest.approx(2 / 3)
     assert groups["tail"]["macro_f1"] == pytest.approx(2 / 3)
+
+
+def test_an_empty_frequency_group_is_null_not_zero():
+    from mlcls.evaluation.metrics import frequency_group_scores
+    from mlcls.evaluation.report import compare_table
+
+    gold = np.array([[1, 0, 1], [1, 1, 0]], dtype=np.float32)
+    report = compute_metrics(gold, np.ones_like(gold), gold.astype(bool), LABELS)
+    groups = frequency_group_scores(report["per_label"], {"a": 100, "b": 100, "c": 100})  # no tail label
+    assert groups["tail"] == {"labels": 0, "micro_f1": None, "macro_f1": None}
+    assert groups["head"]["macro_f1"] == 1.0
+    report["frequency_groups"] = groups
+    rows = {row: cells for row, *cells in _rows(compare_table(["r"], [report]))}
+    assert "tail macro-F1" not in rows and rows["head macro-F1"] == ["1.0000"]
+
+
+def _rows(table):
+    columns = [list(c.cells) for c in table.columns]
+    return list(zip(*columns, strict=True))

@@ -82,3 +82,96 @@ def test_overrides_and_round_trip(tmp_path):
     assert with_overrides(rule, min_labels=1).per_label == rule.per_label
     with pytest.raises(MlclsError, match="two different rules"):
         with_overrides(rule, threshold=0.3, top_k=2)
+
+
+def uniform_scores(rows: int = 1000, seed: int = 0):
+    """Scores spread evenly over [0, 1] with no ties, so a label's firing count follows its cut-off exactly."""
+    rng = np.random.default_rng(seed)
+    probs = rng.random((rows, 3)).astype(np.float32)
+    gold = (rng.random((rows, 3)) < 0.2).astype(np.float32)
+    return probs, gold, np.ones_like(gold)
+
+
+def test_prior_quantile_fires_each_label_on_its_training_rate():
+    probs, gold, mask = uniform_scores()
+    priors = np.array([0.02, 0.1, 0.3])
+    # 200 unannotated rows scored 1.0: if they counted, every cut-off would be pulled up towards 1
+    probs = np.vstack([probs, np.ones((200, 3), dtype=np.float32)])
+    gold, mask = np.vstack([gold, np.zeros((200, 3))]), np.vstack([mask, np.zeros((200, 3))])
+    annotated = mask[:, 0] > 0
+    for scale in (1.0, 2.0):
+        rule = tune(probs, gold, mask, LABELS, "prior_quantile", priors=priors, quantile_scale=scale)
+        fired = rule.apply(probs[annotated], LABELS).sum(axis=0)
+        expected = 1000 * scale * priors  # 20 / 100 / 300, doubled by scale=2
+        assert np.all(np.abs(fired - expected) <= 10), (scale, fired, expected)
+        assert rule.rule == "prior_quantile" and rule.quantile_scale == scale and rule.tuned_on == "validation"
+        assert rule.fallback_labels == []
+        # uniform scores: the (1 - q) quantile is about 1 - q
+        np.testing.assert_allclose(rule.cutoffs(LABELS), 1 - scale * priors, atol=0.05)
+        # the global cut-off is the one the global rule tunes, for overrides and labels without a cut-off
+        assert rule.threshold == tune(probs, gold, mask, LABELS, "global").threshold
+    assert rule.describe() == "prior-quantile x2.0 (3 labels)"
+
+
+def test_prior_quantile_cutoffs_stay_inside_001_and_099():
+    probs, gold, mask = uniform_scores()
+    probs[:, 0] = 0.001  # a label as frequent as every article: the 0 quantile is 0.001, would fire everywhere
+    probs[:, 1] = 1.0  # all scores at 1: the cut-off would be 1.0
+    rule = tune(probs, gold, mask, LABELS, "prior_quantile", priors=np.array([0.9, 0.001, 0.5]), quantile_scale=2)
+    assert rule.per_label["common"] == 0.01 and rule.per_label["rare"] == 0.99
+    assert 0.0 < rule.per_label["odd"] < 0.05  # q = min(1, 2 * 0.5) = 1: the lowest score of the label
+    assert not rule.apply(probs, LABELS)[:, 0].any()
+
+
+def test_hybrid_tunes_f1_where_positives_allow_and_takes_the_prior_quantile_elsewhere():
+    probs, gold, mask = constructed_case()
+    gold[:, 1] = 0
+    gold[5, 1] = 1  # 'rare' now has a single validation positive
+    priors = np.array([0.4, 0.1, 0.3])
+    per_label = tune(probs, gold, mask, LABELS, "per_label", min_positives=3)
+    hybrid = tune(probs, gold, mask, LABELS, "hybrid", min_positives=3, priors=priors)
+    assert hybrid.per_label["common"] == per_label.per_label["common"]
+    assert hybrid.per_label["odd"] == per_label.per_label["odd"]
+    assert hybrid.fallback_labels == ["rare"] and per_label.fallback_labels == ["rare"]
+    # per_label gives 'rare' the global cut-off; hybrid gives it the one that fires on 10% of the 300 rows
+    assert per_label.per_label["rare"] == per_label.threshold
+    assert hybrid.per_label["rare"] != per_label.per_label["rare"]
+    assert int((probs[:, 1] >= hybrid.per_label["rare"]).sum()) == 30
+    assert int(hybrid.apply(probs, LABELS)[:, 1].sum()) == 30
+    assert hybrid.threshold == per_label.threshold and hybrid.tuned_on == "validation"
+    assert hybrid.describe() == "hybrid (2 F1-tuned, 1 prior-quantile)"
+    # with min_positives=1 every label is F1-tuned: hybrid is per_label
+    assert tune(probs, gold, mask, LABELS, "hybrid", 0.5, 1, priors=priors).per_label == \
+        tune(probs, gold, mask, LABELS, "per_label", 0.5, 1).per_label
+
+
+def test_prior_rules_round_trip_and_old_files_without_quantile_scale_load(tmp_path):
+    probs, gold, mask = constructed_case()
+    priors = np.array([0.4, 0.1, 0.3])
+    for name in ("prior_quantile", "hybrid"):
+        rule = tune(probs, gold, mask, LABELS, name, min_positives=50, priors=priors, quantile_scale=1.5)
+        rule.save(tmp_path / f"{name}.json")
+        loaded = DecisionRule.load(tmp_path / f"{name}.json")
+        assert loaded == rule and loaded.rule == name and loaded.quantile_scale == 1.5
+        np.testing.assert_array_equal(loaded.apply(probs, LABELS), rule.apply(probs, LABELS))
+        assert with_overrides(loaded, min_labels=1).quantile_scale == 1.5
+    # a thresholds.json written before quantile_scale existed
+    old = tmp_path / "old.json"
+    old.write_text('{"rule": "per_label", "threshold": 0.4, "per_label": {"common": 0.3}, "top_k": 1, '
+                   '"min_labels": 0, "tuned_on": "validation", "fallback_labels": []}')
+    loaded = DecisionRule.load(old)
+    assert loaded.quantile_scale == 1.0 and loaded.per_label == {"common": 0.3}
+    # labels without a saved cut-off use `threshold`, in the new per-label rules as in per_label
+    rule = DecisionRule("prior_quantile", 0.4, {"common": 0.3})
+    np.testing.assert_array_equal(rule.apply(np.array([[0.35, 0.35, 0.45]]), LABELS), [[1, 0, 1]])
+
+
+def test_prior_rules_without_training_frequencies_are_an_error():
+    probs, gold, mask = constructed_case()
+    for name in ("prior_quantile", "hybrid"):
+        with pytest.raises(MlclsError, match="needs the training label frequencies"):
+            tune(probs, gold, mask, LABELS, name)
+        with pytest.raises(MlclsError, match="one training frequency per label"):
+            tune(probs, gold, mask, LABELS, name, priors=np.array([0.1, 0.2]))
+    with pytest.raises(MlclsError, match="unknown decision rule"):
+        tune(probs, gold, mask, LABELS, "per-label")

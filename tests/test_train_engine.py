@@ -247,6 +247,7 @@ def test_process_share_gives_every_process_the_same_number_of_batches():
     assert process_share(batches, 1, 0) == batches
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_train_one_run(tmp_path, tiny_encoder):
     """Data-parallel through torchrun (what `accelerate launch --multi_gpu` runs), 2 processes on gloo."""
     data = write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS)
@@ -284,3 +285,48 @@ def test_first_ctrl_c_sets_the_flag_and_a_second_one_interrupts():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the previous handler is back
+
+
+@pytest.mark.parametrize("first, second", [("fp32", "bf16"), ("bf16", "fp32")])
+def test_two_trainings_with_other_precisions_in_one_process(tmp_path, tiny_encoder, first, second):
+    """Accelerate's process-wide state used to refuse the second precision (the suite failed on CPUs whose
+    `auto` is bf16). Both precisions are forced here, so the test does not depend on the host."""
+    for name, precision in (("first", first), ("second", second)):
+        result = train(_config(tmp_path, tiny_encoder, name, "train.epochs=1", f"train.precision={precision}"),
+                       quiet)
+        assert result.metrics["precision"] == precision
+
+
+def test_a_run_name_is_claimed_by_one_training_at_a_time(tmp_path):
+    from mlcls.inference.rundir import RunNameTaken, begin_named_run, begin_run, finish_run, release_run
+
+    runs = tmp_path / "runs"
+    staging = begin_run(runs, "mix")
+    # Another process (a lock is per open file: a second process sees it held) cannot take the name.
+    code = ("import sys\nfrom pathlib import Path\nfrom mlcls.inference.rundir import begin_run, RunNameTaken\n"
+            "try:\n    begin_run(Path(sys.argv[1]), 'mix')\nexcept RunNameTaken as e:\n    print(e)\n    sys.exit(3)\n")
+    other = subprocess.run([sys.executable, "-c", code, str(runs)], capture_output=True, text=True)
+    assert other.returncode == 3 and "another training is writing" in other.stdout
+    assert staging.is_dir()  # untouched by the refused one
+    # Default names: two trainings started in the same second get two names.
+    assert begin_named_run(runs, "20260101-000000-bce") == "20260101-000000-bce"
+    assert begin_named_run(runs, "20260101-000000-bce") == "20260101-000000-bce-2"
+    (staging / "head.safetensors").write_text("x")
+    finish_run(staging)
+    with pytest.raises(RunNameTaken, match="exists already"):
+        begin_run(runs, "mix")
+    # A training killed before its first checkpoint leaves an unlocked staging folder: the name is free again.
+    killed = begin_run(runs, "killed")
+    release_run(killed)
+    assert begin_run(runs, "killed") == killed
+
+
+@pytest.mark.parametrize("records", [TINY_RECORDS, TINY_RECORDS[:1]], ids=["val_fraction-0", "one-record"])
+def test_training_without_validation_data_keeps_the_untuned_rule(tmp_path, tiny_encoder, records):
+    config = _config(tmp_path, tiny_encoder, "noval", "train.epochs=2", "data.validation=null",
+                     "data.val_fraction=0", records=records)
+    result = train(config, quiet)
+    assert result.metrics["validation_records"] == 0 and result.metrics["best_epoch"] == 2
+    rule = json.loads((result.run_dir / "thresholds.json").read_text())
+    assert rule["rule"] == "fixed" and rule["threshold"] == 0.5 and rule["tuned_on"] is None
+    assert not list((tmp_path / "runs").glob(".*incomplete"))

@@ -26,6 +26,12 @@ import torch
 INFERENCE_PAD_MULTIPLE = 16  # read at call time, so a benchmark can set it (scripts/bench_predict_allocator.py)
 
 
+def set_inference_pad_multiple(multiple: int) -> None:
+    """Pad inference batches to a multiple of `multiple` tokens (1: tight); for benchmarks of the allocator."""
+    global INFERENCE_PAD_MULTIPLE
+    INFERENCE_PAD_MULTIPLE = multiple
+
+
 def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
     return tokenizer(list(texts), truncation=True, max_length=max_length, return_attention_mask=False)[
         "input_ids"

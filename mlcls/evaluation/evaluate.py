@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from sklearn.metrics import coverage_error, label_ranking_average_precision_score, ndcg_score
@@ -12,9 +13,49 @@ from mlcls.data.labels import LabelStats
 from mlcls.data.records import FieldSpec, ReadPolicy, read_records
 from mlcls.errors import MlclsError
 from mlcls.evaluation.metrics import compute_metrics, frequency_group_scores, gold_matrix, micro_f1_counts
-from mlcls.inference.decision import DecisionRule
-from mlcls.inference.loading import LoadedRun
+from mlcls.inference.decision import DecisionRule, with_overrides
+from mlcls.inference.loading import LoadedRun, load_run
 from mlcls.inference.scoring import score_records
+
+
+@dataclass
+class DecisionOverrides:
+    """`eval` / `predict` options that replace a run's tuned rule (None: not given)."""
+
+    threshold: float | None = None
+    top_k: int | None = None
+    min_labels: int | None = None
+
+    def apply(self, rule: DecisionRule) -> DecisionRule:
+        return with_overrides(rule, self.threshold, self.top_k, self.min_labels)
+
+
+@dataclass
+class ScoredRuns:
+    names: list[str]  # one per run; a run given twice is told apart as name#2
+    reports: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)  # skipped lines, labels the run does not know
+
+
+def evaluate_runs(runs: list[str | Path | None], data: str | Path | None, batch_size: int,
+                  overrides: DecisionOverrides | None = None, keep_scores: bool = False, on_error: str | None = None,
+                  rejects: IO[bytes] | None = None, int8: bool = False) -> ScoredRuns:
+    """`mlcls eval` on one run or several (--compare): each run's report on `data` (default: its test file)."""
+    overrides = overrides or DecisionOverrides()
+    scored = ScoredRuns([], [])
+    for run in runs:
+        loaded = load_run(run, int8=int8)
+        policy = ReadPolicy(on_error or loaded.config.data.on_error, rejects)
+        report = evaluate(loaded, data, batch_size, overrides.apply(loaded.thresholds), keep_scores, policy)
+        scored.reports.append(report)
+        for path in policy.stats:
+            scored.notes.extend(policy.report(path))
+        name = loaded.path.name
+        scored.names.append(name if name not in scored.names else f"{name}#{len(scored.names) + 1}")
+        for label, count in list(report["unknown_labels"].items())[:10]:
+            scored.notes.append(f"label '{label}' ({count} records) in {report['data']} is not in the vocabulary of "
+                                f"{name}: not scored")
+    return scored
 
 
 def evaluate(
@@ -50,7 +91,7 @@ def evaluate(
         report["baseline_micro_f1"] = most_frequent_label_baseline(stats, encoded.targets, encoded.mask)
     if keep_scores:
         report["_arrays"] = {"probs": probs, "targets": encoded.targets, "mask": encoded.mask,
-                             "predicted": predicted}
+                             "predicted": predicted, "ids": [r.id for r in records]}
     return report
 
 

@@ -94,6 +94,8 @@ def frequency_group_scores(per_label: list[dict[str, Any]], train_positives: dic
     """Micro- and macro-F1 within the head / medium / tail labels, grouped by training frequency.
 
     Macro is over the group's labels with gold support in the evaluated data (as for the overall macro).
+    A group with nothing to score (no labels, or no gold and no predicted positives) has null F1, not 0.0:
+    an empty tail is no evidence of a bad tail.
     """
     from mlcls.data.stats import frequency_group
 
@@ -106,7 +108,7 @@ def frequency_group_scores(per_label: list[dict[str, Any]], train_positives: dic
         supported = [r["f1"] for r in rows if r["support"] > 0]
         groups[name] = {
             "labels": len(rows),
-            "micro_f1": float(f1_from_counts(tp, fp, fn)),
-            "macro_f1": float(np.mean(supported)) if supported else 0.0,
+            "micro_f1": float(f1_from_counts(tp, fp, fn)) if tp + fp + fn > 0 else None,
+            "macro_f1": float(np.mean(supported)) if supported else None,
         }
     return groups

@@ -28,7 +28,7 @@ def summary_table(report: dict[str, Any], title: str) -> Table:
         if key in report.get("ranking", {}):
             table.add_row(name, f"{report['ranking'][key]:.4f}")
     for group, scores in report.get("frequency_groups", {}).items():
-        value = f"{scores['micro_f1']:.4f} / {scores['macro_f1']:.4f}" if scores["labels"] else "-"
+        value = " / ".join("-" if v is None else f"{v:.4f}" for v in (scores["micro_f1"], scores["macro_f1"]))
         table.add_row(f"{group} labels ({scores['labels']}): micro / macro-F1", value)
     none = report.get("no_gold_label", {})
     if none.get("articles"):

@@ -6,7 +6,12 @@ Rules:
 - per_label: each label's own cut-off, the one that maximises its validation F1, for labels with at
              least `min_positives` validation positives; the others fall back to the tuned global one
              (a threshold tuned on one or two examples is noise);
-- top_k:     the k highest-scoring labels of every article.
+- top_k:     the k highest-scoring labels of every article;
+- prior_quantile: each label fires on about as many articles as it occurs in training: its cut-off is the
+             (1 - q) quantile of its validation scores, q = min(1, quantile_scale * training positive rate);
+             needs no validation positives, so it serves rare labels that F1 tuning cannot;
+- hybrid:    per_label's F1-optimal cut-off for labels with at least `min_positives` validation positives,
+             the prior_quantile cut-off (instead of the global one) for the others.
 `min_labels: 1` adds "at least one label": an article left empty gets its highest-scoring label.
 """
 
@@ -22,18 +27,24 @@ from mlcls.errors import MlclsError, RunDirError
 from mlcls.evaluation.metrics import f1_from_counts, gold_matrix
 
 GRID = np.round(np.arange(0.02, 0.981, 0.01), 2)
-RULES = ("per_label", "global", "fixed", "top_k")
+RULES = ("per_label", "global", "fixed", "top_k", "prior_quantile", "hybrid")
+PER_LABEL_RULES = ("per_label", "prior_quantile", "hybrid")  # rules that keep a cut-off per label
+# prior_quantile cut-offs are kept inside this range: a cut-off of 0 (a label as frequent as every article)
+# would fire on every article, and one of 1 on none, whatever the model says.
+QUANTILE_CUT_RANGE = (0.01, 0.99)
 
 
 @dataclass
 class DecisionRule:
     rule: str
     threshold: float  # the global cut-off: the fixed one, the tuned one, or the per-label fallback
-    per_label: dict[str, float] = field(default_factory=dict)  # per_label rule: label -> cut-off
+    per_label: dict[str, float] = field(default_factory=dict)  # per-label rules: label -> cut-off
     top_k: int = 1
     min_labels: int = 0
     tuned_on: str | None = None  # "validation", or None when nothing was tuned
-    fallback_labels: list[str] = field(default_factory=list)  # per_label: labels that use `threshold`
+    # per_label / prior_quantile: labels that use `threshold`; hybrid: labels that use the prior-quantile cut-off
+    fallback_labels: list[str] = field(default_factory=list)
+    quantile_scale: float = 1.0  # prior_quantile / hybrid: multiplier on the training positive rate
 
     def cutoffs(self, labels: list[str]) -> np.ndarray:
         return np.array([self.per_label.get(name, self.threshold) for name in labels], dtype=np.float32)
@@ -44,7 +55,7 @@ class DecisionRule:
             chosen = np.zeros(probs.shape, dtype=bool)
             top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
             np.put_along_axis(chosen, top, True, axis=1)
-        elif self.rule == "per_label":
+        elif self.rule in PER_LABEL_RULES:
             chosen = probs >= self.cutoffs(labels)
         else:
             chosen = probs >= self.threshold
@@ -60,6 +71,15 @@ class DecisionRule:
         if self.rule == "per_label":
             tuned = len(self.per_label) - len(self.fallback_labels)
             return f"per-label ({tuned} tuned, {len(self.fallback_labels)} at the global {self.threshold:.2f}){extra}"
+        if self.rule == "prior_quantile":
+            unscored = len(self.fallback_labels)
+            fallback = f", {unscored} at the global {self.threshold:.2f}" if unscored else ""
+            quantile = len(self.per_label) - len(self.fallback_labels)
+            return f"prior-quantile x{float(self.quantile_scale)} ({quantile} labels{fallback}){extra}"
+        if self.rule == "hybrid":
+            tuned = len(self.per_label) - len(self.fallback_labels)
+            scale = f" x{float(self.quantile_scale)}" if self.quantile_scale != 1.0 else ""
+            return f"hybrid ({tuned} F1-tuned, {len(self.fallback_labels)} prior-quantile{scale}){extra}"
         return f"{self.rule} {self.threshold:.2f}{extra}"
 
     def save(self, path: Path) -> None:
@@ -93,9 +113,43 @@ def _best(scores: np.ndarray, prefer: float) -> int:
     return int(best[np.argmin(np.abs(GRID[best] - prefer))])
 
 
+def prior_quantile_cutoffs(probs: np.ndarray, annotated: np.ndarray, priors: np.ndarray,
+                           scale: float = 1.0) -> np.ndarray:
+    """Per label, the (1 - q) quantile of its scores on its annotated rows, q = min(1, scale * prior), clipped
+    into QUANTILE_CUT_RANGE; NaN for a label with no annotated row (no scores to take a quantile of).
+    Plain numpy: scikit-learn has no rule that matches predicted rates to label frequencies."""
+    q = np.minimum(1.0, scale * priors)
+    cuts = np.full(probs.shape[1], np.nan)
+    for j in range(probs.shape[1]):
+        scores = probs[annotated[:, j], j]
+        if scores.size:
+            cuts[j] = np.quantile(scores.astype(np.float64), 1.0 - q[j], method="linear")
+    return np.clip(cuts, *QUANTILE_CUT_RANGE)  # NaN stays NaN
+
+
+def _check_priors(priors: np.ndarray | None, scale: float, labels: list[str], rule: str) -> np.ndarray:
+    if priors is None:
+        raise MlclsError(f"the {rule} rule needs the training label frequencies (priors), and none were given")
+    priors = np.asarray(priors, dtype=np.float64)
+    if priors.shape != (len(labels),):
+        raise MlclsError(f"the {rule} rule needs one training frequency per label: got shape {priors.shape} "
+                         f"for {len(labels)} labels")
+    if not np.all((priors >= 0) & (priors <= 1)):
+        raise MlclsError(f"the {rule} rule needs training label frequencies between 0 and 1")
+    if not scale > 0:  # `not >` also catches NaN
+        raise MlclsError(f"the {rule} rule needs a quantile scale above 0, got {scale}")
+    return priors
+
+
 def tune(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, labels: list[str], rule: str = "per_label",
-         default: float = 0.5, min_positives: int = 3, top_k: int = 1, min_labels: int = 0) -> DecisionRule:
-    """The decision rule of `rule`, tuned on validation scores (never on test)."""
+         default: float = 0.5, min_positives: int = 3, top_k: int = 1, min_labels: int = 0,
+         priors: np.ndarray | None = None, quantile_scale: float = 1.0) -> DecisionRule:
+    """The decision rule of `rule`, tuned on validation scores (never on test). `priors`: each label's positive
+    rate in training (LabelStats.prior()), needed by prior_quantile and hybrid."""
+    if rule not in RULES:  # the rule name is saved with the run, and load() refuses unknown ones
+        raise MlclsError(f"unknown decision rule {rule!r} (one of: {', '.join(RULES)})")
+    if rule in ("prior_quantile", "hybrid"):  # checked first: a missing input should fail before any work
+        priors = _check_priors(priors, quantile_scale, labels, rule)
     if rule == "fixed":
         return DecisionRule("fixed", default, min_labels=min_labels)
     if rule == "top_k":
@@ -106,16 +160,26 @@ def tune(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, labels: list[
     global_cut = float(GRID[_best(micro, 0.5)])
     if rule == "global":
         return DecisionRule("global", global_cut, min_labels=min_labels, tuned_on="validation")
+    if rule in ("prior_quantile", "hybrid"):
+        quantile_cuts = prior_quantile_cutoffs(probs, annotated, priors, quantile_scale)
     cutoffs, fallback = {}, []
     positives = gold.sum(axis=0)
     for j, name in enumerate(labels):
-        if positives[j] >= min_positives:
+        if rule != "prior_quantile" and positives[j] >= min_positives:
             cutoffs[name] = float(GRID[_best(per_label_f1[:, j], global_cut)])
-        else:
+            continue
+        if rule == "per_label":
             cutoffs[name] = global_cut
             fallback.append(name)
-    return DecisionRule("per_label", global_cut, cutoffs, min_labels=min_labels, tuned_on="validation",
-                        fallback_labels=fallback)
+            continue
+        # A label never annotated in the tuning scores has no quantile: it takes the global cut-off. In hybrid
+        # it still counts among the fallback labels (it was not F1-tuned); in prior_quantile it is the fallback.
+        cut = quantile_cuts[j]
+        cutoffs[name] = global_cut if np.isnan(cut) else float(cut)
+        if rule == "hybrid" or np.isnan(cut):
+            fallback.append(name)
+    return DecisionRule(rule, global_cut, cutoffs, min_labels=min_labels, tuned_on="validation",
+                        fallback_labels=fallback, quantile_scale=quantile_scale if rule != "per_label" else 1.0)
 
 
 def with_overrides(rule: DecisionRule, threshold: float | None = None, top_k: int | None = None,

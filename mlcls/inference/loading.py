@@ -45,19 +45,13 @@ def quantized_int8(encoder):
 
 
 def load_run(run: str | Path | None, device: str = "auto", int8: bool = False) -> LoadedRun:
+    """A finished run, ready to score: one model, or the K fold models of a cross-fitted run as one ensemble."""
     import torch
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-    from transformers import AutoModel, AutoTokenizer
 
-    from mlcls.config import read_yaml_mapping
-    from mlcls.model.classifier import MultiLabelClassifier, quiet_transformers
+    from mlcls.model.classifier import FoldEnsemble, quiet_transformers
 
     path = resolve_run(run)
-    try:
-        config = Config.from_dict(read_yaml_mapping(path / "config.yaml"), where=str(path / "config.yaml"))
-    except ConfigError as exc:
-        raise RunDirError(f"{path / 'config.yaml'}: {exc}") from None
+    config = load_run_config(path)
     try:
         labels = LabelSpace.load(path / "labels.json")
     except (ValueError, KeyError, TypeError) as exc:
@@ -65,18 +59,10 @@ def load_run(run: str | Path | None, device: str = "auto", int8: bool = False) -
     thresholds = DecisionRule.load(path / "thresholds.json")
 
     quiet_transformers()
-    trust = config.model.trust_remote_code
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path / "encoder", trust_remote_code=trust)
-        encoder = AutoModel.from_pretrained(path / "encoder", use_safetensors=True, trust_remote_code=trust)
-    except (OSError, ValueError) as exc:
-        raise RunDirError(f"{path / 'encoder'}: cannot load ({str(exc).splitlines()[0]})") from None
-    model = MultiLabelClassifier(encoder, len(labels), config.model.pooling, config.model.dropout)
-    try:
-        head = load_file(str(path / "head.safetensors"))
-        model.head.load_state_dict({k.removeprefix("head."): v for k, v in head.items()})
-    except (SafetensorError, RuntimeError, OSError) as exc:
-        raise RunDirError(f"{path / 'head.safetensors'}: corrupt or does not match labels.json ({exc})") from None
+    folders = model_folders(path)
+    members = [load_model(folder, config, len(labels)) for folder in folders]
+    tokenizer = members[0][1]
+    model = members[0][0] if len(members) == 1 else FoldEnsemble([m for m, _ in members])
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -84,5 +70,61 @@ def load_run(run: str | Path | None, device: str = "auto", int8: bool = False) -
     if int8:
         if device != "cpu":
             raise MlclsError("--int8 is a CPU mode (dynamic int8 quantisation); on a GPU, inference runs in bf16")
-        model.encoder = quantized_int8(model.encoder)
+        for member in [model] if len(members) == 1 else model.members:
+            member.encoder = quantized_int8(member.encoder)
     return LoadedRun(path, config, labels, thresholds, model, tokenizer, torch.device(device))
+
+
+def load_run_config(path: Path) -> Config:
+    from mlcls.config import read_yaml_mapping
+
+    try:
+        return Config.from_dict(read_yaml_mapping(path / "config.yaml"), where=str(path / "config.yaml"))
+    except ConfigError as exc:
+        raise RunDirError(f"{path / 'config.yaml'}: {exc}") from None
+
+
+def model_folders(run: Path) -> list[Path]:
+    """Where a run's model lives: the run itself (encoder/ + head.safetensors), or, for a cross-fitted run
+    that predicts with its fold models, each folds/fold-K."""
+    if (run / "head.safetensors").exists():
+        return [run]
+    folds = sorted((run / "folds").glob("fold-*"), key=lambda p: int(p.name.removeprefix("fold-")))
+    if not folds:
+        raise RunDirError(f"{run / 'head.safetensors'}: missing from the run directory (is this a complete mlcls "
+                          "run?)")
+    return folds
+
+
+def load_model(folder: Path, config: Config, num_labels: int):
+    """(classifier, tokenizer) of one model folder (encoder/ + head.safetensors), checked to be whole."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    from mlcls.model.classifier import MultiLabelClassifier
+
+    trust = config.model.trust_remote_code
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder / "encoder", trust_remote_code=trust)
+        encoder = AutoModel.from_pretrained(folder / "encoder", use_safetensors=True, trust_remote_code=trust)
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{folder / 'encoder'}: cannot load ({str(exc).splitlines()[0]})") from None
+    check_tokenizer_fits(folder / "encoder", tokenizer, encoder)
+    model = MultiLabelClassifier(encoder, num_labels, config.model.pooling, config.model.dropout)
+    try:
+        head = load_file(str(folder / "head.safetensors"))
+        model.head.load_state_dict({k.removeprefix("head."): v for k, v in head.items()})
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        raise RunDirError(f"{folder / 'head.safetensors'}: corrupt or does not match labels.json ({exc})") from None
+    return model, tokenizer
+
+
+def check_tokenizer_fits(folder: Path, tokenizer, encoder) -> None:
+    """A run whose tokenizer file is gone still loads: transformers builds a tokenizer from what is left (a
+    handful of special tokens), every word becomes [UNK], and every article scores the same. A tokenizer
+    must cover (nearly) the encoder's vocabulary: embedding tables may be padded past it, never 10x larger."""
+    embeddings = encoder.get_input_embeddings().num_embeddings
+    if len(tokenizer) > embeddings or len(tokenizer) < 0.9 * embeddings:
+        raise RunDirError(f"{folder}: the tokenizer has {len(tokenizer)} tokens but the encoder's vocabulary has "
+                          f"{embeddings} (a tokenizer file is missing or belongs to another model)")

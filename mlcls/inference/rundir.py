@@ -29,7 +29,8 @@ from typing import IO, Any
 from mlcls.errors import RunDirError
 from mlcls.training.checkpoint import find_checkpoint
 
-REQUIRED_FILES = ("config.yaml", "labels.json", "encoder", "head.safetensors", "thresholds.json")
+# The model files (encoder/ + head.safetensors, or folds/fold-K/ of a cross-fitted run) are checked by loading.
+REQUIRED_FILES = ("config.yaml", "labels.json", "thresholds.json")
 LATEST = "latest"
 
 
@@ -54,7 +55,7 @@ def lock_run(staging: Path) -> None:
     import fcntl
 
     staging = staging.absolute()
-    if staging in _HELD:
+    if staging in _HELD:  # this process holds it already (a run resumed in the process that began it)
         return
     staging.parent.mkdir(parents=True, exist_ok=True)
     handle = open(staging.parent / f"{staging.name.removesuffix('.incomplete')}.lock", "a")  # noqa: SIM115
@@ -66,6 +67,10 @@ def lock_run(staging: Path) -> None:
         raise RunNameTaken(f"{final}: another training is writing a run of this name now (choose another "
                            "--name, or wait for it)") from None
     _HELD[staging] = handle
+
+
+def held_runs() -> set[Path]:
+    return set(_HELD)
 
 
 def release_run(staging: Path) -> None:
@@ -81,11 +86,13 @@ def begin_run(runs_root: Path, name: str) -> Path:
     if final.exists():
         raise RunNameTaken(f"{final}: a run with this name exists already (choose another --name)")
     staging = staging_dir(final)
+    if staging.absolute() in _HELD:
+        raise RunNameTaken(f"{final}: this process is writing a run of this name already")
     lock_run(staging)
     if final.exists():  # finished by another process between the first check and the lock
         release_run(staging)
         raise RunNameTaken(f"{final}: a run with this name exists already (choose another --name)")
-    if find_checkpoint(staging) is not None:
+    if find_checkpoint(staging) is not None or (staging / "folds").is_dir():
         release_run(staging)
         raise RunDirError(f"{staging}: an interrupted run of this name has a checkpoint; continue it with "
                           f"`mlcls train --resume {final}`, or delete that folder")
@@ -129,6 +136,8 @@ def resumable_run(run: Path, runs_root: Path = Path("runs")) -> Path:
     if not run.is_absolute() and len(run.parts) == 1:
         candidates += [runs_root / run, staging_dir(runs_root / run)]
     for candidate in candidates:
+        if candidate.name.endswith(".incomplete") and (candidate / "folds").is_dir():  # a cross-fitted run
+            return candidate
         if find_checkpoint(candidate) is not None:
             if not (candidate / "config.yaml").is_file():
                 raise RunDirError(f"{candidate / 'config.yaml'}: missing; cannot resume this run")

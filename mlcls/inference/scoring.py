@@ -26,7 +26,7 @@ def score_token_ids(model, token_ids: Sequence[Sequence[int]], pad_id: int, batc
         with _inference_autocast(device):
             return torch.sigmoid(model(input_ids, attention_mask).float())
 
-    return rows_by_length(model, scores, token_ids, pad_id, batch_size, device, model.head.out_features)
+    return rows_by_length(model, scores, token_ids, pad_id, batch_size, device, model.num_labels)
 
 
 def _inference_autocast(device):

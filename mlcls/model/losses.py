@@ -126,7 +126,9 @@ class DistributionBalancedLoss(MaskedLoss):
         self.register_buffer("freq_inv", torch.tensor(1.0 / counts, dtype=torch.float32))
         self.register_buffer("cb_weights", torch.tensor(effective_number_weights(stats, cb_beta), dtype=torch.float32))
         log_odds = np.log(stats.prior() / (1 - stats.prior()))
-        self.register_buffer("shift", torch.tensor(kappa * log_odds / lam, dtype=torch.float32))
+        # Not divided by lambda: Wu et al.'s formula and Huang et al.'s Reuters code both shift by kappa * log odds
+        # (mlcls divided by lambda until this was checked against Roche/BalancedLossNLP, util_loss.py).
+        self.register_buffer("shift", torch.tensor(kappa * log_odds, dtype=torch.float32))
 
     def weights(self, targets: torch.Tensor) -> torch.Tensor:
         if self.reweight == "cb":

@@ -27,11 +27,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mlcls.config import Config
 from mlcls.data.batching import length_grouped_batches, pad_batch
 from mlcls.data.labels import Encoded, LabelSpace, LabelStats
-from mlcls.data.records import FieldSpec, ReadPolicy, Record, read_records
+from mlcls.data.records import ReadPolicy, Record
 from mlcls.errors import DataError, Interrupted, MlclsError, RunDirError
 from mlcls.evaluation.metrics import compute_metrics
 from mlcls.inference.decision import DecisionRule, tune
-from mlcls.inference.rundir import begin_named_run, begin_run, finish_run, lock_run, save_model, staging_dir, write_json
+from mlcls.inference.rundir import (
+    begin_named_run,
+    begin_run,
+    finish_run,
+    held_runs,
+    lock_run,
+    release_run,
+    save_model,
+    staging_dir,
+    write_json,
+)
 from mlcls.inference.scoring import score_token_ids
 from mlcls.model.classifier import build_model, set_trainable
 from mlcls.model.losses import build_loss
@@ -52,7 +62,7 @@ from mlcls.training.devices import (
     process_share,
 )
 from mlcls.training.interrupt import StopSignal
-from mlcls.training.split import hold_out
+from mlcls.training.split import training_split
 
 
 @dataclass
@@ -132,18 +142,29 @@ class Trainer:
 
 
 def train(config: Config, console: Console | None = None, rejects: IO[bytes] | None = None,
-          resume: Path | None = None, stop: StopSignal | None = None) -> TrainResult:
-    """Train a run from `config`, or (with `resume`: an unfinished run's directory) continue one."""
+          resume: Path | None = None, stop: StopSignal | None = None, data: TrainingData | None = None) -> TrainResult:
+    """Train a run from `config`, or (with `resume`: an unfinished run's directory) continue one.
+
+    With train.folds > 1 this is cross-fitting (crossfit.py): K of these trainings, each given its `data`."""
     started = time.perf_counter()
     stop = stop or StopSignal()
     main = is_launch_main_process()
     console = console if console is not None and main else Console(stderr=True, quiet=not main)
-    data = read_training_data(config, console, rejects if main else None)
+    if config.train.folds > 1 and data is None:
+        from mlcls.training.crossfit import train_folds
+
+        return train_folds(config, console, rejects if main else None, resume, stop)
+    data = data or read_training_data(config, console, rejects if main else None)
     accelerator = make_accelerator(config.train.device, config.train.precision)
-    trainer = prepare(config, data, accelerator, console, resume)
-    with _progress(console) as progress, stop.on_ctrl_c():
-        fit(trainer, progress, stop)
-    return finish(trainer, started)
+    held_before = held_runs()
+    try:
+        trainer = prepare(config, data, accelerator, console, resume)
+        with _progress(console) as progress, stop.on_ctrl_c():
+            fit(trainer, progress, stop)
+        return finish(trainer, started)
+    finally:  # the run name is free again once this training ends, however it ends
+        for staging in held_runs() - held_before:
+            release_run(staging)
 
 
 # -------------------------------------------------------------------- read the data
@@ -151,13 +172,9 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
 
 def read_training_data(config: Config, console: Console, rejects: IO[bytes] | None) -> TrainingData:
     """Read and validate the training (and validation) records; encode their labels."""
-    fields = FieldSpec.from_config(config.data)
     policy = ReadPolicy(config.data.on_error, rejects)
-    train_records = read_all(config.data.train, fields, console, policy)
-    if config.data.validation:
-        val_records = read_all(config.data.validation, fields, console, policy)
-    else:
-        train_records, val_records = hold_out(train_records, config.data.val_fraction, config.train.seed)
+    train_records, val_records = training_split(config, policy, lambda line: console.print(f"note: {line}",
+                                                                                          markup=False))
     labels = LabelSpace.from_records(train_records)
     if len(labels) == 0:
         raise DataError(config.data.train, None, "no labels in the training data: nothing to learn")
@@ -176,13 +193,6 @@ def read_training_data(config: Config, console: Console, rejects: IO[bytes] | No
             console.print("[yellow]note:[/] train.patience is ignored: there is no validation data to watch")
     stats = LabelStats.from_encoded(labels.labels, train_enc.targets, train_enc.mask)
     return TrainingData(train_records, val_records, labels, train_enc, val_enc, stats)
-
-
-def read_all(path: str, fields: FieldSpec, console: Console, policy: ReadPolicy) -> list[Record]:
-    records = list(read_records(path, fields, policy=policy))
-    for line in policy.report(path):
-        console.print(f"note: {line}", markup=False)
-    return records
 
 
 # -------------------------------------------------------------------- prepare
@@ -338,7 +348,8 @@ def end_of_epoch(t: Trainer, epoch: int, progress: Progress) -> None:
     if t.data.validation:
         rule, metrics = validate(t)
         entry.update(val_micro_f1=metrics["micro_f1"], val_macro_f1=metrics["macro_f1"], decisions=rule.describe())
-        improved = state.best_epoch == 0 or metrics["micro_f1"] > state.best_metrics["micro_f1"]
+        key = config.train.select_metric
+        improved = state.best_epoch == 0 or metrics[key] > state.best_metrics[key]
     else:  # nothing to compare with: the last epoch is kept
         rule, metrics, improved = untuned_rule(config), {}, True
     state.log.append(entry)
@@ -354,7 +365,7 @@ def end_of_epoch(t: Trainer, epoch: int, progress: Progress) -> None:
         state.epochs_without_gain += 1
     if config.train.patience and t.data.validation and state.epochs_without_gain >= config.train.patience:
         state.stopped_early = True
-        progress.console.print(f"stopping early: no better validation micro-F1 for "
+        progress.console.print(f"stopping early: no better validation {config.train.select_metric} for "
                                f"{state.epochs_without_gain} epochs (train.patience)")
     state.epoch_rng = t.rng.bit_generator.state
 
@@ -363,7 +374,7 @@ def validate(t: Trainer) -> tuple[DecisionRule, dict[str, Any]]:
     """The decision rule tuned on this epoch's validation scores, and the metrics it reaches there."""
     labels, enc = t.data.labels.labels, t.data.val_enc
     probs = validation_scores(t.core, t.val_vectors, t.val_ids, t.pad_id, t.config, t.device)
-    rule = choose_thresholds(t.config, probs, enc.targets, enc.mask, labels)
+    rule = choose_thresholds(t.config, probs, enc.targets, enc.mask, labels, t.data.stats.prior())
     metrics = compute_metrics(enc.targets, enc.mask, rule.apply(probs, labels), labels)
     return rule, metrics
 
@@ -417,6 +428,9 @@ def finish(t: Trainer, started: float) -> TrainResult:
         t.data.stats.save(staging / "label_stats.json")
         save_model(staging, t.core, t.tokenizer)
         DecisionRule(**state.best_thresholds).save(staging / "thresholds.json")
+        if t.data.validation:  # the scores the rule was tuned on, for choosing rules offline (bench_thresholds)
+            probs = validation_scores(t.core, t.val_vectors, t.val_ids, t.pad_id, t.config, t.device)
+            save_tuning_scores(staging, probs, t.data.val_enc, [r.id for r in t.data.validation])
         write_json(staging / "metrics.json", summary)
         (staging / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in state.log))
         remove_checkpoints(staging)
@@ -426,6 +440,13 @@ def finish(t: Trainer, started: float) -> TrainResult:
 
 
 # -------------------------------------------------------------------- helpers of the stages
+
+
+def save_tuning_scores(run_dir: Path, probs: np.ndarray, encoded: Encoded, ids: list[str]) -> None:
+    """tuning_scores.npz: the scores, targets and mask a run's decision rule was tuned on (no pickle inside)."""
+    with open(run_dir / "tuning_scores.npz", "wb") as handle:
+        np.savez_compressed(handle, probs=probs.astype(np.float32), targets=encoded.targets, mask=encoded.mask,
+                            ids=np.array(ids, dtype=str))
 
 
 def frozen_embeddings(model, token_ids: list[list[list[int]]], pad_id: int, config: Config, device, cache: Path,
@@ -519,9 +540,11 @@ def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):
     return get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
 
 
-def choose_thresholds(config: Config, probs, targets, mask, labels: list[str]) -> DecisionRule:
+def choose_thresholds(config: Config, probs, targets, mask, labels: list[str], priors: np.ndarray) -> DecisionRule:
+    """The configured rule tuned on these scores; `priors`: each label's training rate (prior_quantile, hybrid)."""
     t = config.threshold
-    return tune(probs, targets, mask, labels, t.rule, t.default, t.min_positives, t.top_k, t.min_labels)
+    return tune(probs, targets, mask, labels, t.rule, t.default, t.min_positives, t.top_k, t.min_labels,
+                priors=priors, quantile_scale=t.quantile_scale)
 
 
 def untuned_rule(config: Config) -> DecisionRule:

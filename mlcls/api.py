@@ -1,0 +1,51 @@
+"""The public Python API: what scripts, notebooks and other programs may import. Everything else in the
+package may change between versions without notice.
+
+    from mlcls.api import load_config, train, load_run, evaluate_runs
+
+Names are imported lazily (on first use), so `import mlcls.api` stays as light as the CLI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    # configuration
+    "Config": "mlcls.config", "load_config": "mlcls.config",
+    # data
+    "FieldSpec": "mlcls.data.records", "ReadPolicy": "mlcls.data.records", "Record": "mlcls.data.records",
+    "read_records": "mlcls.data.records", "LabelSpace": "mlcls.data.labels", "LabelStats": "mlcls.data.labels",
+    "training_split": "mlcls.training.split",
+    # training
+    "train": "mlcls.training.loop", "TrainResult": "mlcls.training.loop",
+    "TrainingInterrupted": "mlcls.training.loop", "StopSignal": "mlcls.training.interrupt",
+    "StopAfterStep": "mlcls.training.interrupt",
+    # a finished run: load, score, decide, evaluate
+    "load_run": "mlcls.inference.loading", "LoadedRun": "mlcls.inference.loading",
+    "score_records": "mlcls.inference.scoring", "CHUNK_RECORDS": "mlcls.inference.scoring",
+    "DecisionRule": "mlcls.inference.decision", "tune": "mlcls.inference.decision",
+    "evaluate_runs": "mlcls.evaluation.evaluate", "DecisionOverrides": "mlcls.evaluation.evaluate",
+    "compute_metrics": "mlcls.evaluation.metrics", "frequency_group_scores": "mlcls.evaluation.metrics",
+    # the model's parts (benchmarks that time pieces of it)
+    "resolve_encoder": "mlcls.model.classifier", "transformer_layers": "mlcls.model.classifier",
+    "tokenize": "mlcls.data.batching", "inference_batches": "mlcls.data.batching", "pad_batch": "mlcls.data.batching",
+    "LOSSES": "mlcls.model.loss_specs", "build_model": "mlcls.model.classifier",
+    "set_inference_pad_multiple": "mlcls.data.batching",
+    "find_checkpoint": "mlcls.training.checkpoint", "load_checkpoint": "mlcls.training.checkpoint",
+    # errors a user can fix (one line, no traceback)
+    "MlclsError": "mlcls.errors",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'mlcls.api' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,84 @@
+"""What the benchmark scripts share, in one place: running the `mlcls` CLI, naming the machine, and writing
+tables into docs/benchmarks.md. Scripts import this module and `mlcls.api`, never each other.
+
+    from benchlib import eval_command, machine, mlcls_command, run_all, write_block  # scripts/ is on sys.path
+
+docs/benchmarks.md holds one table per benchmark, between `<!-- NAME:start -->` and `<!-- NAME:end -->`:
+a rerun replaces its own block and leaves the text around it alone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def mlcls_command(*args: str) -> list[str]:
+    """`python -m mlcls ARGS` with this interpreter (the CLI is the product users run); printed as it starts."""
+    print("$ mlcls " + " ".join(args), flush=True)
+    return [sys.executable, "-m", "mlcls", *args]
+
+
+def run_all(commands: list[list[str]], parallel: int, quiet: bool = False) -> None:
+    """Run the commands (trainings, evaluations), `parallel` at a time: on a GPU several small runs share the
+    card well."""
+    pending = list(commands)
+    running: list[subprocess.Popen] = []
+    failed = 0
+    while pending or running:
+        while pending and len(running) < parallel:
+            running.append(subprocess.Popen(pending.pop(0), stdout=subprocess.DEVNULL if quiet else None))
+        time.sleep(1)
+        for process in [p for p in running if p.poll() is not None]:
+            running.remove(process)
+            failed += process.returncode != 0
+    if failed:
+        raise SystemExit(f"{failed} command(s) failed; see their output above")
+
+
+def eval_command(run: Path, folder: Path, save_scores: bool = False) -> list[str]:
+    """`mlcls eval RUN --json FOLDER/RUN-NAME.eval.json`: the run scored on its config's test file; with
+    save_scores, its test scores too (FOLDER/RUN-NAME.test-scores.npz), to study decision rules offline."""
+    extra = ["--save-scores", str(folder / f"{run.name}.test-scores.npz")] if save_scores else []
+    return mlcls_command("eval", str(run), "--json", str(folder / f"{run.name}.eval.json"), *extra)
+
+
+def machine() -> str:
+    """The device the numbers were measured on, for the line above a table."""
+    import platform
+
+    import torch  # imported here: a script that never names its machine should not pay for torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
+
+
+def write_block(doc: Path, name: str, table: str, heading: str | None = None) -> None:
+    """Put `table` into the block `name` of `doc`; a block not there yet is appended (under `heading`).
+
+    Benchmarks run side by side (on a GPU) may finish together: the read-modify-write holds a lock."""
+    with open(doc.with_name(doc.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _write_block(doc, name, table, heading)
+
+
+def _write_block(doc: Path, name: str, table: str, heading: str | None) -> None:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    block = f"{start}\n{table}\n{end}"
+    if start in text:
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    elif heading and heading in text:
+        # a second block under a heading already there (e.g. another prefix): end of that section, no repeat
+        at = text.find("\n## ", text.index(heading) + len(heading))
+        at = len(text) if at < 0 else at
+        text = text[:at].rstrip("\n") + f"\n\n{block}\n" + text[at:]
+    else:
+        text += f"\n{heading}\n\n{block}\n" if heading else f"\n{block}\n"
+    doc.write_text(text)
