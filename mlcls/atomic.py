@@ -2,27 +2,134 @@
 
 A crash, a Ctrl-C or an error in the middle leaves no half-written output for a user to mistake for a
 complete one (os.replace is atomic on POSIX within one file system).
+
+The file system's own faults (a full disk, a quota, a read-only or forbidden folder) are the user's to fix:
+they become a one-line `WriteError` that names the file and the cause, never a traceback. To tell a failed
+write to *this* file from any other OSError raised while the caller works, the files opened here mark the
+OSErrors their writes raise (`failed_write`).
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
+
+from mlcls.errors import MlclsError
+
+
+class WriteError(MlclsError):
+    """A file could not be written because of the file system (full, read-only, forbidden)."""
+
+
+_CAUSES = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+}
+
+
+def describe_os_error(exc: BaseException) -> str:
+    """The cause of an OSError in a few lowercase words: 'no space left on device', 'permission denied'."""
+    number = getattr(exc, "errno", None)
+    if number in _CAUSES:
+        return _CAUSES[number]
+    text = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text[:1].lower() + text[1:]
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """A full disk or quota, also as the libraries word it when they drop the errno (safetensors, torch)."""
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return any(sign in text for sign in ("No space left on device", "os error 28", "StorageFull",
+                                         "Disk quota exceeded", "os error 122", "QuotaExceeded"))
+
+
+class _RawFile(io.FileIO):
+    """A FileIO whose failed writes carry the path they were writing (see `failed_write`)."""
+
+    def __init__(self, fd: int, target: Path):
+        super().__init__(fd, "w")
+        self.target = target
+
+    def write(self, data) -> int | None:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            exc.mlcls_target = self.target  # type: ignore[attr-defined]
+            raise
+
+
+def open_for_writing(path: str | Path, mode: str = "w", *, fd: int | None = None, append: bool = False) -> IO:
+    """`path` opened for writing (text: UTF-8, newlines as written; "wb": binary), or the already open `fd`.
+    An OSError from a write to it (also one raised later by flush or close) answers `failed_write`."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode must be 'w' or 'wb', not {mode!r}")
+    path = Path(path)
+    opened_here = fd is None
+    if fd is None:
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags, 0o666)
+    try:
+        raw = _RawFile(fd, path)
+    except BaseException:
+        if opened_here:  # a descriptor handed in stays the caller's to close
+            os.close(fd)
+        raise
+    buffered = io.BufferedWriter(raw)
+    if mode == "wb":
+        return buffered
+    return io.TextIOWrapper(buffered, encoding="utf-8", newline="", write_through=False)
+
+
+def failed_write(exc: BaseException, path: str | Path) -> bool:
+    """Whether `exc` was raised by a write to the file `open_for_writing` opened at `path`."""
+    return isinstance(exc, OSError) and str(getattr(exc, "mlcls_target", "")) == str(Path(path))
+
+
+def close_quietly(handle: IO) -> None:
+    """Close, whatever flushing what is left raises (the file descriptor is released all the same): for
+    cleanup after an error, where a full disk would otherwise raise again from close()."""
+    with suppress(Exception):
+        handle.close()
+    if not handle.closed:  # close() failed before releasing the descriptor
+        with suppress(Exception):
+            os.close(handle.fileno())
 
 
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """A handle on a temporary file beside `path`, renamed to `path` when the block completes. Any error
+    removes the temporary file (and leaves an earlier `path` as it was); a file-system fault writing it
+    (full disk, quota, permission, read-only) becomes a one-line WriteError naming `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as handle:
-            yield handle
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise WriteError(f"{path}: cannot write ({describe_os_error(exc)})") from None
+    handle, finishing = None, False
+    try:
+        handle = open_for_writing(tmp, mode, fd=fd)
+        yield handle
+        finishing = True  # from here on every OSError is ours: flushing the rest, closing, renaming
+        handle.close()
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        if handle is None:
+            os.close(fd)
+        else:
+            close_quietly(handle)
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and (finishing or failed_write(exc, tmp)):
+            raise WriteError(f"{path}: cannot write ({describe_os_error(exc)}; nothing was written)") from None
         raise

@@ -55,15 +55,20 @@ accuracy() {
 }
 RULE=(threshold.rule=hybrid threshold.min_labels=1)
 CV=(train.folds=5 train.epochs=3 train.select_metric=macro_f1)
-(
-  accuracy gpu-hybrid "${RULE[@]}"
-  accuracy gpu-cb-ntr "${RULE[@]}" loss.name=cb_ntr
-  accuracy gpu-db "${RULE[@]}" loss.name=db
-) &
-accuracy gpu-cv5-bce "${RULE[@]}" "${CV[@]}" &
-accuracy gpu-cv5-focal "${RULE[@]}" "${CV[@]}" loss.name=focal &
-accuracy gpu-focal-len256-e6 "${RULE[@]}" loss.name=focal model.max_length=256 train.epochs=6 \
-  train.select_metric=macro_f1 &
+if [ "${PLAN:-1}" = 1 ]; then  # round 1: rules, losses, cross-fitting against the single model
+  (
+    accuracy gpu-hybrid "${RULE[@]}"
+    accuracy gpu-cb-ntr "${RULE[@]}" loss.name=cb_ntr
+    accuracy gpu-db "${RULE[@]}" loss.name=db
+  ) &
+  accuracy gpu-cv5-bce "${RULE[@]}" "${CV[@]}" &
+  accuracy gpu-cv5-focal "${RULE[@]}" "${CV[@]}" loss.name=focal &
+  accuracy gpu-focal-len256-e6 "${RULE[@]}" loss.name=focal model.max_length=256 train.epochs=6 \
+    train.select_metric=macro_f1 &
+else  # round 2: cross-fitted bce (round 1's best) with longer inputs, or longer training
+  accuracy gpu-cv5-bce-len256 "${RULE[@]}" "${CV[@]}" model.max_length=256 &
+  accuracy gpu-cv5-bce-e5 "${RULE[@]}" "${CV[@]}" train.epochs=5 &
+fi
 
 # The budget: stop what is still running (Ctrl-C: trainings checkpoint), keep what finished.
 while [ -n "$(jobs -r)" ] && [ $(( $(date +%s) - START )) -lt "$BUDGET" ]; do sleep 5; done
@@ -74,7 +79,8 @@ fi
 wait
 
 cp docs/benchmarks.md "$OUT/benchmarks.md"
-for prefix in gpu-hybrid gpu-cv5-bce gpu-cv5-focal gpu-focal-len256-e6 gpu-cb-ntr gpu-db; do
+for prefix in gpu-hybrid gpu-cv5-bce gpu-cv5-focal gpu-focal-len256-e6 gpu-cb-ntr gpu-db gpu-cv5-bce-len256 \
+  gpu-cv5-bce-e5; do
   files=$(cd "$RUNS" && ls -d "$prefix"-seed* "$prefix".log 2>/dev/null; ls "$prefix"-seed*.eval.json \
     "$prefix"-seed*.test-scores.npz 2>/dev/null)
   [ -n "$files" ] || continue

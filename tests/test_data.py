@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,6 +10,11 @@ from mlcls.data.labels import LabelSpace
 from mlcls.data.records import FieldSpec, ReadPolicy, read_records
 from mlcls.errors import DataError
 from tests.conftest import write_jsonl
+
+
+def _write(path, text: str):
+    path.write_bytes(text.encode())
+    return path
 
 
 def test_reads_hard_soft_masked_and_empty_labels(tmp_path):
@@ -73,9 +79,18 @@ def test_non_utf8_bytes_are_an_error_with_the_line(tmp_path):
 
 def test_empty_and_missing_files(tmp_path):
     empty = tmp_path / "empty.jsonl"
-    empty.write_text("\n\n")
-    with pytest.raises(DataError, match=r"empty\.jsonl: no records: the file is empty"):
+    empty.write_text("")
+    with pytest.raises(DataError, match=r"empty\.jsonl: no records: the file is empty$"):
         list(read_records(empty))
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text("\n  \n\r\n")
+    with pytest.raises(DataError, match=r"blank\.jsonl: no records: the file holds only 3 blank lines$"):
+        list(read_records(blank))
+    for name, text, problem in [("blank.csv", "\n\n", "the file holds only 2 blank lines"),
+                                ("header.csv", "id,text,labels\n", "the file holds a header and no rows"),
+                                ("empty.csv", "", "the file is empty")]:
+        with pytest.raises(DataError, match=f"{name}: no records: {problem}$"):
+            list(read_records(_write(tmp_path / name, text)))
     with pytest.raises(DataError, match="file not found"):
         list(read_records(tmp_path / "nope.jsonl"))
     with pytest.raises(DataError, match="unsupported file type '.xml'"):
@@ -100,8 +115,27 @@ def test_configurable_field_names_and_unlabelled_input(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [{"doc": "D1", "content": "x", "topics": ["a"]}, {"content": "y"}])
     fields = FieldSpec(text_fields=("content",), label_field="topics", id_field="doc")
     records = list(read_records(path, fields, require_labels=False))
-    assert (records[0].id, records[0].labels) == ("D1", {"a": 1.0})
+    assert (records[0].id, records[0].text) == ("D1", "x")
     assert (records[1].id, records[1].labels) == ("2", None)
+    labelled = write_jsonl(tmp_path / "l.jsonl", [{"doc": "D1", "content": "x", "topics": ["a"]}])
+    assert next(read_records(labelled, fields)).labels == {"a": 1.0}
+
+
+def test_unlabelled_reading_ignores_the_labels_field(tmp_path):
+    # `predict` reads with require_labels=False and ignores labels (README): malformed ones are no error there.
+    path = write_jsonl(tmp_path / "d.jsonl", [
+        {"id": "a", "text": "x", "labels": {"economy": 1.5}},
+        {"id": "b", "text": "y", "labels": "cocoa"},
+        {"id": "c", "text": "z", "labels": [3]},
+        {"id": "d", "text": "w"},
+    ])
+    records = list(read_records(path, require_labels=False))
+    assert [(r.id, r.labels) for r in records] == [("a", None), ("b", None), ("c", None), ("d", None)]
+    with pytest.raises(DataError, match=r"d\.jsonl:1: confidence of label 'economy' is 1\.5"):
+        list(read_records(path))  # training and eval still check them
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text('id,text,labels\na,x,"{""economy"": 1.5}"\nb,y,"[not json"\n')
+    assert [r.id for r in read_records(csv_path, require_labels=False)] == ["a", "b"]
 
 
 def test_csv_and_parquet_load_through_datasets(tmp_path):
@@ -125,6 +159,98 @@ def test_csv_cell_may_hold_json_labels(tmp_path):
     path.write_text('text,labels\n"a","{""x"": 0.7, ""y"": null}"\n"b","[""x""]"\n')
     records = list(read_records(path))
     assert [r.labels for r in records] == [{"x": 0.7, "y": None}, {"x": 1.0}]
+
+
+def test_csv_cells_are_the_strings_they_are(tmp_path):
+    # Nothing is type-guessed: zero-padded ids keep their zeros, numeric label codes are labels, numeric-looking
+    # text is text; a blank id cell gets the line number, as a JSONL record without an id.
+    path = _write(tmp_path / "d.csv", "id,text,labels\n007,cocoa up,3\n010,2024,17\n,grain,3;17\n0042,1.5e3,\n")
+    records = list(read_records(path))
+    assert [r.id for r in records] == ["007", "010", "4", "0042"]
+    assert [r.text for r in records] == ["cocoa up", "2024", "grain", "1.5e3"]
+    assert [r.labels for r in records] == [{"3": 1.0}, {"17": 1.0}, {"3": 1.0, "17": 1.0}, {}]
+
+
+def test_csv_blank_id_does_not_spoil_the_other_rows_under_skip(tmp_path):
+    # One blank id cell used to turn the id column into floats: every row was rejected, and under skip the
+    # good rows went and the blank one stayed.
+    path = _write(tmp_path / "d.csv", 'id,text,labels\n1,oil,oil\n,grain,grain\n9,"",oil\n4,corn,grain\n')
+    policy = ReadPolicy("skip")
+    records = list(read_records(path, policy=policy))
+    assert [(r.id, r.text) for r in records] == [("1", "oil"), ("3", "grain"), ("4", "corn")]
+    assert policy.stats[str(path)].skipped == {"empty text": 1}
+
+
+def test_csv_rows_are_reported_on_their_physical_line(tmp_path):
+    # Rows after multi-line cells: the line a row starts on, as an editor shows it (the row index put this
+    # bad row on line 4; it sits on line 7).
+    text = 'id,text,labels\na,"two\nlines",x\nb,"three\nmore\nlines",y\nc,"  ",z\n'
+    path = _write(tmp_path / "d.csv", text)
+    with pytest.raises(DataError, match=r"d\.csv:7: empty text"):
+        list(read_records(path))
+    records = list(read_records(path, policy=ReadPolicy("skip")))
+    assert [(r.id, r.line) for r in records] == [("a", 2), ("b", 4)]
+    assert records[1].text == "three\nmore\nlines"
+
+
+def test_csv_bad_rows_are_skippable_with_their_line(tmp_path):
+    import io
+
+    path = tmp_path / "d.csv"
+    path.write_bytes(b'\xef\xbb\xbfid,text,labels\r\n'  # 1: BOM and CRLF are fine
+                     b'a,fine,x\r\n'  # 2
+                     b'\r\n'  # 3: blank, not a record
+                     b'b,"caf\xe9",x\r\n'  # 4: not UTF-8
+                     b'c,one,two,three\r\n'  # 5: a cell too many
+                     b'd,short\r\n'  # 6: a cell short
+                     b'e,"' + b"long " * 40_000 + b'",y\r\n'  # 7: 200 kB, beyond the csv module's default limit
+                     b'f,"never closed,x\r\n'  # 8: runs to the end of the file inside a quoted cell
+                     b'g,lost,y\r\n')  # 9
+    rejects = io.BytesIO()
+    policy = ReadPolicy("skip", rejects)
+    records = list(read_records(path, policy=policy))
+    assert [(r.id, r.line) for r in records] == [("a", 2), ("e", 7)]
+    assert records[1].text == ("long " * 40_000).strip()
+    stats = policy.stats[str(path)]
+    assert stats.skipped == {"wrong number of cells": 2, "not valid UTF-8": 1, "invalid CSV": 1}
+    assert stats.blank_lines == 1
+    rejected = rejects.getvalue()  # the skipped rows' own lines
+    assert rejected.startswith(b'b,"caf\xe9",x\r\nc,one,two,three\r\nd,short\r\n')
+    assert rejected.endswith(b'f,"never closed,x\r\ng,lost,y\r\n')
+
+    lines = path.read_bytes().split(b"\r\n")
+    for line, problem in [(4, "not valid UTF-8 (byte 7 of the line)"), (5, "4 cells where the header has 3"),
+                          (6, "2 cells where the header has 3"), (8, "unterminated quoted cell")]:
+        with pytest.raises(DataError, match=rf"one\.csv:{line}: {re.escape(problem)}"):
+            list(read_records(_only(path, lines, line)))
+
+
+def _only(path, lines, keep):
+    """The file with the bad rows other than line `keep` blanked out (the line numbers stay)."""
+    bad = {4, 5, 6, 8, 9} - {keep} - ({9} if keep == 8 else set())
+    path.with_name("one.csv").write_bytes(b"\r\n".join(b"" if i + 1 in bad else line for i, line in enumerate(lines)))
+    return path.with_name("one.csv")
+
+
+def test_csv_header_faults(tmp_path):
+    with pytest.raises(DataError, match=r"d\.csv:1: header: column 'text' appears twice"):
+        list(read_records(_write(tmp_path / "d.csv", "id,text,text\n1,a,b\n")))
+
+
+def test_an_unreadable_input_is_a_data_error(tmp_path, monkeypatch):
+    import builtins
+
+    import mlcls.data.records as records_module
+
+    def forbidden(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(records_module, "open", forbidden, raising=False)
+    for name in ("d.jsonl", "d.csv"):
+        path = _write(tmp_path / name, "id,text\n1,a\n")
+        with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: cannot read \(permission denied\)$"):
+            list(read_records(path))
+    assert builtins.open is not forbidden
 
 
 def test_label_space_round_trip(tmp_path):
@@ -220,5 +346,29 @@ def test_reader_fuzz_any_bytes_give_records_or_a_clear_error(tmp_path):
             assert str(exc).startswith(str(path)) and "\n" not in str(exc)
             return
         assert all(isinstance(r.text, str) and r.text.strip() for r in records)
+
+    check()
+
+
+def test_csv_reader_fuzz_any_bytes_give_records_or_a_clear_error(tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    fragments = st.sampled_from([b"id,text,labels", b"1,a,x", b",", b'"', b'""', b"\n", b"\r\n", b"\r", b"\xff",
+                                 b"\xef\xbb\xbf", b"\x00", b"a;b", b'"x\ny"', b"[", b"{}", b" "])
+    data = st.one_of(st.binary(max_size=200), st.lists(fragments, max_size=30).map(b"".join))
+    path = tmp_path / "fuzz.csv"
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(data, st.sampled_from(["fail", "skip"]), st.booleans())
+    def check(blob, on_error, labelled):
+        path.write_bytes(blob)
+        try:
+            records = list(read_records(path, require_labels=labelled, policy=ReadPolicy(on_error)))
+        except DataError as exc:
+            assert str(exc).startswith(str(path)) and "\n" not in str(exc)
+            return
+        assert all(isinstance(r.text, str) and r.text.strip() and isinstance(r.id, str) for r in records)
+        assert all(1 <= r.line <= blob.count(b"\n") + 1 for r in records)
 
     check()

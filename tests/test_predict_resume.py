@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from typer.testing import CliRunner
@@ -75,3 +76,51 @@ def test_cli_resume_needs_an_output_file(setup):
     run, data, _, _ = setup
     result = runner.invoke(app, ["predict", str(data), "--model", str(run.path), "--resume"])
     assert result.exit_code == 1 and "--resume needs --output" in result.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_resumed_run_on_a_full_disk_keeps_whole_lines_then_resumes(setup, monkeypatch):
+    from mlcls.atomic import WriteError
+    from tests.test_faults import disk_fills_after
+
+    run, data, reference, tmp_path = setup
+    out = tmp_path / "out.jsonl"
+    partial = tmp_path / "out.jsonl.partial"
+    with pytest.raises(PredictionInterrupted):
+        predict_to_file(run, interrupt_after(read_records(data, require_labels=False), 6), out, 4, chunk_records=5)
+    assert len(partial.read_text().splitlines()) == 5
+    with monkeypatch.context() as patch:
+        disk_fills_after(patch, 150)  # a line and a half of the resumed run's, then the disk is full
+        with pytest.raises(WriteError) as info:
+            predict_to_file(run, read_records(data, require_labels=False), out, 4, resume=True, chunk_records=5)
+    kept = partial.read_bytes()
+    assert kept.endswith(b"\n") and all(json.loads(line)["id"] for line in kept.splitlines())  # no torn line
+    lines = len(kept.splitlines())
+    assert lines > 5  # the whole lines written before the disk filled are progress too
+    assert str(info.value) == (f"{partial}: cannot write the predictions (no space left on device); {lines} "
+                               f"predictions are kept in {partial}: rerun with --resume once the cause is fixed")
+    assert not out.exists()
+    predict_to_file(run, read_records(data, require_labels=False), out, 4, resume=True, chunk_records=5)
+    assert out.read_bytes() == reference.read_bytes() and not partial.exists()
+
+
+def test_predict_ignores_malformed_labels(setup):
+    # The README: "labels in the input are ignored". A bad confidence used to stop predict.
+    run, _, _, tmp_path = setup
+    data = write_jsonl(tmp_path / "labelled.jsonl", [
+        {"id": "a", "text": "cocoa beans harvest", "labels": {"economy": 1.5}},
+        {"id": "b", "text": "crude oil barrel", "labels": "oil"},
+    ])
+    result = runner.invoke(app, ["predict", str(data), "--model", str(run.path)])
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["a", "b"]
+
+
+def test_predict_from_csv_keeps_ids_as_written(setup):
+    run, _, _, tmp_path = setup
+    data = tmp_path / "in.csv"
+    data.write_text("id,text,labels\n007,cocoa beans,3\n,crude oil,17\n0042,wheat grain,\n")
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["predict", str(data), "--model", str(run.path), "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["007", "3", "0042"]

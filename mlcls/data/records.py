@@ -45,8 +45,8 @@ class FieldSpec:
 class Record:
     id: str
     text: str
-    labels: Labels | None  # None: the record has no labels field (allowed for `predict` input)
-    line: int  # 1-based line (JSONL) or row + 1 (CSV/Parquet): for messages
+    labels: Labels | None  # None: not read (`predict` input, require_labels=False)
+    line: int  # 1-based line (JSONL), the line a row starts on (CSV), row number (Parquet): for messages
 
 
 @dataclass
@@ -101,8 +101,10 @@ def read_records(
     suffix = path.suffix.lower()
     if str(path) == "-" or suffix in (".jsonl", ".json", ".ndjson", ".txt"):
         rows = _jsonl_rows(path, stats)
-    elif suffix in (".csv", ".parquet"):
-        rows = _table_rows(path, suffix)
+    elif suffix == ".csv":
+        rows = _csv_rows(path, stats)
+    elif suffix == ".parquet":
+        rows = _parquet_rows(path)
     else:
         raise DataError(path, None, f"unsupported file type '{suffix}' (use one of {', '.join(SUPPORTED_SUFFIXES)})")
     for line, row, raw in rows:
@@ -120,16 +122,20 @@ def read_records(
         stats.records += 1
         yield record
     if stats.records == 0:
-        skipped = sum(stats.skipped.values())
-        raise DataError(path, None, f"no records: all {skipped} lines were skipped as bad" if skipped
-                        else "no records: the file is empty")
+        skipped, blank = sum(stats.skipped.values()), stats.blank_lines
+        blanks = f"{blank} blank line{'s' if blank != 1 else ''}"
+        if skipped:
+            problem = f"no records: all {skipped} lines were skipped as bad" + (f" (and {blanks})" if blank else "")
+        else:
+            problem = f"no records: the file holds only {blanks}" if blank else "no records: the file is empty"
+        raise DataError(path, None, problem)
 
 
 def _jsonl_rows(path: Path, stats: ReadStats) -> Iterator[tuple[int, Any, bytes]]:
     """(line number, parsed JSON or the DataError that parsing it raised, the raw bytes)."""
     import sys
 
-    handle = sys.stdin.buffer if str(path) == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
+    handle = sys.stdin.buffer if str(path) == "-" else _open_input(path)
     try:
         for number, raw in enumerate(handle, start=1):
             try:
@@ -153,22 +159,106 @@ def _jsonl_rows(path: Path, stats: ReadStats) -> Iterator[tuple[int, Any, bytes]
             handle.close()
 
 
-def _table_rows(path: Path, suffix: str) -> Iterator[tuple[int, Any, bytes]]:
-    # CSV and Parquet go through `datasets` (typed columns, Arrow-backed, cached); JSONL is read by hand
-    # above because we want line numbers in every error and lazy reading of huge prediction inputs.
+def _open_input(path: Path) -> IO[bytes]:
+    """The file opened for reading; a file-system refusal (permission denied) is a one-line DataError."""
+    try:
+        return open(path, "rb")  # noqa: SIM115 (the callers close it)
+    except OSError as exc:
+        from mlcls.atomic import describe_os_error
+
+        raise DataError(path, None, f"cannot read ({describe_os_error(exc)})") from None
+
+
+def _csv_rows(path: Path, stats: ReadStats) -> Iterator[tuple[int, Any, bytes]]:
+    """(line of the row's first physical line, {column: cell} or the DataError of the row, the row's raw bytes).
+
+    Read with the csv module, lazily: every cell is the string it is in the file (`007` stays "007", a blank
+    cell is "", a label cell `3` is the label "3"; no column is type-guessed), and a row's line is the
+    physical line it starts on, multi-line quoted cells before it counted."""
+    import csv
+    import sys
+
+    csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))  # a cell may hold megabytes
+    pending: list[bytes] = []  # the raw lines of the row being read
+    eof = [False]  # the reader asked for a line past the last one
+
+    def lines(handle: IO[bytes]) -> Iterator[str]:
+        for number, raw in enumerate(handle, start=1):
+            pending.append(raw)
+            text = raw.decode("utf-8", "surrogateescape")  # checked row by row below, to name the line
+            yield text.lstrip("\ufeff") if number == 1 else text
+        eof[0] = True
+
+    handle = _open_input(path)
+    try:
+        reader = csv.reader(lines(handle))
+        header: list[str] | None = None
+        consumed, rows = 0, 0  # physical lines read before the current row; data rows seen
+        while True:
+            problem: tuple[str, str, int] | None = None  # (what is wrong, its reason, its line)
+            try:
+                cells = next(reader, None)
+            except csv.Error as exc:
+                cells, problem = [], (f"invalid CSV: {exc}", "invalid CSV", consumed + 1)
+            start, consumed = consumed + 1, reader.line_num
+            raw, pending[:] = b"".join(pending), []
+            if cells is None:
+                break
+            if problem is None and len(cells) <= 1 and not "".join(cells).strip():
+                stats.blank_lines += consumed - start + 1
+                continue
+            problem = problem or _undecodable(raw, start)
+            if problem is None and eof[0] and consumed > start and raw.count(b'"') % 2:
+                # the reader ran to the end of the file inside a quoted cell: the rest of the file is in it
+                problem = ("unterminated quoted cell: a '\"' opened on this row is never closed", "invalid CSV", start)
+            if header is None:  # the first row that is not blank names the columns
+                if problem:
+                    raise DataError(path, problem[2], f"header: {problem[0]}", reason=problem[1])
+                duplicates = sorted({name for name in cells if cells.count(name) > 1})
+                if duplicates:
+                    raise DataError(path, start, f"header: column '{duplicates[0]}' appears twice")
+                header = cells
+                continue
+            rows += 1
+            if problem is None and len(cells) != len(header):
+                problem = (f"{len(cells)} cells where the header has {len(header)}", "wrong number of cells", start)
+            if problem:
+                yield start, DataError(path, problem[2], problem[0], reason=problem[1]), raw
+            else:
+                yield start, dict(zip(header, cells, strict=True)), raw
+        if header is not None and rows == 0:
+            blank = stats.blank_lines
+            raise DataError(path, None, "no records: the file holds a header and no rows"
+                            + (f" ({blank} blank line{'s' if blank != 1 else ''})" if blank else ""))
+    finally:
+        handle.close()
+
+
+def _undecodable(raw: bytes, start: int) -> tuple[str, str, int] | None:
+    """(problem, reason, line) when the row's bytes are not UTF-8: the physical line and the byte in it."""
+    try:
+        raw.decode("utf-8")
+        return None
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        column = exc.start - (before.rfind(b"\n") + 1)
+        return f"not valid UTF-8 (byte {column + 1} of the line)", "not valid UTF-8", start + before.count(b"\n")
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, Any, bytes]]:
+    # Parquet goes through `datasets` (its columns are typed by the file itself, nothing is guessed); JSONL
+    # and CSV are read by hand above, for line numbers in every error and lazy reading of huge inputs.
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar
 
     disable_progress_bar()
     try:
-        table = Dataset.from_csv(str(path)) if suffix == ".csv" else Dataset.from_parquet(str(path))
-    except Exception as exc:  # pyarrow/pandas raise many kinds; the file is what is wrong
+        table = Dataset.from_parquet(str(path))
+    except Exception as exc:  # pyarrow raises many kinds; the file is what is wrong
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(path, None, f"cannot read {suffix[1:].upper()}: {first}") from None
-    # Row 1 of a CSV is its header: data row i is on line i + 1.
-    offset = 2 if suffix == ".csv" else 1
+        raise DataError(path, None, f"cannot read PARQUET: {first}") from None
     for i, row in enumerate(table):
-        yield i + offset, row, json.dumps(row, ensure_ascii=False, default=str).encode()
+        yield i + 1, row, json.dumps(row, ensure_ascii=False, default=str).encode()
 
 
 def parse_record(
@@ -199,15 +289,15 @@ def parse_record(
     text = fields.text_separator.join(parts)
 
     record_id = row.get(fields.id_field)
-    if record_id is None:
-        record_id = str(line)
+    if record_id is None or (from_csv and isinstance(record_id, str) and not record_id.strip()):
+        record_id = str(line)  # no id (a blank CSV cell): the line number stands in, as in JSONL
     elif isinstance(record_id, bool) or not isinstance(record_id, str | int):
         raise DataError(path, line, f"id field '{fields.id_field}' must be a string or an integer", reason="bad id")
 
-    if fields.label_field not in row or (from_csv and row[fields.label_field] is None and not require_labels):
-        if require_labels:
-            raise DataError(path, line, f"missing labels field '{fields.label_field}'", reason="missing labels")
+    if not require_labels:  # `predict` input: labels are ignored, so whatever the field holds is no error
         labels = None
+    elif fields.label_field not in row:
+        raise DataError(path, line, f"missing labels field '{fields.label_field}'", reason="missing labels")
     else:
         raw_labels = row[fields.label_field]
         if from_csv:

@@ -6,11 +6,13 @@ import csv
 import json
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
+from mlcls.atomic import WriteError, close_quietly, describe_os_error, failed_write, open_for_writing
 from mlcls.data.records import Record
 from mlcls.errors import Interrupted, MlclsError
 from mlcls.inference.decision import DecisionRule
@@ -103,8 +105,9 @@ def predict_to_file(
     On Ctrl-C the partial file is kept (whole lines only) and `PredictionInterrupted` raised; `resume=True` then
     checks that its lines are the first records of the input (same ids, same order), skips those and
     appends the rest, so the final file equals an uninterrupted run's. On any other error the partial
-    file of a fresh run is removed (a resumed run keeps it). Returns the number of predictions written by
-    this call."""
+    file of a fresh run is removed (a resumed run keeps it, cut after its last whole line), even when closing
+    it fails too; a file-system fault (full disk, permission) is a one-line WriteError. Returns the number of
+    predictions written by this call."""
     if resume and fmt != "jsonl":
         raise MlclsError("--resume works with JSONL output")
     partial = output.with_name(f"{output.name}.partial")
@@ -113,23 +116,50 @@ def predict_to_file(
         if not partial.is_file():
             raise MlclsError(f"{partial}: nothing to resume (no partial output from an interrupted run)")
         done = _complete_ids(partial)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(partial, "a" if resume else "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
-    written = 0
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        handle = open_for_writing(partial, append=resume)
+    except OSError as exc:
+        raise WriteError(f"{partial}: cannot write ({describe_os_error(exc)})") from None
+    written, finishing = 0, False
     try:
         written = write_predictions(run, _after_done(records, done, partial), handle, batch_size, rule, scores, fmt,
                                     chunk_records)
+        finishing = True  # every OSError from here on is ours: flushing the rest, closing, renaming
         handle.close()
         os.replace(partial, output)
         return written
     except KeyboardInterrupt:
-        handle.close()
+        close_quietly(handle)
         raise PredictionInterrupted(partial, len(_complete_ids(partial))) from None
-    except BaseException:
-        handle.close()
-        if not resume:  # a fresh run leaves no half file; a resumed one keeps the progress it was given
-            partial.unlink(missing_ok=True)
+    except BaseException as exc:
+        # close() flushes what is buffered and, on a full disk, raises again: the cleanup must not stop there.
+        close_quietly(handle)
+        kept = 0
+        if resume:  # a resumed run keeps the progress it was given, whole lines only
+            kept = _cut_torn_line(partial)
+        else:  # a fresh run leaves no half file
+            with suppress(OSError):
+                partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and (finishing or failed_write(exc, partial)):
+            target = partial if failed_write(exc, partial) else output
+            left = (f"{kept} predictions are kept in {partial}: rerun with --resume once the cause is fixed"
+                    if resume else "no file was left")
+            raise WriteError(f"{target}: cannot write the predictions ({describe_os_error(exc)}); {left}") from None
         raise
+
+
+def _cut_torn_line(partial: Path) -> int:
+    """Cut a partial output after its last whole line; return the number of whole lines."""
+    try:
+        data = partial.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            with open(partial, "r+b") as handle:
+                handle.truncate(end)
+    except OSError:
+        return 0
+    return data[:end].count(b"\n")
 
 
 def _complete_ids(partial: Path) -> list[str]:

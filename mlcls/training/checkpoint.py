@@ -9,7 +9,8 @@
 
 A checkpoint is written into checkpoint.tmp/, then the old one is moved aside and the new one renamed into
 place; a kill at any moment leaves either the previous checkpoint or the new one. `find_checkpoint` also
-accepts checkpoint.old/, which is what a kill between the two renames leaves.
+accepts checkpoint.old/, which is what a kill between the two renames leaves. A write that fails (a full
+disk) removes checkpoint.tmp/ and raises a one-line CheckpointWriteError; the previous checkpoint stays.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlcls.atomic import WriteError, describe_os_error, is_disk_full
 from mlcls.errors import RunDirError
 
 CHECKPOINT = "checkpoint"
@@ -35,31 +37,65 @@ class Checkpoint:
     trainer: dict[str, Any]
 
 
+class CheckpointWriteError(WriteError):
+    """The file system refused a checkpoint (full disk, quota, permission); the previous one is untouched."""
+
+
 def save_checkpoint(run_dir: Path, state: dict[str, Any], model: dict[str, Any], best: dict[str, Any] | None,
                     trainer: dict[str, Any]) -> Path:
+    """Write a checkpoint into checkpoint.tmp/, then swap it in. A failure while writing removes checkpoint.tmp/
+    and leaves the previous checkpoint as it was; a file-system fault is a one-line CheckpointWriteError."""
     import torch
     from safetensors.torch import save_file
 
     final, tmp, old = (run_dir / CHECKPOINT, run_dir / f"{CHECKPOINT}.tmp", run_dir / f"{CHECKPOINT}.old")
-    if tmp.exists():
-        shutil.rmtree(tmp)  # a write that was killed
-    tmp.mkdir(parents=True)
-    save_file(_plain(model), str(tmp / "model.safetensors"))
-    if best is not None:
-        save_file(_plain(best), str(tmp / "best.safetensors"))
-    torch.save(trainer, tmp / "trainer.pt")
-    (tmp / "state.json").write_text(json.dumps(state))
-    for name in ("model.safetensors", "best.safetensors", "trainer.pt", "state.json"):
-        if (tmp / name).exists():
-            _fsync(tmp / name)
-    if final.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        final.rename(old)
-    tmp.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)  # a write that was killed
+        tmp.mkdir(parents=True)
+        save_file(_plain(model), str(tmp / "model.safetensors"))
+        if best is not None:
+            save_file(_plain(best), str(tmp / "best.safetensors"))
+        torch.save(trainer, tmp / "trainer.pt")
+        (tmp / "state.json").write_text(json.dumps(state))
+        for name in ("model.safetensors", "best.safetensors", "trainer.pt", "state.json"):
+            if (tmp / name).exists():
+                _fsync(tmp / name)
+    except Exception as exc:  # Ctrl-C or an exit leaves checkpoint.tmp as a kill would (the next write clears it)
+        # torch and safetensors word a full disk their own way (RuntimeError, SafetensorError): ask the disk.
+        full = is_disk_full(exc) or _no_room(run_dir)
+        shutil.rmtree(tmp, ignore_errors=True)  # an empty or half-written checkpoint.tmp is of no use to anyone
+        if full or isinstance(exc, OSError):
+            raise _write_failed(run_dir, exc, full) from None
+        raise
+    try:
+        if final.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            final.rename(old)
+        tmp.rename(final)
+    except OSError as exc:  # whichever rename failed, find_checkpoint still finds checkpoint or checkpoint.old
+        raise _write_failed(run_dir, exc, is_disk_full(exc)) from None
+    shutil.rmtree(old, ignore_errors=True)  # a leftover is harmless: `checkpoint` is found first, and replaced next
     return final
+
+
+def _no_room(folder: Path) -> bool:
+    """Whether the file system holding `folder` has (next to) no space left for us."""
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return False
+    return stats.f_bavail * stats.f_frsize < 1 << 20
+
+
+def _write_failed(run_dir: Path, exc: BaseException, full: bool) -> CheckpointWriteError:
+    cause = "no space left on device" if full else describe_os_error(exc)
+    kept = "the previous checkpoint is kept" if find_checkpoint(run_dir) else "no checkpoint was saved yet"
+    name = run_dir.name
+    if name.startswith(".") and name.endswith(".incomplete") and find_checkpoint(run_dir):
+        kept += f"; once fixed, continue with: mlcls train --resume {run_dir.parent / name[1:-len('.incomplete')]}"
+    return CheckpointWriteError(f"{run_dir}: {cause} while writing the checkpoint ({kept})")
 
 
 def find_checkpoint(run_dir: Path) -> Path | None:
