@@ -17,7 +17,7 @@ _WHERE = {
     # data
     "FieldSpec": "mlcls.data.records", "ReadPolicy": "mlcls.data.records", "Record": "mlcls.data.records",
     "read_records": "mlcls.data.records", "LabelSpace": "mlcls.data.labels", "LabelStats": "mlcls.data.labels",
-    "training_split": "mlcls.training.split",
+    "training_split": "mlcls.training.split", "fold_of_each_record": "mlcls.training.split",
     # training
     "train": "mlcls.training.loop", "TrainResult": "mlcls.training.loop",
     "TrainingInterrupted": "mlcls.training.loop", "StopSignal": "mlcls.training.interrupt",
@@ -26,12 +26,16 @@ _WHERE = {
     "load_run": "mlcls.inference.loading", "LoadedRun": "mlcls.inference.loading",
     "score_records": "mlcls.inference.scoring", "CHUNK_RECORDS": "mlcls.inference.scoring",
     "DecisionRule": "mlcls.inference.decision", "tune": "mlcls.inference.decision",
+    "tune_rule": "mlcls.inference.decision", "held_out_f1": "mlcls.inference.decision",
     "evaluate_runs": "mlcls.evaluation.evaluate", "DecisionOverrides": "mlcls.evaluation.evaluate",
     "compute_metrics": "mlcls.evaluation.metrics", "frequency_group_scores": "mlcls.evaluation.metrics",
     # the model's parts (benchmarks that time pieces of it)
     "resolve_encoder": "mlcls.model.classifier", "transformer_layers": "mlcls.model.classifier",
     "tokenize": "mlcls.data.batching", "inference_batches": "mlcls.data.batching", "pad_batch": "mlcls.data.batching",
-    "LOSSES": "mlcls.model.loss_specs", "build_model": "mlcls.model.classifier",
+    "LOSSES": "mlcls.model.loss_specs",
+    "LexicalModel": "mlcls.model.lexical", "fit_lexical": "mlcls.model.lexical",
+    "out_of_fold_lexical": "mlcls.model.lexical", "choose_weight": "mlcls.model.lexical",
+    "build_model": "mlcls.model.classifier",
     "set_inference_pad_multiple": "mlcls.data.batching",
     "find_checkpoint": "mlcls.training.checkpoint", "load_checkpoint": "mlcls.training.checkpoint",
     # errors a user can fix (one line, no traceback)

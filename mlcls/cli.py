@@ -395,22 +395,10 @@ def data_stats(
 ) -> None:
     """Records, labels per record, label frequencies (head / medium / tail), text length in tokens."""
     from mlcls.config import load_config
-    from mlcls.data.records import FieldSpec, read_records
-    from mlcls.data.stats import dataset_stats
+    from mlcls.data.stats import file_stats
     from mlcls.evaluation.report import stats_tables
 
-    cfg = load_config(config, [], {"model.encoder": model, "model.max_length": max_length})
-    records = list(read_records(file, FieldSpec.from_config(cfg.data)))
-    from transformers import AutoTokenizer
-
-    from mlcls.model.classifier import quiet_transformers, resolve_encoder
-
-    quiet_transformers()
-    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(cfg.model.encoder))
-    lengths = [len(ids) for ids in tokenizer([r.text for r in records], truncation=False)["input_ids"]]
-    report = dataset_stats(records, lengths, cfg.model.max_length)
-    report["file"] = str(file)
-    report["tokenizer"] = cfg.model.encoder
+    report = file_stats(file, load_config(config, [], {"model.encoder": model, "model.max_length": max_length}))
     for table in stats_tables(report, top):
         out.print(table)
     if json_out is not None:

@@ -62,6 +62,8 @@ class ModelConfig:
     pooling: Literal["mean", "cls"] = setting("mean", "how token vectors become one article vector")
     dropout: float = setting(0.1, "before the linear head")
     max_length: int = setting(128, "tokens per text (longer texts are truncated)")
+    lexical: Literal["none", "tfidf"] = setting(
+        "none", "tfidf: blend a TF-IDF + logistic-regression scorer in, at a weight chosen on validation (0: off)")
     trust_remote_code: bool = setting(False, "run code from the model's repository (only if you trust it)")
 
     def validate(self) -> None:
@@ -134,9 +136,9 @@ class TrainConfig:
 
 @dataclass
 class ThresholdConfig:
-    rule: Literal["per_label", "global", "fixed", "top_k", "prior_quantile", "hybrid"] = setting(
+    rule: Literal["per_label", "global", "fixed", "top_k", "prior_quantile", "hybrid", "auto"] = setting(
         "per_label", "how scores become labels, tuned on validation (never test): per_label | global | fixed | "
-        "top_k | prior_quantile | hybrid (README: Decision rules)")
+        "top_k | prior_quantile | hybrid | auto (README: Decision rules)")
     default: float = setting(0.5, "the fixed rule's cut-off; also the rule when there is no validation data")
     min_positives: int = setting(3, "per_label / hybrid: labels with fewer validation positives fall back")
     quantile_scale: float = setting(1.0, "prior_quantile / hybrid: a label fires on about this x its training rate")
@@ -248,6 +250,20 @@ def load_config(
             )
     config = Config.from_dict(raw)
     config.notes = notes
+    return config
+
+
+DATA_PATH_KEYS = ("train", "validation", "test")
+
+
+def absolute_data_paths(config: Config) -> Config:
+    """The config with its data files (data.train, data.validation, data.test) made absolute, in place, and
+    returned. A run saves its config this way so that `mlcls eval` and `train --resume` find the files from
+    any folder: a relative path in a run's config.yaml means "relative to where the run was trained"."""
+    for key in DATA_PATH_KEYS:
+        value = getattr(config.data, key)
+        if value and "://" not in value and not Path(value).is_absolute():
+            setattr(config.data, key, str(Path(value).absolute()))
     return config
 
 

@@ -118,3 +118,13 @@ def test_folds_with_a_validation_file_is_refused(tmp_path, tiny_encoder):
     config.data.validation = str(data)
     with pytest.raises(ConfigError, match="validation to null"):
         train(config, quiet)
+
+
+def test_cross_fitted_fusion_uses_out_of_fold_lexical_scores(tmp_path, tiny_encoder):
+    config, _ = _config(tmp_path, tiny_encoder, "cf-lex", "model.lexical=tfidf", "train.epochs=1")
+    result = train(config, quiet)
+    run = result.run_dir
+    assert (run / "lexical").is_dir() and not any((run / "folds").glob("*/lexical"))
+    assert "lexical_weight" in result.metrics
+    with np.load(run / "tuning_scores.npz", allow_pickle=False) as saved:
+        assert saved["lexical_probs"].shape == saved["encoder_probs"].shape == (len(TINY_RECORDS), 3)

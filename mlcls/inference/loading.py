@@ -19,9 +19,10 @@ class LoadedRun:
     config: Config
     labels: LabelSpace
     thresholds: DecisionRule
-    model: Any  # MultiLabelClassifier, in eval mode on `device`
+    model: Any  # MultiLabelClassifier (or FoldEnsemble), in eval mode on `device`
     tokenizer: Any
     device: Any
+    lexical: Any = None  # LexicalModel when the run blends one in (model.lexical: tfidf)
 
 
 def quantized_int8(encoder):
@@ -51,6 +52,9 @@ def load_run(run: str | Path | None, device: str = "auto", int8: bool = False) -
     from mlcls.model.classifier import FoldEnsemble, quiet_transformers
 
     path = resolve_run(run)
+    from mlcls.inference.validation import validate_run
+
+    validate_run(path)  # every file there, whole and consistent, before anything heavy loads
     config = load_run_config(path)
     try:
         labels = LabelSpace.load(path / "labels.json")
@@ -72,7 +76,10 @@ def load_run(run: str | Path | None, device: str = "auto", int8: bool = False) -
             raise MlclsError("--int8 is a CPU mode (dynamic int8 quantisation); on a GPU, inference runs in bf16")
         for member in [model] if len(members) == 1 else model.members:
             member.encoder = quantized_int8(member.encoder)
-    return LoadedRun(path, config, labels, thresholds, model, tokenizer, torch.device(device))
+    from mlcls.model.lexical import LexicalModel
+
+    lexical = LexicalModel.load(path)
+    return LoadedRun(path, config, labels, thresholds, model, tokenizer, torch.device(device), lexical)
 
 
 def load_run_config(path: Path) -> Config:

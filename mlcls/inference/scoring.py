@@ -45,4 +45,7 @@ def score_records(
     pad_id = run.tokenizer.pad_token_id or 0
     while chunk := list(islice(iterator, chunk_records)):
         ids = tokenize(run.tokenizer, [r.text for r in chunk], run.config.model.max_length)
-        yield chunk, score_token_ids(run.model, ids, pad_id, batch_size, run.device)
+        scores = score_token_ids(run.model, ids, pad_id, batch_size, run.device)
+        if run.lexical is not None:  # model.lexical: the blend the run's rule was tuned on
+            scores = run.lexical.blend([r.text for r in chunk], scores)
+        yield chunk, scores

@@ -34,7 +34,6 @@ from rich.console import Console
 from mlcls.config import Config
 from mlcls.errors import ConfigError
 from mlcls.evaluation.metrics import compute_metrics
-from mlcls.inference.decision import tune
 from mlcls.inference.rundir import (
     begin_named_run,
     begin_run,
@@ -51,6 +50,7 @@ from mlcls.training.loop import (
     TrainingData,
     TrainingInterrupted,
     TrainResult,
+    choose_thresholds,
     default_run_name,
     read_training_data,
     train,
@@ -85,7 +85,7 @@ def train_folds(config: Config, console: Console, rejects: IO[bytes] | None, res
         except TrainingInterrupted as exc:  # a fold's message names the fold; the whole run is what resumes
             raise TrainingInterrupted(f"{str(exc).split('; continue with')[0]}; finished folds are kept; continue "
                                       f"with: mlcls train --resume {final}") from None
-        return _finish(config, pool, probs, results, refit, staging, final, started)
+        return _finish(config, pool, fold, probs, results, refit, staging, final, started)
     finally:
         release_run(staging)
 
@@ -136,21 +136,23 @@ def refit_model(config: Config, pool: TrainingData, results: list[TrainResult], 
 # -------------------------------------------------------------------- helpers
 
 
-def _finish(config: Config, pool: TrainingData, probs: np.ndarray, results: list[TrainResult],
+def _finish(config: Config, pool: TrainingData, fold: np.ndarray, probs: np.ndarray, results: list[TrainResult],
             refit: TrainResult | None, staging: Path, final: Path, started: float) -> TrainResult:
     """The run's rule on the out-of-fold scores, its files, and the rename into place."""
     from mlcls.training.loop import save_tuning_scores
 
-    t = config.threshold
     labels, enc = pool.labels.labels, pool.train_enc
-    rule = tune(probs, enc.targets, enc.mask, labels, t.rule, t.default, t.min_positives, t.top_k, t.min_labels,
-                priors=pool.stats.prior(), quantile_scale=t.quantile_scale)
+    extra, fusion = {}, {}
+    if config.model.lexical == "tfidf":
+        rule, probs, extra, fusion = _lexical_fusion(config, pool, fold, probs, staging)
+    else:
+        rule = choose_thresholds(config, probs, enc.targets, enc.mask, labels, pool.stats.prior())
     rule.tuned_on = "out-of-fold"
     metrics = compute_metrics(enc.targets, enc.mask, rule.apply(probs, labels), labels)
     pool.labels.save(staging / "labels.json")
     pool.stats.save(staging / "label_stats.json")
     rule.save(staging / "thresholds.json")
-    save_tuning_scores(staging, probs, enc, [r.id for r in pool.train])
+    save_tuning_scores(staging, probs, enc, [r.id for r in pool.train], **extra)
     if refit is not None:
         for part in ("encoder", "head.safetensors"):
             shutil.move(str(refit.run_dir / part), str(staging / part))
@@ -178,6 +180,7 @@ def _finish(config: Config, pool: TrainingData, probs: np.ndarray, results: list
         "processes": results[0].metrics["processes"],
         "epochs_trained": max(r.metrics["epochs_trained"] for r in results),
         "wall_seconds": round(time.perf_counter() - started, 2),
+        **fusion,
         "fold_metrics": [{k: r.metrics[k] for k in ("best_epoch", "epochs_trained", "train_seconds")}
                          | {"validation_micro_f1": r.metrics["validation"].get("micro_f1"),
                             "validation_macro_f1": r.metrics["validation"].get("macro_f1")} for r in results],
@@ -185,6 +188,22 @@ def _finish(config: Config, pool: TrainingData, probs: np.ndarray, results: list
     write_json(staging / "metrics.json", summary)
     done = finish_run(staging)
     return TrainResult(done.resolve(), summary)
+
+
+def _lexical_fusion(config: Config, pool: TrainingData, fold: np.ndarray, encoder_probs: np.ndarray, staging: Path):
+    """The lexical model's out-of-fold scores on the same folds, its weight and the rule chosen on the blended
+    out-of-fold scores, and the model refitted on all of train for prediction."""
+    from mlcls.model.lexical import fit_lexical, out_of_fold_lexical
+    from mlcls.training.fusion import describe_fusion, fuse
+
+    texts, enc = [r.text for r in pool.train], pool.train_enc
+    lexical_probs = out_of_fold_lexical(texts, enc.targets, enc.mask, fold)
+    model = fit_lexical(texts, enc.targets, enc.mask)
+    rule, blended, tried = fuse(config, model, encoder_probs, lexical_probs, enc, pool.labels.labels,
+                                pool.stats.prior())
+    model.save(staging)
+    return rule, blended, {"encoder_probs": encoder_probs, "lexical_probs": lexical_probs}, describe_fusion(
+        model.weight, tried)
 
 
 def _begin(config: Config, resume: Path | None) -> tuple[Path, Path]:
@@ -212,6 +231,7 @@ def _fold_config(config: Config, runs_dir: Path, name: str) -> Config:
     """A fold's own config: one model (folds 1), written under the cross-fitted run's staging folder."""
     fold = copy.deepcopy(config)
     fold.train.folds, fold.train.refit = 1, False
+    fold.model.lexical = "none"  # the cross-fitted run fits its own lexical model on the same folds
     fold.output.dir, fold.output.name = str(runs_dir), name
     return fold
 

@@ -30,7 +30,7 @@ from mlcls.data.labels import Encoded, LabelSpace, LabelStats
 from mlcls.data.records import ReadPolicy, Record
 from mlcls.errors import DataError, Interrupted, MlclsError, RunDirError
 from mlcls.evaluation.metrics import compute_metrics
-from mlcls.inference.decision import DecisionRule, tune
+from mlcls.inference.decision import DecisionRule, tune_rule
 from mlcls.inference.rundir import (
     begin_named_run,
     begin_run,
@@ -427,10 +427,14 @@ def finish(t: Trainer, started: float) -> TrainResult:
         t.data.labels.save(staging / "labels.json")
         t.data.stats.save(staging / "label_stats.json")
         save_model(staging, t.core, t.tokenizer)
-        DecisionRule(**state.best_thresholds).save(staging / "thresholds.json")
+        rule = DecisionRule(**state.best_thresholds)
         if t.data.validation:  # the scores the rule was tuned on, for choosing rules offline (bench_thresholds)
             probs = validation_scores(t.core, t.val_vectors, t.val_ids, t.pad_id, t.config, t.device)
-            save_tuning_scores(staging, probs, t.data.val_enc, [r.id for r in t.data.validation])
+            extra = {}
+            if t.config.model.lexical == "tfidf":
+                rule, probs, extra = lexical_fusion(t, probs, summary)
+            save_tuning_scores(staging, probs, t.data.val_enc, [r.id for r in t.data.validation], **extra)
+        rule.save(staging / "thresholds.json")
         write_json(staging / "metrics.json", summary)
         (staging / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in state.log))
         remove_checkpoints(staging)
@@ -442,11 +446,33 @@ def finish(t: Trainer, started: float) -> TrainResult:
 # -------------------------------------------------------------------- helpers of the stages
 
 
-def save_tuning_scores(run_dir: Path, probs: np.ndarray, encoded: Encoded, ids: list[str]) -> None:
-    """tuning_scores.npz: the scores, targets and mask a run's decision rule was tuned on (no pickle inside)."""
+def save_tuning_scores(run_dir: Path, probs: np.ndarray, encoded: Encoded, ids: list[str],
+                       **parts: np.ndarray) -> None:
+    """tuning_scores.npz: the scores, targets and mask a run's decision rule was tuned on (no pickle inside);
+    with lexical fusion `probs` is the blend, and `parts` the encoder's and the lexical model's own scores."""
     with open(run_dir / "tuning_scores.npz", "wb") as handle:
         np.savez_compressed(handle, probs=probs.astype(np.float32), targets=encoded.targets, mask=encoded.mask,
-                            ids=np.array(ids, dtype=str))
+                            ids=np.array(ids, dtype=str), **{k: v.astype(np.float32) for k, v in parts.items()})
+
+
+def lexical_fusion(t: Trainer, encoder_probs: np.ndarray, summary: dict[str, Any]):
+    """model.lexical: fit TF-IDF + logistic regression on the training records, blend it with the kept epoch's
+    validation scores at the weight that serves the rule best there, retune the rule; the model goes into the
+    run. Returns (rule, blended scores, the parts for tuning_scores.npz)."""
+    from mlcls.model.lexical import fit_lexical
+    from mlcls.training.fusion import describe_fusion, fuse
+
+    train_enc, val_enc, labels = t.data.train_enc, t.data.val_enc, t.data.labels.labels
+    model = fit_lexical([r.text for r in t.data.train], train_enc.targets, train_enc.mask)
+    lexical_probs = model.probabilities([r.text for r in t.data.validation])
+    rule, blended, tried = fuse(t.config, model, encoder_probs, lexical_probs, val_enc, labels, t.data.stats.prior())
+    model.save(t.staging)
+    metrics = compute_metrics(val_enc.targets, val_enc.mask, rule.apply(blended, labels), labels)
+    summary["validation"] = {k: v for k, v in metrics.items() if k != "per_label"}
+    summary.update(describe_fusion(model.weight, tried))
+    t.console.print(f"lexical fusion: weight {model.weight:.1f}; validation micro-F1 {metrics['micro_f1']:.4f}  "
+                    f"macro-F1 {metrics['macro_f1']:.4f}  ({rule.describe()})", markup=False)
+    return rule, blended, {"encoder_probs": encoder_probs, "lexical_probs": lexical_probs}
 
 
 def frozen_embeddings(model, token_ids: list[list[list[int]]], pad_id: int, config: Config, device, cache: Path,
@@ -543,8 +569,8 @@ def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):
 def choose_thresholds(config: Config, probs, targets, mask, labels: list[str], priors: np.ndarray) -> DecisionRule:
     """The configured rule tuned on these scores; `priors`: each label's training rate (prior_quantile, hybrid)."""
     t = config.threshold
-    return tune(probs, targets, mask, labels, t.rule, t.default, t.min_positives, t.top_k, t.min_labels,
-                priors=priors, quantile_scale=t.quantile_scale)
+    return tune_rule(probs, targets, mask, labels, t.rule, t.default, t.min_positives, t.top_k, t.min_labels,
+                     priors=priors, quantile_scale=t.quantile_scale, seed=config.train.seed)
 
 
 def untuned_rule(config: Config) -> DecisionRule:

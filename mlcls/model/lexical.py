@@ -1,0 +1,141 @@
+"""Lexical fusion (model.lexical: tfidf): a TF-IDF + logistic-regression scorer beside the transformer, its
+probabilities blended with the transformer's, p = (1 - w) p_encoder + w p_lexical.
+
+Why: rare topics often hinge on a few telling words (a commodity's name, an agency), which a linear model
+on word counts picks up from a handful of articles, while a fine-tuned encoder needs many more. The weight
+w is chosen on the scores the decision rule is tuned on (validation, or out-of-fold with train.folds), from
+0 (the transformer alone: fusion off when it does not help) upwards; never on test.
+
+scikit-learn fits it (TfidfVectorizer, one LogisticRegression per label). It is saved without pickle, which
+runs code when loaded: the vocabulary as JSON, idf, coefficients and intercepts as safetensors, the
+vectorizer's settings and the weight as JSON; loading rebuilds a TfidfVectorizer with that vocabulary and idf.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlcls.errors import RunDirError
+
+FOLDER = "lexical"
+# Sublinear tf, words seen in at least 2 articles: the usual strong setting for news topics (Joachims 1998;
+# the TF-IDF + linear SVM row in docs/benchmarks.md). C = 10: little regularisation, since the vocabulary is
+# large and the rare topics have few articles.
+VECTORIZER = {"sublinear_tf": True, "min_df": 2, "lowercase": True, "dtype": "float32"}
+C = 10.0
+WEIGHTS = tuple(round(w, 2) for w in np.arange(0.0, 0.81, 0.1))
+
+
+@dataclass
+class LexicalModel:
+    vocabulary: dict[str, int]
+    idf: np.ndarray  # (features,)
+    coef: np.ndarray  # (labels, features)
+    intercept: np.ndarray  # (labels,)
+    weight: float = 0.0  # the blend weight, chosen on the tuning scores
+    settings: dict[str, Any] = field(default_factory=lambda: dict(VECTORIZER))
+    _vectorizer: Any = field(default=None, repr=False, compare=False)
+
+    def vectorizer(self):
+        if self._vectorizer is None:
+            from sklearn.feature_extraction.text import TfidfVectorizer
+
+            settings = {k: v for k, v in self.settings.items() if k not in ("min_df", "dtype")}
+            self._vectorizer = TfidfVectorizer(vocabulary=self.vocabulary, dtype=np.float32, **settings)
+            self._vectorizer.idf_ = self.idf
+        return self._vectorizer
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """(texts, labels) probabilities of the lexical model alone."""
+        x = self.vectorizer().transform(texts)
+        logits = np.asarray(x @ self.coef.T) + self.intercept
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
+    def blend(self, texts: Sequence[str], encoder_probs: np.ndarray) -> np.ndarray:
+        if self.weight == 0.0:
+            return encoder_probs
+        return blend(encoder_probs, self.probabilities(texts), self.weight)
+
+    def save(self, run_dir: Path) -> None:
+        from safetensors.numpy import save_file
+
+        folder = run_dir / FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "vocabulary.json").write_text(json.dumps(self.vocabulary, ensure_ascii=False))
+        save_file({"idf": self.idf.astype(np.float32), "coef": self.coef.astype(np.float32),
+                   "intercept": self.intercept.astype(np.float32)}, str(folder / "weights.safetensors"))
+        (folder / "settings.json").write_text(json.dumps({"weight": self.weight, "vectorizer": self.settings,
+                                                          "C": C}, indent=1))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> LexicalModel | None:
+        folder = run_dir / FOLDER
+        if not folder.is_dir():
+            return None
+        from safetensors.numpy import load_file
+
+        try:
+            weights = load_file(str(folder / "weights.safetensors"))
+            settings = json.loads((folder / "settings.json").read_text())
+            vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+            model = cls(vocabulary, weights["idf"], weights["coef"], weights["intercept"], float(settings["weight"]),
+                        settings["vectorizer"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise RunDirError(f"{folder}: the lexical model cannot be read ({exc})") from None
+        if model.coef.shape != (len(model.intercept), len(model.idf)) or len(vocabulary) != len(model.idf):
+            raise RunDirError(f"{folder}: vocabulary, idf and coefficients do not match")
+        return model
+
+
+def blend(encoder_probs: np.ndarray, lexical_probs: np.ndarray, weight: float) -> np.ndarray:
+    return ((1.0 - weight) * encoder_probs + weight * lexical_probs).astype(np.float32)
+
+
+def fit_lexical(texts: Sequence[str], targets: np.ndarray, mask: np.ndarray) -> LexicalModel:
+    """TF-IDF on `texts`, then one logistic regression per label on its annotated rows (confidence >= 0.5 is
+    positive). A label with no positive (or no negative) there gets zero weights and its prior as bias."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vectorizer = TfidfVectorizer(**{**VECTORIZER, "dtype": np.float32})
+    x = vectorizer.fit_transform(texts)
+    labels = targets.shape[1]
+    coef = np.zeros((labels, x.shape[1]), dtype=np.float32)
+    intercept = np.zeros(labels, dtype=np.float32)
+    for j in range(labels):
+        rows = mask[:, j] > 0
+        y = targets[rows, j] >= 0.5
+        if y.all() or not y.any():
+            prior = (y.sum() + 0.5) / (len(y) + 1.0)
+            intercept[j] = np.log(prior / (1 - prior))
+            continue
+        fitted = LogisticRegression(C=C, solver="liblinear", max_iter=200).fit(x[rows], y)
+        coef[j], intercept[j] = fitted.coef_[0], fitted.intercept_[0]
+    vocabulary = {term: int(i) for term, i in vectorizer.vocabulary_.items()}
+    return LexicalModel(vocabulary, vectorizer.idf_.astype(np.float32), coef, intercept)
+
+
+def out_of_fold_lexical(texts: Sequence[str], targets: np.ndarray, mask: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Every row's lexical probabilities from a model fitted on the other folds (the folds of cross-fitting)."""
+    probs = np.zeros(targets.shape, dtype=np.float32)
+    texts = list(texts)
+    for k in np.unique(fold):
+        held = fold == k
+        model = fit_lexical([t for t, h in zip(texts, held, strict=True) if not h], targets[~held], mask[~held])
+        probs[held] = model.probabilities([t for t, h in zip(texts, held, strict=True) if h])
+    return probs
+
+
+def choose_weight(encoder_probs: np.ndarray, lexical_probs: np.ndarray,
+                  score: Callable[[np.ndarray], float]) -> tuple[float, list[tuple[float, float]]]:
+    """The blend weight whose blended tuning scores `score` highest (ties: the smaller weight, so the
+    transformer alone wins a tie), and every (weight, score) tried."""
+    tried = [(w, score(blend(encoder_probs, lexical_probs, w))) for w in WEIGHTS]
+    best = max(tried, key=lambda pair: (round(pair[1], 6), -pair[0]))
+    return best[0], tried

@@ -1,0 +1,100 @@
+"""Lexical fusion (model.lexical: tfidf): the TF-IDF + logistic-regression model, saved without pickle, blended
+with the transformer at a weight chosen on the tuning scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from mlcls.config import load_config
+from mlcls.data.labels import LabelSpace
+from mlcls.data.records import FieldSpec, read_records
+from mlcls.inference.loading import load_run
+from mlcls.inference.scoring import score_records
+from mlcls.model.lexical import LexicalModel, blend, choose_weight, fit_lexical, out_of_fold_lexical
+from mlcls.training.loop import train
+from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
+
+quiet = Console(stderr=True, quiet=True)
+
+
+def _tiny():
+    records = [r for r in TINY_RECORDS] * 2
+    texts = [r["text"] for r in records]
+    space = LabelSpace(["cocoa", "grain", "oil"])
+    targets = np.zeros((len(records), 3), dtype=np.float32)
+    for i, r in enumerate(records):
+        for name in r["labels"]:
+            targets[i, space.index[name]] = 1.0
+    return texts, targets, np.ones_like(targets)
+
+
+def test_lexical_scores_are_scikit_learns_and_survive_save_and_load(tmp_path):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    texts, targets, mask = _tiny()
+    model = fit_lexical(texts, targets, mask)
+    # Independent reference: the same scikit-learn pipeline, label by label, predict_proba.
+    x = TfidfVectorizer(sublinear_tf=True, min_df=2).fit_transform(texts)
+    reference = np.stack([LogisticRegression(C=10.0, solver="liblinear", max_iter=200).fit(x, targets[:, j])
+                          .predict_proba(x)[:, 1] for j in range(3)], axis=1)
+    np.testing.assert_allclose(model.probabilities(texts), reference, atol=1e-5)
+    model.weight = 0.3
+    model.save(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "lexical").iterdir()) == ["settings.json", "vocabulary.json",
+                                                                       "weights.safetensors"]  # no pickle
+    loaded = LexicalModel.load(tmp_path)
+    assert loaded.weight == 0.3
+    np.testing.assert_allclose(loaded.probabilities(texts + ["unseen words only"]),
+                               model.probabilities(texts + ["unseen words only"]), atol=1e-6)
+
+
+def test_a_label_without_positives_keeps_its_prior():
+    texts, targets, mask = _tiny()
+    targets[:, 2] = 0.0  # no 'oil' article
+    model = fit_lexical(texts, targets, mask)
+    assert not model.coef[2].any()
+    assert model.probabilities(["crude oil barrel"])[0, 2] == pytest.approx(0.5 / (len(texts) + 1), rel=1e-4)
+
+
+def test_out_of_fold_scores_come_from_models_that_did_not_see_the_row():
+    texts, targets, mask = _tiny()
+    fold = np.arange(len(texts)) % 3
+    oof = out_of_fold_lexical(texts, targets, mask, fold)
+    held = fold == 1
+    alone = fit_lexical([t for t, h in zip(texts, held, strict=True) if not h], targets[~held], mask[~held])
+    np.testing.assert_allclose(oof[held], alone.probabilities([t for t, h in zip(texts, held, strict=True) if h]),
+                               atol=1e-6)
+
+
+def test_choose_weight_prefers_the_transformer_on_a_tie():
+    enc, lex = np.array([[0.9, 0.1]]), np.array([[0.2, 0.8]])
+    weight, tried = choose_weight(enc, lex, lambda p: 1.0)  # every weight scores the same
+    assert weight == 0.0 and len(tried) == 9
+    weight, _ = choose_weight(enc, lex, lambda p: float(p[0, 1]))  # more lexical, higher score
+    assert weight == 0.8
+    np.testing.assert_allclose(blend(enc, lex, 0.25), 0.75 * enc + 0.25 * lex)
+
+
+def test_a_fused_run_predicts_the_blend_its_rule_was_tuned_on(tmp_path, tiny_encoder):
+    data = write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS * 2)
+    config = load_config(tiny_config(tmp_path, tiny_encoder, data),
+                         ["train.epochs=2", "model.lexical=tfidf", f"train.cache_dir={tmp_path / 'cache'}"],
+                         {"output.name": "fused"})
+    result = train(config, quiet)
+    assert (result.run_dir / "lexical" / "weights.safetensors").is_file()
+    weight = result.metrics["lexical_weight"]
+    assert set(result.metrics["lexical_weights_tried"]) == {f"{w / 10:.1f}" for w in range(9)}
+    run = load_run(result.run_dir)
+    assert run.lexical is not None and run.lexical.weight == weight
+    records = list(read_records(data, FieldSpec(text_fields=("text",))))
+    fused = np.concatenate([s for _, s in score_records(run, records, 4)])
+    lexical, run.lexical = run.lexical, None
+    alone = np.concatenate([s for _, s in score_records(run, records, 4)])
+    np.testing.assert_allclose(fused, (1 - weight) * alone + weight * lexical.probabilities([r.text for r in records]),
+                               atol=1e-5)
+    with np.load(result.run_dir / "tuning_scores.npz", allow_pickle=False) as saved:
+        np.testing.assert_allclose(saved["probs"], blend(saved["encoder_probs"], saved["lexical_probs"], weight),
+                                   atol=1e-6)
