@@ -33,3 +33,7 @@ class RunDirError(MlclsError):
 class Interrupted(Exception):
     """Ctrl-C, handled: the work done so far was kept (a checkpoint, a partial output) and the message says
     how to continue. The CLI prints it and exits with 130. Not an MlclsError: nothing was wrong."""
+
+
+class RunUnfinished(RunDirError):
+    """A run that is still being trained, or whose training stopped: the message says which, and how to go on."""

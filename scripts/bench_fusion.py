@@ -36,8 +36,7 @@ from mlcls.api import (
     tune_rule,
 )
 
-RULES = [("per_label", 3, 1), ("hybrid", 3, 1), ("prior_quantile", 3, 1),
-         ("auto", 3, 1)]
+RULES = [("per_label", 3, 1), ("hybrid", 3, 1), ("prior_quantile", 3, 1)]
 
 
 def lexical_scores(run: Path, config, ids: list[str], cache: dict) -> tuple[np.ndarray, np.ndarray]:

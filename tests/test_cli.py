@@ -289,3 +289,111 @@ def test_eval_saves_scores_for_offline_study(trained, tmp_path):
         assert saved["probs"].shape == saved["targets"].shape == saved["mask"].shape == (len(TINY_RECORDS), 3)
         assert saved["ids"].tolist() == [r["id"] for r in TINY_RECORDS]
         assert ((saved["probs"] >= 0) & (saved["probs"] <= 1)).all()
+
+
+# --------------------------------------------------------------------------- data paths of a run, eval notes
+
+
+def test_a_run_saves_its_data_paths_absolute(tmp_path, monkeypatch):
+    from mlcls.config import absolute_data_paths, load_config
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None, ["data.train=d/train.jsonl", "data.test=/abs/test.jsonl", "data.validation=null"])
+    assert absolute_data_paths(config) is config
+    assert config.data.train == str(tmp_path / "d" / "train.jsonl")
+    assert config.data.test == "/abs/test.jsonl" and config.data.validation is None
+
+
+def _old_run(trained, root, test_path: str):
+    """A copy of the tiny run as runs trained before data paths were saved absolute: data.test relative to
+    `root`, where it was trained, and output.dir `runs`."""
+    import shutil
+
+    import yaml
+
+    folder, data, _ = trained
+    run = root / "runs" / "old"
+    shutil.copytree(folder / "runs" / "tiny", run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["test"], config["output"]["dir"] = test_path, "runs"
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (root / "data").mkdir(exist_ok=True)
+    shutil.copy(data, root / "data" / "t.jsonl")
+    return run
+
+
+def test_eval_of_an_old_run_from_another_folder_finds_its_test_file(trained, tmp_path, monkeypatch):
+    # Before: "error: data/t.jsonl: file not found" from any folder but the one the run was trained in.
+    run = _old_run(trained, tmp_path / "project", "data/t.jsonl")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    result = runner.invoke(app, ["eval", str(run), "--json", "r.json"])
+    assert result.exit_code == 0, result.output
+    there = tmp_path / "project" / "data" / "t.jsonl"
+    assert (f"note: data.test of old is data/t.jsonl, relative to the folder it was trained in: reading {there}"
+            in result.stderr)
+    assert json.loads((tmp_path / "elsewhere" / "r.json").read_text())["data"] == str(there)
+    monkeypatch.chdir(tmp_path / "project")  # from where it was trained: no note
+    result = runner.invoke(app, ["eval", str(run)])
+    assert result.exit_code == 0 and "relative to the folder" not in result.stderr
+
+
+def test_eval_of_a_moved_old_run_says_where_its_test_file_was(trained, tmp_path, monkeypatch):
+    import shutil
+
+    run = _old_run(trained, tmp_path / "project", "data/t.jsonl")
+    moved = tmp_path / "archive" / "old"
+    shutil.move(run, moved)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["eval", str(moved)])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"error: data/t.jsonl: not found; data.test in {moved / 'config.yaml'} is "
+                                     "relative to the folder the run was trained in: run eval from there, or pass "
+                                     "--data FILE")
+    assert runner.invoke(app, ["eval", str(moved), "--data", str(tmp_path / "project" / "data" / "t.jsonl")]) \
+        .exit_code == 0
+
+
+def test_eval_notes_empty_frequency_groups(trained):
+    # The tiny run's labels all have fewer than 8 training articles: head and medium are empty (shown as -).
+    folder, _, _ = trained
+    result = runner.invoke(app, ["eval", str(folder / "runs" / "tiny")])
+    assert result.exit_code == 0, result.output
+    assert ("note: tiny has no head or medium labels (head: at least 35 training articles; medium: 8 to 34 training "
+            "articles): those groups are shown as -") in result.stderr
+
+
+def test_eval_notes_data_whose_labels_the_run_does_not_know(trained, tmp_path):
+    folder, _, _ = trained
+    run = str(folder / "runs" / "tiny")
+    foreign = write_jsonl(tmp_path / "foreign.jsonl", [{"text": "crude oil", "labels": ["energy"]},
+                                                       {"text": "cocoa beans", "labels": ["food", "energy"]}])
+    result = runner.invoke(app, ["eval", run, "--data", str(foreign)])
+    assert result.exit_code == 0, result.output
+    assert (f"note: none of the labels in {foreign} is in the vocabulary of tiny (2 unknown: 'energy', 'food'): "
+            "every article counts as having no topic, so F1 is 0; is this the data the run was trained for?"
+            in " ".join(result.stderr.split()))
+    assert "none of the 3 tail labels of tiny has a gold article" in " ".join(result.stderr.split())
+    unlabelled = write_jsonl(tmp_path / "none.jsonl", [{"text": "museum", "labels": []}])
+    result = runner.invoke(app, ["eval", run, "--data", str(unlabelled)])
+    assert result.exit_code == 0, result.output
+    assert f"note: no article in {unlabelled} has a gold label" in result.stderr
+
+
+@pytest.mark.parametrize("folds", [1, 2])
+def test_a_trained_run_finds_its_data_from_any_folder(tiny_encoder, tmp_path, monkeypatch, folds):
+    import yaml
+
+    write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS)
+    config = tiny_config(tmp_path, tiny_encoder, tmp_path / "tiny.jsonl")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["train", "-c", str(config), "--name", "rel", "--epochs", "1",
+                                 "--set", "data.train=tiny.jsonl", "--set", "data.test=tiny.jsonl",
+                                 "--set", "data.validation=null", "--set", f"train.folds={folds}"])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((tmp_path / "runs" / "rel" / "config.yaml").read_text())
+    assert saved["data"]["train"] == saved["data"]["test"] == str(tmp_path / "tiny.jsonl")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    result = runner.invoke(app, ["eval", str(tmp_path / "runs" / "rel")])
+    assert result.exit_code == 0 and "relative to the folder" not in result.stderr, result.output

@@ -52,6 +52,7 @@ def evaluate_runs(runs: list[str | Path | None], data: str | Path | None, batch_
             scored.notes.extend(policy.report(path))
         name = loaded.path.name
         scored.names.append(name if name not in scored.names else f"{name}#{len(scored.names) + 1}")
+        scored.notes.extend(note for note in report["notes"] if note not in scored.notes)
         for label, count in list(report["unknown_labels"].items())[:10]:
             scored.notes.append(f"label '{label}' ({count} records) in {report['data']} is not in the vocabulary of "
                                 f"{name}: not scored")
@@ -64,9 +65,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Every number of the report. With keep_scores, the raw arrays are added under "_arrays" (for plots)."""
     rule = rule or run.thresholds
-    path = data if data is not None else run.config.data.test
-    if path is None:
-        raise MlclsError("no evaluation data: the run's config names no data.test; pass --data FILE")
+    notes: list[str] = []
+    path = data if data is not None else run_test_file(run, notes)
     policy = policy or ReadPolicy(run.config.data.on_error)
     records = list(read_records(path, FieldSpec.from_config(run.config.data), policy=policy))
     encoded = run.labels.encode(records)
@@ -89,10 +89,90 @@ def evaluate(
         for row in report["per_label"]:
             row["train_positives"] = counts.get(row["label"], 0.0)
         report["baseline_micro_f1"] = most_frequent_label_baseline(stats, encoded.targets, encoded.mask)
+    notes.extend(data_notes(report, run.path.name, str(path)))
+    from mlcls.training.provenance import eval_notes, provenance_summary
+
+    report["provenance"] = provenance_summary(run.path)  # None: a run trained before provenance.json
+    notes.extend(eval_notes(run.path, path))  # an ONNX export; the evaluated file is the training/validation file
+    report["notes"] = notes
     if keep_scores:
         report["_arrays"] = {"probs": probs, "targets": encoded.targets, "mask": encoded.mask,
                              "predicted": predicted, "ids": [r.id for r in records]}
     return report
+
+
+def run_test_file(run: LoadedRun, notes: list[str]) -> Path:
+    """The run's data.test. A relative one (runs trained before data paths were saved absolute) is relative
+    to the folder the run was trained in: found there when the run still sits where it was written, else
+    relative to this folder; if neither holds it, the error says so and suggests --data."""
+    value = run.config.data.test
+    if value is None:
+        raise MlclsError("no evaluation data: the run's config names no data.test; pass --data FILE")
+    given = Path(value)
+    if given.is_absolute():
+        if not given.exists():
+            raise MlclsError(f"{given}: not found (data.test of {run.path / 'config.yaml'}); pass --data FILE")
+        return given
+    trained_in = training_folder(run.path, run.config.output.dir)
+    if trained_in is not None and (trained_in / given).exists():
+        there = trained_in / given
+        if not given.exists() or given.resolve() != there.resolve():
+            notes.append(f"data.test of {run.path.name} is {value}, relative to the folder it was trained in: "
+                         f"reading {there}")
+        return there
+    if given.exists():
+        return given
+    where = f" ({trained_in} by where the run sits), not this one" if trained_in is not None else ""
+    raise MlclsError(f"{value}: not found; data.test in {run.path / 'config.yaml'} is relative to the folder the run "
+                     f"was trained in{where}: run eval from there, or pass --data FILE")
+
+
+def training_folder(run: Path, output_dir: str) -> Path | None:
+    """The folder a run was trained in, read off where it sits: a run written to the relative output.dir
+    `runs` sits in <that folder>/runs/<name>. None when the run has moved or output.dir says nothing."""
+    out = Path(output_dir)
+    if out.is_absolute() or ".." in out.parts:
+        return None
+    parent = run.absolute().parent
+    n = len(out.parts)
+    if n and (len(parent.parts) <= n or parent.parts[-n:] != out.parts):
+        return None
+    return Path(*parent.parts[: len(parent.parts) - n])
+
+
+def data_notes(report: dict[str, Any], run: str, data: str) -> list[str]:
+    """What the figures cannot say by themselves: labels that are all unknown to the run, data without a gold
+    label, frequency groups with nothing to score (their F1 is shown as -, not as a 0)."""
+    from mlcls.data.stats import HEAD_MIN, TAIL_MAX
+
+    notes = []
+    known_positives = sum(row["support"] for row in report["per_label"])
+    unknown = report["unknown_labels"]
+    if unknown and known_positives == 0:
+        shown = ", ".join(f"'{label}'" for label in list(unknown)[:3]) + (", ..." if len(unknown) > 3 else "")
+        notes.append(f"none of the labels in {data} is in the vocabulary of {run} ({len(unknown)} unknown: {shown}): "
+                     "every article counts as having no topic, so F1 is 0; is this the data the run was trained "
+                     "for?")
+    elif known_positives == 0:
+        notes.append(f"no article in {data} has a gold label: F1, precision and recall have nothing to measure "
+                     "(shown as 0); the no-topic figures still apply")
+    groups = report.get("frequency_groups")
+    if groups:
+        spans = {"head": f"at least {HEAD_MIN}", "medium": f"{TAIL_MAX + 1} to {HEAD_MIN - 1}",
+                 "tail": f"fewer than {TAIL_MAX + 1}"}
+        empty = [name for name, group in groups.items() if group["labels"] == 0]
+        if empty:
+            notes.append(f"{run} has no {' or '.join(empty)} labels ("
+                         + "; ".join(f"{name}: {spans[name]} training articles" for name in empty)
+                         + f"): {'that group is' if len(empty) == 1 else 'those groups are'} shown as -")
+        for name, group in groups.items():
+            if group["labels"] and group["micro_f1"] is None:
+                notes.append(f"none of the {group['labels']} {name} labels of {run} has a gold or predicted article "
+                             f"in {data}: {name} F1 is shown as -")
+            elif group["labels"] and group["macro_f1"] is None:
+                notes.append(f"none of the {group['labels']} {name} labels of {run} has a gold article in {data} "
+                             f"(only false alarms): {name} macro-F1 is shown as -, micro-F1 is 0")
+    return notes
 
 
 def ranking_metrics(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> dict[str, Any]:

@@ -52,6 +52,10 @@ def load_run(run: str | Path | None, device: str = "auto", int8: bool = False) -
     from mlcls.model.classifier import FoldEnsemble, quiet_transformers
 
     path = resolve_run(run)
+    if (path / "model.onnx").is_file():  # an ONNX export (`mlcls export`): scored with ONNX Runtime
+        from mlcls.inference.onnx_run import load_onnx_run
+
+        return load_onnx_run(path, device, int8)
     from mlcls.inference.validation import validate_run
 
     validate_run(path)  # every file there, whole and consistent, before anything heavy loads

@@ -26,10 +26,10 @@ import shutil
 from pathlib import Path
 from typing import IO, Any
 
-from mlcls.errors import RunDirError
+from mlcls.errors import RunDirError, RunUnfinished
 from mlcls.training.checkpoint import find_checkpoint
 
-# The model files (encoder/ + head.safetensors, or folds/fold-K/ of a cross-fitted run) are checked by loading.
+# Every file a run needs, and their agreement, is checked by validation.validate_run before a run is loaded.
 REQUIRED_FILES = ("config.yaml", "labels.json", "thresholds.json")
 LATEST = "latest"
 
@@ -57,8 +57,11 @@ def lock_run(staging: Path) -> None:
     staging = staging.absolute()
     if staging in _HELD:  # this process holds it already (a run resumed in the process that began it)
         return
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(staging.parent / f"{staging.name.removesuffix('.incomplete')}.lock", "a")  # noqa: SIM115
+    try:  # a read-only or forbidden runs folder is the user's to fix: one line, not an internal error
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(staging.parent / f"{staging.name.removesuffix('.incomplete')}.lock", "a")  # noqa: SIM115
+    except OSError as exc:
+        raise RunDirError(f"{staging.parent}: cannot create a run there ({_cause(exc)})") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -96,9 +99,13 @@ def begin_run(runs_root: Path, name: str) -> Path:
         release_run(staging)
         raise RunDirError(f"{staging}: an interrupted run of this name has a checkpoint; continue it with "
                           f"`mlcls train --resume {final}`, or delete that folder")
-    if staging.exists():
-        shutil.rmtree(staging)  # left by a run of the same name killed before its first checkpoint (unlocked)
-    staging.mkdir(parents=True)
+    try:
+        if staging.exists():
+            shutil.rmtree(staging)  # left by a run of the same name killed before its first checkpoint (unlocked)
+        staging.mkdir(parents=True)
+    except OSError as exc:
+        release_run(staging)
+        raise RunDirError(f"{staging}: cannot create the run's folder ({_cause(exc)})") from None
     return staging
 
 
@@ -118,14 +125,21 @@ def begin_named_run(runs_root: Path, base: str) -> str:
 def finish_run(staging: Path) -> Path:
     """Rename the complete run into place and point runs/latest at it (atomically: a rename)."""
     final = staging.parent / staging.name[1 : -len(".incomplete")]
-    staging.rename(final)
+    try:
+        staging.rename(final)
+    except OSError as exc:
+        raise RunDirError(f"{staging}: the run is complete but cannot be renamed to {final} ({_cause(exc)}); "
+                          "rename it yourself") from None
     release_run(staging)
     link = final.parent / LATEST
     tmp_link = final.parent / f".{LATEST}.{os.getpid()}.tmp"  # per process: two runs may finish at once
-    if tmp_link.is_symlink() or tmp_link.exists():
-        tmp_link.unlink()
-    tmp_link.symlink_to(final.name)
-    os.replace(tmp_link, link)
+    try:
+        if tmp_link.is_symlink() or tmp_link.exists():
+            tmp_link.unlink()
+        tmp_link.symlink_to(final.name)
+        os.replace(tmp_link, link)
+    except OSError as exc:
+        raise RunDirError(f"{final}: the run is saved, but {link} cannot point at it ({_cause(exc)})") from None
     return final
 
 
@@ -151,23 +165,117 @@ def resumable_run(run: Path, runs_root: Path = Path("runs")) -> Path:
 def save_model(run_dir: Path, model, tokenizer) -> None:
     from safetensors.torch import save_file
 
-    model.encoder.save_pretrained(run_dir / "encoder")
-    tokenizer.save_pretrained(run_dir / "encoder")
-    save_file(model.head_state(), str(run_dir / "head.safetensors"))
+    try:
+        model.encoder.save_pretrained(run_dir / "encoder")
+        tokenizer.save_pretrained(run_dir / "encoder")
+        save_file(model.head_state(), str(run_dir / "head.safetensors"))
+    except Exception as exc:
+        raise run_write_error(run_dir, run_dir, "the model", exc) from None
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=1))
+    try:
+        path.write_text(json.dumps(data, indent=1))
+    except OSError as exc:
+        raise run_write_error(path.parent, path, "", exc) from None
+
+
+def _cause(exc: BaseException) -> str:
+    from mlcls.atomic import describe_os_error
+
+    return describe_os_error(exc)
+
+
+def run_write_error(run_dir: Path, target: Path, what: str, exc: Exception) -> Exception:
+    """A file of a finishing run that the file system refused (full disk, read-only, forbidden): one line that
+    says what is kept, or `exc` itself when it is not the file system's (a bug stays a bug)."""
+    from mlcls.atomic import WriteError, is_disk_full
+
+    if not (isinstance(exc, OSError) or is_disk_full(exc)):
+        return exc
+    cause = "no space left on device" if is_disk_full(exc) else _cause(exc)
+    kept = ""
+    top = run_dir.parent.parent if run_dir.parent.name == "folds" else run_dir  # a fold of a cross-fitted run
+    if top.name.startswith(".") and top.name.endswith(".incomplete"):
+        final = top.parent / top.name[1 : -len(".incomplete")]
+        kept = (f"; the unfinished run stays in {top} with its checkpoint: make room (or allow writes) and "
+                f"continue with `mlcls train --resume {final}`" if find_checkpoint(run_dir) is not None
+                else f"; the unfinished run stays in {top}")
+    return WriteError(f"{target}: cannot write{f' {what}' if what else ''} ({cause}){kept}")
 
 
 def resolve_run(run: str | Path | None, runs_root: str | Path = "runs") -> Path:
+    """The finished run directory that `run` names (default: runs/latest), resolved. Its files are checked by
+    validation.validate_run; here: a clear word when the run is unfinished, or when `run` is a runs folder."""
     path = Path(run) if run is not None else Path(runs_root) / LATEST
+    if path.name.startswith(".") and path.name.endswith(".incomplete") and path.is_dir():  # a staging folder
+        raise RunUnfinished(unfinished_run(path.parent / path.name[1 : -len(".incomplete")]) or "")
     if not path.exists():
+        unfinished = unfinished_run(path)
+        if unfinished is not None:
+            raise RunUnfinished(unfinished)
         if run is None:
-            raise RunDirError(f"{path}: no run found (train one with `mlcls train`, or name a run directory)")
+            pending = sorted(Path(runs_root).glob(".*.incomplete"))
+            hint = (f"; unfinished: {', '.join(str(p.parent / p.name[1:-len('.incomplete')]) for p in pending)}"
+                    if pending else "")
+            raise RunDirError(f"{path}: no run found (train one with `mlcls train`, or name a run directory){hint}")
         raise RunDirError(f"{path}: run directory not found")
-    path = path.resolve()
-    for name in REQUIRED_FILES:
-        if not (path / name).exists():
-            raise RunDirError(f"{path / name}: missing from the run directory (is this a complete mlcls run?)")
-    return path
+    try:
+        is_run = (path / "config.yaml").exists() or not path.is_dir()
+        runs_inside = not is_run and ((path / LATEST).exists() or any(path.glob("*/config.yaml")))
+    except OSError:  # unreadable: validate_run names the cause
+        runs_inside = False
+    if runs_inside:
+        raise RunDirError(f"{path}: a folder of runs, not a run: name one of them (e.g. {path / LATEST})")
+    return path.resolve()
+
+
+def unfinished_run(final: Path) -> str | None:
+    """What to tell a user who names a run that has not finished (its staging folder exists), else None."""
+    staging = staging_dir(final)
+    if not staging.is_dir():
+        return None
+    resumable = find_checkpoint(staging) is not None or (staging / "folds").is_dir()
+    if training_now(staging):
+        return (f"{final}: this run is still being trained (its files are in {staging}); evaluate it when the "
+                "training ends")
+    if not resumable and (staging / "metrics.json").is_file():  # stopped between its last write and the rename
+        from mlcls.inference.validation import validate_run
+
+        try:
+            validate_run(staging)
+        except RunDirError:
+            pass
+        else:
+            return (f"{final}: this run was written whole, but its training stopped before renaming it into place: "
+                    f"`mv {staging} {final}` finishes it")
+    if resumable:
+        return (f"{final}: this run is unfinished: its training was interrupted, and {staging} keeps a checkpoint; "
+                f"continue it with `mlcls train --resume {final}`")
+    return (f"{final}: this run is unfinished: its training stopped before its first checkpoint, so there is nothing "
+            f"to resume; train it again (`--name {final.name}` reuses the name)")
+
+
+def training_now(staging: Path) -> bool:
+    """Whether a training holds this run's lock now: this process, or another one as /proc/locks shows it
+    (Linux; elsewhere False). Looking does not take the lock, so a training starting now is never refused."""
+    staging = staging.absolute()
+    if staging in _HELD:
+        return True
+    lock = staging.parent / f"{staging.name.removesuffix('.incomplete')}.lock"
+    try:
+        info = lock.stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return False
+    device = (os.major(info.st_dev), os.minor(info.st_dev), info.st_ino)
+    for line in table.splitlines():
+        for field in line.split():
+            parts = field.split(":")
+            if len(parts) == 3 and all(parts):
+                try:
+                    if (int(parts[0], 16), int(parts[1], 16), int(parts[2])) == device:
+                        return True
+                except ValueError:
+                    continue
+    return False

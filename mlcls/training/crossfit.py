@@ -31,9 +31,10 @@ from typing import IO
 import numpy as np
 from rich.console import Console
 
-from mlcls.config import Config
+from mlcls.config import Config, absolute_data_paths
 from mlcls.errors import ConfigError
 from mlcls.evaluation.metrics import compute_metrics
+from mlcls.inference.model_card import write_model_card
 from mlcls.inference.rundir import (
     begin_named_run,
     begin_run,
@@ -55,6 +56,7 @@ from mlcls.training.loop import (
     read_training_data,
     train,
 )
+from mlcls.training.provenance import write_provenance
 from mlcls.training.split import fold_of_each_record
 
 FOLDS = "folds"
@@ -186,6 +188,8 @@ def _finish(config: Config, pool: TrainingData, fold: np.ndarray, probs: np.ndar
                             "validation_macro_f1": r.metrics["validation"].get("macro_f1")} for r in results],
     }
     write_json(staging / "metrics.json", summary)
+    write_provenance(staging, config)
+    write_model_card(staging)
     done = finish_run(staging)
     return TrainResult(done.resolve(), summary)
 
@@ -216,7 +220,7 @@ def _begin(config: Config, resume: Path | None) -> tuple[Path, Path]:
     else:
         begin_run(runs_root, config.output.name)
     staging = staging_dir(runs_root / config.output.name)
-    config.save(staging / "config.yaml")
+    absolute_data_paths(config).save(staging / "config.yaml")  # the run finds its data from any folder
     return staging, runs_root / config.output.name
 
 

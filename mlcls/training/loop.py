@@ -24,13 +24,14 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mlcls.config import Config
+from mlcls.config import Config, absolute_data_paths
 from mlcls.data.batching import length_grouped_batches, pad_batch
 from mlcls.data.labels import Encoded, LabelSpace, LabelStats
 from mlcls.data.records import ReadPolicy, Record
 from mlcls.errors import DataError, Interrupted, MlclsError, RunDirError
 from mlcls.evaluation.metrics import compute_metrics
 from mlcls.inference.decision import DecisionRule, tune_rule
+from mlcls.inference.model_card import write_model_card
 from mlcls.inference.rundir import (
     begin_named_run,
     begin_run,
@@ -38,6 +39,7 @@ from mlcls.inference.rundir import (
     held_runs,
     lock_run,
     release_run,
+    run_write_error,
     save_model,
     staging_dir,
     write_json,
@@ -62,6 +64,7 @@ from mlcls.training.devices import (
     process_share,
 )
 from mlcls.training.interrupt import StopSignal
+from mlcls.training.provenance import write_provenance
 from mlcls.training.split import training_split
 
 
@@ -254,8 +257,8 @@ def prepare_run_dir(config: Config, accelerator, resume: Path | None) -> tuple[P
             begin_run(runs_root, name)
     name = broadcast(accelerator, name)
     config.output.name = name
-    if accelerator.is_main_process:
-        config.save(staging_dir(runs_root / name) / "config.yaml")
+    if accelerator.is_main_process:  # data paths absolute: the run is evaluated and resumed from any folder
+        absolute_data_paths(config).save(staging_dir(runs_root / name) / "config.yaml")
     accelerator.wait_for_everyone()
     return staging_dir(runs_root / name), runs_root / name
 
@@ -423,27 +426,42 @@ def finish(t: Trainer, started: float) -> TrainResult:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         staging = t.staging
-        t.core.load_state_dict(t.best_weights)
-        t.data.labels.save(staging / "labels.json")
-        t.data.stats.save(staging / "label_stats.json")
-        save_model(staging, t.core, t.tokenizer)
-        rule = DecisionRule(**state.best_thresholds)
-        if t.data.validation:  # the scores the rule was tuned on, for choosing rules offline (bench_thresholds)
-            probs = validation_scores(t.core, t.val_vectors, t.val_ids, t.pad_id, t.config, t.device)
-            extra = {}
-            if t.config.model.lexical == "tfidf":
-                rule, probs, extra = lexical_fusion(t, probs, summary)
-            save_tuning_scores(staging, probs, t.data.val_enc, [r.id for r in t.data.validation], **extra)
-        rule.save(staging / "thresholds.json")
-        write_json(staging / "metrics.json", summary)
-        (staging / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in state.log))
-        remove_checkpoints(staging)
+        try:
+            write_run_files(t, summary)
+        except Exception as exc:  # a full disk or a read-only folder: one line that says what is kept
+            error = run_write_error(staging, staging, "", exc)
+            if error is exc:
+                raise
+            raise error from None
         final = finish_run(staging)
     accelerator.wait_for_everyone()
     return TrainResult(final.resolve(), summary, accelerator.is_main_process)
 
 
 # -------------------------------------------------------------------- helpers of the stages
+
+
+def write_run_files(t: Trainer, summary: dict[str, Any]) -> None:
+    """The kept epoch's model, labels, rule, scores, metrics and log, into the staging folder."""
+    staging, state = t.staging, t.state
+    t.core.load_state_dict(t.best_weights)
+    t.data.labels.save(staging / "labels.json")
+    t.data.stats.save(staging / "label_stats.json")
+    save_model(staging, t.core, t.tokenizer)
+    rule = DecisionRule(**state.best_thresholds)
+    if t.data.validation:  # the scores the rule was tuned on, for choosing rules offline (bench_thresholds)
+        probs = validation_scores(t.core, t.val_vectors, t.val_ids, t.pad_id, t.config, t.device)
+        extra = {}
+        if t.config.model.lexical == "tfidf":
+            rule, probs, extra = lexical_fusion(t, probs, summary)
+        save_tuning_scores(staging, probs, t.data.val_enc, [r.id for r in t.data.validation], **extra)
+    rule.save(staging / "thresholds.json")
+    write_json(staging / "metrics.json", summary)
+    (staging / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in state.log))
+    if t.final.parent.name != "folds":  # a cross-fitted run describes itself once, not per fold
+        write_provenance(staging, t.config)
+        write_model_card(staging)
+    remove_checkpoints(staging)
 
 
 def save_tuning_scores(run_dir: Path, probs: np.ndarray, encoded: Encoded, ids: list[str],

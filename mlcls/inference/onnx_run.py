@@ -1,0 +1,167 @@
+"""An ONNX export (`mlcls export`), loaded for scoring with ONNX Runtime: `load_run` hands such a folder here.
+
+The result is a LoadedRun like any other: config, labels, decision rule, tokenizer and the lexical model
+come from the export's files, and `model` is an OnnxModel, which answers the call that mlcls's scoring makes
+of a classifier (`model(input_ids, attention_mask)` -> logits, as a torch tensor; `num_labels`;
+`eval()` / `train()` / `training`). So `mlcls predict`, `eval` and `serve` run an export through the same
+code as a torch run (scoring.score_records: tokenize, length-sorted batches, sigmoid, the lexical blend).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlcls.errors import MlclsError, RunDirError
+from mlcls.inference.export import MANIFEST, MODEL_FILE, require_onnx
+
+REQUIRED = (MODEL_FILE, MANIFEST, "config.yaml", "labels.json", "thresholds.json", "tokenizer_config.json")
+
+
+class OnnxModel:
+    """An ONNX Runtime session that scores like MultiLabelClassifier: token ids in, logits out."""
+
+    def __init__(self, path: Path, providers: list[str]):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types (InvalidGraph, Fail, ...)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise RunDirError(f"{path}: cannot load the ONNX model ({first})") from None
+        self.path = path
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        if "logits" not in outputs or not {"input_ids", "attention_mask"} <= set(self.input_names):
+            raise RunDirError(f"{path}: not an mlcls export (inputs {', '.join(self.input_names)}; outputs "
+                              f"{', '.join(outputs)}; expected input_ids, attention_mask -> probabilities, logits)")
+        width = outputs["logits"].shape[-1]
+        self._num_labels = width if isinstance(width, int) else None
+        self.training = False
+
+    @property
+    def num_labels(self) -> int:
+        if self._num_labels is None:
+            raise RunDirError(f"{self.path}: the graph does not say how many labels it scores")
+        return self._num_labels
+
+    def eval(self) -> OnnxModel:
+        return self
+
+    def train(self, mode: bool = True) -> OnnxModel:  # scoring restores the mode it found: always eval here
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> OnnxModel:
+        return self
+
+    def feed(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
+        ids = np.asarray(input_ids, dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.asarray(attention_mask, dtype=np.int64)}
+        if "token_type_ids" in self.input_names:  # one text per row: every token is of type 0
+            feed["token_type_ids"] = np.zeros_like(ids)
+        return feed
+
+    def outputs(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, logits) of a batch."""
+        probs, logits = self.session.run(["probabilities", "logits"], self.feed(input_ids, attention_mask))
+        return probs, logits
+
+    def __call__(self, input_ids, attention_mask):
+        import torch
+
+        feed = self.feed(input_ids.detach().cpu().numpy(), attention_mask.detach().cpu().numpy())
+        return torch.from_numpy(self.session.run(["logits"], feed)[0])
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{path / MANIFEST}: cannot read ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "onnx":
+        raise RunDirError(f"{path / MANIFEST}: not the manifest of an mlcls ONNX export")
+    return manifest
+
+
+def providers_for(device: str) -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    gpu = "CUDAExecutionProvider" in available
+    if device == "cuda" and not gpu:
+        raise MlclsError("this onnxruntime has no CUDA provider (install onnxruntime-gpu), or use the CPU")
+    if device in ("cuda", "auto") and gpu:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def load_onnx_run(path: Path, device: str = "auto", int8: bool = False):
+    """The export in `path` as a LoadedRun whose model is an OnnxModel (inputs and outputs on the CPU; ONNX
+    Runtime moves them to its device itself)."""
+    import torch
+
+    from mlcls.data.labels import LabelSpace
+    from mlcls.inference.decision import DecisionRule
+    from mlcls.inference.loading import LoadedRun, load_run_config
+    from mlcls.model.lexical import LexicalModel
+
+    require_onnx(export=False)
+    for name in REQUIRED:
+        if not (path / name).is_file():
+            raise RunDirError(f"{path / name}: missing from the ONNX export (is this a complete `mlcls export` "
+                              "folder?)")
+    manifest = read_manifest(path)
+    if int8 and manifest.get("quantize") != "int8":
+        raise MlclsError(f"{path}: --int8 quantises a torch run; this ONNX export is fp32: make an int8 one with "
+                         "`mlcls export RUN --format onnx --quantize int8`")
+    config = load_run_config(path)
+    try:
+        labels = LabelSpace.load(path / "labels.json")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunDirError(f"{path / 'labels.json'}: corrupt ({exc})") from None
+    thresholds = DecisionRule.load(path / "thresholds.json")
+    unknown = sorted(set(thresholds.per_label) - set(labels.labels))
+    if unknown:
+        raise RunDirError(f"{path / 'thresholds.json'}: names labels that labels.json lacks "
+                          f"({', '.join(unknown[:5])}): the files come from different runs")
+    model = OnnxModel(path / MODEL_FILE, providers_for(device))
+    if model.num_labels != len(labels):
+        raise RunDirError(f"{path / MODEL_FILE}: the graph scores {model.num_labels} labels but "
+                          f"{path / 'labels.json'} has {len(labels)}: the files come from different exports")
+    tokenizer = _tokenizer(path, config, manifest)
+    lexical = LexicalModel.load(path)
+    return LoadedRun(path, config, labels, thresholds, model, tokenizer, torch.device("cpu"), lexical)
+
+
+def _tokenizer(path: Path, config, manifest: dict[str, Any]):
+    from transformers import AutoTokenizer
+
+    from mlcls.model.classifier import quiet_transformers
+
+    quiet_transformers()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.model.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{path}: cannot load the tokenizer ({str(exc).splitlines()[0]})") from None
+    expected = manifest.get("vocab_size")
+    if isinstance(expected, int) and len(tokenizer) != expected:
+        raise RunDirError(f"{path}: the tokenizer has {len(tokenizer)} tokens but the export was made with {expected} "
+                          "(a tokenizer file is missing or belongs to another model)")
+    return tokenizer
+
+
+def export_note(run_dir: Path) -> str | None:
+    """What `mlcls eval` says about an export it scores: ONNX Runtime, and int8 when quantised."""
+    try:
+        manifest = json.loads((Path(run_dir) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != "onnx":
+        return None
+    kind = "int8-quantised ONNX export" if manifest.get("quantize") == "int8" else "ONNX export (fp32)"
+    return f"{Path(run_dir).name} is an {kind} of {manifest.get('source_run')}: scored with ONNX Runtime"

@@ -1,0 +1,257 @@
+"""One check of a finished run directory before anything loads it: `validate_run(path)`.
+
+Every file the run needs is there and readable, the small files parse, and they agree with each other and
+with the weights: labels.json's labels, the head's rows, the per-label cut-offs of thresholds.json, the
+encoder's hidden size. Weights are checked through their safetensors headers (a truncated file fails there:
+the header's offsets no longer cover the file), so no model is built and no tensor is read: this costs
+milliseconds, and a broken run fails with one line naming the file before minutes of loading or, worse,
+before it scores anything.
+
+What it cannot see without loading the tokenizer (a tokenizer file that belongs to another model) is
+checked after loading, by `loading.check_tokenizer_fits`. Bytes flipped inside a weights file whose header
+is intact are not detected (safetensors keeps no checksum).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from mlcls.errors import RunDirError
+
+REQUIRED_FILES = ("config.yaml", "labels.json", "thresholds.json")
+# Files that hold a tokenizer's vocabulary, as save_pretrained writes them (fast tokenizers: tokenizer.json;
+# slow ones: one of the others). tokenizer_config.json is written beside them in every case.
+VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                    "tokenizer.model")
+WEIGHTS = "model.safetensors"
+SHARDED_WEIGHTS = "model.safetensors.index.json"
+
+
+def validate_run(path: str | Path) -> None:
+    """Raise RunDirError (one line naming the file and the problem) unless `path` is a whole, consistent run."""
+    path = Path(path)
+    _need(path, folder=True)
+    for name in REQUIRED_FILES:
+        _need(path / name)
+    config = _config(path / "config.yaml")
+    labels = _labels(path / "labels.json")
+    _thresholds(path / "thresholds.json", labels)
+    for folder in _model_folders(path, config.train.folds):
+        _model(folder, labels, path)
+    _lexical(path, len(labels))
+
+
+# ------------------------------------------------------------------------------------------ files
+
+
+def _need(path: Path, folder: bool = False) -> None:
+    """`path` exists, is a file (a folder), and can be read (listed)."""
+    what = "folder" if folder else "file"
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: missing from the run directory (is this a complete mlcls run?)") from None
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot read ({_cause(exc)})") from None
+    import stat
+
+    if folder != stat.S_ISDIR(mode):
+        raise RunDirError(f"{path}: not a {what}")
+    try:
+        if folder:
+            os.listdir(path)
+        else:
+            os.close(os.open(path, os.O_RDONLY))
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot read ({_cause(exc)})") from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise RunDirError(f"{path}: corrupt (not UTF-8 text)") from None
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot read ({_cause(exc)})") from None
+
+
+def _json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(_read_text(path))
+    except ValueError as exc:
+        raise RunDirError(f"{path}: corrupt ({what}: {exc})") from None
+
+
+def _cause(exc: OSError) -> str:
+    from mlcls.atomic import describe_os_error
+
+    return describe_os_error(exc)
+
+
+# ------------------------------------------------------------------------------------------ small files
+
+
+def _config(path: Path):
+    import yaml
+
+    from mlcls.config import Config
+    from mlcls.errors import ConfigError
+
+    try:
+        raw = yaml.safe_load(_read_text(path))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise RunDirError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or 'cannot parse'}") from None
+    try:
+        return Config.from_dict(raw if raw is not None else {}, where=str(path))
+    except ConfigError as exc:
+        raise RunDirError(f"{path}: {exc}") from None
+
+
+def _labels(path: Path) -> list[str]:
+    raw = _json(path, "not JSON")
+    labels = raw.get("labels") if isinstance(raw, dict) else None
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise RunDirError(f"{path}: corrupt (expected {{\"labels\": [names]}})")
+    if not labels:
+        raise RunDirError(f"{path}: corrupt (no labels)")
+    if len(set(labels)) != len(labels):
+        raise RunDirError(f"{path}: corrupt (a label is listed twice)")
+    return labels
+
+
+def _thresholds(path: Path, labels: list[str]) -> None:
+    from mlcls.inference.decision import DecisionRule
+
+    rule = DecisionRule.load(path)  # RunDirError "not a valid decision rule" when it does not parse
+    known = set(labels)
+    if not isinstance(rule.per_label, dict) or not isinstance(rule.fallback_labels, list):
+        raise RunDirError(f"{path}: not a valid decision rule (per_label must map labels to cut-offs)")
+    unknown = sorted(str(name) for name in [*rule.per_label, *rule.fallback_labels] if name not in known)
+    if unknown:
+        shown = ", ".join(repr(name) for name in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise RunDirError(f"{path}: names {len(unknown)} label(s) that labels.json lacks ({shown}): the files "
+                          "come from different runs")
+    for name, cut in [("threshold", rule.threshold), *rule.per_label.items()]:
+        if isinstance(cut, bool) or not isinstance(cut, int | float) or not 0.0 <= cut <= 1.0:
+            raise RunDirError(f"{path}: the cut-off of {name!r} is {cut!r}, not a number in [0, 1]")
+
+
+# ------------------------------------------------------------------------------------------ model files
+
+
+def _model_folders(run: Path, folds: int) -> list[Path]:
+    """The folders holding the model: the run itself, or each folds/fold-K of a cross-fitted run (as
+    loading.model_folders finds them), all K of them."""
+    if (run / "head.safetensors").exists() or (run / "encoder").exists():
+        return [run]
+    if folds <= 1:
+        _need(run / "head.safetensors")  # raises: missing
+    _need(run / "folds", folder=True)
+    expected = [run / "folds" / f"fold-{k}" for k in range(1, folds + 1)]
+    for folder in expected:
+        if not folder.exists():
+            raise RunDirError(f"{folder}: missing from the run directory (the run was trained with train.folds="
+                              f"{folds}, and predicts with every fold's model)")
+    return expected
+
+
+def _model(folder: Path, labels: list[str], run: Path) -> None:
+    encoder = folder / "encoder"
+    _need(encoder, folder=True)
+    _need(encoder / "config.json")
+    config = _json(encoder / "config.json", "not JSON")
+    if not isinstance(config, dict):
+        raise RunDirError(f"{encoder / 'config.json'}: corrupt (expected a JSON object)")
+    _encoder_weights(encoder)
+    _need(encoder / "tokenizer_config.json")
+    if not any((encoder / name).exists() for name in VOCABULARY_FILES):
+        raise RunDirError(f"{encoder}: the tokenizer's vocabulary is missing (none of {', '.join(VOCABULARY_FILES)}"
+                          "); without it every word would be an unknown token")
+    for name in VOCABULARY_FILES:
+        if (encoder / name).exists():
+            _need(encoder / name)
+            if name.endswith(".json"):
+                _json(encoder / name, "not JSON")
+    _head(folder / "head.safetensors", len(labels), config.get("hidden_size"), run)
+
+
+def _encoder_weights(encoder: Path) -> None:
+    if (encoder / WEIGHTS).exists():
+        shards = [encoder / WEIGHTS]
+    elif (encoder / SHARDED_WEIGHTS).exists():
+        index = _json(encoder / SHARDED_WEIGHTS, "not JSON")
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise RunDirError(f"{encoder / SHARDED_WEIGHTS}: corrupt (no weight_map)")
+        shards = [encoder / str(name) for name in sorted(set(weight_map.values()))]
+    else:
+        other = [p.name for p in encoder.glob("*.bin")] + [p.name for p in encoder.glob("*.pt")]
+        extra = f" ({', '.join(other)} found: weights are loaded only from safetensors)" if other else ""
+        raise RunDirError(f"{encoder / WEIGHTS}: missing from the run directory{extra}")
+    for shard in shards:
+        _need(shard)
+        _safetensors_shapes(shard, "corrupt or truncated, not a whole safetensors file")
+
+
+def _head(path: Path, num_labels: int, hidden_size: Any, run: Path) -> None:
+    _need(path)
+    shapes = _safetensors_shapes(path, "corrupt or does not match labels.json")
+    weight = shapes.get("head.weight")
+    bias = shapes.get("head.bias")
+    if weight is None or bias is None or len(weight) != 2 or len(bias) != 1:
+        raise RunDirError(f"{path}: corrupt or does not match labels.json (expected tensors head.weight and "
+                          f"head.bias, found {', '.join(sorted(shapes)) or 'none'})")
+    if weight[0] != num_labels or bias[0] != num_labels:
+        raise RunDirError(f"{path}: the head scores {weight[0]} labels but {run / 'labels.json'} has {num_labels}: "
+                          "the files come from different runs")
+    if isinstance(hidden_size, int) and weight[1] != hidden_size:
+        raise RunDirError(f"{path}: the head takes {weight[1]} inputs but the encoder's hidden size is "
+                          f"{hidden_size} ({path.parent / 'encoder' / 'config.json'}): the files come from "
+                          "different runs")
+
+
+def _lexical(run: Path, num_labels: int) -> None:
+    """model.lexical: tfidf runs blend a TF-IDF model in (lexical/): whole, with a row per label; and present
+    when metrics.json says the run blends it at a weight above 0 (without it the scores would silently be the
+    encoder's alone, which the rule was not tuned on)."""
+    folder = run / "lexical"
+    if not folder.exists():
+        metrics = run / "metrics.json"
+        try:
+            weight = json.loads(metrics.read_text(encoding="utf-8")).get("lexical_weight")
+        except (OSError, ValueError, AttributeError):  # metrics.json is not needed to score: no verdict from it
+            weight = None
+        if isinstance(weight, int | float) and weight > 0:
+            raise RunDirError(f"{folder}: missing from the run directory ({metrics} says the run blends this "
+                              f"lexical model in at weight {weight})")
+        return
+    _need(folder, folder=True)
+    for name in ("settings.json", "vocabulary.json"):
+        _need(folder / name)
+        _json(folder / name, "not JSON")
+    _need(folder / "weights.safetensors")
+    shapes = _safetensors_shapes(folder / "weights.safetensors", "corrupt or truncated, not a whole safetensors file")
+    rows = [shapes.get(name, [None])[0] for name in ("coef", "intercept")]
+    if rows != [num_labels, num_labels]:
+        raise RunDirError(f"{folder / 'weights.safetensors'}: the lexical model scores {rows[0]} labels but "
+                          f"{run / 'labels.json'} has {num_labels}: the files come from different runs")
+
+
+def _safetensors_shapes(path: Path, problem: str) -> dict[str, list[int]]:
+    """Tensor name -> shape, from the header alone. safetensors checks there that the header's offsets cover
+    the file exactly, so a truncated (or extended) file fails here."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            return {name: list(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+    except SafetensorError as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RunDirError(f"{path}: {problem} ({detail})") from None
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot read ({_cause(exc)})") from None

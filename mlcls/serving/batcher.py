@@ -1,0 +1,173 @@
+"""Dynamic batching: many small requests scored like one big file.
+
+Each request puts its records on a queue (cut into pieces of at most `max_batch` records) and awaits their
+scores. One collector task on the event loop takes queued pieces, in arrival order, until `max_batch` records
+are gathered or the oldest of them has waited `max_wait_s`, and scores them in one call of `score` on a single
+worker thread: the event loop stays free to read requests and write answers while the model runs, and what
+arrives during a call is scored together by the next one (under load, batches fill without waiting at all).
+A call that fails is retried request by request, so that one request's bad records fail that request only.
+
+Standard library and numpy only: no FastAPI here, so the batching is testable without the `serve` extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class NotRunning(RuntimeError):
+    """The batcher is not started, or is stopping: no new work is taken."""
+
+
+@dataclass
+class _Piece:
+    items: Sequence[Any]
+    future: asyncio.Future
+    arrived: float  # loop.time() when queued
+
+
+@dataclass
+class BatchStats:
+    calls: int = 0  # calls of the scoring function
+    records: int = 0  # records scored
+    largest: int = 0  # records in the largest call
+
+    def add(self, size: int) -> None:
+        self.calls += 1
+        self.records += size
+        self.largest = max(self.largest, size)
+
+
+class DynamicBatcher:
+    """`await batcher.score(items)` -> the rows `score(items)` would return, computed together with the items of
+    other requests that arrive within `max_wait_s` (at most `max_batch` items per call)."""
+
+    def __init__(self, score: Callable[[list[Any]], np.ndarray], max_batch: int = 64, max_wait_s: float = 0.01):
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._score = score
+        self.max_batch = max_batch
+        self.max_wait_s = max(0.0, max_wait_s)
+        self.stats = BatchStats()
+        self._queue: deque[_Piece] = deque()
+        self._queued = 0  # items in the queue
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._busy = False  # a call of `score` is running
+
+    @property
+    def queued(self) -> int:
+        """Items waiting to be scored (not counting those being scored now)."""
+        return self._queued
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        if self.running:
+            return
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlcls-inference")
+        self._task = asyncio.get_running_loop().create_task(self._collect(), name="mlcls-batcher")
+
+    async def stop(self) -> None:
+        """Finish the work queued so far, then stop (new work is refused from the start of the call)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        while (self._queue or self._busy) and not task.done():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        for piece in self._queue:  # only when the collector died: nothing is left waiting forever
+            if not piece.future.done():
+                piece.future.set_exception(NotRunning("the server is shutting down"))
+        self._queue.clear()
+        self._queued = 0
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def score(self, items: Sequence[Any]) -> np.ndarray:
+        if not self.running:
+            raise NotRunning("the server is not ready (starting or shutting down)")
+        loop = asyncio.get_running_loop()
+        futures = []
+        for start in range(0, len(items), self.max_batch):
+            piece = _Piece(items[start:start + self.max_batch], loop.create_future(), loop.time())
+            self._queue.append(piece)
+            self._queued += len(piece.items)
+            futures.append(piece.future)
+        assert self._wakeup is not None
+        self._wakeup.set()
+        try:
+            parts = await asyncio.gather(*futures)
+        except BaseException:
+            for future in futures:  # a client gone: its pieces still queued are dropped, not scored
+                future.cancel()
+            raise
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    async def _collect(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wakeup is not None
+        while True:
+            while not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            # wait for company, up to max_wait_s after the oldest queued piece arrived (pieces that queued while
+            # the model was busy are past it already: they go at once)
+            deadline = self._queue[0].arrived + self.max_wait_s
+            while self._queued < self.max_batch and (remaining := deadline - loop.time()) > 0:
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            batch: list[_Piece] = []
+            size = 0
+            while self._queue and size + len(self._queue[0].items) <= self.max_batch:
+                piece = self._queue.popleft()
+                self._queued -= len(piece.items)
+                if piece.future.done():  # cancelled: its request is gone
+                    continue
+                batch.append(piece)
+                size += len(piece.items)
+            if not batch:
+                continue
+            self._busy = True
+            try:
+                await self._run_batch(loop, batch)
+            finally:
+                self._busy = False
+
+    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Piece]) -> None:
+        items = [item for piece in batch for item in piece.items]
+        try:
+            rows = await loop.run_in_executor(self._executor, self._score, items)
+        except Exception as exc:
+            if len(batch) == 1:  # this request fails; the server goes on
+                if not batch[0].future.done():
+                    batch[0].future.set_exception(exc)
+                return
+            for piece in batch:  # one request's records broke the call: each request alone, so only it fails
+                await self._run_batch(loop, [piece])
+            return
+        self.stats.add(len(items))
+        start = 0
+        for piece in batch:
+            end = start + len(piece.items)
+            if not piece.future.done():
+                piece.future.set_result(rows[start:end])
+            start = end

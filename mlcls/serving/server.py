@@ -1,0 +1,135 @@
+"""Start and stop `mlcls serve`.
+
+Everything that can fail is tried before the server listens, each failure one line (MlclsError): the extra
+installed, the token file readable, the run loaded and scored once (a broken run fails here, not at the first
+request), the address bound (a port in use, a host that does not resolve). Then uvicorn serves on the bound
+socket. SIGTERM (and Ctrl-C) is uvicorn's graceful shutdown: no new connections, the requests in flight are
+answered (for at most DRAIN_SECONDS), the batcher stops, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from mlcls.errors import MlclsError
+from mlcls.serving.settings import ServeSettings
+
+EXTRA = 'mlcls serve needs FastAPI and uvicorn, the "serve" extra: pip install "mlcls[serve]"'
+DRAIN_SECONDS = 30  # in-flight requests get this long to finish after SIGTERM
+
+
+def require_extra() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise MlclsError(EXTRA) from None
+
+
+def read_token(path: Path) -> str:
+    from mlcls.atomic import describe_os_error
+
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise MlclsError(f"{path}: cannot read the token file ({describe_os_error(exc)})") from None
+    except UnicodeDecodeError:
+        raise MlclsError(f"{path}: the token file is not UTF-8 text") from None
+    if not token or any(c.isspace() for c in token):
+        raise MlclsError(f"{path}: the token file must hold one token (no spaces), and it "
+                         + ("is empty" if not token else "holds several words"))
+    return token
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: a free one), or a one-line error."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise MlclsError(f"--host {host}: cannot resolve it ({exc})") from None
+    try:
+        return socket.create_server(address[:2], family=family, backlog=2048)
+    except OSError as exc:
+        raise MlclsError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(run: Path | None, host: str, port: int, settings: ServeSettings, token_file: Path | None, int8: bool,
+          note: Callable[[str], None]) -> None:
+    """Serve `run` until SIGTERM or Ctrl-C; `note` prints a line for the user."""
+    require_extra()
+    import uvicorn
+
+    from mlcls.inference.loading import load_run
+    from mlcls.serving.app import create_app, scorer
+
+    if token_file is not None:
+        settings = replace(settings, token=read_token(token_file))
+    token = settings.token
+    loaded = load_run(run, int8=int8)
+    _try_once(loaded, scorer(loaded, settings.batch_size))
+    app = create_app(loaded, settings)
+    sock = bind(host, port)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    note(f"serving {loaded.path} ({len(loaded.labels)} labels, {loaded.device}) on http://{shown}:{bound} "
+         f"(docs: /docs); Ctrl-C or SIGTERM stops it after the requests in flight")
+    if not is_loopback(host) and token is None:
+        note(f"note: listening on {host} without --token-file: whoever reaches this port can use the model")
+
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=DRAIN_SECONDS)
+    server = uvicorn.Server(config)
+    handle_exit = server.handle_exit
+
+    def on_signal(sig, frame) -> None:  # /ready answers 503 from the signal on, while in-flight requests finish
+        app.state.serving["draining"] = True
+        handle_exit(sig, frame)
+
+    server.handle_exit = on_signal  # type: ignore[method-assign]
+    # uvicorn re-raises the signal it stopped on once it has shut down; with these handlers in place SIGTERM
+    # and Ctrl-C then end the process normally (exit 0) instead of killing it. (A second Ctrl-C during the
+    # drain is still uvicorn's: stop at once.)
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+    stats = app.state.batcher.stats
+    note(f"stopped: {_count(stats.records, 'record')} scored in {_count(stats.calls, 'batch', 'batches')}")
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def _stopped(_sig, _frame) -> None:
+    """SIGTERM or SIGINT after the graceful shutdown: nothing left to do."""
+
+
+def _try_once(loaded, score) -> None:
+    """Score one record before listening: a run that loads but cannot score fails now, with one line."""
+    from mlcls.data.records import Record
+
+    try:
+        score([Record(id="warm-up", text="warm-up", labels=None, line=1)])
+    except MlclsError:
+        raise
+    except Exception as exc:
+        raise MlclsError(f"{loaded.path}: the run loads but cannot score a record ({type(exc).__name__}: {exc})") \
+            from None

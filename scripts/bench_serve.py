@@ -1,0 +1,268 @@
+"""`mlcls serve` under load, on loopback: throughput, latency, errors and memory, against `mlcls predict` on a file.
+
+Starts `mlcls serve RUN --host 127.0.0.1 --port 0` as a subprocess, then runs each case in turn, each a fixed
+number of requests (bounded by --case-seconds too):
+  - 1, 4 and 16 concurrent clients, each sending single-article requests one after another (keep-alive
+    connections, http.client);
+  - 4 concurrent clients sending 32-article requests.
+Per case: articles/s, request latency p50 / p95 / p99, errors (any answer but 200, or a broken connection), and
+the mean number of articles per scoring call (the server's /ready counters: what dynamic batching achieved).
+The server's RSS is read at the start (after a warm-up) and at the end. Then `mlcls predict` scores a file of
+--predict-lines of the same articles; its throughput is taken net of start-up (the wall time of a one-article
+run subtracted), and the 16-client case is reported as a share of it (the goal: at least 80%).
+Articles are the JSONL records of --data (labels dropped), cycled; on the 2-core CPU the clients share the
+cores with the server, which costs the server some throughput.
+
+    python scripts/bench_serve.py --run runs/NAME --data data/reuters/test.jsonl
+    python scripts/bench_serve.py --run runs/NAME --data data/reuters/test.jsonl --requests 2000 --predict-lines 4000
+
+Only 127.0.0.1 is contacted; every loop is bounded in count and in time; the server is stopped with SIGTERM
+(and killed if it has not exited 60 s later).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import json
+import math
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchlib import machine, mlcls_command, write_block  # scripts/ is on sys.path when a script runs
+
+HEADING = "## Serving (`scripts/bench_serve.py`)"
+
+
+def read_articles(path: Path, limit: int = 5000) -> list[dict]:
+    """The records of a JSONL file, without their labels: what a client would send."""
+    articles = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                row = json.loads(line)
+                row.pop("labels", None)
+                articles.append(row)
+            if len(articles) >= limit:
+                break
+    if not articles:
+        raise SystemExit(f"{path}: no records")
+    return articles
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, max(0, math.ceil(p * len(sorted_values)) - 1))]
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Server:
+    """`mlcls serve` in a subprocess on 127.0.0.1 and a free port."""
+
+    def __init__(self, run: Path, extra: list[str]):
+        command = mlcls_command("serve", str(run), "--host", "127.0.0.1", "--port", "0", *extra)
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        self.port = None
+        started = time.monotonic()
+        while self.port is None and time.monotonic() - started < 300:
+            line = self.process.stderr.readline()
+            if not line:
+                break
+            print(line.rstrip(), flush=True)
+            found = re.search(r"on http://127\.0\.0\.1:(\d+) ", line)
+            self.port = int(found.group(1)) if found else None
+        if self.port is None:
+            self.stop()
+            raise SystemExit(f"the server did not start (exit code {self.process.returncode})")
+        # the rest of its stderr is drained in the background, so that a full pipe never blocks the server
+        self.tail: list[str] = []
+        threading.Thread(target=lambda: self.tail.extend(self.process.stderr), daemon=True).start()
+
+    def get(self, path: str) -> dict:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            connection.request("GET", path)
+            return json.loads(connection.getresponse().read())
+        finally:
+            connection.close()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        return self.process.returncode
+
+
+def run_case(port: int, articles: list[dict], clients: int, per_request: int, requests: int,
+             seconds: float) -> dict:
+    """`requests` requests of `per_request` articles, sent by `clients` threads; stops early after `seconds`."""
+    counter = itertools.count()
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors: list[str] = []
+    deadline = time.monotonic() + seconds
+    bodies = [json.dumps({"records": [articles[(i * per_request + j) % len(articles)] for j in range(per_request)]})
+              .encode() for i in range(min(requests, 256))]
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while time.monotonic() < deadline:
+            with lock:
+                number = next(counter)
+            if number >= requests:
+                break
+            started = time.perf_counter()
+            try:
+                connection.request("POST", "/v1/predict", body=bodies[number % len(bodies)],
+                                   headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                payload = response.read()
+                if response.status != 200 or len(json.loads(payload)["predictions"]) != per_request:
+                    errors.append(f"{response.status}: {payload[:200]!r}")
+                    continue
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                continue
+            elapsed = time.perf_counter() - started
+            with lock:
+                latencies.append(elapsed)
+        connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+    return {"clients": clients, "per_request": per_request, "requests": len(latencies) + len(errors),
+            "ok": len(latencies), "errors": len(errors), "first_error": errors[0] if errors else None,
+            "wall": wall, "articles_per_s": len(latencies) * per_request / wall,
+            "p50": 1000 * percentile(latencies, 0.50), "p95": 1000 * percentile(latencies, 0.95),
+            "p99": 1000 * percentile(latencies, 0.99)}
+
+
+def predict_throughput(run: Path, articles: list[dict], lines: int, extra: list[str]) -> dict:
+    """`mlcls predict` on a file of `lines` articles, and on one article (its start-up): net articles/s."""
+    with tempfile.TemporaryDirectory() as folder:
+        walls = {}
+        for n in (1, lines):
+            source = Path(folder) / f"in-{n}.jsonl"
+            with open(source, "w", encoding="utf-8") as out:
+                for i in range(n):
+                    out.write(json.dumps({**articles[i % len(articles)], "id": str(i)}, ensure_ascii=False) + "\n")
+            started = time.perf_counter()
+            subprocess.run(mlcls_command("predict", str(source), "--model", str(run), "-o",
+                                         str(Path(folder) / "out.jsonl"), *extra), check=True,
+                           stdout=subprocess.DEVNULL)
+            walls[n] = time.perf_counter() - started
+    net = max(walls[lines] - walls[1], 1e-9)
+    return {"lines": lines, "wall": walls[lines], "startup": walls[1], "articles_per_s": (lines - 1) / net}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=Path("data/reuters/test.jsonl"), help="JSONL articles")
+    parser.add_argument("--requests", type=int, default=400, help="requests per single-article case")
+    parser.add_argument("--big-requests", type=int, default=40, help="requests of the 32-article case")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--case-seconds", type=float, default=120.0, help="each case stops after this long")
+    parser.add_argument("--predict-lines", type=int, default=2000)
+    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--max-wait-ms", type=float, default=10.0)
+    parser.add_argument("--int8", action="store_true")
+    parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--no-doc", action="store_true", help="print the table only")
+    args = parser.parse_args(argv)
+
+    articles = read_articles(args.data)
+    int8 = ["--int8"] if args.int8 else []
+    server = Server(args.run, ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), *int8])
+    cases = []
+    try:
+        run_case(server.port, articles, 2, 1, 8, 60)  # warm-up: first requests, allocator
+        model = server.get("/v1/model")
+        rss_start = rss_mib(server.process.pid)
+        plan = [(clients, 1, args.requests) for clients in args.clients] + [(4, 32, args.big_requests)]
+        for clients, per_request, requests in plan:
+            before = server.get("/ready")["scored"]
+            case = run_case(server.port, articles, clients, per_request, requests, args.case_seconds)
+            after = server.get("/ready")["scored"]
+            calls = after["batches"] - before["batches"]
+            case["mean_batch"] = (after["records"] - before["records"]) / calls if calls else float("nan")
+            case["rss"] = rss_mib(server.process.pid)
+            cases.append(case)
+            print(f"{clients} clients x {per_request} articles/request: {case['articles_per_s']:.1f} articles/s, "
+                  f"p50 {case['p50']:.1f} ms, p95 {case['p95']:.1f} ms, p99 {case['p99']:.1f} ms, "
+                  f"{case['errors']} errors, {case['mean_batch']:.1f} articles per scoring call, "
+                  f"RSS {case['rss']:.0f} MiB", flush=True)
+            if case["first_error"]:
+                print(f"  first error: {case['first_error']}", flush=True)
+        rss_end = rss_mib(server.process.pid)
+    finally:
+        code = server.stop()
+    print(f"server exit code after SIGTERM: {code}", flush=True)
+    predict = predict_throughput(args.run, articles, args.predict_lines, int8)
+    print(f"mlcls predict: {predict['lines']} lines in {predict['wall']:.1f} s (start-up {predict['startup']:.1f} s):"
+          f" {predict['articles_per_s']:.1f} articles/s net", flush=True)
+
+    sixteen = next((c for c in cases if c["clients"] == 16 and c["per_request"] == 1), None)
+    share = f"{100 * sixteen['articles_per_s'] / predict['articles_per_s']:.0f}%" if sixteen else "-"
+    growth = 100 * (rss_end - rss_start) / rss_start
+    command = (f"python scripts/bench_serve.py --run {args.run} --data {args.data} --requests {args.requests} "
+               f"--big-requests {args.big_requests} --predict-lines {args.predict_lines}"
+               + (" --int8" if args.int8 else ""))
+    lines = [f"Machine: {machine()}; the server on {model.get('device', '?')}, the clients on the same machine "
+             f"(loopback). Run: `{args.run}` ({model.get('labels', '?')} labels, encoder "
+             f"`{model.get('encoder', '?')}`, max length {model.get('max_length', '?')}). Server: --max-batch "
+             f"{args.max_batch} --max-wait-ms {args.max_wait_ms:g}{' --int8' if args.int8 else ''}. "
+             f"Command: `{command}`.", "",
+             "| clients | articles/request | requests | articles/s | p50 ms | p95 ms | p99 ms | errors "
+             "| articles per scoring call | server RSS MiB after |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for case in cases:
+        lines.append(f"| {case['clients']} | {case['per_request']} | {case['requests']} | {case['articles_per_s']:.1f}"
+                     f" | {case['p50']:.1f} | {case['p95']:.1f} | {case['p99']:.1f} | {case['errors']} "
+                     f"| {case['mean_batch']:.1f} | {case['rss']:.0f} |")
+    lines += ["", f"`mlcls predict` on a file of {predict['lines']} of the same articles: "
+              f"{predict['articles_per_s']:.1f} articles/s net of start-up ({predict['wall']:.1f} s wall, "
+              f"{predict['startup']:.1f} s of it start-up). 16 single-article clients reach {share} of it. "
+              f"Server RSS: {rss_start:.0f} MiB after warm-up, {rss_end:.0f} MiB at the end ({growth:+.1f}%); "
+              f"exit code after SIGTERM: {code}."]
+    table = "\n".join(lines)
+    print(table)
+    if not args.no_doc:
+        import torch  # the GPU, when there is one, keeps its own block beside the CPU one
+
+        suffix = ":cuda" if torch.cuda.is_available() else ""
+        write_block(args.doc, f"bench_serve{suffix}", table, HEADING)
+        print(f"written to {args.doc}")
+    if any(case["errors"] for case in cases) or code != 0:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

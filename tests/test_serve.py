@@ -1,0 +1,460 @@
+"""`mlcls serve`: the endpoints, every bad input a 4xx naming the field (and the server answering after it), the
+bearer token, answers equal to `mlcls predict`'s on the tiny run, dynamic batching (concurrent requests scored in
+fewer calls), start-up failures as one line, and SIGTERM draining the requests in flight (a subprocess on
+127.0.0.1, bounded in time). FastAPI's TestClient and httpx's ASGI transport need no network.
+
+    pytest -q tests/test_serve.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mlcls.cli import app as cli_app
+from tests.conftest import TINY_RECORDS, write_jsonl
+
+fastapi = pytest.importorskip("fastapi", reason="the serve extra (pip install 'mlcls[serve]')")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from mlcls.serving.app import create_app  # noqa: E402
+from mlcls.serving.batcher import DynamicBatcher  # noqa: E402
+from mlcls.serving.settings import Limits, ServeSettings  # noqa: E402
+
+REQUEST_RECORDS = [{k: v for k, v in r.items() if k != "labels"} for r in TINY_RECORDS]
+
+
+@pytest.fixture(scope="module")
+def run_dir(trained) -> Path:
+    folder, _, _ = trained
+    return folder / "runs" / "tiny"
+
+
+@pytest.fixture(scope="module")
+def loaded(run_dir):
+    from mlcls.inference.loading import load_run
+
+    return load_run(run_dir)
+
+
+@pytest.fixture(scope="module")
+def client(loaded):
+    with TestClient(create_app(loaded)) as test_client:
+        yield test_client
+
+
+LIMITS = Limits(max_records=5, max_text_chars=200, max_body_bytes=8192)
+
+
+@pytest.fixture(scope="module")
+def limited(loaded):
+    with TestClient(create_app(loaded, ServeSettings(limits=LIMITS))) as test_client:
+        yield test_client
+
+
+def cli_predict(run_dir: Path, tmp_path: Path, rows: list[dict], *options: str) -> list[dict]:
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(cli_app, ["predict", str(source), "--model", str(run_dir), "-o", str(out), *options])
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+# ------------------------------------------------------------------ endpoints
+
+
+def test_health_ready_labels_and_model(client, run_dir):
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready").json()
+    assert ready["ready"] is True and ready["run"] == "tiny"
+    assert set(ready["scored"]) == {"records", "batches", "queued"}
+    assert client.get("/v1/labels").json() == {"labels": ["cocoa", "grain", "oil"], "count": 3}
+    card = client.get("/v1/model").json()
+    assert card["name"] == "tiny" and card["labels"] == 3 and card["max_length"] == 32
+    assert card["record_format"]["text_fields"] == ["text"] and card["record_format"]["id_field"] == "id"
+    rule = json.loads((run_dir / "thresholds.json").read_text())
+    assert card["decision_rule"]["rule"] == rule["rule"] and card["decision_rule"]["per_label"] == rule["per_label"]
+    assert card["decision_rule"]["description"].startswith("per-label")
+    assert card["metrics"] == json.loads((run_dir / "metrics.json").read_text())
+    assert card["config"]["model"]["max_length"] == 32
+    assert card["serving"]["max_batch"] == 64 and card["serving"]["token_required"] is False
+
+
+def test_openapi_and_docs(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/predict", "/v1/labels", "/v1/model", "/health", "/ready"} <= set(spec["paths"])
+    body = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["records"] and "top_k" in body["properties"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_labels_list_is_the_runs_vocabulary(client, loaded):
+    assert client.get("/v1/labels").json()["labels"] == loaded.labels.labels
+
+
+# ------------------------------------------------------------------ the same answers as `mlcls predict`
+
+OPTIONS = [
+    ({}, []),
+    ({"scores": "all"}, ["--scores", "all"]),
+    ({"scores": "top-2"}, ["--scores", "top-2"]),
+    ({"top_k": 2}, ["--top-k", "2"]),
+    ({"threshold": 0.3, "scores": "all"}, ["--threshold", "0.3", "--scores", "all"]),
+    ({"min_labels": 1}, ["--min-labels", "1"]),
+]
+
+
+@pytest.mark.parametrize(("body", "flags"), OPTIONS, ids=lambda v: json.dumps(v))
+def test_predict_equals_mlcls_predict(client, run_dir, tmp_path, body, flags):
+    expected = cli_predict(run_dir, tmp_path, TINY_RECORDS, *flags)
+    answer = client.post("/v1/predict", json={"records": REQUEST_RECORDS, **body})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"predictions": expected}
+    # one record per request: the same rows (scores do not depend on what a record is batched with)
+    for record, row in zip(REQUEST_RECORDS[:4], expected[:4], strict=True):
+        assert client.post("/v1/predict", json={"records": [record], **body}).json() == {"predictions": [row]}
+
+
+def test_records_are_read_as_predict_reads_them(client, run_dir, tmp_path):
+    """No id: the position stands in (a file's line number); integer ids become strings; labels and other
+    fields are ignored; text is stripped."""
+    rows = [{"text": "cocoa beans harvest"}, {"id": 7, "text": "  crude oil barrel  ", "labels": "whatever"},
+            {"id": "x", "text": "museum choir", "extra": [1, 2]}]
+    expected = cli_predict(run_dir, tmp_path, rows)
+    answer = client.post("/v1/predict", json={"records": rows}).json()["predictions"]
+    assert answer == expected
+    assert [row["id"] for row in answer] == ["1", "7", "x"]
+
+
+def test_the_tiny_run_tags_what_it_learnt(client):
+    rows = client.post("/v1/predict", json={"records": REQUEST_RECORDS}).json()["predictions"]
+    gold = {r["id"]: sorted(r["labels"]) for r in TINY_RECORDS}
+    assert sum(sorted(row["labels"]) == gold[row["id"]] for row in rows) >= 10  # it memorised the tiny set
+
+
+# ------------------------------------------------------------------ bad input: a 4xx naming the problem, never a 500
+
+GOOD = {"records": [{"id": "ok", "text": "cocoa beans"}]}
+BAD = [
+    # (name, body bytes, status, field, index, words in the message)
+    ("invalid JSON", b'{"records": [{"id": "a", "text": "x"}', 400, "body", None, "invalid JSON"),
+    ("truncated", b'{"records": [', 400, "body", None, "invalid JSON"),
+    ("not UTF-8", b'{"records": [{"id": "a", "text": "caf\xe9"}]}', 400, "body", None, "not valid UTF-8"),
+    ("empty body", b"", 400, "body", None, "empty"),
+    ("nested too deeply", b"[" * 3000, 400, "body", None, "nested too deeply"),
+    ("number too long", b'{"records": [{"id": ' + b"1" * 5000 + b', "text": "x"}]}', 400, "body", None,
+     "invalid JSON: Exceeds the limit"),
+    ("not an object", b'[{"text": "x"}]', 422, "body", None, "expected a JSON object"),
+    ("no records", b'{"top_k": 1}', 422, "records", None, "missing"),
+    ("records not a list", b'{"records": {"text": "x"}}', 422, "records", None, "must be a list"),
+    ("empty list", b'{"records": []}', 422, "records", None, "empty list"),
+    ("record not an object", b'{"records": [{"text": "x"}, "text"]}', 422, "records[1]", 1, "expected a JSON object"),
+    ("missing text", b'{"records": [{"id": "a"}]}', 422, "records[0].text", 0, "missing text"),
+    ("null text", b'{"records": [{"id": "a", "text": null}]}', 422, "records[0].text", 0, "got null"),
+    ("text not a string", b'{"records": [{"text": "x"}, {"text": "y"}, {"id": "c", "text": 5}]}', 422,
+     "records[2].text", 2, "must be a string, got a number"),
+    ("empty text", b'{"records": [{"id": "a", "text": "   "}]}', 422, "records[0].text", 0, "empty text"),
+    ("lone surrogate in text", b'{"records": [{"text": "x"}, {"text": "cocoa \\ud800 beans"}]}', 422,
+     "records[1].text", 1, "lone surrogate"),
+    ("lone surrogate in id", b'{"records": [{"id": "\\udfff", "text": "cocoa"}]}', 422, "records[0].id", 0,
+     "lone surrogate"),
+    ("bad id", b'{"records": [{"id": [1], "text": "x"}]}', 422, "records[0].id", 0, "must be a string or an integer"),
+    ("boolean id", b'{"records": [{"id": true, "text": "x"}]}', 422, "records[0].id", 0, "id field"),
+    ("unknown option", b'{"records": [{"text": "x"}], "topk": 2}', 422, "topk", None, "unknown field 'topk'"),
+    ("top_k 0", b'{"records": [{"text": "x"}], "top_k": 0}', 422, "top_k", None, "integer >= 1"),
+    ("top_k a string", b'{"records": [{"text": "x"}], "top_k": "2"}', 422, "top_k", None, "integer >= 1"),
+    ("threshold over 1", b'{"records": [{"text": "x"}], "threshold": 1.5}', 422, "threshold", None, "[0, 1]"),
+    ("threshold a boolean", b'{"records": [{"text": "x"}], "threshold": true}', 422, "threshold", None, "[0, 1]"),
+    ("threshold NaN", b'{"records": [{"text": "x"}], "threshold": NaN}', 422, "threshold", None, "[0, 1]"),
+    ("threshold and top_k", b'{"records": [{"text": "x"}], "threshold": 0.5, "top_k": 1}', 422, "threshold", None,
+     "give one of them"),
+    ("min_labels 2", b'{"records": [{"text": "x"}], "min_labels": 2}', 422, "min_labels", None, "0 or 1"),
+    ("scores unknown", b'{"records": [{"text": "x"}], "scores": "some"}', 422, "scores", None, "top-N"),
+    ("scores top-0", b'{"records": [{"text": "x"}], "scores": "top-0"}', 422, "scores", None, "top-N"),
+    ("scores a number", b'{"records": [{"text": "x"}], "scores": 5}', 422, "scores", None, "top-N"),
+    ("too many records", json.dumps({"records": [{"text": "x"}] * 6}).encode(), 413, "records", None,
+     "6 records, more than the limit of 5"),
+    ("text too long", json.dumps({"records": [{"text": "x"}, {"text": "word " * 100}]}).encode(), 413,
+     "records[1].text", 1, "more than the limit of 200"),
+    ("body too large", json.dumps({"records": [{"text": "x" * 9000}]}).encode(), 413, "body", None,
+     "more than the limit of 8192"),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "status", "field", "index", "words"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_a_4xx_naming_the_field_and_the_server_goes_on(limited, name, body, status, field, index,
+                                                                     words):
+    answer = limited.post("/v1/predict", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert error["status"] == status and error["field"] == field and error["index"] == index
+    assert words in error["message"], error["message"]
+    if index is not None:
+        assert error["message"].startswith(f"records[{index}]: ")
+    after = limited.post("/v1/predict", json=GOOD)
+    assert after.status_code == 200 and after.json()["predictions"][0]["id"] == "ok"
+
+
+def test_a_streamed_body_over_the_limit_is_refused_while_it_comes_in(limited):
+    def chunks():  # no Content-Length: the limit is checked while reading
+        yield b'{"records": [{"text": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}]}'
+
+    answer = limited.post("/v1/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert answer.status_code == 413 and answer.json()["error"]["field"] == "body"
+    assert limited.post("/v1/predict", json=GOOD).status_code == 200
+
+
+def test_unknown_paths_and_methods_are_json_errors(client):
+    missing = client.get("/v1/nothing")
+    assert missing.status_code == 404 and missing.json()["error"]["status"] == 404
+    wrong = client.get("/v1/predict")
+    assert wrong.status_code == 405 and wrong.json()["error"]["message"] == "Method Not Allowed"
+
+
+def test_a_bad_content_length_is_a_400(limited):
+    from mlcls.serving.app import ApiError, read_body
+
+    class FakeRequest:
+        headers = {"content-length": "lots"}
+
+    with pytest.raises(ApiError) as caught:
+        asyncio.run(read_body(FakeRequest(), 100))
+    assert caught.value.status == 400 and caught.value.field == "Content-Length"
+
+
+# ------------------------------------------------------------------ bearer token
+
+
+def test_token_is_required_everywhere_but_health(loaded):
+    with TestClient(create_app(loaded, ServeSettings(token="s3cret-token"))) as guarded:
+        assert guarded.get("/health").status_code == 200
+        for method, path in (("get", "/ready"), ("get", "/v1/labels"), ("get", "/v1/model"), ("post", "/v1/predict")):
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic czNjcmV0LXRva2Vu"}):
+                answer = getattr(guarded, method)(path, headers=headers, **({"json": GOOD} if method == "post" else {}))
+                assert answer.status_code == 401, (path, headers)
+                assert answer.headers["www-authenticate"] == "Bearer"
+                assert answer.json()["error"]["field"] == "Authorization"
+            good = getattr(guarded, method)(path, headers={"Authorization": "Bearer s3cret-token"},
+                                            **({"json": GOOD} if method == "post" else {}))
+            assert good.status_code == 200, (path, good.text)
+        assert guarded.get("/v1/model", headers={"Authorization": "Bearer s3cret-token"}).json()["serving"][
+            "token_required"] is True
+        spec = guarded.get("/openapi.json").json()
+        assert "HTTPBearer" in spec["components"]["securitySchemes"]
+
+
+# ------------------------------------------------------------------ dynamic batching
+
+
+def counting_score_records(monkeypatch) -> list[int]:
+    """Count the calls of the scoring function (scoring.score_records) and the records of each."""
+    from mlcls.inference import scoring
+
+    calls: list[int] = []
+    real = scoring.score_records
+
+    def counted(run, records, *args, **kwargs):
+        records = list(records)
+        calls.append(len(records))
+        return real(run, records, *args, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_records", counted)
+    return calls
+
+
+async def concurrent_posts(app, bodies: list[dict]) -> list:
+    import httpx
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as session:
+            return await asyncio.gather(*(session.post("/v1/predict", json=body) for body in bodies))
+
+
+def test_concurrent_requests_are_scored_together(loaded, client, monkeypatch):
+    expected = client.post("/v1/predict", json={"records": REQUEST_RECORDS}).json()["predictions"]
+    calls = counting_score_records(monkeypatch)
+    app = create_app(loaded, ServeSettings(max_batch=64, max_wait_ms=500))
+    answers = asyncio.run(concurrent_posts(app, [{"records": [r]} for r in REQUEST_RECORDS]))
+    assert [a.status_code for a in answers] == [200] * len(REQUEST_RECORDS)
+    assert [a.json()["predictions"][0] for a in answers] == expected  # each got its own answer
+    assert sum(calls) == len(REQUEST_RECORDS) and len(calls) <= 2, calls  # 12 requests, 1 (or 2) model calls
+    assert app.state.batcher.stats.calls == len(calls)
+
+
+def test_max_batch_caps_each_call_and_big_requests_are_split(loaded, client, monkeypatch):
+    expected = client.post("/v1/predict", json={"records": REQUEST_RECORDS}).json()["predictions"]
+    calls = counting_score_records(monkeypatch)
+    app = create_app(loaded, ServeSettings(max_batch=4, max_wait_ms=200))
+    bodies = [{"records": REQUEST_RECORDS}, *({"records": [r]} for r in REQUEST_RECORDS[:6])]
+    answers = asyncio.run(concurrent_posts(app, bodies))
+    assert answers[0].json()["predictions"] == expected
+    assert [a.json()["predictions"][0] for a in answers[1:]] == expected[:6]
+    assert max(calls) <= 4 and sum(calls) == 18 and len(calls) >= 5, calls
+
+
+def test_a_failing_call_fails_only_the_request_that_broke_it():
+    calls = []
+
+    def score(items):
+        calls.append(list(items))
+        if "bad" in items:
+            raise RuntimeError("boom")
+        return np.array([[float(i)] for i in items], dtype=np.float32)
+
+    async def scenario():
+        batcher = DynamicBatcher(score, max_batch=8, max_wait_s=0.05)
+        await batcher.start()
+        first = await asyncio.gather(batcher.score([1, 2]), batcher.score(["bad"]), batcher.score([3]),
+                                     return_exceptions=True)
+        second = await asyncio.gather(batcher.score([4, 5]), batcher.score(list(range(20))))
+        await batcher.stop()
+        return first, second, batcher
+
+    first, second, batcher = asyncio.run(scenario())
+    assert first[0].ravel().tolist() == [1, 2] and first[2].ravel().tolist() == [3]
+    assert isinstance(first[1], RuntimeError)
+    assert calls[:4] == [[1, 2, "bad", 3], [1, 2], ["bad"], [3]]  # together, then each request alone
+    assert second[0].ravel().tolist() == [4, 5] and second[1].ravel().tolist() == list(range(20))
+    assert batcher.stats.largest <= 8 and not batcher.running and batcher.queued == 0
+
+
+def test_predict_before_start_or_after_stop_is_a_503(loaded):
+    app = create_app(loaded)
+    answer = TestClient(app).post("/v1/predict", json=GOOD)  # no `with`: the lifespan never started
+    assert answer.status_code == 503 and "not ready" in answer.json()["error"]["message"]
+    assert TestClient(app).get("/ready").status_code == 503
+
+
+# ------------------------------------------------------------------ start-up failures: one line, exit 1
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def test_a_missing_run_fails_at_start(tmp_path):
+    line = one_line_error(CliRunner().invoke(cli_app, ["serve", str(tmp_path / "nope")]))
+    assert "nope" in line
+
+
+def test_a_broken_run_fails_at_start(run_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    (broken / "head.safetensors").write_bytes(b"not safetensors")
+    line = one_line_error(CliRunner().invoke(cli_app, ["serve", str(broken)]))
+    assert "head.safetensors" in line
+
+
+def test_without_the_extra_a_line_names_it(run_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # import fastapi -> ImportError
+    line = one_line_error(CliRunner().invoke(cli_app, ["serve", str(run_dir)]))
+    assert 'pip install "mlcls[serve]"' in line
+
+
+def test_token_file_problems_fail_at_start(run_dir, tmp_path):
+    line = one_line_error(CliRunner().invoke(cli_app, ["serve", str(run_dir), "--token-file", str(tmp_path / "t")]))
+    assert "cannot read the token file" in line
+    (tmp_path / "empty").write_text("\n")
+    line = one_line_error(CliRunner().invoke(cli_app, ["serve", str(run_dir), "--token-file", str(tmp_path / "empty")]))
+    assert "is empty" in line
+
+
+def test_a_port_in_use_fails_at_start(run_dir):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        line = one_line_error(CliRunner().invoke(cli_app, ["serve", str(run_dir), "--port", str(port)]))
+    assert f"cannot listen on 127.0.0.1:{port}" in line
+
+
+# ------------------------------------------------------------------ SIGTERM drains in-flight requests, exit 0
+
+
+def test_sigterm_drains_requests_in_flight_and_exits_0(run_dir, tmp_path):
+    """A real server on 127.0.0.1 (a free port), a request held in the batcher by --max-wait-ms 4000, SIGTERM
+    while it waits: the request is answered, then the process exits 0. Bounded: 120 s at most."""
+    token = tmp_path / "token"
+    token.write_text("tok\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlcls", "serve", str(run_dir), "--port", "0", "--max-wait-ms", "4000",
+         "--token-file", str(token)],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=Path(__file__).parents[1],
+        env={**os.environ, "MLCLS_DEBUG": ""})
+    try:
+        started = time.monotonic()
+        port = None
+        while port is None and time.monotonic() - started < 120:
+            line = process.stderr.readline()
+            if not line:
+                break
+            found = re.search(r"on http://127\.0\.0\.1:(\d+) ", line)
+            port = int(found.group(1)) if found else None
+        assert port is not None, f"the server did not start (exit {process.poll()})"
+        url = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{url}/health", timeout=10) as health:
+            assert json.load(health) == {"status": "ok"}
+        answers: list = []
+
+        def ask() -> None:
+            request = urllib.request.Request(f"{url}/v1/predict", data=json.dumps(GOOD).encode(), method="POST",
+                                             headers={"Content-Type": "application/json",
+                                                      "Authorization": "Bearer tok"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    answers.append((response.status, json.load(response)))
+            except Exception as exc:  # recorded, asserted below
+                answers.append(exc)
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        waited = time.monotonic()
+        while time.monotonic() - waited < 20:  # until the request is in the batcher, waiting out its 4 s
+            ready = urllib.request.Request(f"{url}/ready", headers={"Authorization": "Bearer tok"})
+            with urllib.request.urlopen(ready, timeout=10) as response:
+                if json.load(response)["scored"]["queued"] == 1:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the request never reached the batcher")
+        process.send_signal(signal.SIGTERM)
+        asker.join(timeout=30)
+        assert process.wait(timeout=60) == 0, process.stderr.read()
+        assert len(answers) == 1 and not isinstance(answers[0], Exception), answers
+        status, body = answers[0]
+        assert status == 200 and body["predictions"][0]["id"] == "ok"
+        tail = process.stderr.read()
+        assert "stopped: 1 record scored in 1 batch" in tail, tail
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_serve_help_imports_neither_torch_nor_fastapi():
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom mlcls.cli import app\n"
+            "assert CliRunner().invoke(app, ['serve', '--help']).exit_code == 0\n"
+            "heavy = [m for m in ('torch', 'transformers', 'fastapi', 'uvicorn') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
