@@ -39,12 +39,14 @@ class ScoredRuns:
 
 def evaluate_runs(runs: list[str | Path | None], data: str | Path | None, batch_size: int,
                   overrides: DecisionOverrides | None = None, keep_scores: bool = False, on_error: str | None = None,
-                  rejects: IO[bytes] | None = None, int8: bool = False) -> ScoredRuns:
-    """`mlcls eval` on one run or several (--compare): each run's report on `data` (default: its test file)."""
+                  rejects: IO[bytes] | None = None, int8: bool = False,
+                  precision: str | None = None) -> ScoredRuns:
+    """`mlcls eval` on one run or several (--compare): each run's report on `data` (default: its test file).
+    `precision`: auto, fp32 or bf16 (None: each run's model.inference_precision); the notes say what was used."""
     overrides = overrides or DecisionOverrides()
     scored = ScoredRuns([], [])
     for run in runs:
-        loaded = load_run(run, int8=int8)
+        loaded = load_run(run, int8=int8, precision=precision)
         policy = ReadPolicy(on_error or loaded.config.data.on_error, rejects)
         report = evaluate(loaded, data, batch_size, overrides.apply(loaded.thresholds), keep_scores, policy)
         scored.reports.append(report)
@@ -52,6 +54,9 @@ def evaluate_runs(runs: list[str | Path | None], data: str | Path | None, batch_
             scored.notes.extend(policy.report(path))
         name = loaded.path.name
         scored.names.append(name if name not in scored.names else f"{name}#{len(scored.names) + 1}")
+        if loaded.precision_note:
+            note = loaded.precision_note if len(runs) == 1 else f"{scored.names[-1]}: {loaded.precision_note}"
+            scored.notes.append(note)
         scored.notes.extend(note for note in report["notes"] if note not in scored.notes)
         for label, count in list(report["unknown_labels"].items())[:10]:
             scored.notes.append(f"label '{label}' ({count} records) in {report['data']} is not in the vocabulary of "
@@ -78,6 +83,7 @@ def evaluate(
     report["run"] = str(run.path)
     report["data"] = str(path)
     report["decision_rule"] = rule.describe()
+    report["precision"] = run.precision  # fp32, bf16 or int8, as load_run chose (eval --precision)
     report["unknown_labels"] = dict(encoded.unknown_labels.most_common())
     report["skipped_lines"] = dict(policy.stats[str(path)].skipped)
     report["ranking"] = ranking_metrics(probs, encoded.targets, encoded.mask)

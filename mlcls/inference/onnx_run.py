@@ -105,9 +105,7 @@ def load_onnx_run(path: Path, device: str = "auto", int8: bool = False):
     Runtime moves them to its device itself)."""
     import torch
 
-    from mlcls.data.labels import LabelSpace
-    from mlcls.inference.decision import DecisionRule
-    from mlcls.inference.loading import LoadedRun, load_run_config
+    from mlcls.inference.loading import LoadedRun, load_run_files
     from mlcls.model.lexical import LexicalModel
 
     require_onnx(export=False)
@@ -119,12 +117,7 @@ def load_onnx_run(path: Path, device: str = "auto", int8: bool = False):
     if int8 and manifest.get("quantize") != "int8":
         raise MlclsError(f"{path}: --int8 quantises a torch run; this ONNX export is fp32: make an int8 one with "
                          "`mlcls export RUN --format onnx --quantize int8`")
-    config = load_run_config(path)
-    try:
-        labels = LabelSpace.load(path / "labels.json")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RunDirError(f"{path / 'labels.json'}: corrupt ({exc})") from None
-    thresholds = DecisionRule.load(path / "thresholds.json")
+    config, labels, thresholds = load_run_files(path)
     unknown = sorted(set(thresholds.per_label) - set(labels.labels))
     if unknown:
         raise RunDirError(f"{path / 'thresholds.json'}: names labels that labels.json lacks "

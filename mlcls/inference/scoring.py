@@ -19,21 +19,27 @@ from mlcls.inference.loading import LoadedRun
 CHUNK_RECORDS = 2048
 
 
-def score_token_ids(model, token_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int, device) -> np.ndarray:
-    """Sigmoid scores (records, labels) in the order of `token_ids`."""
+def score_token_ids(model, token_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int, device,
+                    precision: str | None = None) -> np.ndarray:
+    """Sigmoid scores (records, labels) in the order of `token_ids`, in `precision` (see _inference_autocast)."""
 
     def scores(input_ids, attention_mask):
-        with _inference_autocast(device):
+        with _inference_autocast(device, precision):
             return torch.sigmoid(model(input_ids, attention_mask).float())
 
     return rows_by_length(model, scores, token_ids, pad_id, batch_size, device, model.num_labels)
 
 
-def _inference_autocast(device):
-    # bf16 on GPUs that have it; on CPU we stay in fp32, because CPUs without AVX512-BF16 run bf16
-    # matmuls many times slower than fp32 (measured: ~20x on this project's 2-core machines).
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def _inference_autocast(device, precision: str | None = None):
+    """bf16 autocast when `precision` is bf16 (on a GPU or a CPU), none otherwise (fp32; int8: the quantised
+    layers run in int8 and the rest in fp32). None (training's validation, a LoadedRun built by hand): bf16 on
+    GPUs that have it, fp32 on CPU, because CPUs without AVX512-BF16 run bf16 matmuls many times slower than
+    fp32 (measured: ~20x on this project's 2-core machines). `mlcls predict` / `eval` / `serve` resolve
+    --precision auto in loading.choose_inference_precision."""
+    if precision is None:
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return torch.autocast(device.type, enabled=False)
 
 
@@ -45,7 +51,7 @@ def score_records(
     pad_id = run.tokenizer.pad_token_id or 0
     while chunk := list(islice(iterator, chunk_records)):
         ids = tokenize(run.tokenizer, [r.text for r in chunk], run.config.model.max_length)
-        scores = score_token_ids(run.model, ids, pad_id, batch_size, run.device)
+        scores = score_token_ids(run.model, ids, pad_id, batch_size, run.device, run.precision)
         if run.lexical is not None:  # model.lexical: the blend the run's rule was tuned on
             scores = run.lexical.blend([r.text for r in chunk], scores)
         yield chunk, scores
