@@ -38,6 +38,7 @@ _WHERE = {
     "build_model": "mlcls.model.classifier",
     "set_inference_pad_multiple": "mlcls.data.batching",
     "find_checkpoint": "mlcls.training.checkpoint", "load_checkpoint": "mlcls.training.checkpoint",
+    "cpu_has_fast_bf16": "mlcls.training.devices",  # what --precision auto asks of a CPU
     # errors a user can fix (one line, no traceback)
     "MlclsError": "mlcls.errors",
 }

@@ -73,6 +73,12 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 OnErrorPolicy = _choices("OnErrorPolicy", ("fail", "skip"))
 OutputFormat = _choices("OutputFormat", ("jsonl", "csv"))
 Precision = _choices("Precision", ("auto", "bf16", "fp16", "fp32"))
+InferencePrecision = _choices("InferencePrecision", ("auto", "fp32", "bf16"))
+PrecisionOpt = Annotated[  # eval / predict / serve; None: the run's model.inference_precision (auto unless set)
+    InferencePrecision | None, option("model.inference_precision", "--precision", show_default=False)
+]
+INT8_TRADE = ("note: --int8 trades accuracy for speed (int8 linear layers: faster on x86 CPUs, scores move a "
+              "little); `mlcls eval RUN --int8` beside `mlcls eval RUN` shows what it costs")
 OnError = Annotated[
     OnErrorPolicy | None,
     typer.Option("--on-error", help="A bad record: stop (fail), or skip and count it (skip). Default: the config's "
@@ -217,6 +223,7 @@ def eval_(
     rejects: Rejects = None,
     batch_size: BatchSize = 64,
     int8: Int8 = False,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Score a run on labelled data: F1, precision, recall, ranking, no-topic articles, per label."""
     from mlcls.evaluation.evaluate import DecisionOverrides, evaluate_runs
@@ -228,7 +235,7 @@ def eval_(
         scored = evaluate_runs(runs or [None], data, batch_size, DecisionOverrides(threshold, top_k, min_labels),
                                keep_scores=plots is not None or save_scores is not None,
                                on_error=on_error and on_error.value,
-                               rejects=rejected, int8=int8)
+                               rejects=rejected, int8=int8, precision=precision and precision.value)
     for note in scored.notes:
         err.print(f"note: {note}", markup=False)
     names, reports = scored.names, scored.reports
@@ -276,6 +283,7 @@ def predict(
     rejects: Rejects = None,
     batch_size: BatchSize = 64,
     int8: Int8 = False,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Tag articles: one JSONL line per input record, in input order, with labels and scores."""
     from mlcls.data.records import FieldSpec, ReadPolicy, read_records
@@ -285,7 +293,7 @@ def predict(
 
     mode = parse_scores_mode(scores)
     fmt_name = fmt.value if fmt else ("csv" if output is not None and output.suffix.lower() == ".csv" else "jsonl")
-    loaded = load_run(model, int8=int8)
+    loaded = load_run(model, int8=int8, precision=precision and precision.value)
     rule = with_overrides(loaded.thresholds, threshold, top_k, min_labels)
     fields = FieldSpec.from_config(loaded.config.data)
     with _rejects_file(rejects) as rejected:
@@ -300,6 +308,10 @@ def predict(
             err.print(f"{written} predictions written to {output}", markup=False)
     for line in policy.report(file):
         err.print(f"note: {line}", markup=False)
+    # at the end, beside the other notes: an error stays the one line on stderr
+    err.print(f"note: {loaded.precision_note}", markup=False, highlight=False)
+    if int8:
+        err.print(INT8_TRADE, markup=False, highlight=False)
 
 
 @app.command()
@@ -341,6 +353,7 @@ def serve(
                                                     "(the file's content) on every endpoint but /health.")] = None,
     batch_size: BatchSize = 64,
     int8: Int8 = False,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Serve a run over HTTP (FastAPI): /v1/predict, /v1/labels, /v1/model, /health, /ready, /docs.
 
@@ -351,7 +364,8 @@ def serve(
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, batch_size=batch_size,
                              limits=Limits(max_records, max_text_chars, max_body_bytes))
     run_server(run, host, port, settings, token_file, int8, lambda line: err.print(line, markup=False,
-                                                                                     highlight=False))
+                                                                                     highlight=False),
+               precision=precision and precision.value)
 
 
 @app.command("config")

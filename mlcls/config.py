@@ -66,8 +66,8 @@ class ModelConfig:
         "none", "tfidf: blend a TF-IDF + logistic-regression scorer in, at a weight chosen on validation (0: off)")
     trust_remote_code: bool = setting(False, "run code from the model's repository (only if you trust it)")
     inference_precision: Literal["auto", "fp32", "bf16"] = setting(
-        "auto", "eval / predict / serve (--precision): auto is bf16 on GPUs with bf16 and on CPUs with native bf16 "
-        "(AMX, AVX512-BF16), else fp32")
+        "auto", "what eval / predict / serve score in (--precision): auto is bf16 on GPUs with bf16 and on CPUs "
+        "with native bf16 (AMX, AVX512-BF16), fp32 elsewhere")
 
     def validate(self) -> None:
         _check(0.0 <= self.dropout < 1.0, "model.dropout must be in [0, 1)")

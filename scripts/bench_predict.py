@@ -3,7 +3,9 @@
 Inputs: the Reuters test articles (title + body, as mlcls builds them), repeated to --lines lines.
 Contenders, each a fresh process (wall seconds and peak RSS by os.wait4, model loading included), on the GPU
 when there is one (mlcls predict takes it by itself; the pipeline gets device='cuda'), else on the CPU:
-  - mlcls predict INPUT -o OUT --model RUN (batch 64, texts sorted by length within chunks);
+  - mlcls predict INPUT -o OUT --model RUN (batch 64, texts sorted by length within chunks), on the CPU with
+    --precision fp32 (on a GPU its auto: bf16 where the GPU has it);
+  - on a CPU with native bf16 (AVX512-BF16, AMX), the same with --precision bf16 (what auto picks there);
   - the same with --int8 (the encoder's linear layers in dynamic int8; CPU only);
   - transformers.pipeline("text-classification", top_k=None, function_to_apply="sigmoid") over the run's
     encoder with a sequence-classification head of the same size (weights of that head don't matter for
@@ -14,7 +16,8 @@ when there is one (mlcls predict takes it by itself; the pipeline gets device='c
     reading and tokenizing as mlcls does. An fp32 implementation that multiplies with torch's routines in
     batches like these cannot beat it, so it caps the speed-up over the pipeline on this machine.
 A GPU run writes its own blocks (bench_predict:cuda) beside the CPU ones.
---memory-lines runs only mlcls predict at each size and reports its peak RSS.
+--memory-lines runs only mlcls predict at each size and reports its peak RSS (fp32 on the CPU; --memory-bf16,
+--memory-int8: in that precision).
 
     python scripts/bench_predict.py --run runs/reuters-1epoch-v2 --lines 10000
     python scripts/bench_predict.py --run runs/reuters-1epoch-v2 --memory-lines 10000 100000 --no-speed
@@ -123,6 +126,7 @@ def main() -> None:
     parser.add_argument("--memory-lines", type=int, nargs="*", default=[])
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--memory-int8", action="store_true", help="memory rows with --int8 (a faster run)")
+    parser.add_argument("--memory-bf16", action="store_true", help="memory rows with --precision bf16")
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--worker", choices=("pipeline", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
@@ -138,8 +142,14 @@ def main() -> None:
         return
     import torch
 
+    from mlcls.api import cpu_has_fast_bf16
+
     # mlcls predict takes the GPU when there is one; the pipeline is put on the same device.
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    # the memory rows' precision: on the CPU fp32 unless asked (auto would follow the CPU); on a GPU its auto
+    memory_flags = (["--int8"] if args.memory_int8 else ["--precision", "bf16"] if args.memory_bf16
+                    else ["--precision", "fp32"] if device == "cpu" else [])
+    memory_precision = "int8" if args.memory_int8 else "bf16" if args.memory_bf16 else "fp32"
 
     mlcls = [sys.executable, "-m", "mlcls", "predict"]
     lines = [f"Machine: {machine()}. Model: `{args.run}` (bundled MiniLM fine-tuned, max length from its config). "
@@ -147,7 +157,8 @@ def main() -> None:
              f"Command: `python scripts/bench_predict.py --run {args.run}"
              + ("" if args.no_speed else f" --lines {args.lines}")
              + (f" --memory-lines {' '.join(map(str, args.memory_lines))}" if args.memory_lines else "")
-             + (" --memory-int8" if args.memory_int8 else "") + (" --no-speed" if args.no_speed else "") + "`.", ""]
+             + (" --memory-int8" if args.memory_int8 else "") + (" --memory-bf16" if args.memory_bf16 else "")
+             + (" --no-speed" if args.no_speed else "") + "`.", ""]
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         if not args.no_speed:
@@ -155,8 +166,13 @@ def main() -> None:
             results = {}
             pipeline = [sys.executable, __file__, "--worker", "pipeline", "--run", str(args.run), "--input",
                         str(source), "--device", device]
-            contenders = [("mlcls predict (batch 64)", [*mlcls, str(source), "--model", str(args.run), "-o",
+            fp32 = ["--precision", "fp32"] if device == "cpu" else []  # on the CPU the fp32 row stays fp32
+            contenders = [("mlcls predict (batch 64)", [*mlcls, str(source), "--model", str(args.run), *fp32, "-o",
                                                         str(folder / "out.jsonl")])]
+            if device == "cpu" and cpu_has_fast_bf16():  # bf16 on a CPU without native bf16: ~20x slower, no row
+                contenders.append(("mlcls predict --precision bf16 (batch 64)",
+                                   [*mlcls, str(source), "--model", str(args.run), "--precision", "bf16", "-o",
+                                    str(folder / "out-bf16.jsonl")]))
             if device == "cpu":  # --int8 is a CPU mode (dynamic quantization)
                 contenders.append(("mlcls predict --int8 (batch 64)", [*mlcls, str(source), "--model", str(args.run),
                                                                        "--int8", "-o", str(folder / "out-int8.jsonl")]))
@@ -174,26 +190,30 @@ def main() -> None:
                 print(f"{name}: {wall:.1f} s, {args.lines / wall:.1f} docs/s, peak RSS {peak:.0f} MiB", flush=True)
             ours = results["mlcls predict (batch 64)"][0]
             int8 = results.get("mlcls predict --int8 (batch 64)", (None,))[0]
+            bf16 = results.get("mlcls predict --precision bf16 (batch 64)", (None,))[0]
             lines += [f"Speed, {args.lines} lines:", "",
-                      "| contender | wall s | docs/s | mlcls speed-up over it | mlcls --int8 speed-up | peak RSS MiB |",
-                      "|---|---|---|---|---|---|"]
+                      "| contender | wall s | docs/s | mlcls speed-up over it | mlcls bf16 speed-up | "
+                      "mlcls --int8 speed-up | peak RSS MiB |",
+                      "|---|---|---|---|---|---|---|"]
             for name, (wall, peak) in results.items():
                 lines.append(f"| {name} | {wall:.1f} | {args.lines / wall:.1f} | {wall / ours:.2f}x | "
+                             f"{f'{wall / bf16:.2f}x' if bf16 else '-'} | "
                              f"{f'{wall / int8:.2f}x' if int8 else '-'} | {peak:.0f} |")
             lines.append("")
         memory: list[str] = []
         if args.memory_lines:
-            memory += [lines[0], "", f"Peak RSS of `mlcls predict{' --int8' if args.memory_int8 else ''}`:", "",
+            memory += [lines[0], "", f"Peak RSS of `mlcls predict{''.join(' ' + flag for flag in memory_flags)}`:", "",
                       "| input lines | wall s | peak RSS MiB |", "|---|---|---|"]
             for n in args.memory_lines:
                 source = make_input(args.data, n, folder)
                 wall, peak = timed([*mlcls, str(source), "--model", str(args.run), "-o", str(folder / "out.jsonl"),
-                                    *(["--int8"] if args.memory_int8 else [])])
+                                    *memory_flags])
                 print(f"{n} lines: {wall:.1f} s, peak RSS {peak:.0f} MiB", flush=True)
                 memory.append(f"| {n} | {wall:.1f} | {peak:.0f} |")
     # Two blocks, so that a memory-only run leaves the speed table alone and the other way round.
     suffix = "" if device == "cpu" else f":{device}"  # a GPU run keeps its own blocks beside the CPU ones
-    memory_name = f"bench_predict:memory{'' if args.memory_int8 else '-fp32'}{suffix}"  # one block per precision
+    # one block per precision (the int8 one kept its first name, bench_predict:memory)
+    memory_name = f"bench_predict:memory{'' if memory_precision == 'int8' else '-' + memory_precision}{suffix}"
     for name, block in ((f"bench_predict{suffix}", lines), (memory_name, memory)):
         if len(block) > 2:
             print("\n".join(block))

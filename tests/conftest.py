@@ -70,11 +70,12 @@ def reuters_dir() -> Path | None:
 
 
 def tiny_config(folder: Path, encoder: Path, data: Path) -> Path:
-    """Settings under which the tiny encoder memorises the tiny set (large rates, no dropout, fp32)."""
+    """Settings under which the tiny encoder memorises the tiny set (large rates, no dropout, fp32). eval /
+    predict / serve score in fp32 too (model.inference_precision), whether or not the host has native bf16."""
     path = folder / "tiny.yaml"
     path.write_text(f"""
 data: {{train: {data}, validation: {data}, test: {data}, text_fields: [text]}}
-model: {{encoder: {encoder}, dropout: 0.0, max_length: 32}}
+model: {{encoder: {encoder}, dropout: 0.0, max_length: 32, inference_precision: fp32}}
 train: {{epochs: 40, batch_size: 4, lr: 1.0e-3, head_lr: 3.0e-2, warmup_ratio: 0.0, precision: fp32, device: cpu}}
 output: {{dir: {folder / "runs"}}}
 """)

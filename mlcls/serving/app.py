@@ -191,6 +191,7 @@ def model_card(run: LoadedRun, settings: ServeSettings) -> dict[str, Any]:
         "encoder": config.model.encoder,
         "max_length": config.model.max_length,
         "device": str(run.device),
+        "precision": run.precision,
         "record_format": {"id_field": config.data.id_field, "text_fields": list(config.data.text_fields),
                           "text_separator": config.data.text_separator},
         "decision_rule": {"description": rule.describe(), **asdict(rule)},

@@ -68,8 +68,9 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(run: Path | None, host: str, port: int, settings: ServeSettings, token_file: Path | None, int8: bool,
-          note: Callable[[str], None]) -> None:
-    """Serve `run` until SIGTERM or Ctrl-C; `note` prints a line for the user."""
+          note: Callable[[str], None], precision: str | None = None) -> None:
+    """Serve `run` until SIGTERM or Ctrl-C; `note` prints a line for the user. `precision`: auto, fp32 or bf16
+    (None: the run's model.inference_precision)."""
     require_extra()
     import uvicorn
 
@@ -79,7 +80,7 @@ def serve(run: Path | None, host: str, port: int, settings: ServeSettings, token
     if token_file is not None:
         settings = replace(settings, token=read_token(token_file))
     token = settings.token
-    loaded = load_run(run, int8=int8)
+    loaded = load_run(run, int8=int8, precision=precision)
     _try_once(loaded, scorer(loaded, settings.batch_size))
     app = create_app(loaded, settings)
     sock = bind(host, port)
@@ -87,6 +88,7 @@ def serve(run: Path | None, host: str, port: int, settings: ServeSettings, token
     shown = f"[{host}]" if ":" in host else host
     note(f"serving {loaded.path} ({len(loaded.labels)} labels, {loaded.device}) on http://{shown}:{bound} "
          f"(docs: /docs); Ctrl-C or SIGTERM stops it after the requests in flight")
+    note(f"note: {loaded.precision_note}")
     if not is_loopback(host) and token is None:
         note(f"note: listening on {host} without --token-file: whoever reaches this port can use the model")
 
