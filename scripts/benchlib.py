@@ -56,7 +56,19 @@ def machine() -> str:
 
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    return f"{cpu_model() or platform.machine() + ' CPU'}, {os.cpu_count()} cores"
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name and the flags that decide bf16 speed (Linux: /proc/cpuinfo), or None."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name or 'CPU'} ({', '.join(bf16) if bf16 else 'no native bf16'})"
 
 
 def write_block(doc: Path, name: str, table: str, heading: str | None = None) -> None:
