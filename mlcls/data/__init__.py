@@ -3,6 +3,7 @@
 records.py  reading JSONL / CSV / Parquet into `Record`s, with per-line errors and skip counts
 labels.py   the label vocabulary (`LabelSpace`), encoding to (targets, mask), training label statistics
 batching.py tokenizing, length-grouped batches, padding
+stratify.py iterative stratification: parts in which every label keeps its share
 stats.py    `mlcls data stats`: labels per record, frequency groups, text lengths
 reuters.py  Reuters-21578: SGML parsing and the ModApte / ApteMod-90 splits
 download.py fetching a file with a checksum (the Reuters tarball)
