@@ -372,3 +372,12 @@ def test_csv_reader_fuzz_any_bytes_give_records_or_a_clear_error(tmp_path):
         assert all(1 <= r.line <= blob.count(b"\n") + 1 for r in records)
 
     check()
+
+
+def test_text_with_an_unpaired_surrogate_is_a_bad_record(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"id": "a", "text": "fine", "labels": []}\n{"id": "b", "text": "bad \\ud800 x", "labels": []}\n')
+    with pytest.raises(DataError, match=r"s.jsonl:2: text holds an unpaired surrogate"):
+        list(read_records(path, FieldSpec(text_fields=("text",))))
+    policy = ReadPolicy("skip")
+    assert [r.id for r in read_records(path, FieldSpec(text_fields=("text",)), policy=policy)] == ["a"]

@@ -169,7 +169,7 @@ BAD = [
      "records[2].text", 2, "must be a string, got a number"),
     ("empty text", b'{"records": [{"id": "a", "text": "   "}]}', 422, "records[0].text", 0, "empty text"),
     ("lone surrogate in text", b'{"records": [{"text": "x"}, {"text": "cocoa \\ud800 beans"}]}', 422,
-     "records[1].text", 1, "lone surrogate"),
+     "records[1].text", 1, "unpaired surrogate"),
     ("lone surrogate in id", b'{"records": [{"id": "\\udfff", "text": "cocoa"}]}', 422, "records[0].id", 0,
      "lone surrogate"),
     ("bad id", b'{"records": [{"id": [1], "text": "x"}]}', 422, "records[0].id", 0, "must be a string or an integer"),

@@ -261,6 +261,14 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, Any, bytes]]:
         yield i + 1, row, json.dumps(row, ensure_ascii=False, default=str).encode()
 
 
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def parse_record(
     row: Any, path: Path, line: int, fields: FieldSpec, require_labels: bool, from_csv: bool = False
 ) -> Record:
@@ -287,6 +295,9 @@ def parse_record(
     if not parts:
         raise DataError(path, line, f"empty text ({' + '.join(fields.text_fields)})")
     text = fields.text_separator.join(parts)
+    if _has_lone_surrogate(text):  # JSON's "\ud800" escapes decode to text no tokenizer (or UTF-8) accepts
+        raise DataError(path, line, "text holds an unpaired surrogate (a \\ud800-\\udfff escape): not valid "
+                        "Unicode", reason="invalid Unicode")
 
     record_id = row.get(fields.id_field)
     if record_id is None or (from_csv and isinstance(record_id, str) and not record_id.strip()):
