@@ -127,6 +127,10 @@ def main() -> None:
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--memory-int8", action="store_true", help="memory rows with --int8 (a faster run)")
     parser.add_argument("--memory-bf16", action="store_true", help="memory rows with --precision bf16")
+    parser.add_argument("--onnx", type=Path, nargs="*", default=[],
+                        help="`mlcls export` folders of the run: each a row scored with ONNX Runtime")
+    parser.add_argument("--only", nargs="*", default=[],
+                        help="run only the contenders whose name contains one of these words (e.g. bf16 onnx default)")
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--worker", choices=("pipeline", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
@@ -158,7 +162,9 @@ def main() -> None:
              + ("" if args.no_speed else f" --lines {args.lines}")
              + (f" --memory-lines {' '.join(map(str, args.memory_lines))}" if args.memory_lines else "")
              + (" --memory-int8" if args.memory_int8 else "") + (" --memory-bf16" if args.memory_bf16 else "")
-             + (" --no-speed" if args.no_speed else "") + "`.", ""]
+             + (" --no-speed" if args.no_speed else "")
+             + (f" --onnx {' '.join(map(str, args.onnx))}" if args.onnx else "")
+             + (f" --only {' '.join(args.only)}" if args.only else "") + "`.", ""]
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         if not args.no_speed:
@@ -176,6 +182,10 @@ def main() -> None:
             if device == "cpu":  # --int8 is a CPU mode (dynamic quantization)
                 contenders.append(("mlcls predict --int8 (batch 64)", [*mlcls, str(source), "--model", str(args.run),
                                                                        "--int8", "-o", str(folder / "out-int8.jsonl")]))
+            for export in args.onnx:  # ONNX Runtime: fp32 or int8 as exported (bf16 does not apply)
+                kind = json.loads((export / "export.json").read_text()).get("quantize") or "fp32"
+                contenders.append((f"mlcls predict, ONNX Runtime {kind} export",
+                                   [*mlcls, str(source), "--model", str(export), "-o", str(folder / "out-onnx.jsonl")]))
             contenders.append(("pipeline, batch 32", [*pipeline, "--batch-size", "32"]))
             if device == "cuda":  # mlcls predict runs in bf16 on such a GPU: the pipeline gets the same chance
                 contenders.append(("pipeline, batch 32, bf16",
@@ -184,11 +194,13 @@ def main() -> None:
             if device == "cpu":
                 contenders.append(("floor: matrix products only", [sys.executable, __file__, "--worker", "floor",
                                                                    "--run", str(args.run), "--input", str(source)]))
+            if args.only:
+                contenders = [(n, c) for n, c in contenders if any(word in n for word in args.only)]
             for name, command in contenders:
                 wall, peak = timed(command)
                 results[name] = (wall, peak)
                 print(f"{name}: {wall:.1f} s, {args.lines / wall:.1f} docs/s, peak RSS {peak:.0f} MiB", flush=True)
-            ours = results["mlcls predict (batch 64)"][0]
+            ours = results.get("mlcls predict (batch 64)", (None,))[0]
             int8 = results.get("mlcls predict --int8 (batch 64)", (None,))[0]
             bf16 = results.get("mlcls predict --precision bf16 (batch 64)", (None,))[0]
             lines += [f"Speed, {args.lines} lines:", "",
@@ -196,7 +208,8 @@ def main() -> None:
                       "mlcls --int8 speed-up | peak RSS MiB |",
                       "|---|---|---|---|---|---|---|"]
             for name, (wall, peak) in results.items():
-                lines.append(f"| {name} | {wall:.1f} | {args.lines / wall:.1f} | {wall / ours:.2f}x | "
+                lines.append(f"| {name} | {wall:.1f} | {args.lines / wall:.1f} | "
+                             f"{f'{wall / ours:.2f}x' if ours else '-'} | "
                              f"{f'{wall / bf16:.2f}x' if bf16 else '-'} | "
                              f"{f'{wall / int8:.2f}x' if int8 else '-'} | {peak:.0f} |")
             lines.append("")
@@ -214,7 +227,8 @@ def main() -> None:
     suffix = "" if device == "cpu" else f":{device}"  # a GPU run keeps its own blocks beside the CPU ones
     # one block per precision (the int8 one kept its first name, bench_predict:memory)
     memory_name = f"bench_predict:memory{'' if memory_precision == 'int8' else '-' + memory_precision}{suffix}"
-    for name, block in ((f"bench_predict{suffix}", lines), (memory_name, memory)):
+    speed_name = f"bench_predict{':onnx' if args.onnx else ''}{suffix}"  # ONNX rows: their own block
+    for name, block in ((speed_name, lines), (memory_name, memory)):
         if len(block) > 2:
             print("\n".join(block))
             write_block(args.doc, name, "\n".join(block), "## Prediction speed and memory (`scripts/bench_predict.py`)")
