@@ -273,7 +273,7 @@ def parse_record(
     row: Any, path: Path, line: int, fields: FieldSpec, require_labels: bool, from_csv: bool = False
 ) -> Record:
     if not isinstance(row, dict):
-        raise DataError(path, line, f"expected a JSON object, got {_json_type(row)}")
+        raise DataError(path, line, f"expected a JSON object, got {json_type(row)}")
     parts = []
     several = len(fields.text_fields) > 1
     present = [name for name in fields.text_fields if row.get(name) is not None]
@@ -288,7 +288,7 @@ def parse_record(
     for name in present:
         value = row[name]
         if not isinstance(value, str):
-            raise DataError(path, line, f"text field '{name}' must be a string, got {_json_type(value)}",
+            raise DataError(path, line, f"text field '{name}' must be a string, got {json_type(value)}",
                             reason="text not a string")
         if value.strip():
             parts.append(value.strip())
@@ -337,7 +337,7 @@ def parse_labels(raw: Any, path: Path, line: int) -> Labels:
         labels: Labels = {}
         for item in raw:
             if not isinstance(item, str) or not item:
-                raise DataError(path, line, f"labels list must hold non-empty strings, got {_json_type(item)}",
+                raise DataError(path, line, f"labels list must hold non-empty strings, got {json_type(item)}",
                                 reason="bad labels")
             labels[item] = 1.0
         return labels
@@ -350,7 +350,7 @@ def parse_labels(raw: Any, path: Path, line: int) -> Labels:
             if isinstance(conf, bool) or not isinstance(conf, int | float) or math.isnan(conf):
                 raise DataError(
                     path, line, f"confidence of label '{name}' must be a number in [0, 1] or null, "
-                    f"got {_json_type(conf)}", reason="bad labels",
+                    f"got {json_type(conf)}", reason="bad labels",
                 )
             if not 0.0 <= conf <= 1.0:
                 raise DataError(path, line, f"confidence of label '{name}' is {conf}, outside [0, 1]",
@@ -358,12 +358,12 @@ def parse_labels(raw: Any, path: Path, line: int) -> Labels:
             labels[name] = float(conf)
         return labels
     raise DataError(
-        path, line, f"labels must be a list of names or an object of label -> confidence, got {_json_type(raw)}",
+        path, line, f"labels must be a list of names or an object of label -> confidence, got {json_type(raw)}",
         reason="bad labels",
     )
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     if value is None:
         return "null"
     return {bool: "a boolean", str: "a string", int: "a number", float: "a number", list: "a list",

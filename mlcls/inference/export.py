@@ -38,13 +38,14 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mlcls.atomic import describe_os_error
 from mlcls.errors import MlclsError
+from mlcls.training.provenance import package_version
 
 FORMATS = ("onnx", "hf")
 QUANTIZE = ("int8",)
@@ -117,7 +118,7 @@ def check_target(out: Path) -> None:
         try:
             empty = not any(out.iterdir())
         except OSError as exc:
-            raise MlclsError(f"{out}: cannot read ({_cause(exc)})") from None
+            raise MlclsError(f"{out}: cannot read ({describe_os_error(exc)})") from None
         if not empty:
             raise MlclsError(f"{out}: exists and is not empty; choose another --out, or delete it")
 
@@ -269,7 +270,7 @@ def export_onnx(source: Path, out: Path, quantize: str | None, note: Callable[[s
             shutil.rmtree(staging)
         staging.mkdir()
     except OSError as exc:
-        raise MlclsError(f"{out}: cannot create the export folder ({_cause(exc)})") from None
+        raise MlclsError(f"{out}: cannot create the export folder ({describe_os_error(exc)})") from None
     try:
         graph = export_graph(model)
         inputs = example_inputs(len(tokenizer), token_types)
@@ -313,9 +314,9 @@ def export_onnx(source: Path, out: Path, quantize: str | None, note: Callable[[s
             "lexical_weight": loaded.lexical.weight if loaded.lexical is not None else None,
             "source_run": str(source),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "mlcls_version": _version("mlcls"),
+            "mlcls_version": package_version("mlcls"),
             "torch": torch.__version__,
-            **{name: _version(name) for name in ("onnx", "onnxscript", "onnxruntime")},
+            **{name: package_version(name) for name in ("onnx", "onnxscript", "onnxruntime")},
             "check": check,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -325,7 +326,7 @@ def export_onnx(source: Path, out: Path, quantize: str | None, note: Callable[[s
         staging.rename(out)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise MlclsError(f"{out}: cannot write the export ({_cause(exc)}); nothing was written") from None
+        raise MlclsError(f"{out}: cannot write the export ({describe_os_error(exc)}); nothing was written") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -369,15 +370,4 @@ def _opset(path: Path) -> int | None:
         return None
 
 
-def _version(name: str) -> str | None:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-
-
-def _cause(exc: OSError) -> str:
-    from mlcls.atomic import describe_os_error
-
-    return describe_os_error(exc)
 

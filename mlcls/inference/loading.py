@@ -116,7 +116,7 @@ def load_run(run: str | Path | None, device: str = "auto", int8: bool = False,
     config, labels, thresholds = load_run_files(path)
 
     quiet_transformers()
-    folders = model_folders(path)
+    folders = model_folders(path, config.train.folds)
     members = [load_model(folder, config, len(labels)) for folder in folders]
     tokenizer = members[0][1]
     model = members[0][0] if len(members) == 1 else FoldEnsemble([m for m, _ in members])
@@ -167,16 +167,13 @@ def load_run_config(path: Path) -> Config:
         raise RunDirError(f"{path / 'config.yaml'}: {exc}") from None
 
 
-def model_folders(run: Path) -> list[Path]:
-    """Where a run's model lives: the run itself (encoder/ + head.safetensors), or, for a cross-fitted run
-    that predicts with its fold models, each folds/fold-K."""
-    if (run / "head.safetensors").exists():
+def model_folders(run: Path, folds: int) -> list[Path]:
+    """Where a run's model lives: the run itself (encoder/ + head.safetensors; also a cross-fitted run with
+    train.refit), or else, for a cross-fitted run (`folds` = its train.folds), each folds/fold-1 .. fold-K.
+    Whether they are all there is validation.validate_run's to check."""
+    if (run / "head.safetensors").exists() or (run / "encoder").exists() or folds <= 1:
         return [run]
-    folds = sorted((run / "folds").glob("fold-*"), key=lambda p: int(p.name.removeprefix("fold-")))
-    if not folds:
-        raise RunDirError(f"{run / 'head.safetensors'}: missing from the run directory (is this a complete mlcls "
-                          "run?)")
-    return folds
+    return [run / "folds" / f"fold-{k}" for k in range(1, folds + 1)]
 
 
 def load_model(folder: Path, config: Config, num_labels: int):

@@ -13,7 +13,6 @@ out (a card that cannot be rendered at all is replaced by a short one that says 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -66,7 +65,7 @@ class _Facts:
         import yaml
 
         from mlcls.inference.decision import DecisionRule
-        from mlcls.training.provenance import read_provenance
+        from mlcls.training.provenance import read_json, read_provenance
 
         facts = cls(run_dir, export)
         try:
@@ -74,19 +73,19 @@ class _Facts:
             facts.config = raw if isinstance(raw, dict) else {}
         except (OSError, yaml.YAMLError):
             pass
-        labels = _json(run_dir / "labels.json")
+        labels = read_json(run_dir / "labels.json")
         if isinstance(labels, dict) and isinstance(labels.get("labels"), list):
             facts.labels = [str(label) for label in labels["labels"]]
-        stats = _json(run_dir / "label_stats.json")
+        stats = read_json(run_dir / "label_stats.json")
         facts.stats = stats if isinstance(stats, dict) else None
         try:
             facts.rule = DecisionRule.load(run_dir / "thresholds.json")
         except Exception:
             facts.rule = None
-        metrics = _json(run_dir / "metrics.json")
+        metrics = read_json(run_dir / "metrics.json")
         facts.metrics = metrics if isinstance(metrics, dict) else {}
         facts.provenance = read_provenance(run_dir)
-        lexical = _json(run_dir / "lexical" / "settings.json")
+        lexical = read_json(run_dir / "lexical" / "settings.json")
         if isinstance(lexical, dict) and isinstance(lexical.get("weight"), int | float):
             facts.lexical_weight = float(lexical["weight"])
         facts.per_label_f1 = _per_label_f1(run_dir, facts.labels, facts.rule)
@@ -129,17 +128,10 @@ class _Facts:
 
 def run_name(run_dir: Path) -> str:
     """The run's name, also while training finishes it in its staging folder (runs/.<name>.incomplete)."""
-    name = run_dir.name
-    if name.startswith(".") and name.endswith(".incomplete"):
-        return name[1 : -len(".incomplete")]
-    return name
+    from mlcls.inference.rundir import final_dir, is_staging
 
+    return final_dir(run_dir).name if is_staging(run_dir) else run_dir.name
 
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _per_label_f1(run_dir: Path, labels: list[str], rule) -> dict[str, float] | None:

@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 from typing import IO, Any
 
+from mlcls.atomic import describe_os_error
 from mlcls.errors import RunDirError, RunUnfinished
 from mlcls.training.checkpoint import find_checkpoint
 
@@ -36,6 +37,20 @@ LATEST = "latest"
 
 def staging_dir(final: Path) -> Path:
     return final.parent / f".{final.name}.incomplete"
+
+
+def is_staging(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(".incomplete")
+
+
+def lock_file(staging: Path) -> Path:
+    """runs/.<name>.lock, the file whose flock claims the name (lock_run)."""
+    return staging.parent / f"{staging.name.removesuffix('.incomplete')}.lock"
+
+
+def final_dir(staging: Path) -> Path:
+    """runs/<name> of the staging folder runs/.<name>.incomplete (staging_dir's inverse)."""
+    return staging.parent / staging.name[1 : -len(".incomplete")]
 
 
 class RunNameTaken(RunDirError):
@@ -59,15 +74,14 @@ def lock_run(staging: Path) -> None:
         return
     try:  # a read-only or forbidden runs folder is the user's to fix: one line, not an internal error
         staging.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(staging.parent / f"{staging.name.removesuffix('.incomplete')}.lock", "a")  # noqa: SIM115
+        handle = open(lock_file(staging), "a")  # noqa: SIM115
     except OSError as exc:
-        raise RunDirError(f"{staging.parent}: cannot create a run there ({_cause(exc)})") from None
+        raise RunDirError(f"{staging.parent}: cannot create a run there ({describe_os_error(exc)})") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.close()
-        final = staging.parent / staging.name[1 : -len(".incomplete")]
-        raise RunNameTaken(f"{final}: another training is writing a run of this name now (choose another "
+        raise RunNameTaken(f"{final_dir(staging)}: another training is writing a run of this name now (choose another "
                            "--name, or wait for it)") from None
     _HELD[staging] = handle
 
@@ -105,7 +119,7 @@ def begin_run(runs_root: Path, name: str) -> Path:
         staging.mkdir(parents=True)
     except OSError as exc:
         release_run(staging)
-        raise RunDirError(f"{staging}: cannot create the run's folder ({_cause(exc)})") from None
+        raise RunDirError(f"{staging}: cannot create the run's folder ({describe_os_error(exc)})") from None
     return staging
 
 
@@ -124,12 +138,12 @@ def begin_named_run(runs_root: Path, base: str) -> str:
 
 def finish_run(staging: Path) -> Path:
     """Rename the complete run into place and point runs/latest at it (atomically: a rename)."""
-    final = staging.parent / staging.name[1 : -len(".incomplete")]
+    final = final_dir(staging)
     try:
         staging.rename(final)
     except OSError as exc:
-        raise RunDirError(f"{staging}: the run is complete but cannot be renamed to {final} ({_cause(exc)}); "
-                          "rename it yourself") from None
+        raise RunDirError(f"{staging}: the run is complete but cannot be renamed to {final} "
+                          f"({describe_os_error(exc)}); rename it yourself") from None
     release_run(staging)
     link = final.parent / LATEST
     tmp_link = final.parent / f".{LATEST}.{os.getpid()}.tmp"  # per process: two runs may finish at once
@@ -139,7 +153,8 @@ def finish_run(staging: Path) -> Path:
         tmp_link.symlink_to(final.name)
         os.replace(tmp_link, link)
     except OSError as exc:
-        raise RunDirError(f"{final}: the run is saved, but {link} cannot point at it ({_cause(exc)})") from None
+        raise RunDirError(f"{final}: the run is saved, but {link} cannot point at it "
+                          f"({describe_os_error(exc)})") from None
     return final
 
 
@@ -150,7 +165,7 @@ def resumable_run(run: Path, runs_root: Path = Path("runs")) -> Path:
     if not run.is_absolute() and len(run.parts) == 1:
         candidates += [runs_root / run, staging_dir(runs_root / run)]
     for candidate in candidates:
-        if candidate.name.endswith(".incomplete") and (candidate / "folds").is_dir():  # a cross-fitted run
+        if is_staging(candidate) and (candidate / "folds").is_dir():  # a cross-fitted run
             return candidate
         if find_checkpoint(candidate) is not None:
             if not (candidate / "config.yaml").is_file():
@@ -180,11 +195,6 @@ def write_json(path: Path, data: Any) -> None:
         raise run_write_error(path.parent, path, "", exc) from None
 
 
-def _cause(exc: BaseException) -> str:
-    from mlcls.atomic import describe_os_error
-
-    return describe_os_error(exc)
-
 
 def run_write_error(run_dir: Path, target: Path, what: str, exc: Exception) -> Exception:
     """A file of a finishing run that the file system refused (full disk, read-only, forbidden): one line that
@@ -193,11 +203,11 @@ def run_write_error(run_dir: Path, target: Path, what: str, exc: Exception) -> E
 
     if not (isinstance(exc, OSError) or is_disk_full(exc)):
         return exc
-    cause = "no space left on device" if is_disk_full(exc) else _cause(exc)
+    cause = "no space left on device" if is_disk_full(exc) else describe_os_error(exc)
     kept = ""
     top = run_dir.parent.parent if run_dir.parent.name == "folds" else run_dir  # a fold of a cross-fitted run
-    if top.name.startswith(".") and top.name.endswith(".incomplete"):
-        final = top.parent / top.name[1 : -len(".incomplete")]
+    if is_staging(top):
+        final = final_dir(top)
         kept = (f"; the unfinished run stays in {top} with its checkpoint: make room (or allow writes) and "
                 f"continue with `mlcls train --resume {final}`" if find_checkpoint(run_dir) is not None
                 else f"; the unfinished run stays in {top}")
@@ -208,15 +218,15 @@ def resolve_run(run: str | Path | None, runs_root: str | Path = "runs") -> Path:
     """The finished run directory that `run` names (default: runs/latest), resolved. Its files are checked by
     validation.validate_run; here: a clear word when the run is unfinished, or when `run` is a runs folder."""
     path = Path(run) if run is not None else Path(runs_root) / LATEST
-    if path.name.startswith(".") and path.name.endswith(".incomplete") and path.is_dir():  # a staging folder
-        raise RunUnfinished(unfinished_run(path.parent / path.name[1 : -len(".incomplete")]) or "")
+    if is_staging(path) and path.is_dir():  # a staging folder
+        raise RunUnfinished(unfinished_run(final_dir(path)) or "")
     if not path.exists():
         unfinished = unfinished_run(path)
         if unfinished is not None:
             raise RunUnfinished(unfinished)
         if run is None:
             pending = sorted(Path(runs_root).glob(".*.incomplete"))
-            hint = (f"; unfinished: {', '.join(str(p.parent / p.name[1:-len('.incomplete')]) for p in pending)}"
+            hint = (f"; unfinished: {', '.join(str(final_dir(p)) for p in pending)}"
                     if pending else "")
             raise RunDirError(f"{path}: no run found (train one with `mlcls train`, or name a run directory){hint}")
         raise RunDirError(f"{path}: run directory not found")
@@ -262,7 +272,7 @@ def training_now(staging: Path) -> bool:
     staging = staging.absolute()
     if staging in _HELD:
         return True
-    lock = staging.parent / f"{staging.name.removesuffix('.incomplete')}.lock"
+    lock = lock_file(staging)
     try:
         info = lock.stat()
         table = Path("/proc/locks").read_text()

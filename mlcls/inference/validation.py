@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mlcls.atomic import describe_os_error
 from mlcls.errors import RunDirError
 
 REQUIRED_FILES = ("config.yaml", "labels.json", "thresholds.json")
@@ -55,7 +56,7 @@ def _need(path: Path, folder: bool = False) -> None:
     except FileNotFoundError:
         raise RunDirError(f"{path}: missing from the run directory (is this a complete mlcls run?)") from None
     except OSError as exc:
-        raise RunDirError(f"{path}: cannot read ({_cause(exc)})") from None
+        raise RunDirError(f"{path}: cannot read ({describe_os_error(exc)})") from None
     import stat
 
     if folder != stat.S_ISDIR(mode):
@@ -66,7 +67,7 @@ def _need(path: Path, folder: bool = False) -> None:
         else:
             os.close(os.open(path, os.O_RDONLY))
     except OSError as exc:
-        raise RunDirError(f"{path}: cannot read ({_cause(exc)})") from None
+        raise RunDirError(f"{path}: cannot read ({describe_os_error(exc)})") from None
 
 
 def _read_text(path: Path) -> str:
@@ -75,7 +76,7 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError:
         raise RunDirError(f"{path}: corrupt (not UTF-8 text)") from None
     except OSError as exc:
-        raise RunDirError(f"{path}: cannot read ({_cause(exc)})") from None
+        raise RunDirError(f"{path}: cannot read ({describe_os_error(exc)})") from None
 
 
 def _json(path: Path, what: str) -> Any:
@@ -84,11 +85,6 @@ def _json(path: Path, what: str) -> Any:
     except ValueError as exc:
         raise RunDirError(f"{path}: corrupt ({what}: {exc})") from None
 
-
-def _cause(exc: OSError) -> str:
-    from mlcls.atomic import describe_os_error
-
-    return describe_os_error(exc)
 
 
 # ------------------------------------------------------------------------------------------ small files
@@ -145,14 +141,13 @@ def _thresholds(path: Path, labels: list[str]) -> None:
 
 
 def _model_folders(run: Path, folds: int) -> list[Path]:
-    """The folders holding the model: the run itself, or each folds/fold-K of a cross-fitted run (as
-    loading.model_folders finds them), all K of them."""
-    if (run / "head.safetensors").exists() or (run / "encoder").exists():
-        return [run]
-    if folds <= 1:
-        _need(run / "head.safetensors")  # raises: missing
+    """The folders holding the model (loading.model_folders), checked to be there: all K of a cross-fitted run."""
+    from mlcls.inference.loading import model_folders
+
+    expected = model_folders(run, folds)
+    if expected == [run]:
+        return expected
     _need(run / "folds", folder=True)
-    expected = [run / "folds" / f"fold-{k}" for k in range(1, folds + 1)]
     for folder in expected:
         if not folder.exists():
             raise RunDirError(f"{folder}: missing from the run directory (the run was trained with train.folds="
@@ -254,4 +249,4 @@ def _safetensors_shapes(path: Path, problem: str) -> dict[str, list[int]]:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RunDirError(f"{path}: {problem} ({detail})") from None
     except OSError as exc:
-        raise RunDirError(f"{path}: cannot read ({_cause(exc)})") from None
+        raise RunDirError(f"{path}: cannot read ({describe_os_error(exc)})") from None

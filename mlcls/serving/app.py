@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mlcls.data.records import FieldSpec, Record, parse_record
+from mlcls.data.records import FieldSpec, Record, json_type, parse_record
 from mlcls.errors import DataError, MlclsError
 from mlcls.inference.decision import DecisionRule, with_overrides
 from mlcls.inference.loading import LoadedRun
@@ -248,7 +248,7 @@ def parse_json(body: bytes) -> Any:
 
 def parse_predict_request(payload: Any, fields: FieldSpec, limits: Limits, rule: DecisionRule) -> PredictRequest:
     if not isinstance(payload, dict):
-        raise ApiError(422, f'body: expected a JSON object {{"records": [...]}}, got {_json_type(payload)}',
+        raise ApiError(422, f'body: expected a JSON object {{"records": [...]}}, got {json_type(payload)}',
                        field="body")
     unknown = [key for key in payload if key not in OPTIONS]
     if unknown:
@@ -257,7 +257,7 @@ def parse_predict_request(payload: Any, fields: FieldSpec, limits: Limits, rule:
         raise ApiError(422, "records: missing (a list of records, each with an id and text fields)", field="records")
     rows = payload["records"]
     if not isinstance(rows, list):
-        raise ApiError(422, f"records: must be a list of record objects, got {_json_type(rows)}", field="records")
+        raise ApiError(422, f"records: must be a list of record objects, got {json_type(rows)}", field="records")
     if not rows:
         raise ApiError(422, "records: empty list; send at least one record", field="records")
     if len(rows) > limits.max_records:
@@ -327,12 +327,6 @@ def _option_int(payload: dict, name: str, low: int, high: int | None) -> int | N
         raise ApiError(422, f"{name}: must be {bounds}, got {_shown(value)}", field=name)
     return value
 
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", str: "a string", int: "a number", float: "a number", list: "a list",
-            dict: "an object"}.get(type(value), type(value).__name__)
 
 
 def _shown(value: Any) -> str:

@@ -92,9 +92,10 @@ def _no_room(folder: Path) -> bool:
 def _write_failed(run_dir: Path, exc: BaseException, full: bool) -> CheckpointWriteError:
     cause = "no space left on device" if full else describe_os_error(exc)
     kept = "the previous checkpoint is kept" if find_checkpoint(run_dir) else "no checkpoint was saved yet"
-    name = run_dir.name
-    if name.startswith(".") and name.endswith(".incomplete") and find_checkpoint(run_dir):
-        kept += f"; once fixed, continue with: mlcls train --resume {run_dir.parent / name[1:-len('.incomplete')]}"
+    from mlcls.inference.rundir import final_dir, is_staging  # rundir imports this module
+
+    if is_staging(run_dir) and find_checkpoint(run_dir):
+        kept += f"; once fixed, continue with: mlcls train --resume {final_dir(run_dir)}"
     return CheckpointWriteError(f"{run_dir}: {cause} while writing the checkpoint ({kept})")
 
 

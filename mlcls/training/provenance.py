@@ -40,7 +40,7 @@ _CHUNK = 1 << 20
 def write_provenance(run_dir: Path, config) -> None:
     """Write run_dir/provenance.json for a run trained with `config` (reads run_dir/metrics.json if present)."""
     run_dir = Path(run_dir)
-    data = collect_provenance(config, _read_json(run_dir / "metrics.json"))
+    data = collect_provenance(config, read_json(run_dir / "metrics.json"))
     (run_dir / FILE).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -52,10 +52,10 @@ def collect_provenance(config, metrics: dict[str, Any] | None = None) -> dict[st
     return {
         "format": FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "mlcls": {"version": _version("mlcls"), **git_state(project_dir())},
+        "mlcls": {"version": package_version("mlcls"), **git_state(project_dir())},
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "packages": {name: _version(name) for name in PACKAGES},
+        "packages": {name: package_version(name) for name in PACKAGES},
         "training": training,
         "command": {"argv": list(sys.argv), "line": command_line(sys.argv), "cwd": str(Path.cwd())},
         "data": {key: data_file_info(getattr(config.data, key), config) for key in DATA_KEYS
@@ -151,7 +151,8 @@ def _count_records(path: Path, config) -> dict[str, Any]:
     return out
 
 
-def _version(name: str) -> str | None:
+def package_version(name: str) -> str | None:
+    """An installed package's version, or None."""
     try:
         return version(name)
     except PackageNotFoundError:
@@ -167,7 +168,8 @@ def _gpu_name() -> str | None:
         return None
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A small JSON file of a run, or None when it is missing or unreadable."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -178,7 +180,7 @@ def _read_json(path: Path) -> Any:
 
 
 def read_provenance(run_dir: Path) -> dict[str, Any] | None:
-    data = _read_json(Path(run_dir) / FILE)
+    data = read_json(Path(run_dir) / FILE)
     return data if isinstance(data, dict) else None
 
 
@@ -187,7 +189,7 @@ def provenance_summary(run_dir: Path) -> dict[str, Any] | None:
     record count (what `mlcls eval --json` and the model card show). None when the run has no provenance.json.
     An ONNX export (export.json beside it) adds what it is: its format, quantisation and source run."""
     data = read_provenance(run_dir)
-    export = _read_json(Path(run_dir) / "export.json")
+    export = read_json(Path(run_dir) / "export.json")
     if data is None and not isinstance(export, dict):
         return None
     data = data or {}
