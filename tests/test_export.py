@@ -197,7 +197,7 @@ def test_cross_fitted_run_with_lexical_model_exports_as_one_graph(trained, tmp_p
 @pytest.mark.parametrize(("args", "message"), [
     (["--format", "tflite"], "error: unknown --format 'tflite': choose onnx"),
     (["--quantize", "int4"], "error: unknown --quantize 'int4'"),
-    (["--format", "hf"], "--format hf needs a run trained with a Transformers-native head"),
+    (["--format", "hf"], "--format hf needs a run trained with model.head transformers"),
 ])
 def test_bad_format_options_are_one_line_errors(trained, tmp_path, args, message):
     out = tmp_path / "x"

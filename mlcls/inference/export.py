@@ -1,4 +1,5 @@
-"""`mlcls export RUN --format onnx --out DIR [--quantize int8]`: a run as one ONNX graph, for ONNX Runtime.
+"""`mlcls export RUN --format onnx|hf --out DIR [--quantize int8]`: a run as one ONNX graph for ONNX Runtime,
+or (a run trained with model.head transformers) as a transformers model folder.
 
 The graph goes from token ids and attention mask (and token type ids where the encoder and its tokenizer use
 them) to per-label probabilities: the encoder, the pooling and the head are all inside, and batch and
@@ -23,6 +24,12 @@ error or Ctrl-C leaves nothing half-written.
 
 `mlcls predict --model DIR`, `mlcls eval DIR` and `mlcls serve DIR` run such a folder with ONNX Runtime
 (mlcls/inference/onnx_run.py).
+
+--format hf writes the run's AutoModelForSequenceClassification (config.json with id2label and problem_type
+multi_label_classification, model.safetensors, the tokenizer with model_max_length = the run's max length) at
+the top of DIR, with the run's small files, export.json and the model card: `pipeline("text-classification",
+model=DIR, top_k=None)` scores as mlcls does (checked before the rename, within 1e-4). It refuses, in one line,
+runs whose scores one such model cannot give: mlcls's mean-pooled head, K fold models, a blended TF-IDF model.
 """
 
 from __future__ import annotations
@@ -97,6 +104,9 @@ def export_run(run: str | Path | None, out: str | Path, fmt: str = "onnx", quant
                          "Transformers-native model)")
     if quantize is not None and quantize not in QUANTIZE:
         raise MlclsError(f"unknown --quantize {quantize!r}: the choice is int8")
+    if quantize is not None and fmt == "hf":
+        raise MlclsError("--quantize int8 is for --format onnx (ONNX Runtime's int8); a --format hf export keeps "
+                         "the model's fp32 weights")
     out = Path(out)
     check_target(out)
     source = resolve_run(run)
@@ -106,7 +116,7 @@ def export_run(run: str | Path | None, out: str | Path, fmt: str = "onnx", quant
 
     validate_run(source)
     if fmt == "hf":
-        refuse_hf(source)
+        return export_hf(source, out, note)
     require_onnx(export=True)
     return export_onnx(source, out, quantize, note)
 
@@ -124,14 +134,133 @@ def check_target(out: Path) -> None:
 
 
 def refuse_hf(source: Path) -> None:
-    from mlcls.inference.loading import load_run_config
+    """--format hf takes one Transformers-native model whose scores are the run's own: say why not, else nothing."""
+    from mlcls.inference.loading import load_run_config, model_folders
 
-    pooling = load_run_config(source).model.pooling
-    how = "averages the encoder's token vectors" if pooling == "mean" else "takes the encoder's raw [CLS] vector"
-    raise MlclsError(f"{source}: --format hf needs a run trained with a Transformers-native head, and this one "
-                     f"{how} (model.pooling: {pooling}) into mlcls's own linear head, which "
-                     "AutoModelForSequenceClassification cannot load without custom code; export it with --format "
-                     "onnx (one graph for ONNX Runtime)")
+    config = load_run_config(source)
+    if config.model.head != "transformers":
+        pooling = config.model.pooling
+        how = "averages the encoder's token vectors" if pooling == "mean" else "takes the encoder's raw [CLS] vector"
+        raise MlclsError(f"{source}: --format hf needs a run trained with model.head transformers, and this one "
+                         f"{how} (model.pooling: {pooling}) into mlcls's own linear head, which "
+                         "AutoModelForSequenceClassification cannot load without custom code; export it with "
+                         "--format onnx (one graph for ONNX Runtime), or train with --set model.head=transformers")
+    if len(model_folders(source, config.train.folds)) > 1:
+        raise MlclsError(f"{source}: a cross-fitted run predicts with the mean of its {config.train.folds} fold "
+                         "models, which one transformers model cannot hold; export it with --format onnx (one "
+                         "graph, all folds), or train with train.refit")
+    weight = lexical_weight(source)
+    if weight:
+        raise MlclsError(f"{source}: the run blends a TF-IDF model into its scores (weight {weight:g}) and its "
+                         "rule was tuned on the blend; transformers would give the encoder's part alone. Export it "
+                         "with --format onnx, or train with model.lexical none")
+
+
+def lexical_weight(source: Path) -> float:
+    """The weight at which the run blends its lexical model in (0: none)."""
+    if not (source / "lexical").is_dir():
+        return 0.0
+    from mlcls.model.lexical import LexicalModel
+
+    lexical = LexicalModel.load(source)
+    return float(lexical.weight) if lexical is not None else 0.0
+
+
+def export_hf(source: Path, out: Path, note: Callable[[str], None]) -> ExportResult:
+    """The run's AutoModelForSequenceClassification folder with the run's small files and its model card, at the
+    top of `out`: `from_pretrained(out)`, `pipeline("text-classification", model=out, top_k=None)` and the Hub
+    take it as it is. Checked before the rename: transformers loads the copy and scores as mlcls does."""
+    import torch
+
+    from mlcls.inference.loading import load_run
+    from mlcls.inference.model_card import write_model_card
+
+    refuse_hf(source)
+    loaded = load_run(source, device="cpu", precision="fp32")
+    note(f"exporting {source} ({len(loaded.labels)} labels) as a transformers model ...")
+    staging = _staging_folder(out)
+    try:
+        shutil.copytree(source / "encoder", staging, dirs_exist_ok=True)
+        for name in COPIED:
+            if (source / name).is_file():
+                shutil.copy2(source / name, staging / name)
+        check = check_hf_export(staging, loaded.model, len(loaded.tokenizer), loaded.config.model.max_length)
+        if check["max_abs_diff"] > FP32_TOLERANCE:
+            raise MlclsError(f"{source}: transformers' scores of the export differ from mlcls's by up to "
+                             f"{check['max_abs_diff']:.2e} (more than {FP32_TOLERANCE:g}); nothing was written")
+        manifest = {
+            "format": "hf",
+            "architecture": (loaded.model.model.config.architectures or ["?"])[0],
+            "num_labels": len(loaded.labels),
+            "max_length": loaded.config.model.max_length,
+            "source_run": str(source),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "mlcls_version": package_version("mlcls"),
+            "torch": torch.__version__,
+            "transformers": package_version("transformers"),
+            "check": check,
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        write_model_card(source, staging, export=manifest)
+        _publish(staging, out)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise MlclsError(f"{out}: cannot write the export ({describe_os_error(exc)}); nothing was written") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportResult(out, source, manifest)
+
+
+def check_hf_export(folder: Path, model, vocab_size: int, max_length: int) -> dict[str, Any]:
+    """The largest difference between the probabilities of the folder loaded by transformers alone
+    (AutoModelForSequenceClassification, a sigmoid as pipeline applies for multi_label_classification) and
+    mlcls's model, on random token ids of several batch shapes, padded rows included."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    reloaded = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
+    worst, rows = 0.0, 0
+    for ids, mask in random_batches(vocab_size, max_length):
+        with torch.inference_mode():
+            expected = torch.sigmoid(model(ids, mask).float())
+            got = torch.sigmoid(reloaded(input_ids=ids, attention_mask=mask).logits.float())
+        worst = max(worst, float((got - expected).abs().max()))
+        rows += len(ids)
+    return {"max_abs_diff": worst, "rows": rows, "tolerance": FP32_TOLERANCE}
+
+
+def random_batches(vocab_size: int, max_length: int):
+    """(token ids, attention mask) batches of 1, 3 and 5 rows of several lengths, rows padded within a batch."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    longest = max(2, min(max_length, 64))
+    for batch, width in ((1, 2), (3, min(7, longest)), (5, longest)):
+        ids = torch.from_numpy(rng.integers(0, max(vocab_size, 1), size=(batch, width)))
+        mask = torch.ones((batch, width), dtype=torch.long)
+        for row in range(1, batch):
+            mask[row, max(1, width - row * width // batch):] = 0
+        yield ids, mask
+
+
+def _staging_folder(out: Path) -> Path:
+    """A hidden folder beside `out`, renamed onto it when the export is whole (nothing half-written at `out`)."""
+    staging = out.parent / f".{out.name}.export-{os.getpid()}.tmp"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir()
+    except OSError as exc:
+        raise MlclsError(f"{out}: cannot create the export folder ({describe_os_error(exc)})") from None
+    return staging
+
+
+def _publish(staging: Path, out: Path) -> None:
+    if out.is_dir():
+        out.rmdir()  # empty (checked before): the rename takes its place
+    staging.rename(out)
 
 
 # ------------------------------------------------------------------------------------------ the graph
@@ -147,7 +276,7 @@ def export_graph(model) -> Any:
 
     members = list(model.members) if isinstance(model, FoldEnsemble) else [model]
     for member in members:
-        if member.pooling not in ("mean", "cls"):
+        if member.pooling not in ("mean", "cls", "native"):
             raise MlclsError(f"cannot export pooling {member.pooling!r} (mean and cls can be)")
 
     class ExportGraph(nn.Module):
@@ -166,6 +295,8 @@ def export_graph(model) -> Any:
         def logits(member, input_ids, attention_mask, token_type_ids):
             # MultiLabelClassifier.forward, with the token type ids passed on when the graph takes them
             extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+            if member.pooling == "native":  # model.head transformers: the architecture's own pooling and head
+                return member.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits.float()
             hidden = member.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
             if member.pooling == "cls":
                 pooled = hidden[:, 0]
@@ -263,14 +394,7 @@ def export_onnx(source: Path, out: Path, quantize: str | None, note: Callable[[s
     note(f"exporting {source} ({what}, {len(loaded.labels)} labels) to ONNX"
          + (" with int8 quantisation" if quantize else "") + " ...")
 
-    staging = out.parent / f".{out.name}.export-{os.getpid()}.tmp"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir()
-    except OSError as exc:
-        raise MlclsError(f"{out}: cannot create the export folder ({describe_os_error(exc)})") from None
+    staging = _staging_folder(out)
     try:
         graph = export_graph(model)
         inputs = example_inputs(len(tokenizer), token_types)
@@ -307,7 +431,7 @@ def export_onnx(source: Path, out: Path, quantize: str | None, note: Callable[[s
             "outputs": list(OUTPUTS),
             "opset": _opset(staging / MODEL_FILE),
             "members": members,
-            "pooling": loaded.config.model.pooling,
+            "pooling": loaded.config.model.pooling if loaded.config.model.head == "linear" else "native",
             "num_labels": len(loaded.labels),
             "vocab_size": len(tokenizer),
             "max_length": loaded.config.model.max_length,
@@ -321,9 +445,7 @@ def export_onnx(source: Path, out: Path, quantize: str | None, note: Callable[[s
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         write_model_card(source, staging, export=manifest)
-        if out.is_dir():
-            out.rmdir()  # empty (checked above): the rename takes its place
-        staging.rename(out)
+        _publish(staging, out)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise MlclsError(f"{out}: cannot write the export ({describe_os_error(exc)}); nothing was written") from None
@@ -343,14 +465,9 @@ def check_export(path: Path, model, vocab_size: int, token_types: bool, max_leng
     from mlcls.inference.onnx_run import OnnxModel
 
     session = OnnxModel(path, ["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    longest = max(2, min(max_length, 64))
     worst, rows = 0.0, 0
-    for batch, width in ((1, 2), (3, min(7, longest)), (5, longest)):
-        ids = torch.from_numpy(rng.integers(0, max(vocab_size, 1), size=(batch, width)))
-        mask = torch.ones((batch, width), dtype=torch.long)
-        for row in range(1, batch):  # rows of several lengths in one batch
-            mask[row, max(1, width - row * width // batch):] = 0
+    for ids, mask in random_batches(vocab_size, max_length):
+        batch = len(ids)
         with torch.inference_mode():
             expected = torch.sigmoid(model(ids, mask).float()).numpy()
         probs, logits = session.outputs(ids.numpy(), mask.numpy())

@@ -177,20 +177,25 @@ def model_folders(run: Path, folds: int) -> list[Path]:
 
 
 def load_model(folder: Path, config: Config, num_labels: int):
-    """(classifier, tokenizer) of one model folder (encoder/ + head.safetensors), checked to be whole."""
+    """(classifier, tokenizer) of one model folder (encoder/ + head.safetensors; with model.head transformers
+    encoder/ alone, the whole AutoModelForSequenceClassification), checked to be whole."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-    from mlcls.model.classifier import MultiLabelClassifier
+    from mlcls.model.classifier import MultiLabelClassifier, NativeClassifier
 
     trust = config.model.trust_remote_code
+    native = config.model.head == "transformers"
+    kind = AutoModelForSequenceClassification if native else AutoModel
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder / "encoder", trust_remote_code=trust)
-        encoder = AutoModel.from_pretrained(folder / "encoder", use_safetensors=True, trust_remote_code=trust)
+        encoder = kind.from_pretrained(folder / "encoder", use_safetensors=True, trust_remote_code=trust)
     except (OSError, ValueError) as exc:
         raise RunDirError(f"{folder / 'encoder'}: cannot load ({str(exc).splitlines()[0]})") from None
     check_tokenizer_fits(folder / "encoder", tokenizer, encoder)
+    if native:
+        return NativeClassifier(encoder), tokenizer
     model = MultiLabelClassifier(encoder, num_labels, config.model.pooling, config.model.dropout)
     try:
         head = load_file(str(folder / "head.safetensors"))

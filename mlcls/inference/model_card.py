@@ -106,6 +106,19 @@ class _Facts:
         return str(self.section("model").get("encoder", "unknown encoder"))
 
     @property
+    def native(self) -> bool:
+        """Trained with model.head transformers: the model is an AutoModelForSequenceClassification."""
+        return self.section("model").get("head") == "transformers"
+
+    @property
+    def onnx(self) -> bool:
+        return bool(self.export) and self.export.get("format", "onnx") == "onnx"
+
+    @property
+    def hf_export(self) -> bool:
+        return bool(self.export) and self.export.get("format") == "hf"
+
+    @property
     def validation(self) -> dict[str, Any]:
         value = self.metrics.get("validation")
         return value if isinstance(value, dict) else {}
@@ -159,9 +172,13 @@ def _front_matter(facts: _Facts) -> str:
     import yaml
 
     tags = ["text-classification", "multi-label", "multi-label-classification", "mlcls"]
-    if facts.export:
+    if facts.onnx:
         tags += ["onnx"] + (["int8"] if facts.export.get("quantize") == "int8" else [])
+    if facts.native:
+        tags += ["transformers"]
     meta: dict[str, Any] = {"pipeline_tag": "text-classification", "tags": tags}
+    if facts.native:
+        meta["library_name"] = "transformers"
     if _HUB_ID.match(facts.encoder) and not Path(facts.encoder).exists():
         meta["base_model"] = facts.encoder
     micro, macro = facts.validation.get("micro_f1"), facts.validation.get("macro_f1")
@@ -192,14 +209,18 @@ def _body(facts: _Facts) -> list[str]:
     model, train = facts.section("model"), facts.section("train")
     pooling = model.get("pooling", "mean")
     ensemble = f" (the mean probability of {facts.folds} cross-fitted fold models)" if facts.folds > 1 else ""
-    what = "An ONNX export of the" if facts.export else "The"
+    what = {"onnx": "An ONNX export of the", "hf": "A transformers export of the"}.get(
+        (facts.export or {}).get("format", "onnx") if facts.export else "", "The")
+    head = ("transformers' own sequence-classification head (AutoModelForSequenceClassification, problem_type "
+            "multi_label_classification)" if facts.native else
+            f"{pooling} pooling of the token vectors, then a linear head")
     lines = [
         f"# {facts.name}",
         "",
         f"{what} multi-label text classifier `{facts.name}`, fine-tuned with mlcls from the encoder "
-        f"`{facts.encoder}`: {pooling} pooling of the token vectors, then a linear head with one sigmoid per "
-        f"label{ensemble}. An article may get no label, one or several; each label has its own probability and "
-        "the decision rule below turns the probabilities into a label set.",
+        f"`{facts.encoder}`: {head} with one sigmoid per label{ensemble}. An article may get no label, one or "
+        "several; each label has its own probability and the decision rule below turns the probabilities into a "
+        "label set.",
         "",
     ]
     if facts.lexical_weight:
@@ -360,7 +381,13 @@ def _provenance_section(facts: _Facts) -> list[str]:
         lines.append("- `provenance.json` has every version and each data file's sha256 and record count")
     else:
         lines.append("This run has no provenance.json (trained before mlcls wrote one).")
-    if facts.export:
+    if facts.hf_export:
+        check = facts.export.get("check") or {}
+        lines.append(f"- exported as a transformers model by mlcls {facts.export.get('mlcls_version')} (transformers "
+                     f"{facts.export.get('transformers')}) from `{facts.export.get('source_run')}`" + (
+                         f"; largest probability difference between transformers and mlcls on the export's check: "
+                         f"{check['max_abs_diff']:.1e}" if isinstance(check.get("max_abs_diff"), float) else ""))
+    elif facts.export:
         quant = " with int8 dynamic quantisation of the weights" if facts.export.get("quantize") == "int8" else ""
         check = facts.export.get("check") or {}
         lines.append(f"- exported to ONNX{quant} by mlcls {facts.export.get('mlcls_version')} (torch "
@@ -374,13 +401,19 @@ def _provenance_section(facts: _Facts) -> list[str]:
 def _usage_section(facts: _Facts) -> list[str]:
     max_length = facts.section("model").get("max_length", 128)
     here = "THIS_FOLDER"
-    lines = ["## How to use it", "", "With mlcls (`pip install mlcls`" + (' plus `pip install "mlcls[onnx]"`'
-                                                                         if facts.export else "") + "):", "",
-             "```bash",
-             f"mlcls predict articles.jsonl --model {here} -o predictions.jsonl",
-             f"mlcls eval {here} --data test.jsonl",
-             *([] if facts.export else [f"mlcls export {here} --format onnx --out {here}-onnx   # for ONNX Runtime"]),
-             "```", ""]
+    lines = ["## How to use it", ""]
+    if not facts.hf_export:
+        lines += ["With mlcls (`pip install mlcls`" + (' plus `pip install "mlcls[onnx]"`' if facts.export else "")
+                  + "):", "", "```bash",
+                  f"mlcls predict articles.jsonl --model {here} -o predictions.jsonl",
+                  f"mlcls eval {here} --data test.jsonl",
+                  *([] if facts.export else
+                    [f"mlcls export {here} --format onnx --out {here}-onnx   # for ONNX Runtime",
+                     *([f"mlcls export {here} --format hf --out {here}-hf   # a transformers model folder"]
+                       if facts.native else [])]),
+                  "```", ""]
+    if facts.native and not facts.onnx:
+        return lines + _transformers_usage(facts, here if facts.hf_export else f"{here}/encoder", max_length)
     if not facts.export:
         return lines + ["`encoder/` with `head.safetensors` is mlcls's format (a pooled encoder with its own head, "
                         "which `AutoModelForSequenceClassification` cannot express without custom code); "
@@ -422,6 +455,42 @@ def _usage_section(facts: _Facts) -> list[str]:
                   "probabilities, and its rule was tuned on the blend: ONNX Runtime alone gives the encoder's part, "
                   "so use `mlcls predict` to get the run's own labels.", ""]
     return lines
+
+
+def _transformers_usage(facts: _Facts, folder: str, max_length: int) -> list[str]:
+    """transformers alone: `pipeline` answers every label's sigmoid probability; the rule picks the labels."""
+    fields = facts.section("data").get("text_fields") or ["text"]
+    joined = " and ".join(f"`{name}`" for name in fields)
+    lines = [f"With transformers alone (`pip install transformers torch`): `{folder}` is an "
+             "`AutoModelForSequenceClassification` with `id2label` and `problem_type: multi_label_classification`, so "
+             "`pipeline` gives each label's sigmoid probability (the scores mlcls computes). Give it the text as mlcls "
+             f"built it: {joined} joined by a newline.", "",
+             "```python",
+             "import json",
+             "",
+             "from transformers import pipeline",
+             "",
+             f'folder = "{folder}"',
+             'classify = pipeline("text-classification", model=folder, top_k=None, truncation=True)',
+             f'rule = json.load(open("{here_of(folder)}/thresholds.json"))',
+             'scores = classify(["Cocoa prices fell as the harvest came in ..."])',
+             "for article in scores:",
+             '    probs = {row["label"]: row["score"] for row in article}']
+    rule = facts.rule
+    if rule is not None and rule.rule == "top_k":
+        lines.append(f"    predicted = sorted(probs, key=probs.get, reverse=True)[:{rule.top_k}]")
+    else:
+        lines.append('    predicted = [name for name, p in probs.items() if p >= rule["per_label"].get(name, '
+                     'rule["threshold"])]')
+        if rule is not None and rule.min_labels:
+            lines.append("    predicted = predicted or [max(probs, key=probs.get)]  # at least one label")
+    lines += ["```", "", f"The tokenizer truncates at {max_length} tokens, the length the model was trained at.", ""]
+    return lines
+
+
+def here_of(folder: str) -> str:
+    """The folder holding thresholds.json: the run (for its encoder/ subfolder) or the export itself."""
+    return folder.removesuffix("/encoder")
 
 
 def _cell(text: str) -> str:

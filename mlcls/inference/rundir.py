@@ -4,8 +4,9 @@ runs/<name>/
   config.yaml        the resolved config the run was trained with
   labels.json        the label vocabulary (sorted, from the training data)
   label_stats.json   training label frequencies (for losses and reports)
-  encoder/           encoder + tokenizer (save_pretrained, safetensors)
-  head.safetensors   the classification head
+  encoder/           encoder + tokenizer (save_pretrained, safetensors); with model.head transformers the whole
+                     AutoModelForSequenceClassification (head inside, id2label), which transformers loads as is
+  head.safetensors   the classification head (model.head linear)
   thresholds.json    the decision rule, tuned on validation
   metrics.json       validation metrics of the kept epoch, timings
   train_log.jsonl    one line per epoch
@@ -172,7 +173,7 @@ def resumable_run(run: Path, runs_root: Path = Path("runs")) -> Path:
                 raise RunDirError(f"{candidate / 'config.yaml'}: missing; cannot resume this run")
             return candidate
     for candidate in candidates:
-        if (candidate / "head.safetensors").exists():
+        if (candidate / "head.safetensors").exists() or (candidate / "encoder").is_dir():
             raise RunDirError(f"{candidate}: this run finished; there is nothing to resume")
     raise RunDirError(f"{run}: no interrupted run with a checkpoint found there")
 
@@ -180,10 +181,15 @@ def resumable_run(run: Path, runs_root: Path = Path("runs")) -> Path:
 def save_model(run_dir: Path, model, tokenizer) -> None:
     from safetensors.torch import save_file
 
+    from mlcls.model.classifier import NativeClassifier
+
     try:
-        model.encoder.save_pretrained(run_dir / "encoder")
+        if isinstance(model, NativeClassifier):  # the whole AutoModelForSequenceClassification, head inside
+            model.model.save_pretrained(run_dir / "encoder")
+        else:
+            model.encoder.save_pretrained(run_dir / "encoder")
+            save_file(model.head_state(), str(run_dir / "head.safetensors"))
         tokenizer.save_pretrained(run_dir / "encoder")
-        save_file(model.head_state(), str(run_dir / "head.safetensors"))
     except Exception as exc:
         raise run_write_error(run_dir, run_dir, "the model", exc) from None
 

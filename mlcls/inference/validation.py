@@ -41,7 +41,7 @@ def validate_run(path: str | Path) -> None:
     labels = _labels(path / "labels.json")
     _thresholds(path / "thresholds.json", labels)
     for folder in _model_folders(path, config.train.folds):
-        _model(folder, labels, path)
+        _model(folder, labels, path, native=config.model.head == "transformers")
     _lexical(path, len(labels))
 
 
@@ -155,7 +155,7 @@ def _model_folders(run: Path, folds: int) -> list[Path]:
     return expected
 
 
-def _model(folder: Path, labels: list[str], run: Path) -> None:
+def _model(folder: Path, labels: list[str], run: Path, native: bool = False) -> None:
     encoder = folder / "encoder"
     _need(encoder, folder=True)
     _need(encoder / "config.json")
@@ -172,7 +172,29 @@ def _model(folder: Path, labels: list[str], run: Path) -> None:
             _need(encoder / name)
             if name.endswith(".json"):
                 _json(encoder / name, "not JSON")
-    _head(folder / "head.safetensors", len(labels), config.get("hidden_size"), run)
+    if native:
+        _native_head(encoder / "config.json", config, labels, run)
+    else:
+        _head(folder / "head.safetensors", len(labels), config.get("hidden_size"), run)
+
+
+def _native_head(path: Path, config: dict, labels: list[str], run: Path) -> None:
+    """model.head transformers: the head is inside encoder/, and its config names the run's labels in order
+    (transformers.pipeline answers with those names) and scores them with a sigmoid."""
+    id2label = config.get("id2label")
+    if not isinstance(id2label, dict) or not config.get("architectures"):
+        raise RunDirError(f"{path}: not a sequence-classification model (no id2label or architectures), but the "
+                          "run was trained with model.head transformers")
+    try:
+        names = [id2label[key] for key in sorted(id2label, key=int)]
+    except (TypeError, ValueError):
+        raise RunDirError(f"{path}: corrupt (id2label keys are not label numbers)") from None
+    if names != labels:
+        raise RunDirError(f"{path}: its id2label ({len(names)} labels) differs from {run / 'labels.json'} "
+                          f"({len(labels)}): the files come from different runs")
+    if config.get("problem_type") != "multi_label_classification":
+        raise RunDirError(f"{path}: problem_type is {config.get('problem_type')!r}, not multi_label_classification "
+                          "(transformers would score it with a softmax)")
 
 
 def _encoder_weights(encoder: Path) -> None:

@@ -1,4 +1,10 @@
-"""Encoder + pooling + dropout + linear head -> one logit per label."""
+"""The two heads a run can train (model.head), one interface: forward(input_ids, attention_mask) -> one logit per
+label, `encoder` (learns at train.lr), `head` (at train.head_lr), init_head(prior).
+
+- MultiLabelClassifier (linear): encoder + mlcls's pooling + dropout + linear head.
+- NativeClassifier (transformers): AutoModelForSequenceClassification with problem_type multi_label_classification
+  and id2label, so that its saved folder loads in transformers (and `pipeline`) with the same scores.
+"""
 
 from __future__ import annotations
 
@@ -89,6 +95,55 @@ class MultiLabelClassifier(nn.Module):
         return {"head.weight": self.head.weight.detach().cpu(), "head.bias": self.head.bias.detach().cpu()}
 
 
+class NativeClassifier(nn.Module):
+    """AutoModelForSequenceClassification, trained with mlcls's recipe: the architecture's own pooling and
+    head (BERT: the pooler's tanh([CLS]) -> dropout -> linear), whose last linear layer starts at the labels'
+    log prior odds like ours, and learns at head_lr (everything outside the base model: the parts that
+    from_pretrained initialised fresh). The pretrained pooler stays with the encoder at its rate."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.model.base_model
+
+    @encoder.setter
+    def encoder(self, value: nn.Module) -> None:  # --int8 swaps the base model for its quantised copy
+        setattr(self.model, self.model.base_model_prefix, value)
+
+    @property
+    def head(self) -> nn.ModuleList:
+        base = self.model.base_model
+        return nn.ModuleList([child for child in self.model.children() if child is not base])
+
+    @property
+    def num_labels(self) -> int:
+        return self.model.config.num_labels
+
+    @property
+    def pooling(self) -> str:
+        return "native"
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def output_layer(self) -> nn.Linear:
+        """The head's last linear layer: the one that answers a logit per label."""
+        layers = [m for m in self.head.modules() if isinstance(m, nn.Linear) and m.out_features == self.num_labels]
+        if not layers:
+            raise MlclsError(f"{type(self.model).__name__}: no linear output layer of {self.num_labels} labels found")
+        return layers[-1]
+
+    def init_head(self, prior: np.ndarray) -> None:
+        """As MultiLabelClassifier.init_head: the output bias at the log prior odds, small weights."""
+        layer = self.output_layer()
+        with torch.no_grad():
+            layer.bias.copy_(torch.tensor(np.log(prior / (1 - prior)), dtype=layer.bias.dtype))
+            layer.weight.normal_(0.0, 0.02)
+
+
 class FoldEnsemble(nn.Module):
     """The K models of a cross-fitted run as one: it answers the log-odds of the members' mean probability,
     so that a sigmoid downstream gives the averaged probability (what the run's rule was tuned on)."""
@@ -117,7 +172,7 @@ def transformer_layers(encoder: nn.Module) -> nn.ModuleList:
                      "(train.train_top_layers needs them; use train.freeze_encoder or train all layers)")
 
 
-def set_trainable(model: MultiLabelClassifier, freeze_encoder: bool, top_layers: int | None) -> None:
+def set_trainable(model: MultiLabelClassifier | NativeClassifier, freeze_encoder: bool, top_layers: int | None) -> None:
     """Which parameters learn: the head always; the whole encoder, its top N layers, or none of it."""
     model.encoder.requires_grad_(not freeze_encoder and top_layers is None)
     if top_layers is not None:
@@ -129,11 +184,39 @@ def set_trainable(model: MultiLabelClassifier, freeze_encoder: bool, top_layers:
     # We pool the token vectors ourselves, so the encoder's own pooler (BERT's) never sees a gradient;
     # frozen, it is left out of the optimizer, and multi-process training does not wait for its gradients.
     pooler = getattr(model.encoder, "pooler", None)
-    if isinstance(pooler, nn.Module):
+    if isinstance(pooler, nn.Module) and isinstance(model, MultiLabelClassifier):  # a native head uses it
         pooler.requires_grad_(False)
 
 
-def build_model(config: ModelConfig, num_labels: int):
+def build_model(config: ModelConfig, labels: list[str]):
+    """(model, tokenizer) for training: model.head picks mlcls's linear head or the Transformers-native one."""
+    if config.head == "transformers":
+        return load_native(config, labels)
     encoder, tokenizer = load_encoder(config.encoder, config.trust_remote_code)
-    model = MultiLabelClassifier(encoder, num_labels, config.pooling, config.dropout)
-    return model, tokenizer
+    return MultiLabelClassifier(encoder, len(labels), config.pooling, config.dropout), tokenizer
+
+
+def load_native(config: ModelConfig, labels: list[str]):
+    """AutoModelForSequenceClassification from the encoder's folder, its head fresh, for these labels. Its
+    config carries problem_type multi_label_classification (transformers then scores with a sigmoid and trains
+    with BCE) and id2label / label2id (pipeline answers label names). Dropout: model.dropout for the
+    classifier's; the encoder keeps its own, as with the linear head."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    quiet_transformers()
+    source = resolve_encoder(config.encoder)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, use_safetensors=True, trust_remote_code=config.trust_remote_code, num_labels=len(labels),
+            problem_type="multi_label_classification", id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)}, classifier_dropout=config.dropout)
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MlclsError(f"cannot load encoder '{config.encoder}': {first}") from None
+    except ValueError as exc:  # no sequence-classification class for this architecture, remote code needed, ...
+        raise MlclsError(f"cannot load '{config.encoder}' as AutoModelForSequenceClassification (model.head: "
+                         f"transformers): {str(exc).splitlines()[0]}") from None
+    # pipeline() truncates at the tokenizer's model_max_length: the length the run was trained and scores at.
+    tokenizer.model_max_length = config.max_length
+    return NativeClassifier(model), tokenizer
