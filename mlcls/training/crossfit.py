@@ -156,7 +156,10 @@ def _finish(config: Config, pool: TrainingData, fold: np.ndarray, probs: np.ndar
     rule.save(staging / "thresholds.json")
     save_tuning_scores(staging, probs, enc, [r.id for r in pool.train], **extra)
     if refit is not None:
-        for part in ("encoder", "head.safetensors"):
+        # the refit model, and its tracker logs (train.report_to) as the run's own tracking/
+        for part in ("encoder", "head.safetensors", "tracking"):
+            if not (refit.run_dir / part).exists():  # model.head transformers: no head.safetensors
+                continue
             shutil.move(str(refit.run_dir / part), str(staging / part))
         shutil.rmtree(refit.run_dir)
     (staging / FOLDS / "latest").unlink(missing_ok=True)  # each fold's training pointed it at itself

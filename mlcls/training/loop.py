@@ -35,8 +35,10 @@ from mlcls.inference.model_card import write_model_card
 from mlcls.inference.rundir import (
     begin_named_run,
     begin_run,
+    final_dir,
     finish_run,
     held_runs,
+    is_staging,
     lock_run,
     release_run,
     run_write_error,
@@ -58,10 +60,14 @@ from mlcls.training.checkpoint import find_checkpoint, load_checkpoint, remove_c
 from mlcls.training.devices import (
     any_process,
     broadcast,
+    check_trackers,
+    end_tracking,
+    flat_hparams,
     is_launch_main_process,
     make_accelerator,
     precision_name,
     process_share,
+    start_tracking,
 )
 from mlcls.training.interrupt import StopSignal
 from mlcls.training.provenance import write_provenance
@@ -153,6 +159,7 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
     stop = stop or StopSignal()
     main = is_launch_main_process()
     console = console if console is not None and main else Console(stderr=True, quiet=not main)
+    check_trackers(config.train.report_to)
     if config.train.folds > 1 and data is None:
         from mlcls.training.crossfit import train_folds
 
@@ -166,6 +173,7 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
             fit(trainer, progress, stop)
         return finish(trainer, started)
     finally:  # the run name is free again once this training ends, however it ends
+        end_tracking(accelerator)
         for staging in held_runs() - held_before:
             release_run(staging)
 
@@ -207,7 +215,7 @@ def prepare(config: Config, data: TrainingData, accelerator, console: Console, r
     staging, final = prepare_run_dir(config, accelerator, resume)
     device = accelerator.device
     loss_fn = build_loss(config.loss.name, config.loss.params, data.stats).to(device)
-    model, tokenizer = build_model(config.model, len(data.labels))
+    model, tokenizer = build_model(config.model, data.labels.labels)
     model.init_head(data.stats.prior())
     set_trainable(model, config.train.freeze_encoder, config.train.train_top_layers)
     model.to(device)
@@ -237,6 +245,9 @@ def prepare(config: Config, data: TrainingData, accelerator, console: Console, r
         f"{f' x {world} processes' if world > 1 else ''}, precision {precision_name(accelerator)}, "
         f"{_trained_part(config)}, {config.train.epochs} epochs x {steps_per_epoch} steps", markup=False
     )
+    if config.train.report_to:  # logs under the staging folder travel with the run when it is renamed
+        start_tracking(accelerator, config.train.report_to, staging / "tracking", tracking_name(final),
+                       flat_hparams(config.to_dict()))
     return Trainer(config, data, accelerator, console, staging, final, wrapped, core, tokenizer, loss_fn, optimizer,
                    scheduler, train_ids, val_ids, train_vectors, val_vectors, pad_id, rng, state, best_weights,
                    steps_per_epoch, total_steps)
@@ -310,6 +321,7 @@ def train_epoch(t: Trainer, epoch: int, progress: Progress, task, stop: StopSign
     targets, mask = torch.from_numpy(t.data.train_enc.targets), torch.from_numpy(t.data.train_enc.mask)
     for first in range(state.batches_done, len(batches), cfg.grad_accum):
         group = batches[first : first + cfg.grad_accum]
+        step_loss = 0.0
         for i, batch in enumerate(group):
             # Gradients are averaged across processes only on the group's last micro-batch.
             with nullcontext() if i == len(group) - 1 else accelerator.no_sync(t.model):
@@ -317,16 +329,21 @@ def train_epoch(t: Trainer, epoch: int, progress: Progress, task, stop: StopSign
                 loss = t.loss_fn(logits, targets[batch].to(t.device), mask[batch].to(t.device))
                 accelerator.backward(loss / len(group))
             # .item() waits for the device; once a step is cheap next to a transformer step.
-            state.loss_sum += loss.item()
+            item = loss.item()
+            step_loss += item
+            state.loss_sum += item
             state.loss_count += 1
             state.samples_seen += len(batch) * accelerator.num_processes
         if cfg.grad_clip > 0:
             accelerator.clip_grad_norm_(t.model.parameters(), cfg.grad_clip)
+        rates = learning_rates(t.optimizer) if cfg.report_to else {}  # the rates this step uses
         t.optimizer.step()
         t.scheduler.step()
         t.optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.batches_done = first + len(group)
+        if cfg.report_to:  # this process's loss (the main process logs)
+            accelerator.log({"train/loss": step_loss / len(group), **rates}, step=state.step)
 
         elapsed = state.train_seconds + time.perf_counter() - epoch_start
         progress.update(task, advance=1, loss=state.loss_sum / state.loss_count,
@@ -356,6 +373,10 @@ def end_of_epoch(t: Trainer, epoch: int, progress: Progress) -> None:
     else:  # nothing to compare with: the last epoch is kept
         rule, metrics, improved = untuned_rule(config), {}, True
     state.log.append(entry)
+    if config.train.report_to:  # at the run's step count: some trackers (wandb) want steps that only grow
+        t.accelerator.log({"epoch": epoch, "train/epoch_loss": entry["train_loss"],
+                           **{f"val/{k}": float(metrics[k]) for k in TRACKED_METRICS if k in metrics}},
+                          step=state.step)
     state.epoch, state.batches_done, state.loss_sum, state.loss_count = epoch, 0, 0.0, 0
     progress.console.print(_epoch_line(entry, config.train.epochs, improved and bool(t.data.validation)))
     if improved:
@@ -371,6 +392,11 @@ def end_of_epoch(t: Trainer, epoch: int, progress: Progress) -> None:
         progress.console.print(f"stopping early: no better validation {config.train.select_metric} for "
                                f"{state.epochs_without_gain} epochs (train.patience)")
     state.epoch_rng = t.rng.bit_generator.state
+
+
+# The validation figures sent to the trackers after each epoch (train.report_to).
+TRACKED_METRICS = ("micro_f1", "macro_f1", "micro_precision", "micro_recall", "macro_precision", "macro_recall",
+                   "samples_f1", "hamming_loss", "subset_accuracy")
 
 
 def validate(t: Trainer) -> tuple[DecisionRule, dict[str, Any]]:
@@ -423,6 +449,7 @@ def finish(t: Trainer, started: float) -> TrainResult:
         "wall_seconds": round(time.perf_counter() - started, 2),  # of this invocation (a resumed one: since resuming)
     }
     final = t.final
+    end_tracking(accelerator)  # the trackers' files closed before their folder is renamed
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         staging = t.staging
@@ -570,12 +597,28 @@ def seed_everything(seed: int) -> None:
 def param_groups(model, config: Config) -> list[dict[str, Any]]:
     """Encoder at lr, head at head_lr; no weight decay on biases and LayerNorm weights (1-D tensors)."""
     groups = []
-    for part, lr in ((model.encoder, config.train.lr), (model.head, config.train.head_lr)):
-        params = [p for p in part.parameters() if p.requires_grad]
+    for name, part, lr in (("encoder", model.encoder, config.train.lr), ("head", model.head, config.train.head_lr)):
+        params = [p for p in part.parameters() if p.requires_grad]  # `name`: for the trackers (learning_rates)
         groups.append({"params": [p for p in params if p.ndim >= 2], "lr": lr,
-                       "weight_decay": config.train.weight_decay})
-        groups.append({"params": [p for p in params if p.ndim < 2], "lr": lr, "weight_decay": 0.0})
+                       "weight_decay": config.train.weight_decay, "name": name})
+        groups.append({"params": [p for p in params if p.ndim < 2], "lr": lr, "weight_decay": 0.0, "name": name})
     return [g for g in groups if g["params"]]  # a frozen encoder leaves its groups empty
+
+
+def learning_rates(optimizer) -> dict[str, float]:
+    """{"train/lr_encoder": ..., "train/lr_head": ...}: one rate per part (its two groups, with and without
+    weight decay, share it); groups of a checkpoint written before groups had names go by their index."""
+    return {f"train/lr_{group.get('name', i)}": float(group["lr"]) for i, group in enumerate(optimizer.param_groups)}
+
+
+def tracking_name(final: Path) -> str:
+    """The run's name for trackers that name runs: NAME, or NAME/fold-1 and NAME/refit inside a cross-fitted run."""
+    parent = final.parent
+    if parent.name == "folds" and is_staging(parent.parent):
+        return f"{final_dir(parent.parent).name}/{final.name}"
+    if is_staging(parent):
+        return f"{final_dir(parent).name}/{final.name}"
+    return final.name
 
 
 def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):
