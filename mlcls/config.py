@@ -126,7 +126,8 @@ class TrainConfig:
     train_top_layers: int | None = setting(None, "fine-tune only the top N transformer layers (null: all)")
     cache_dir: str | None = setting(None, "token ids and embeddings cache (null: $MLCLS_CACHE_DIR or ~/.cache/mlcls)")
     report_to: list[str] = setting(help="experiment trackers through Accelerate (tensorboard, mlflow, wandb, ...; "
-                                   "[]: none, nothing is sent anywhere); logs under the run's tracking/",
+                                   "[]: none, nothing is sent anywhere); tensorboard logs under the run's "
+                                   "tracking/, the others where their own settings say",
                                    factory=list)
 
     def validate(self) -> None:

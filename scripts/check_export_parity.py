@@ -6,7 +6,8 @@ For a finished run and a labelled (or unlabelled) file:
   2. onnx: `mlcls export RUN --out DIR`, then `mlcls predict FILE --model DIR` (ONNX Runtime);
   3. hf (runs trained with model.head transformers): `mlcls export RUN --format hf --out DIR`, then what the
      model card tells a newcomer: `transformers.pipeline("text-classification", model=DIR, top_k=None,
-     truncation=True)` on the article text (title and text joined by a newline) and the rule in thresholds.json.
+     truncation=True)` on the article text (the text fields stripped and joined by data.text_separator, a newline
+     by default) and the rule in thresholds.json.
 Per format: articles whose label sets differ from mlcls predict's, and the largest probability difference.
 
     python scripts/check_export_parity.py --run runs/NAME --data data/reuters/test.jsonl --formats onnx hf
@@ -41,7 +42,7 @@ def mlcls_probs(model: Path, data: Path, batch_size: int = 64) -> tuple[list[str
     return loaded.labels.labels, scores
 
 
-def pipeline_probs(folder: Path, data: Path, labels: list[str], fields: list[str]) -> np.ndarray:
+def pipeline_probs(folder: Path, data: Path, labels: list[str], fields: list[str], separator: str) -> np.ndarray:
     """The model card's recipe, with transformers alone."""
     import torch
     from transformers import pipeline
@@ -51,7 +52,8 @@ def pipeline_probs(folder: Path, data: Path, labels: list[str], fields: list[str
     texts = []
     for line in data.read_text().splitlines():
         row = json.loads(line)
-        texts.append("\n".join(str(row[name]) for name in fields if row.get(name) not in (None, "")))
+        parts = [row[name].strip() for name in fields if isinstance(row.get(name), str) and row[name].strip()]
+        texts.append(separator.join(parts))  # as the model card says: stripped, the empty ones left out
     out = classify(texts, batch_size=64)
     return np.array([[{r["label"]: r["score"] for r in article}[name] for name in labels] for article in out])
 
@@ -99,8 +101,9 @@ def main() -> None:
         else:
             from mlcls.api import load_config
 
-            fields = load_config(args.run / "config.yaml").data.text_fields
-            their_probs = pipeline_probs(folder, args.data, labels, fields)
+            data_config = load_config(args.run / "config.yaml").data
+            their_probs = pipeline_probs(folder, args.data, labels, data_config.text_fields,
+                                         data_config.text_separator)
             theirs = card_rule(folder, their_probs, labels)
             how = "`transformers.pipeline` + thresholds.json, as the model card shows"
         seconds = time.perf_counter() - start

@@ -57,7 +57,8 @@ def test_native_run_learns_and_is_a_sequence_classification_model(native):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["validation"]["micro_f1"] >= 0.8  # the tiny set is separable: the head learned it
     card = (run / "README.md").read_text()
-    assert "pipeline(\"text-classification\"" in card and "library_name: transformers" in card
+    assert "pipeline(\"text-classification\"" in card and "THIS_FOLDER/encoder" in card
+    assert "library_name" not in card  # the model sits in encoder/, not where the Hub's loader looks
 
 
 def test_pipeline_gives_mlcls_scores(native):
@@ -100,6 +101,7 @@ def test_export_hf_loads_with_transformers_alone(native, tmp_path):
     assert np.abs(_pipeline_probs(out, labels) - _mlcls_probs(run)).max() < 1e-4
     front = yaml.safe_load((out / "README.md").read_text().split("---")[1])
     assert front["pipeline_tag"] == "text-classification" and "transformers" in front["tags"]
+    assert front["library_name"] == "transformers"
     assert "THIS_FOLDER/encoder" not in (out / "README.md").read_text()  # the export is the model folder
 
 
@@ -148,3 +150,24 @@ def test_native_head_with_frozen_encoder_is_a_config_error(tmp_path, tiny_encode
     result = runner.invoke(app, ["train", "-c", str(config), "--set", "model.head=transformers",
                                  "--set", "train.freeze_encoder=true"])
     assert result.exit_code == 1 and "train.freeze_encoder needs model.head linear" in result.output
+
+
+def test_int8_quantises_a_native_run(native):
+    """--int8 swaps the base model for its int8 copy (nn.Module's __setattr__ would bypass a property setter)."""
+    from mlcls.inference.loading import load_run
+
+    run, _ = native
+    loaded = load_run(run, device="cpu", int8=True)
+    modules = list(loaded.model.model.base_model.modules())
+    assert any("quantized" in type(m).__module__ for m in modules)  # the model that forward() runs
+    assert not any(name == "encoder" for name, _ in loaded.model.named_children())  # no stray unused copy
+    assert loaded.precision == "int8"
+
+
+def test_mlcls_refuses_an_hf_export_in_one_line(native, tmp_path):
+    run, data = native
+    out = tmp_path / "hf"
+    assert runner.invoke(app, ["export", str(run), "--format", "hf", "--out", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["eval", str(out), "--data", str(data)])
+    assert result.exit_code == 1 and "--format hf export" in result.output and str(run) in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -28,8 +28,9 @@ error or Ctrl-C leaves nothing half-written.
 --format hf writes the run's AutoModelForSequenceClassification (config.json with id2label and problem_type
 multi_label_classification, model.safetensors, the tokenizer with model_max_length = the run's max length) at
 the top of DIR, with the run's small files, export.json and the model card: `pipeline("text-classification",
-model=DIR, top_k=None)` scores as mlcls does (checked before the rename, within 1e-4). It refuses, in one line,
-runs whose scores one such model cannot give: mlcls's mean-pooled head, K fold models, a blended TF-IDF model.
+model=DIR, top_k=None, truncation=True)` scores as mlcls does (checked before the rename, within 1e-4). It
+refuses, in one line, runs whose scores one such model cannot give: mlcls's mean-pooled head, K fold models, a
+blended TF-IDF model. mlcls itself scores the source run, not an hf export (one line says so).
 """
 
 from __future__ import annotations
@@ -168,7 +169,8 @@ def lexical_weight(source: Path) -> float:
 
 def export_hf(source: Path, out: Path, note: Callable[[str], None]) -> ExportResult:
     """The run's AutoModelForSequenceClassification folder with the run's small files and its model card, at the
-    top of `out`: `from_pretrained(out)`, `pipeline("text-classification", model=out, top_k=None)` and the Hub
+    top of `out`: `from_pretrained(out)`, `pipeline("text-classification", model=out, top_k=None,
+    truncation=True)` and the Hub
     take it as it is. Checked before the rename: transformers loads the copy and scores as mlcls does."""
     import torch
 
@@ -184,7 +186,8 @@ def export_hf(source: Path, out: Path, note: Callable[[str], None]) -> ExportRes
         for name in COPIED:
             if (source / name).is_file():
                 shutil.copy2(source / name, staging / name)
-        check = check_hf_export(staging, loaded.model, len(loaded.tokenizer), loaded.config.model.max_length)
+        check = check_hf_export(staging, loaded.model, len(loaded.tokenizer), loaded.config.model.max_length,
+                                loaded.config.model.trust_remote_code)
         if check["max_abs_diff"] > FP32_TOLERANCE:
             raise MlclsError(f"{source}: transformers' scores of the export differ from mlcls's by up to "
                              f"{check['max_abs_diff']:.2e} (more than {FP32_TOLERANCE:g}); nothing was written")
@@ -212,14 +215,15 @@ def export_hf(source: Path, out: Path, note: Callable[[str], None]) -> ExportRes
     return ExportResult(out, source, manifest)
 
 
-def check_hf_export(folder: Path, model, vocab_size: int, max_length: int) -> dict[str, Any]:
+def check_hf_export(folder: Path, model, vocab_size: int, max_length: int, trust: bool = False) -> dict[str, Any]:
     """The largest difference between the probabilities of the folder loaded by transformers alone
     (AutoModelForSequenceClassification, a sigmoid as pipeline applies for multi_label_classification) and
     mlcls's model, on random token ids of several batch shapes, padded rows included."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    reloaded = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
+    reloaded = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True,
+                                                                  trust_remote_code=trust).eval()
     worst, rows = 0.0, 0
     for ids, mask in random_batches(vocab_size, max_length):
         with torch.inference_mode():

@@ -112,6 +112,7 @@ def load_run(run: str | Path | None, device: str = "auto", int8: bool = False,
         return loaded
     from mlcls.inference.validation import validate_run
 
+    refuse_hf_export(path)
     validate_run(path)  # every file there, whole and consistent, before anything heavy loads
     config, labels, thresholds = load_run_files(path)
 
@@ -130,11 +131,24 @@ def load_run(run: str | Path | None, device: str = "auto", int8: bool = False,
     chosen, note = choose_inference_precision(device, precision or config.model.inference_precision, int8, source)
     if int8:
         for member in [model] if len(members) == 1 else model.members:
-            member.encoder = quantized_int8(member.encoder)
+            member.replace_encoder(quantized_int8(member.encoder))
     from mlcls.model.lexical import LexicalModel
 
     lexical = LexicalModel.load(path)
     return LoadedRun(path, config, labels, thresholds, model, tokenizer, torch.device(device), lexical, chosen, note)
+
+
+def refuse_hf_export(path: Path) -> None:
+    """A --format hf export is transformers' folder; mlcls scores the run it came from."""
+    import json
+
+    try:
+        manifest = json.loads((path / "export.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(manifest, dict) and manifest.get("format") == "hf":
+        raise MlclsError(f"{path}: a --format hf export, for transformers (its README.md shows how); mlcls scores "
+                         f"the run it came from: {manifest.get('source_run', 'see export.json')}")
 
 
 def onnx_precision(path: Path, asked: str) -> tuple[str, str]:

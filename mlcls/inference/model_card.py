@@ -13,6 +13,7 @@ out (a card that cannot be rendered at all is replaced by a short one that says 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,17 @@ class _Facts:
         return self.section("model").get("head") == "transformers"
 
     @property
+    def refit(self) -> bool:
+        return bool(self.section("train").get("refit"))
+
+    @property
+    def one_transformers_model(self) -> bool:
+        """transformers alone gives this folder's scores: a native head, one model (not K folds), no TF-IDF blend,
+        and the model is there (a run's encoder/, or an hf export; not an ONNX export)."""
+        return (self.native and not self.onnx and (self.folds <= 1 or self.refit)
+                and not self.lexical_weight)
+
+    @property
     def onnx(self) -> bool:
         return bool(self.export) and self.export.get("format", "onnx") == "onnx"
 
@@ -174,10 +186,10 @@ def _front_matter(facts: _Facts) -> str:
     tags = ["text-classification", "multi-label", "multi-label-classification", "mlcls"]
     if facts.onnx:
         tags += ["onnx"] + (["int8"] if facts.export.get("quantize") == "int8" else [])
-    if facts.native:
+    if facts.one_transformers_model:
         tags += ["transformers"]
     meta: dict[str, Any] = {"pipeline_tag": "text-classification", "tags": tags}
-    if facts.native:
+    if facts.hf_export:  # the model at the folder's top, where the Hub's transformers loader looks
         meta["library_name"] = "transformers"
     if _HUB_ID.match(facts.encoder) and not Path(facts.encoder).exists():
         meta["base_model"] = facts.encoder
@@ -208,7 +220,8 @@ def _front_matter(facts: _Facts) -> str:
 def _body(facts: _Facts) -> list[str]:
     model, train = facts.section("model"), facts.section("train")
     pooling = model.get("pooling", "mean")
-    ensemble = f" (the mean probability of {facts.folds} cross-fitted fold models)" if facts.folds > 1 else ""
+    ensemble = (f" (the mean probability of {facts.folds} cross-fitted fold models)"
+                if facts.folds > 1 and not facts.refit else "")
     what = {"onnx": "An ONNX export of the", "hf": "A transformers export of the"}.get(
         (facts.export or {}).get("format", "onnx") if facts.export else "", "The")
     head = ("transformers' own sequence-classification head (AutoModelForSequenceClassification, problem_type "
@@ -315,7 +328,7 @@ def _training_section(facts: _Facts, model: dict[str, Any], train: dict[str, Any
     loss_params = ", ".join(f"{k}={v}" for k, v in loss.items() if k != "name")
     rows = [
         ("encoder", f"`{facts.encoder}`"),
-        ("pooling", model.get("pooling")),
+        ("pooling", "the architecture's own (model.head transformers)" if facts.native else model.get("pooling")),
         ("max length", f"{model.get('max_length')} tokens"),
         ("dropout", model.get("dropout")),
         ("loss", f"{loss.get('name', 'bce')}" + (f" ({loss_params})" if loss_params else "")),
@@ -410,9 +423,9 @@ def _usage_section(facts: _Facts) -> list[str]:
                   *([] if facts.export else
                     [f"mlcls export {here} --format onnx --out {here}-onnx   # for ONNX Runtime",
                      *([f"mlcls export {here} --format hf --out {here}-hf   # a transformers model folder"]
-                       if facts.native else [])]),
+                       if facts.one_transformers_model else [])]),
                   "```", ""]
-    if facts.native and not facts.onnx:
+    if facts.one_transformers_model:
         return lines + _transformers_usage(facts, here if facts.hf_export else f"{here}/encoder", max_length)
     if not facts.export:
         return lines + ["`encoder/` with `head.safetensors` is mlcls's format (a pooled encoder with its own head, "
@@ -464,7 +477,8 @@ def _transformers_usage(facts: _Facts, folder: str, max_length: int) -> list[str
     lines = [f"With transformers alone (`pip install transformers torch`): `{folder}` is an "
              "`AutoModelForSequenceClassification` with `id2label` and `problem_type: multi_label_classification`, so "
              "`pipeline` gives each label's sigmoid probability (the scores mlcls computes). Give it the text as mlcls "
-             f"built it: {joined} joined by a newline.", "",
+             f"built it: {joined}, each stripped, the ones not empty joined by "
+             f"{json.dumps(facts.section('data').get('text_separator', chr(10)))}.", "",
              "```python",
              "import json",
              "",

@@ -91,6 +91,10 @@ class MultiLabelClassifier(nn.Module):
     def num_labels(self) -> int:
         return self.head.out_features
 
+    def replace_encoder(self, encoder: nn.Module) -> None:
+        """--int8 swaps the encoder for its quantised copy."""
+        self.encoder = encoder
+
     def head_state(self) -> dict[str, torch.Tensor]:
         return {"head.weight": self.head.weight.detach().cpu(), "head.bias": self.head.bias.detach().cpu()}
 
@@ -109,9 +113,10 @@ class NativeClassifier(nn.Module):
     def encoder(self) -> nn.Module:
         return self.model.base_model
 
-    @encoder.setter
-    def encoder(self, value: nn.Module) -> None:  # --int8 swaps the base model for its quantised copy
-        setattr(self.model, self.model.base_model_prefix, value)
+    def replace_encoder(self, encoder: nn.Module) -> None:
+        """--int8 swaps the base model for its quantised copy. (Not a property setter: nn.Module's __setattr__
+        takes a Module value before any property sees it.)"""
+        setattr(self.model, self.model.base_model_prefix, encoder)
 
     @property
     def head(self) -> nn.ModuleList:
@@ -184,8 +189,10 @@ def set_trainable(model: MultiLabelClassifier | NativeClassifier, freeze_encoder
     # We pool the token vectors ourselves, so the encoder's own pooler (BERT's) never sees a gradient;
     # frozen, it is left out of the optimizer, and multi-process training does not wait for its gradients.
     pooler = getattr(model.encoder, "pooler", None)
-    if isinstance(pooler, nn.Module) and isinstance(model, MultiLabelClassifier):  # a native head uses it
+    if isinstance(pooler, nn.Module) and isinstance(model, MultiLabelClassifier):
         pooler.requires_grad_(False)
+    elif isinstance(pooler, nn.Module) and not freeze_encoder:  # a native head reads [CLS] through it
+        pooler.requires_grad_(True)
 
 
 def build_model(config: ModelConfig, labels: list[str]):
@@ -211,12 +218,10 @@ def load_native(config: ModelConfig, labels: list[str]):
             source, use_safetensors=True, trust_remote_code=config.trust_remote_code, num_labels=len(labels),
             problem_type="multi_label_classification", id2label=dict(enumerate(labels)),
             label2id={name: i for i, name in enumerate(labels)}, classifier_dropout=config.dropout)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: no sequence-classification class, remote code needed, ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MlclsError(f"cannot load encoder '{config.encoder}': {first}") from None
-    except ValueError as exc:  # no sequence-classification class for this architecture, remote code needed, ...
         raise MlclsError(f"cannot load '{config.encoder}' as AutoModelForSequenceClassification (model.head: "
-                         f"transformers): {str(exc).splitlines()[0]}") from None
-    # pipeline() truncates at the tokenizer's model_max_length: the length the run was trained and scores at.
+                         f"transformers): {first}") from None
+    # With truncation=True, pipeline() truncates at the tokenizer's model_max_length: the run's own length.
     tokenizer.model_max_length = config.max_length
     return NativeClassifier(model), tokenizer

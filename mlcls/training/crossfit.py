@@ -13,7 +13,8 @@ runs/<name>/
   thresholds.json, tuning_scores.npz           the rule, tuned on the out-of-fold scores; those scores
   metrics.json, train_log.jsonl                out-of-fold metrics; each fold's summary and epochs
   folds/fold-1 .. fold-K/                      each fold's own run (encoder/, head.safetensors, ...)
-  encoder/, head.safetensors                   only with refit: the model retrained on all of train
+  encoder/, head.safetensors                   only with refit: the model retrained on all of train (native
+                                               head: encoder/ alone), and its tracking/ logs
 
 Folds are resumable one by one: a finished fold is kept, an interrupted one continues from its checkpoint.
 """
