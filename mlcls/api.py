@@ -25,6 +25,7 @@ _WHERE = {
     # a finished run: load, score, decide, evaluate
     "load_run": "mlcls.inference.loading", "LoadedRun": "mlcls.inference.loading",
     "score_records": "mlcls.inference.scoring", "CHUNK_RECORDS": "mlcls.inference.scoring",
+    "inference_batch_size": "mlcls.inference.scoring",
     "DecisionRule": "mlcls.inference.decision", "tune": "mlcls.inference.decision",
     "tune_rule": "mlcls.inference.decision", "held_out_f1": "mlcls.inference.decision",
     "evaluate_runs": "mlcls.evaluation.evaluate", "DecisionOverrides": "mlcls.evaluation.evaluate",

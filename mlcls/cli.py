@@ -57,7 +57,8 @@ def _app_options(
 def option(key: str, *names: str, **kwargs: Any) -> Any:
     """A typer.Option whose help is the config field's (declared once, in config.py)."""
     return typer.Option(*names, help=config_help(key), **kwargs)
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Records per inference batch.")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", min=1, help="Records per inference batch "
+                                               "(default: 16 on a CPU, 64 on a GPU).", show_default=False)]
 Int8 = Annotated[bool, typer.Option("--int8", help="CPU: run the encoder's linear layers in int8 (faster; "
                                     "check the accuracy cost with `mlcls eval --int8`).")]
 ThresholdOpt = Annotated[
@@ -221,7 +222,7 @@ def eval_(
     top: Annotated[int, typer.Option(min=0, help="Per-label table: the N most and N least frequent (0: all).")] = 15,
     on_error: OnError = None,
     rejects: Rejects = None,
-    batch_size: BatchSize = 64,
+    batch_size: BatchSize = None,
     int8: Int8 = False,
     precision: PrecisionOpt = None,
 ) -> None:
@@ -281,7 +282,7 @@ def predict(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from OUTPUT.partial.")] = False,
     on_error: OnError = None,
     rejects: Rejects = None,
-    batch_size: BatchSize = 64,
+    batch_size: BatchSize = None,
     int8: Int8 = False,
     precision: PrecisionOpt = None,
 ) -> None:
@@ -293,7 +294,10 @@ def predict(
 
     mode = parse_scores_mode(scores)
     fmt_name = fmt.value if fmt else ("csv" if output is not None and output.suffix.lower() == ".csv" else "jsonl")
+    from mlcls.inference.scoring import inference_batch_size
+
     loaded = load_run(model, int8=int8, precision=precision and precision.value)
+    batch_size = inference_batch_size(loaded.device, batch_size)
     rule = with_overrides(loaded.thresholds, threshold, top_k, min_labels)
     fields = FieldSpec.from_config(loaded.config.data)
     with _rejects_file(rejects) as rejected:
@@ -351,7 +355,7 @@ def serve(
                                                 "most.")] = 10 * 2**20,
     token_file: Annotated[Path | None, typer.Option("--token-file", help="Require 'Authorization: Bearer TOKEN' "
                                                     "(the file's content) on every endpoint but /health.")] = None,
-    batch_size: BatchSize = 64,
+    batch_size: BatchSize = None,
     int8: Int8 = False,
     precision: PrecisionOpt = None,
 ) -> None:
@@ -409,7 +413,7 @@ def export(
 
     `mlcls predict --model DIR`, `mlcls eval DIR` and `mlcls serve DIR` run an ONNX export with ONNX Runtime (the
     onnx extra: pip install "mlcls\\[onnx]"). --format hf needs a run trained with --set model.head=transformers;
-    `transformers.pipeline("text-classification", model=DIR, top_k=None)` loads it."""
+    `transformers.pipeline("text-classification", model=DIR, top_k=None, truncation=True)` loads it."""
     from mlcls.inference.export import export_run
 
     result = export_run(run, out_dir, fmt, quantize, lambda line: err.print(line, markup=False, highlight=False))
@@ -417,7 +421,8 @@ def export(
     if manifest["format"] == "hf":
         out.print(f"exported to {result.path} ({manifest['architecture']}, {manifest['num_labels']} labels; "
                   f"transformers' probabilities agree with mlcls's within {result.max_abs_diff:.1e}); next: "
-                  f"pipeline(\"text-classification\", model=\"{result.path}\", top_k=None)", markup=False,
+                  f"pipeline(\"text-classification\", model=\"{result.path}\", top_k=None, truncation=True)",
+                  markup=False,
                   highlight=False)
         return
     size = sum(p.stat().st_size for p in result.path.iterdir() if p.name.startswith("model.onnx")) / 2**20

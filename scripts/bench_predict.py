@@ -3,7 +3,8 @@
 Inputs: the Reuters test articles (title + body, as mlcls builds them), repeated to --lines lines.
 Contenders, each a fresh process (wall seconds and peak RSS by os.wait4, model loading included), on the GPU
 when there is one (mlcls predict takes it by itself; the pipeline gets device='cuda'), else on the CPU:
-  - mlcls predict INPUT -o OUT --model RUN (batch 64, texts sorted by length within chunks), on the CPU with
+  - mlcls predict INPUT -o OUT --model RUN (its default batch: 16 on a CPU, 64 on a GPU; texts sorted by length
+    within chunks), on the CPU with
     --precision fp32 (on a GPU its auto: bf16 where the GPU has it);
   - on a CPU with native bf16 (AVX512-BF16, AMX), the same with --precision bf16 (what auto picks there);
   - the same with --int8 (the encoder's linear layers in dynamic int8; CPU only);
@@ -12,9 +13,10 @@ when there is one (mlcls predict takes it by itself; the pipeline gets device='c
     speed), truncation to the run's max_length, at the pipeline's default batch size (1) and at 32 (on a GPU
     also at 32 in bf16, the precision mlcls predict uses there).
   - on the CPU, a floor: only the encoder's matrix products (its Linear layers, torch's fp32 routines), on the
-    real tokens of each batch of 64 packed together (no padding, no attention, no activations), after
-    reading and tokenizing as mlcls does. An fp32 implementation that multiplies with torch's routines in
-    batches like these cannot beat it, so it caps the speed-up over the pipeline on this machine.
+    real tokens of each batch (mlcls predict's default size) packed together (no padding, no attention, no
+    activations), after reading and tokenizing as mlcls does. An fp32 implementation that multiplies with
+    torch's routines in batches like these cannot beat it, so it caps the speed-up over the pipeline on this
+    machine.
 A GPU run writes its own blocks (bench_predict:cuda) beside the CPU ones.
 --memory-lines runs only mlcls predict at each size and reports its peak RSS (fp32 on the CPU; --memory-bf16,
 --memory-int8: in that precision).
@@ -37,7 +39,9 @@ from pathlib import Path
 
 from benchlib import machine, write_block  # scripts/ is on sys.path when a script runs
 
-MLCLS_BATCH = 64  # mlcls predict's default --batch-size; the floor batches the same way
+# Environment variables that cap the instructions torch's kernels use, to measure a CPU without AVX-512 / bf16 on
+# one that has them: aten's own kernels, oneDNN (bf16, fp32 convolutions and matmuls), MKL (fp32 GEMM).
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def make_input(source: Path, lines: int, folder: Path) -> Path:
@@ -94,6 +98,7 @@ def matrix_floor_worker(run: Path, input_path: Path) -> None:
     from mlcls.api import (
         CHUNK_RECORDS,
         FieldSpec,
+        inference_batch_size,
         inference_batches,
         load_run,
         read_records,
@@ -102,17 +107,18 @@ def matrix_floor_worker(run: Path, input_path: Path) -> None:
     )
 
     loaded = load_run(run)
+    batch_size = inference_batch_size(loaded.device, None)  # mlcls predict's default; the floor batches the same way
     linears = [m for layer in transformer_layers(loaded.model.encoder) for m in layer.modules()
                if isinstance(m, torch.nn.Linear)]
     records = iter(read_records(input_path, FieldSpec.from_config(loaded.config.data), require_labels=False))
     # The same random rows for every batch (no chaining: magnitudes stay put, no denormals to slow it down).
-    most_rows = MLCLS_BATCH * loaded.config.model.max_length
+    most_rows = batch_size * loaded.config.model.max_length
     inputs = {width: torch.randn(most_rows, width) for width in {m.in_features for m in linears}}
     with torch.inference_mode():
         while chunk := list(itertools.islice(records, CHUNK_RECORDS)):
             lengths = [len(ids) for ids in tokenize(loaded.tokenizer, [r.text for r in chunk],
                                                     loaded.config.model.max_length)]
-            for batch in inference_batches(lengths, MLCLS_BATCH):
+            for batch in inference_batches(lengths, batch_size):
                 rows = sum(lengths[i] for i in batch)
                 for linear in linears:
                     linear(inputs[linear.in_features][:rows])
@@ -132,6 +138,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=[],
                         help="run only the contenders whose name contains one of these words (e.g. bf16 onnx default)")
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--block", default=None, help="name of the speed table's block (e.g. avx2 for a run under "
+                        "an emulated CPU without AVX-512); default: by device and --onnx")
     parser.add_argument("--worker", choices=("pipeline", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=1, help=argparse.SUPPRESS)
@@ -146,17 +154,24 @@ def main() -> None:
         return
     import torch
 
-    from mlcls.api import cpu_has_fast_bf16
+    from mlcls.api import cpu_has_fast_bf16, inference_batch_size
 
     # mlcls predict takes the GPU when there is one; the pipeline is put on the same device.
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    batch = f"batch {inference_batch_size(device, None)}"  # mlcls predict's default --batch-size there
     # the memory rows' precision: on the CPU fp32 unless asked (auto would follow the CPU); on a GPU its auto
     memory_flags = (["--int8"] if args.memory_int8 else ["--precision", "bf16"] if args.memory_bf16
                     else ["--precision", "fp32"] if device == "cpu" else [])
     memory_precision = "int8" if args.memory_int8 else "bf16" if args.memory_bf16 else "fp32"
 
     mlcls = [sys.executable, "-m", "mlcls", "predict"]
-    lines = [f"Machine: {machine()}. Model: `{args.run}` (bundled MiniLM fine-tuned, max length from its config). "
+    limits = [f"{k}={os.environ[k]}" for k in ISA_LIMITS if os.environ.get(k)]
+    emulated = (f" Emulating a CPU without AVX-512 (so without native bf16): {', '.join(limits)}; torch reports "
+                f"capability {torch.backends.cpu.get_cpu_capability()}, native bf16 {cpu_has_fast_bf16()}. ONNX "
+                "Runtime's kernels and fbgemm's int8 ones pick their instructions by themselves and are not "
+                "limited by these." if limits else "")
+    lines = [f"Machine: {machine()}.{emulated} Model: `{args.run}` (bundled MiniLM fine-tuned, max length from its "
+             "config). "
              "Wall time includes process start and model loading. "
              f"Command: `python scripts/bench_predict.py --run {args.run}"
              + ("" if args.no_speed else f" --lines {args.lines}")
@@ -164,7 +179,8 @@ def main() -> None:
              + (" --memory-int8" if args.memory_int8 else "") + (" --memory-bf16" if args.memory_bf16 else "")
              + (" --no-speed" if args.no_speed else "")
              + (f" --onnx {' '.join(map(str, args.onnx))}" if args.onnx else "")
-             + (f" --only {' '.join(args.only)}" if args.only else "") + "`.", ""]
+             + (f" --only {' '.join(args.only)}" if args.only else "")
+             + (f" --block {args.block}" if args.block else "") + "`.", ""]
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         if not args.no_speed:
@@ -173,14 +189,14 @@ def main() -> None:
             pipeline = [sys.executable, __file__, "--worker", "pipeline", "--run", str(args.run), "--input",
                         str(source), "--device", device]
             fp32 = ["--precision", "fp32"] if device == "cpu" else []  # on the CPU the fp32 row stays fp32
-            contenders = [("mlcls predict (batch 64)", [*mlcls, str(source), "--model", str(args.run), *fp32, "-o",
+            contenders = [(f"mlcls predict ({batch})", [*mlcls, str(source), "--model", str(args.run), *fp32, "-o",
                                                         str(folder / "out.jsonl")])]
             if device == "cpu" and cpu_has_fast_bf16():  # bf16 on a CPU without native bf16: ~20x slower, no row
-                contenders.append(("mlcls predict --precision bf16 (batch 64)",
+                contenders.append((f"mlcls predict --precision bf16 ({batch})",
                                    [*mlcls, str(source), "--model", str(args.run), "--precision", "bf16", "-o",
                                     str(folder / "out-bf16.jsonl")]))
             if device == "cpu":  # --int8 is a CPU mode (dynamic quantization)
-                contenders.append(("mlcls predict --int8 (batch 64)", [*mlcls, str(source), "--model", str(args.run),
+                contenders.append((f"mlcls predict --int8 ({batch})", [*mlcls, str(source), "--model", str(args.run),
                                                                        "--int8", "-o", str(folder / "out-int8.jsonl")]))
             for export in args.onnx:  # ONNX Runtime: fp32 or int8 as exported (bf16 does not apply)
                 kind = json.loads((export / "export.json").read_text()).get("quantize") or "fp32"
@@ -200,9 +216,9 @@ def main() -> None:
                 wall, peak = timed(command)
                 results[name] = (wall, peak)
                 print(f"{name}: {wall:.1f} s, {args.lines / wall:.1f} docs/s, peak RSS {peak:.0f} MiB", flush=True)
-            ours = results.get("mlcls predict (batch 64)", (None,))[0]
-            int8 = results.get("mlcls predict --int8 (batch 64)", (None,))[0]
-            bf16 = results.get("mlcls predict --precision bf16 (batch 64)", (None,))[0]
+            ours = results.get(f"mlcls predict ({batch})", (None,))[0]
+            int8 = results.get(f"mlcls predict --int8 ({batch})", (None,))[0]
+            bf16 = results.get(f"mlcls predict --precision bf16 ({batch})", (None,))[0]
             lines += [f"Speed, {args.lines} lines:", "",
                       "| contender | wall s | docs/s | mlcls speed-up over it | mlcls bf16 speed-up | "
                       "mlcls --int8 speed-up | peak RSS MiB |",
@@ -228,6 +244,8 @@ def main() -> None:
     # one block per precision (the int8 one kept its first name, bench_predict:memory)
     memory_name = f"bench_predict:memory{'' if memory_precision == 'int8' else '-' + memory_precision}{suffix}"
     speed_name = f"bench_predict{':onnx' if args.onnx else ''}{suffix}"  # ONNX rows: their own block
+    if args.block:
+        speed_name = f"bench_predict:{args.block}"
     for name, block in ((speed_name, lines), (memory_name, memory)):
         if len(block) > 2:
             print("\n".join(block))

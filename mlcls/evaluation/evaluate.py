@@ -15,7 +15,7 @@ from mlcls.errors import MlclsError
 from mlcls.evaluation.metrics import compute_metrics, frequency_group_scores, gold_matrix, micro_f1_counts
 from mlcls.inference.decision import DecisionRule, with_overrides
 from mlcls.inference.loading import LoadedRun, load_run
-from mlcls.inference.scoring import score_records
+from mlcls.inference.scoring import inference_batch_size, score_records
 
 
 @dataclass
@@ -37,7 +37,7 @@ class ScoredRuns:
     notes: list[str] = field(default_factory=list)  # skipped lines, labels the run does not know
 
 
-def evaluate_runs(runs: list[str | Path | None], data: str | Path | None, batch_size: int,
+def evaluate_runs(runs: list[str | Path | None], data: str | Path | None, batch_size: int | None,
                   overrides: DecisionOverrides | None = None, keep_scores: bool = False, on_error: str | None = None,
                   rejects: IO[bytes] | None = None, int8: bool = False,
                   precision: str | None = None) -> ScoredRuns:
@@ -65,7 +65,7 @@ def evaluate_runs(runs: list[str | Path | None], data: str | Path | None, batch_
 
 
 def evaluate(
-    run: LoadedRun, data: str | Path | None, batch_size: int, rule: DecisionRule | None = None,
+    run: LoadedRun, data: str | Path | None, batch_size: int | None, rule: DecisionRule | None = None,
     keep_scores: bool = False, policy: ReadPolicy | None = None,
 ) -> dict[str, Any]:
     """Every number of the report. With keep_scores, the raw arrays are added under "_arrays" (for plots)."""
@@ -75,6 +75,7 @@ def evaluate(
     policy = policy or ReadPolicy(run.config.data.on_error)
     records = list(read_records(path, FieldSpec.from_config(run.config.data), policy=policy))
     encoded = run.labels.encode(records)
+    batch_size = inference_batch_size(run.device, batch_size)  # None: the device's default
     probs = np.concatenate([scores for _, scores in score_records(run, records, batch_size)])
     labels = run.labels.labels
     predicted = rule.apply(probs, labels)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hmac
 import json
 from contextlib import asynccontextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from mlcls.errors import DataError, MlclsError
 from mlcls.inference.decision import DecisionRule, with_overrides
 from mlcls.inference.loading import LoadedRun
 from mlcls.inference.predict import parse_scores_mode, prediction_row
+from mlcls.inference.scoring import inference_batch_size
 from mlcls.serving.batcher import DynamicBatcher, NotRunning
 from mlcls.serving.settings import Limits, ServeSettings
 
@@ -78,6 +79,7 @@ def scorer(run: LoadedRun, batch_size: int):
 
 def create_app(run: LoadedRun, settings: ServeSettings | None = None) -> FastAPI:
     settings = settings or ServeSettings()
+    settings = replace(settings, batch_size=inference_batch_size(run.device, settings.batch_size))
     limits = settings.limits
     labels = run.labels.labels
     fields = FieldSpec.from_config(run.config.data)

@@ -2,7 +2,8 @@
 
 Each request puts its records on a queue (cut into pieces of at most `max_batch` records) and awaits their
 scores. One collector task on the event loop takes queued pieces, in arrival order, until `max_batch` records
-are gathered or the oldest of them has waited `max_wait_s`, and scores them in one call of `score` on a single
+are gathered, the oldest of them has waited `max_wait_s`, or arrivals have paused for a quarter of it, and
+scores them in one call of `score` on a single
 worker thread: the event loop stays free to read requests and write answers while the model runs, and what
 arrives during a call is scored together by the next one (under load, batches fill without waiting at all).
 A call that fails is retried request by request, so that one request's bad records fail that request only.
@@ -127,9 +128,12 @@ class DynamicBatcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             # wait for company, up to max_wait_s after the oldest queued piece arrived (pieces that queued while
-            # the model was busy are past it already: they go at once)
+            # the model was busy are past it already: they go at once), and no longer than a quarter of it after
+            # the newest: once arrivals pause, the batch is what it will be (16 closed-loop clients send their
+            # next requests within a few ms of their answers; waiting out max_wait_s left the model idle)
             deadline = self._queue[0].arrived + self.max_wait_s
-            while self._queued < self.max_batch and (remaining := deadline - loop.time()) > 0:
+            while self._queued < self.max_batch and (
+                    remaining := min(deadline, self._queue[-1].arrived + self.max_wait_s / 4) - loop.time()) > 0:
                 self._wakeup.clear()
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)

@@ -16,6 +16,6 @@ class Limits:
 class ServeSettings:
     max_batch: int = 64  # records scored together, at most
     max_wait_ms: float = 10.0  # how long the first record of a batch waits for company, at most
-    batch_size: int = 64  # records per forward pass within a scoring call (as predict's --batch-size)
+    batch_size: int | None = None  # records per forward pass within a scoring call (None: as predict's default)
     limits: Limits = field(default_factory=Limits)
     token: str | None = None  # bearer token required by every endpoint but /health (and the docs)
