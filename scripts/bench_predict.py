@@ -173,13 +173,13 @@ def main() -> None:
     lines = [f"Machine: {machine()}.{emulated} Model: `{args.run}` (bundled MiniLM fine-tuned, max length from its "
              "config). "
              "Wall time includes process start and model loading. "
-             f"Command: `python scripts/bench_predict.py --run {args.run}"
+             f"Command: `{''.join(limit + ' ' for limit in limits)}python scripts/bench_predict.py --run {args.run}"
              + ("" if args.no_speed else f" --lines {args.lines}")
              + (f" --memory-lines {' '.join(map(str, args.memory_lines))}" if args.memory_lines else "")
              + (" --memory-int8" if args.memory_int8 else "") + (" --memory-bf16" if args.memory_bf16 else "")
              + (" --no-speed" if args.no_speed else "")
              + (f" --onnx {' '.join(map(str, args.onnx))}" if args.onnx else "")
-             + (f" --only {' '.join(args.only)}" if args.only else "")
+             + (f" --only {' '.join(repr(w) if ' ' in w else w for w in args.only)}" if args.only else "")
              + (f" --block {args.block}" if args.block else "") + "`.", ""]
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)

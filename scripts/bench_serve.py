@@ -203,7 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     server = Server(args.run, ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), *int8])
     cases = []
     try:
-        run_case(server.port, articles, 2, 1, 8, 60)  # warm-up: first requests, allocator
+        rss_boot = rss_mib(server.process.pid)  # ready: the model loaded and one full batch scored
+        # warm-up: a few requests of each shape the cases send (the largest bodies included), so that RSS at the
+        # start holds the working set, and what follows shows whether it grows under load
+        run_case(server.port, articles, 2, 1, 8, 60)
+        run_case(server.port, articles, 4, 32, 8, 60)  # 4 clients, as the 32-article case: calls of 64
         model = server.get("/v1/model")
         rss_start = rss_mib(server.process.pid)
         plan = [(clients, 1, args.requests) for clients in args.clients] + [(4, 32, args.big_requests)]
@@ -250,7 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     lines += ["", f"`mlcls predict` on a file of {predict['lines']} of the same articles: "
               f"{predict['articles_per_s']:.1f} articles/s net of start-up ({predict['wall']:.1f} s wall, "
               f"{predict['startup']:.1f} s of it start-up). 16 single-article clients reach {share} of it. "
-              f"Server RSS: {rss_start:.0f} MiB after warm-up, {rss_end:.0f} MiB at the end ({growth:+.1f}%); "
+              f"Server RSS: {rss_boot:.0f} MiB when ready, {rss_start:.0f} MiB after warm-up (a few requests of each "
+              f"shape), {rss_end:.0f} MiB at the end ({growth:+.1f}% over the load); "
               f"exit code after SIGTERM: {code}."]
     table = "\n".join(lines)
     print(table)

@@ -458,3 +458,26 @@ def test_serve_help_imports_neither_torch_nor_fastapi():
             "heavy = [m for m in ('torch', 'transformers', 'fastapi', 'uvicorn') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_warm_up_scores_one_full_batch_on_the_worker_thread_before_requests(loaded, monkeypatch):
+    import threading
+
+    from mlcls.inference import scoring
+
+    seen = []
+    real = scoring.score_records
+
+    def watched(run, records, *args, **kwargs):
+        records = list(records)
+        seen.append((len(records), max(len(r.text.split()) for r in records), threading.current_thread().name))
+        return real(run, records, *args, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_records", watched)
+    app = create_app(loaded, ServeSettings(max_batch=8, warm_up=True))
+    with TestClient(app) as warmed:
+        assert seen and seen[0][0] == 8 and seen[0][1] >= loaded.config.model.max_length
+        assert seen[0][2].startswith("mlcls-inference")  # the thread that scores every request
+        assert app.state.batcher.stats.calls == 0  # not counted as traffic
+        assert warmed.post("/v1/predict", json={"records": REQUEST_RECORDS[:1]}).status_code == 200
+    assert app.state.batcher.stats.calls == 1

@@ -77,6 +77,23 @@ def scorer(run: LoadedRun, batch_size: int):
     return score
 
 
+async def warm_up(batcher: DynamicBatcher, run: LoadedRun, max_batch: int) -> None:
+    """The largest call the batcher can make (max_batch records of max_length tokens), before the first request:
+    its peak working set is taken now, on the worker thread, so memory stays flat under load, and the first full
+    batch of real requests does not pay for it. A failure here (out of memory, say) is a warning: single
+    records were scored at start already."""
+    import sys
+
+    longest = " ".join(["warm-up"] * run.config.model.max_length)
+    records = [Record(id=f"warm-up-{i}", text=longest, labels=None, line=i + 1) for i in range(max_batch)]
+    try:
+        await batcher.warm_up(records)
+    except Exception as exc:
+        print(f"warning: scoring one full batch ({max_batch} records of {run.config.model.max_length} tokens) "
+              f"failed ({type(exc).__name__}: {exc}); a smaller --max-batch or --batch-size may be needed",
+              file=sys.stderr)
+
+
 def create_app(run: LoadedRun, settings: ServeSettings | None = None) -> FastAPI:
     settings = settings or ServeSettings()
     settings = replace(settings, batch_size=inference_batch_size(run.device, settings.batch_size))
@@ -90,6 +107,8 @@ def create_app(run: LoadedRun, settings: ServeSettings | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         await batcher.start()
+        if settings.warm_up:
+            await warm_up(batcher, run, settings.max_batch)
         try:
             yield
         finally:

@@ -81,6 +81,13 @@ class DynamicBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlcls-inference")
         self._task = asyncio.get_running_loop().create_task(self._collect(), name="mlcls-batcher")
 
+    async def warm_up(self, items: Sequence[Any]) -> None:
+        """Score `items` on the worker thread, outside the stats: the memory a full call needs is taken there,
+        in the thread (and the allocator arena) that will score every request."""
+        if not self.running:
+            raise NotRunning("the batcher is not started")
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._score, list(items))
+
     async def stop(self) -> None:
         """Finish the work queued so far, then stop (new work is refused from the start of the call)."""
         task, self._task = self._task, None

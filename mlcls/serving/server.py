@@ -83,7 +83,8 @@ def serve(run: Path | None, host: str, port: int, settings: ServeSettings, token
     token = settings.token
     loaded = load_run(run, int8=int8, precision=precision)
     settings = replace(settings, batch_size=inference_batch_size(loaded.device, settings.batch_size))
-    _try_once(loaded, scorer(loaded, settings.batch_size), settings.max_batch)
+    _try_once(loaded, scorer(loaded, settings.batch_size))
+    settings = replace(settings, warm_up=True)  # one full batch on the worker thread before the first request
     app = create_app(loaded, settings)
     sock = bind(host, port)
     bound = sock.getsockname()[1]
@@ -126,15 +127,10 @@ def _stopped(_sig, _frame) -> None:
     """SIGTERM or SIGINT after the graceful shutdown: nothing left to do."""
 
 
-def _try_once(loaded, score, max_batch: int) -> None:
-    """Score one record before listening: a run that loads but cannot score fails now, with one line. Then the
-    largest call the batcher can make (max_batch records of max_length tokens): the peak working set is taken
-    now and the first full batch of real requests does not pay for it (scripts/bench_serve.py: server RSS
-    +23% over its load test without this, +8% with it; this runs on the main thread and scoring on the
-    batcher's worker thread, so some of the allocator's memory is not shared between them)."""
+def _try_once(loaded, score) -> None:
+    """Score one record before listening: a run that loads but cannot score fails now, with one line."""
     from mlcls.data.records import Record
 
-    longest = " ".join(["warm-up"] * loaded.config.model.max_length)
     try:
         score([Record(id="warm-up", text="warm-up", labels=None, line=1)])
     except MlclsError:
@@ -142,9 +138,3 @@ def _try_once(loaded, score, max_batch: int) -> None:
     except Exception as exc:
         raise MlclsError(f"{loaded.path}: the run loads but cannot score a record ({type(exc).__name__}: {exc})") \
             from None
-    try:
-        score([Record(id=f"warm-up-{i}", text=longest, labels=None, line=i + 1) for i in range(max_batch)])
-    except Exception as exc:
-        raise MlclsError(f"{loaded.path}: scoring one full batch ({max_batch} records of "
-                         f"{loaded.config.model.max_length} tokens) fails ({type(exc).__name__}: {exc}); try a "
-                         "smaller --max-batch or --batch-size") from None

@@ -19,3 +19,4 @@ class ServeSettings:
     batch_size: int | None = None  # records per forward pass within a scoring call (None: as predict's default)
     limits: Limits = field(default_factory=Limits)
     token: str | None = None  # bearer token required by every endpoint but /health (and the docs)
+    warm_up: bool = False  # score one full batch on the worker thread before taking requests (`mlcls serve` does)
