@@ -175,13 +175,11 @@ def export_hf(source: Path, out: Path, note: Callable[[str], None]) -> ExportRes
     import torch
 
     from mlcls.inference.loading import load_run
-    from mlcls.inference.model_card import write_model_card
 
     refuse_hf(source)
     loaded = load_run(source, device="cpu", precision="fp32")
     note(f"exporting {source} ({len(loaded.labels)} labels) as a transformers model ...")
-    staging = _staging_folder(out)
-    try:
+    with staged(out) as staging:
         shutil.copytree(source / "encoder", staging, dirs_exist_ok=True)
         for name in COPIED:
             if (source / name).is_file():
@@ -203,15 +201,7 @@ def export_hf(source: Path, out: Path, note: Callable[[str], None]) -> ExportRes
             "transformers": package_version("transformers"),
             "check": check,
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        write_model_card(source, staging, export=manifest)
-        _publish(staging, out)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise MlclsError(f"{out}: cannot write the export ({describe_os_error(exc)}); nothing was written") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        write_manifest_and_card(source, staging, manifest)
     return ExportResult(out, source, manifest)
 
 
@@ -246,6 +236,29 @@ def random_batches(vocab_size: int, max_length: int):
         for row in range(1, batch):
             mask[row, max(1, width - row * width // batch):] = 0
         yield ids, mask
+
+
+@contextlib.contextmanager
+def staged(out: Path):
+    """A hidden folder beside `out` to build the export in, renamed onto `out` when the block ends; on any error
+    (Ctrl-C too) it is removed, so nothing half-written is left at `out`."""
+    staging = _staging_folder(out)
+    try:
+        yield staging
+        _publish(staging, out)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise MlclsError(f"{out}: cannot write the export ({describe_os_error(exc)}); nothing was written") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_manifest_and_card(source: Path, staging: Path, manifest: dict[str, Any]) -> None:
+    from mlcls.inference.model_card import write_model_card
+
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    write_model_card(source, staging, export=manifest)
 
 
 def _staging_folder(out: Path) -> Path:
@@ -384,7 +397,6 @@ def export_onnx(source: Path, out: Path, quantize: str | None, note: Callable[[s
     import torch
 
     from mlcls.inference.loading import load_run
-    from mlcls.inference.model_card import write_model_card
     from mlcls.model.classifier import FoldEnsemble
 
     loaded = load_run(source, device="cpu")
@@ -398,8 +410,7 @@ def export_onnx(source: Path, out: Path, quantize: str | None, note: Callable[[s
     note(f"exporting {source} ({what}, {len(loaded.labels)} labels) to ONNX"
          + (" with int8 quantisation" if quantize else "") + " ...")
 
-    staging = _staging_folder(out)
-    try:
+    with staged(out) as staging:
         graph = export_graph(model)
         inputs = example_inputs(len(tokenizer), token_types)
         fp32 = staging / (MODEL_FILE if quantize is None else "model.fp32.onnx")
@@ -447,15 +458,7 @@ def export_onnx(source: Path, out: Path, quantize: str | None, note: Callable[[s
             **{name: package_version(name) for name in ("onnx", "onnxscript", "onnxruntime")},
             "check": check,
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        write_model_card(source, staging, export=manifest)
-        _publish(staging, out)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise MlclsError(f"{out}: cannot write the export ({describe_os_error(exc)}); nothing was written") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        write_manifest_and_card(source, staging, manifest)
     return ExportResult(out, source, manifest)
 
 
