@@ -171,3 +171,26 @@ def test_mlcls_refuses_an_hf_export_in_one_line(native, tmp_path):
     result = runner.invoke(app, ["eval", str(out), "--data", str(data)])
     assert result.exit_code == 1 and "--format hf export" in result.output and str(run) in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_cross_fitted_native_run_with_refit_exports_one_model(tmp_path, tiny_encoder):
+    """folds + refit with the native head: the refit model (encoder/ alone, no head.safetensors) moves into the
+    run, which scores and exports to transformers; without refit, --format hf refuses the K models."""
+    data = write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS)
+    config = tiny_config(tmp_path, tiny_encoder, data)
+    common = ["train", "-c", str(config), "--set", "model.head=transformers", "--set", "train.folds=2",
+              "--set", "data.validation=null",
+              "--set", "train.epochs=3"]
+    refit = runner.invoke(app, [*common, "--name", "cv-refit", "--set", "train.refit=true"])
+    assert refit.exit_code == 0, refit.output
+    run = tmp_path / "runs" / "cv-refit"
+    assert (run / "encoder" / "config.json").is_file() and not (run / "head.safetensors").exists()
+    assert runner.invoke(app, ["export", str(run), "--format", "hf", "--out", str(tmp_path / "hf")]).exit_code == 0
+    assert _mlcls_probs(run).shape == (len(TEXTS), 3)
+
+    folds = runner.invoke(app, [*common, "--name", "cv"])
+    assert folds.exit_code == 0, folds.output
+    assert _mlcls_probs(tmp_path / "runs" / "cv").shape == (len(TEXTS), 3)  # the mean of the 2 fold models
+    refused = runner.invoke(app, ["export", str(tmp_path / "runs" / "cv"), "--format", "hf", "--out",
+                                 str(tmp_path / "hf2")])
+    assert refused.exit_code == 1 and "cross-fitted" in refused.output
