@@ -294,10 +294,7 @@ def predict(
 
     mode = parse_scores_mode(scores)
     fmt_name = fmt.value if fmt else ("csv" if output is not None and output.suffix.lower() == ".csv" else "jsonl")
-    from mlcls.inference.scoring import inference_batch_size
-
     loaded = load_run(model, int8=int8, precision=precision and precision.value)
-    batch_size = inference_batch_size(loaded.device, batch_size)
     rule = with_overrides(loaded.thresholds, threshold, top_k, min_labels)
     fields = FieldSpec.from_config(loaded.config.data)
     with _rejects_file(rejects) as rejected:

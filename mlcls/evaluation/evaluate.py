@@ -15,7 +15,7 @@ from mlcls.errors import MlclsError
 from mlcls.evaluation.metrics import compute_metrics, frequency_group_scores, gold_matrix, micro_f1_counts
 from mlcls.inference.decision import DecisionRule, with_overrides
 from mlcls.inference.loading import LoadedRun, load_run
-from mlcls.inference.scoring import inference_batch_size, score_records
+from mlcls.inference.scoring import score_records
 
 
 @dataclass
@@ -75,7 +75,6 @@ def evaluate(
     policy = policy or ReadPolicy(run.config.data.on_error)
     records = list(read_records(path, FieldSpec.from_config(run.config.data), policy=policy))
     encoded = run.labels.encode(records)
-    batch_size = inference_batch_size(run.device, batch_size)  # None: the device's default
     probs = np.concatenate([scores for _, scores in score_records(run, records, batch_size)])
     labels = run.labels.labels
     predicted = rule.apply(probs, labels)

@@ -70,7 +70,8 @@ WRITERS = {"jsonl": JsonlWriter, "csv": CsvWriter}
 
 
 def write_predictions(
-    run: LoadedRun, records: Iterable[Record], out: IO[str], batch_size: int, rule: DecisionRule | None = None,
+    run: LoadedRun, records: Iterable[Record], out: IO[str], batch_size: int | None,
+    rule: DecisionRule | None = None,
     scores: int | str = "predicted", fmt: str = "jsonl", chunk_records: int = CHUNK_RECORDS,
 ) -> int:
     """Write one line per record to `out` (decisions by `rule`, default the run's); return the number written.
@@ -97,7 +98,8 @@ class PredictionInterrupted(Interrupted):
 
 
 def predict_to_file(
-    run: LoadedRun, records: Iterable[Record], output: Path, batch_size: int, rule: DecisionRule | None = None,
+    run: LoadedRun, records: Iterable[Record], output: Path, batch_size: int | None,
+    rule: DecisionRule | None = None,
     scores: int | str = "predicted", fmt: str = "jsonl", resume: bool = False, chunk_records: int = CHUNK_RECORDS,
 ) -> int:
     """Predictions into OUTPUT.partial, renamed to OUTPUT when complete.

@@ -58,9 +58,10 @@ def inference_batch_size(device, asked: int | None) -> int:
 
 
 def score_records(
-    run: LoadedRun, records: Iterable[Record], batch_size: int, chunk_records: int = CHUNK_RECORDS
+    run: LoadedRun, records: Iterable[Record], batch_size: int | None, chunk_records: int = CHUNK_RECORDS
 ) -> Iterator[tuple[list[Record], np.ndarray]]:
-    """Yield (records, scores) chunk by chunk, in input order."""
+    """Yield (records, scores) chunk by chunk, in input order. `batch_size` None: the default for run.device."""
+    batch_size = inference_batch_size(run.device, batch_size)
     iterator = iter(records)
     pad_id = run.tokenizer.pad_token_id or 0
     while chunk := list(islice(iterator, chunk_records)):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hmac
 import json
 from contextlib import asynccontextmanager, suppress
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ class PredictRequest:
     mode: int | str
 
 
-def scorer(run: LoadedRun, batch_size: int):
+def scorer(run: LoadedRun, batch_size: int | None):
     """The scoring function the batcher calls on its worker thread: records -> probabilities (records, labels),
     through the same code as `mlcls predict` (scoring.score_records: tokenize, length-sorted batches, the
     lexical blend where the run has one)."""
@@ -96,7 +96,6 @@ async def warm_up(batcher: DynamicBatcher, run: LoadedRun, max_batch: int) -> No
 
 def create_app(run: LoadedRun, settings: ServeSettings | None = None) -> FastAPI:
     settings = settings or ServeSettings()
-    settings = replace(settings, batch_size=inference_batch_size(run.device, settings.batch_size))
     limits = settings.limits
     labels = run.labels.labels
     fields = FieldSpec.from_config(run.config.data)
@@ -219,7 +218,7 @@ def model_card(run: LoadedRun, settings: ServeSettings) -> dict[str, Any]:
         "metrics": metrics,
         "config": _jsonable(config.to_dict()),
         "serving": {"max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
-                    "batch_size": settings.batch_size, **asdict(settings.limits),
+                    "batch_size": inference_batch_size(run.device, settings.batch_size), **asdict(settings.limits),
                     "token_required": settings.token is not None},
     }
 

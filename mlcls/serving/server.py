@@ -75,14 +75,12 @@ def serve(run: Path | None, host: str, port: int, settings: ServeSettings, token
     import uvicorn
 
     from mlcls.inference.loading import load_run
-    from mlcls.inference.scoring import inference_batch_size
     from mlcls.serving.app import create_app, scorer
 
     if token_file is not None:
         settings = replace(settings, token=read_token(token_file))
     token = settings.token
     loaded = load_run(run, int8=int8, precision=precision)
-    settings = replace(settings, batch_size=inference_batch_size(loaded.device, settings.batch_size))
     _try_once(loaded, scorer(loaded, settings.batch_size))
     settings = replace(settings, warm_up=True)  # one full batch on the worker thread before the first request
     app = create_app(loaded, settings)
