@@ -53,7 +53,7 @@ import numpy as np
 
 from mlcls.atomic import describe_os_error
 from mlcls.errors import MlclsError
-from mlcls.training.provenance import package_version
+from mlcls.training.provenance import package_version, read_json
 
 FORMATS = ("onnx", "hf")
 QUANTIZE = ("int8",)
@@ -158,20 +158,18 @@ def refuse_hf(source: Path) -> None:
 
 
 def lexical_weight(source: Path) -> float:
-    """The weight at which the run blends its lexical model in (0: none)."""
-    if not (source / "lexical").is_dir():
-        return 0.0
-    from mlcls.model.lexical import LexicalModel
-
-    lexical = LexicalModel.load(source)
-    return float(lexical.weight) if lexical is not None else 0.0
+    """The weight at which the run blends its lexical model in (0: none), from its settings alone (as the model
+    card reads it), without loading its vocabulary and weights."""
+    settings = read_json(source / "lexical" / "settings.json")
+    weight = settings.get("weight") if isinstance(settings, dict) else None
+    return float(weight) if isinstance(weight, int | float) else 0.0
 
 
 def export_hf(source: Path, out: Path, note: Callable[[str], None]) -> ExportResult:
     """The run's AutoModelForSequenceClassification folder with the run's small files and its model card, at the
     top of `out`: `from_pretrained(out)`, `pipeline("text-classification", model=out, top_k=None,
-    truncation=True)` and the Hub
-    take it as it is. Checked before the rename: transformers loads the copy and scores as mlcls does."""
+    truncation=True)` and the Hub take it as it is. Checked before the rename: transformers loads the copy and
+    scores as mlcls does."""
     import torch
 
     from mlcls.inference.loading import load_run
@@ -245,7 +243,9 @@ def staged(out: Path):
     staging = _staging_folder(out)
     try:
         yield staging
-        _publish(staging, out)
+        if out.is_dir():
+            out.rmdir()  # empty (checked before): the rename takes its place
+        staging.rename(out)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise MlclsError(f"{out}: cannot write the export ({describe_os_error(exc)}); nothing was written") from None
@@ -273,11 +273,6 @@ def _staging_folder(out: Path) -> Path:
         raise MlclsError(f"{out}: cannot create the export folder ({describe_os_error(exc)})") from None
     return staging
 
-
-def _publish(staging: Path, out: Path) -> None:
-    if out.is_dir():
-        out.rmdir()  # empty (checked before): the rename takes its place
-    staging.rename(out)
 
 
 # ------------------------------------------------------------------------------------------ the graph

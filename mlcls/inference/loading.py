@@ -140,12 +140,10 @@ def load_run(run: str | Path | None, device: str = "auto", int8: bool = False,
 
 def refuse_hf_export(path: Path) -> None:
     """A --format hf export is transformers' folder; mlcls scores the run it came from."""
-    import json
+    from mlcls.inference.export import MANIFEST
+    from mlcls.training.provenance import read_json
 
-    try:
-        manifest = json.loads((path / "export.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
+    manifest = read_json(path / MANIFEST)
     if isinstance(manifest, dict) and manifest.get("format") == "hf":
         raise MlclsError(f"{path}: a --format hf export, for transformers (its README.md shows how); mlcls scores "
                          f"the run it came from: {manifest.get('source_run', 'see export.json')}")

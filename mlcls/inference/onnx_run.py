@@ -150,10 +150,9 @@ def _tokenizer(path: Path, config, manifest: dict[str, Any]):
 
 def export_note(run_dir: Path) -> str | None:
     """What `mlcls eval` says about an export it scores: ONNX Runtime, and int8 when quantised."""
-    try:
-        manifest = json.loads((Path(run_dir) / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    from mlcls.training.provenance import read_json
+
+    manifest = read_json(Path(run_dir) / MANIFEST)
     if not isinstance(manifest, dict) or manifest.get("format") != "onnx":
         return None
     kind = "int8-quantised ONNX export" if manifest.get("quantize") == "int8" else "ONNX export (fp32)"
