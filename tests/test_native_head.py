@@ -185,6 +185,7 @@ def test_cross_fitted_native_run_with_refit_exports_one_model(tmp_path, tiny_enc
     assert refit.exit_code == 0, refit.output
     run = tmp_path / "runs" / "cv-refit"
     assert (run / "encoder" / "config.json").is_file() and not (run / "head.safetensors").exists()
+    assert not (run / "latest").is_symlink() and not (run / "refit").exists()  # no link left to a removed folder
     assert runner.invoke(app, ["export", str(run), "--format", "hf", "--out", str(tmp_path / "hf")]).exit_code == 0
     assert _mlcls_probs(run).shape == (len(TEXTS), 3)
 

@@ -163,6 +163,7 @@ def _finish(config: Config, pool: TrainingData, fold: np.ndarray, probs: np.ndar
                 continue
             shutil.move(str(refit.run_dir / part), str(staging / part))
         shutil.rmtree(refit.run_dir)
+        (staging / "latest").unlink(missing_ok=True)  # the refit's training pointed it at refit/, gone now
     (staging / FOLDS / "latest").unlink(missing_ok=True)  # each fold's training pointed it at itself
     log = []
     for i, result in enumerate(results, start=1):

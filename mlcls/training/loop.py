@@ -485,7 +485,7 @@ def write_run_files(t: Trainer, summary: dict[str, Any]) -> None:
     rule.save(staging / "thresholds.json")
     write_json(staging / "metrics.json", summary)
     (staging / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in state.log))
-    if t.final.parent.name != "folds":  # a cross-fitted run describes itself once, not per fold
+    if crossfit_parent(t.final) is None:  # a cross-fitted run describes itself once, not per fold or refit
         write_provenance(staging, t.config)
         write_model_card(staging)
     remove_checkpoints(staging)
@@ -611,14 +611,19 @@ def learning_rates(optimizer) -> dict[str, float]:
     return {f"train/lr_{group.get('name', i)}": float(group["lr"]) for i, group in enumerate(optimizer.param_groups)}
 
 
-def tracking_name(final: Path) -> str:
-    """The run's name for trackers that name runs: NAME, or NAME/fold-1 and NAME/refit inside a cross-fitted run."""
+def crossfit_parent(final: Path) -> Path | None:
+    """The staging folder of the cross-fitted run that `final` trains inside (a fold's run, folds/fold-K, or the
+    refit's), or None for a run of its own."""
     parent = final.parent
     if parent.name == "folds" and is_staging(parent.parent):
-        return f"{final_dir(parent.parent).name}/{final.name}"
-    if is_staging(parent):
-        return f"{final_dir(parent).name}/{final.name}"
-    return final.name
+        return parent.parent
+    return parent if is_staging(parent) else None
+
+
+def tracking_name(final: Path) -> str:
+    """The run's name for trackers that name runs: NAME, or NAME/fold-1 and NAME/refit inside a cross-fitted run."""
+    outer = crossfit_parent(final)
+    return f"{final_dir(outer).name}/{final.name}" if outer is not None else final.name
 
 
 def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):
