@@ -305,17 +305,9 @@ def export_graph(model) -> Any:
 
         @staticmethod
         def logits(member, input_ids, attention_mask, token_type_ids):
-            # MultiLabelClassifier.forward, with the token type ids passed on when the graph takes them
+            # the member's own forward, with the token type ids passed on when the graph takes them
             extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-            if member.pooling == "native":  # model.head transformers: the architecture's own pooling and head
-                return member.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits.float()
-            hidden = member.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
-            if member.pooling == "cls":
-                pooled = hidden[:, 0]
-            else:
-                weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
-            return member.head(member.dropout(pooled)).float()
+            return member(input_ids, attention_mask, **extra).float()
 
     return ExportGraph().eval()
 

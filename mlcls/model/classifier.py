@@ -74,15 +74,17 @@ class MultiLabelClassifier(nn.Module):
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                pooled: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits from token ids, or from pooled vectors computed earlier (a frozen encoder's cache)."""
+                pooled: torch.Tensor | None = None, **encoder_inputs: torch.Tensor) -> torch.Tensor:
+        """Logits from token ids, or from pooled vectors computed earlier (a frozen encoder's cache).
+        `encoder_inputs` (e.g. token_type_ids, which the ONNX graph takes) go to the encoder as they are."""
         if pooled is None:
-            pooled = self.pool(input_ids, attention_mask)
+            pooled = self.pool(input_ids, attention_mask, **encoder_inputs)
         return self.head(self.dropout(pooled))
 
-    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+             **encoder_inputs: torch.Tensor) -> torch.Tensor:
         """One vector per text: the mean of its token vectors (padding excluded), or the [CLS] vector."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **encoder_inputs).last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]
         weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -135,8 +137,9 @@ class NativeClassifier(nn.Module):
     def pooling(self) -> str:
         return "native"
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                **encoder_inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **encoder_inputs).logits
 
     def output_layer(self) -> nn.Linear:
         """The head's last linear layer: the one that answers a logit per label."""
