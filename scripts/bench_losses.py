@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import eval_command, machine, mlcls_command, run_all, write_block  # scripts/ is on sys.path
+from benchlib import eval_command, machine, mlcls_command, pct, run_all, write_block  # scripts/ is on sys.path
 
 from mlcls.api import (
     LOSSES,
@@ -163,11 +163,6 @@ def setting(args: argparse.Namespace, config: Config) -> str:
                 f"{config.train.epochs} epochs per loss")
     return (f"full fine-tuning with `{args.config}` ({config.train.epochs} epochs), {args.parallel} trainings at a "
             "time on one device (the s column: training seconds on that shared device)")
-
-
-def pct(value: float | None) -> str:
-    # a frequency group with no label to score has no F1 (null), which is not 0
-    return "-" if value is None else f"{100 * value:.2f}"
 
 
 def markdown(rows: list[dict], args: argparse.Namespace, config: Config, wall: float) -> str:

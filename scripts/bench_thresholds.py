@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from benchlib import write_block  # scripts/ is on sys.path when a script runs
+from benchlib import pct, write_block  # scripts/ is on sys.path when a script runs
 
 from mlcls.api import (
     FieldSpec,
@@ -108,11 +108,6 @@ def run_rows(run_dir: Path, batch_size: int) -> list[dict]:
     for r in rows:
         r["run"] = run.path.name
     return rows
-
-
-def pct(value: float | None) -> str:
-    # a frequency group with no label to score has no F1 (null), which is not 0
-    return "-" if value is None else f"{100 * value:.2f}"
 
 
 def markdown(rows: list[dict], command: str) -> str:

@@ -71,6 +71,12 @@ def cpu_model() -> str | None:
     return f"{name or 'CPU'} ({', '.join(bf16) if bf16 else 'no native bf16'})"
 
 
+def pct(value: float | None) -> str:
+    """An F1 (0..1) as percentage points for a table; a frequency group with no label to score has no F1
+    (null), which is not 0."""
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
 def write_block(doc: Path, name: str, table: str, heading: str | None = None) -> None:
     """Put `table` into the block `name` of `doc`; a block not there yet is appended (under `heading`).
 

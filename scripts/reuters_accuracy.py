@@ -22,7 +22,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from benchlib import eval_command, machine, mlcls_command, run_all, write_block  # scripts/ is on sys.path
+from benchlib import eval_command, machine, mlcls_command, pct, run_all, write_block  # scripts/ is on sys.path
 
 PAPER = "Huang et al. 2021, BERT-base: best micro-F1 90.74 (CB-NTR), best macro-F1 64.47 (DB); BCE 89.14 / 47.32"
 
@@ -57,10 +57,6 @@ def score(run: Path, folder: Path) -> dict:
         "decision_rule": report["decision_rule"], "train_seconds": trained["train_seconds"],
         "epochs": trained["epochs_trained"], "device": trained["device"], "precision": trained["precision"],
     }
-
-
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
 
 
 def markdown(rows: list[dict], args: argparse.Namespace, command: str) -> str:

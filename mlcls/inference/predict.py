@@ -151,28 +151,28 @@ def predict_to_file(
         raise
 
 
-def _cut_torn_line(partial: Path) -> int:
-    """Cut a partial output after its last whole line; return the number of whole lines."""
-    try:
-        data = partial.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
-            with open(partial, "r+b") as handle:
-                handle.truncate(end)
-    except OSError:
-        return 0
-    return data[:end].count(b"\n")
-
-
-def _complete_ids(partial: Path) -> list[str]:
-    """Ids of the whole lines of a partial output; an incomplete last line (a kill mid-write) is cut off."""
+def _whole_lines(partial: Path) -> bytes:
+    """A partial output's whole lines; an incomplete last line (a kill mid-write) is cut off the file."""
     data = partial.read_bytes()
     end = data.rfind(b"\n") + 1
     if end < len(data):
         with open(partial, "r+b") as handle:
             handle.truncate(end)
+    return data[:end]
+
+
+def _cut_torn_line(partial: Path) -> int:
+    """Cut a partial output after its last whole line; return the number of whole lines."""
+    try:
+        return _whole_lines(partial).count(b"\n")
+    except OSError:
+        return 0
+
+
+def _complete_ids(partial: Path) -> list[str]:
+    """Ids of the whole lines of a partial output (its incomplete last line cut off)."""
     ids = []
-    for number, line in enumerate(data[:end].splitlines(), start=1):
+    for number, line in enumerate(_whole_lines(partial).splitlines(), start=1):
         try:
             ids.append(str(json.loads(line)["id"]))
         except (ValueError, KeyError, TypeError):

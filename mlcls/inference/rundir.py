@@ -31,8 +31,6 @@ from mlcls.atomic import describe_os_error
 from mlcls.errors import RunDirError, RunUnfinished
 from mlcls.training.checkpoint import find_checkpoint
 
-# Every file a run needs, and their agreement, is checked by validation.validate_run before a run is loaded.
-REQUIRED_FILES = ("config.yaml", "labels.json", "thresholds.json")
 LATEST = "latest"
 
 
