@@ -313,13 +313,11 @@ def parse_request_record(row: Any, index: int, fields: FieldSpec, limits: Limits
         field = _field_at_fault(row, fields, exc)
         raise ApiError(422, f"{where}: {exc.problem}", field=f"{where}.{field}" if field else where,
                        index=index) from None
-    for name, value in (("id", record.id), ("text", record.text)):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:  # JSON's "\ud800" escapes decode to lone surrogates, which are not text
-            field = fields.id_field if name == "id" else fields.text_fields[-1]
-            raise ApiError(422, f"{where}: {name} holds a lone surrogate ({value[exc.start]!a}), not text",
-                           field=f"{where}.{field}", index=index) from None
+    try:  # (parse_record refuses a text with one already)
+        record.id.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON's "\ud800" escapes decode to lone surrogates, which are not text
+        raise ApiError(422, f"{where}: id holds a lone surrogate ({record.id[exc.start]!a}), not text",
+                       field=f"{where}.{fields.id_field}", index=index) from None
     if len(record.text) > limits.max_text_chars:
         raise ApiError(413, f"{where}: text of {len(record.text)} characters, more than the limit of "
                        f"{limits.max_text_chars}", field=f"{where}.{fields.text_fields[-1]}", index=index)
