@@ -274,6 +274,7 @@ def load_config(
     return config
 
 
+# The data section's file keys (saved absolute with a run; hashed into its provenance.json).
 DATA_PATH_KEYS = ("train", "validation", "test")
 
 

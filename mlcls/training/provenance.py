@@ -33,7 +33,6 @@ FORMAT = 1
 # The libraries whose versions can change a result (or whether a run loads at all).
 PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "safetensors", "numpy", "scikit-learn",
             "datasets")
-DATA_KEYS = ("train", "validation", "test")
 _CHUNK = 1 << 20
 
 
@@ -45,6 +44,8 @@ def write_provenance(run_dir: Path, config) -> None:
 
 
 def collect_provenance(config, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    from mlcls.config import DATA_PATH_KEYS  # here: the module imports only the standard library
+
     metrics = metrics if isinstance(metrics, dict) else {}
     training = {key: metrics[key] for key in ("device", "precision", "processes") if key in metrics}
     if training.get("device") == "cuda":
@@ -58,7 +59,7 @@ def collect_provenance(config, metrics: dict[str, Any] | None = None) -> dict[st
         "packages": {name: package_version(name) for name in PACKAGES},
         "training": training,
         "command": {"argv": list(sys.argv), "line": command_line(sys.argv), "cwd": str(Path.cwd())},
-        "data": {key: data_file_info(getattr(config.data, key), config) for key in DATA_KEYS
+        "data": {key: data_file_info(getattr(config.data, key), config) for key in DATA_PATH_KEYS
                  if getattr(config.data, key, None)},
     }
 
