@@ -19,27 +19,30 @@ _WHERE = {
     "read_records": "mlcls.data.records", "LabelSpace": "mlcls.data.labels", "LabelStats": "mlcls.data.labels",
     "training_split": "mlcls.training.split", "fold_of_each_record": "mlcls.training.split",
     # training
-    "train": "mlcls.training.loop", "TrainResult": "mlcls.training.loop",
-    "TrainingInterrupted": "mlcls.training.loop", "StopSignal": "mlcls.training.interrupt",
+    "train": "mlcls.training.entry", "TrainResult": "mlcls.training.data",
+    "TrainingInterrupted": "mlcls.training.data", "StopSignal": "mlcls.training.interrupt",
     "StopAfterStep": "mlcls.training.interrupt",
     # a finished run: load, score, decide, evaluate
     "load_run": "mlcls.inference.loading", "LoadedRun": "mlcls.inference.loading",
     "score_records": "mlcls.inference.scoring", "CHUNK_RECORDS": "mlcls.inference.scoring",
     "inference_batch_size": "mlcls.inference.scoring",
-    "DecisionRule": "mlcls.inference.decision", "tune": "mlcls.inference.decision",
-    "tune_rule": "mlcls.inference.decision", "held_out_f1": "mlcls.inference.decision",
+    "DecisionRule": "mlcls.decision.rules", "tune": "mlcls.decision.tuning",
+    "tune_rule": "mlcls.decision.tuning", "held_out_f1": "mlcls.decision.tuning",
     "evaluate_runs": "mlcls.evaluation.evaluate", "DecisionOverrides": "mlcls.evaluation.evaluate",
-    "compute_metrics": "mlcls.evaluation.metrics", "frequency_group_scores": "mlcls.evaluation.metrics",
+    "compute_metrics": "mlcls.decision.metrics", "frequency_group_scores": "mlcls.decision.metrics",
     # the model's parts (benchmarks that time pieces of it)
     "resolve_encoder": "mlcls.model.classifier", "transformer_layers": "mlcls.model.classifier",
     "tokenize": "mlcls.data.batching", "inference_batches": "mlcls.data.batching", "pad_batch": "mlcls.data.batching",
-    "LOSSES": "mlcls.model.loss_specs",
+    "LOSSES": "mlcls.loss_specs",
     "LexicalModel": "mlcls.model.lexical", "fit_lexical": "mlcls.model.lexical",
     "out_of_fold_lexical": "mlcls.model.lexical", "choose_weight": "mlcls.model.lexical",
     "build_model": "mlcls.model.classifier",
     "set_inference_pad_multiple": "mlcls.data.batching",
-    "find_checkpoint": "mlcls.training.checkpoint", "load_checkpoint": "mlcls.training.checkpoint",
-    "cpu_has_fast_bf16": "mlcls.training.devices",  # what --precision auto asks of a CPU
+    # a run's files, read as mlcls reads them
+    "read_rule": "mlcls.run.files", "read_labels": "mlcls.run.files", "peek_label_stats": "mlcls.run.files",
+    "peek_tuning_scores": "mlcls.run.files",
+    "find_checkpoint": "mlcls.run.checkpoint", "load_checkpoint": "mlcls.run.checkpoint",
+    "cpu_has_fast_bf16": "mlcls.precision",  # what --precision auto asks of a CPU
     # errors a user can fix (one line, no traceback)
     "MlclsError": "mlcls.errors",
 }

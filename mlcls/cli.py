@@ -25,6 +25,7 @@ from rich.console import Console
 from mlcls.config import config_help
 from mlcls.data import reuters as reuters_choices  # light: standard library only
 from mlcls.errors import Interrupted, MlclsError
+from mlcls.run.layout import CONFIG, ONNX_MODEL
 
 app = typer.Typer(
     name="mlcls",
@@ -180,16 +181,16 @@ def train(
         if given:
             raise typer.BadParameter(f"--resume continues a run with its own config; remove the other "
                                      f"settings ({', '.join(given)})")
-        from mlcls.inference.rundir import resumable_run
+        from mlcls.run.find import resumable_run
 
         resume_dir = resumable_run(resume)
-        cfg = load_config(resume_dir / "config.yaml")
+        cfg = load_config(resume_dir / CONFIG)
     else:
         cfg = load_config(config, set_ or [], options)
     for note in cfg.notes:
         err.print(f"note: {note}", markup=False)
 
-    from mlcls.training.loop import train as run_training
+    from mlcls.training.entry import train as run_training
 
     with _rejects_file(rejects) as rejected:
         result = run_training(cfg, err, rejected, resume=resume_dir)
@@ -288,7 +289,7 @@ def predict(
 ) -> None:
     """Tag articles: one JSONL line per input record, in input order, with labels and scores."""
     from mlcls.data.records import FieldSpec, ReadPolicy, read_records
-    from mlcls.inference.decision import with_overrides
+    from mlcls.decision.rules import with_overrides
     from mlcls.inference.loading import load_run
     from mlcls.inference.predict import parse_scores_mode, predict_to_file, write_predictions
 
@@ -321,7 +322,7 @@ def losses() -> None:
     """List the losses `--loss` accepts, with their parameters and defaults."""
     from rich.table import Table
 
-    from mlcls.model.loss_specs import LOSSES
+    from mlcls.loss_specs import LOSSES
 
     table = Table(show_header=True, header_style="bold")
     table.add_column("name")
@@ -411,7 +412,7 @@ def export(
     `mlcls predict --model DIR`, `mlcls eval DIR` and `mlcls serve DIR` run an ONNX export with ONNX Runtime (the
     onnx extra: pip install "mlcls\\[onnx]"). --format hf needs a run trained with --set model.head=transformers;
     `transformers.pipeline("text-classification", model=DIR, top_k=None, truncation=True)` loads it."""
-    from mlcls.inference.export import export_run
+    from mlcls.export.command import export_run
 
     result = export_run(run, out_dir, fmt, quantize, lambda line: err.print(line, markup=False, highlight=False))
     manifest = result.manifest
@@ -422,7 +423,7 @@ def export(
                   markup=False,
                   highlight=False)
         return
-    size = sum(p.stat().st_size for p in result.path.iterdir() if p.name.startswith("model.onnx")) / 2**20
+    size = sum(p.stat().st_size for p in result.path.iterdir() if p.name.startswith(ONNX_MODEL)) / 2**20
     agree = (f"agrees with the torch model within {result.max_abs_diff:.1e}" if manifest["quantize"] is None
              else f"differs from the torch model by up to {result.max_abs_diff:.3f} (int8)")
     out.print(f"exported to {result.path} (model.onnx {size:.1f} MiB, opset {manifest['opset']}; its probability "
@@ -481,7 +482,7 @@ def data_stats(
 ) -> None:
     """Records, labels per record, label frequencies (head / medium / tail), text length in tokens."""
     from mlcls.config import load_config
-    from mlcls.data.stats import file_stats
+    from mlcls.evaluation.data_stats import file_stats
     from mlcls.evaluation.report import stats_tables
 
     report = file_stats(file, load_config(config, [], {"model.encoder": model, "model.max_length": max_length}))

@@ -93,7 +93,7 @@ class LossConfig:
         return {"name": self.name, **self.params}
 
     def validate(self) -> None:
-        from mlcls.model.loss_specs import check_loss_params  # no torch: the registry's table only
+        from mlcls.loss_specs import check_loss_params  # no torch: the registry's table only
 
         self.params = check_loss_params(self.name, self.params)
 

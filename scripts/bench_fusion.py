@@ -22,7 +22,6 @@ from benchlib import machine, write_block  # scripts/ is on sys.path when a scri
 
 from mlcls.api import (
     FieldSpec,
-    LabelStats,
     choose_weight,
     compute_metrics,
     fit_lexical,
@@ -31,6 +30,7 @@ from mlcls.api import (
     held_out_f1,
     load_config,
     out_of_fold_lexical,
+    peek_label_stats,
     read_records,
     training_split,
     tune_rule,
@@ -84,7 +84,9 @@ def study(run: Path, test_scores: Path, data: Path, cache: dict) -> list[dict]:
     test = np.load(test_scores, allow_pickle=False)
     ids = saved["ids"].tolist()
     labels = json.loads((run / "labels.json").read_text())["labels"]
-    stats = LabelStats.load(run / "label_stats.json")
+    stats = peek_label_stats(run)
+    if stats is None:
+        raise SystemExit(f"{run}: no readable label statistics (label_stats.json)")
     lex_tuning, lex_test = lexical_scores(run, config, ids, cache)
     rows = []
     for rule_name, min_positives, min_labels in RULES:

@@ -29,7 +29,6 @@ from benchlib import eval_command, machine, mlcls_command, pct, run_all, write_b
 from mlcls.api import (
     LOSSES,
     Config,
-    DecisionRule,
     FieldSpec,
     LabelSpace,
     LabelStats,
@@ -38,6 +37,7 @@ from mlcls.api import (
     frequency_group_scores,
     load_config,
     read_records,
+    read_rule,
     training_split,
 )
 
@@ -100,7 +100,7 @@ def train_and_score(args: argparse.Namespace) -> list[dict]:
 def loss_row(loss: str, run: Path, folder: Path) -> dict:
     """The row of a run that `eval_command` has scored."""
     report = json.loads((folder / f"{run.name}.eval.json").read_text())
-    rule = DecisionRule.load(run / "thresholds.json")
+    rule = read_rule(run)
     # The tuned global cut-off (per_label: the one of labels with too few validation positives); top_k has none.
     report["threshold"] = None if rule.rule == "top_k" else rule.threshold
     seconds = json.loads((run / "metrics.json").read_text())["train_seconds"]

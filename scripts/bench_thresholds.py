@@ -22,10 +22,10 @@ from benchlib import pct, write_block  # scripts/ is on sys.path when a script r
 
 from mlcls.api import (
     FieldSpec,
-    LabelStats,
     compute_metrics,
     frequency_group_scores,
     load_run,
+    peek_label_stats,
     read_records,
     score_records,
     tune,
@@ -84,7 +84,9 @@ def tuning_scores(run: Path, n_labels: int) -> tuple[np.ndarray, np.ndarray, np.
 
 def training_stats(run: Path, labels: list[str]) -> tuple[np.ndarray, dict[str, float]]:
     """(priors in the order of `labels`, positives per label name) from RUN/label_stats.json."""
-    stats = LabelStats.load(run / "label_stats.json")
+    stats = peek_label_stats(run)
+    if stats is None:
+        raise SystemExit(f"{run}: no readable label statistics (label_stats.json)")
     prior = dict(zip(stats.labels, stats.prior().tolist(), strict=True))
     missing = [name for name in labels if name not in prior]
     if missing:

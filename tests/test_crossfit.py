@@ -14,8 +14,9 @@ from mlcls.config import load_config
 from mlcls.errors import ConfigError
 from mlcls.inference.loading import load_run
 from mlcls.inference.scoring import score_records
+from mlcls.training.data import TrainingInterrupted
+from mlcls.training.entry import train
 from mlcls.training.interrupt import StopSignal
-from mlcls.training.loop import TrainingInterrupted, train
 from mlcls.training.split import fold_of_each_record, iterative_stratification
 from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
 

@@ -9,6 +9,7 @@ import pytest
 from mlcls.data.labels import LabelSpace
 from mlcls.data.records import FieldSpec, ReadPolicy, read_records
 from mlcls.errors import DataError
+from mlcls.run.files import read_labels, write_labels
 from tests.conftest import write_jsonl
 
 
@@ -268,8 +269,8 @@ def test_label_space_round_trip(tmp_path):
     assert space.decode(encoded.targets[0] >= 0.5) == ["cocoa", "grain"]
     assert space.decode(encoded.targets[1] >= 0.5) == []
 
-    space.save(tmp_path / "labels.json")
-    assert LabelSpace.load(tmp_path / "labels.json").labels == space.labels
+    write_labels(tmp_path, space)
+    assert read_labels(tmp_path).labels == space.labels
     assert json.loads((tmp_path / "labels.json").read_text()) == {"labels": space.labels}
 
 

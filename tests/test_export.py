@@ -14,6 +14,8 @@ import yaml
 from typer.testing import CliRunner
 
 from mlcls.cli import app
+from mlcls.run.files import read_labels
+from mlcls.run.lexical import save_lexical
 from tests.conftest import TINY_RECORDS, write_jsonl
 
 pytest.importorskip("onnxruntime")
@@ -137,7 +139,6 @@ def _cross_fitted_copy(run: Path, folder: Path) -> Path:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from mlcls.data.labels import LabelSpace
     from mlcls.data.records import Record
     from mlcls.model.lexical import fit_lexical
 
@@ -158,10 +159,10 @@ def _cross_fitted_copy(run: Path, folder: Path) -> Path:
     (target / "config.yaml").write_text(yaml.safe_dump(config))
     records = [Record(r["id"], r["text"], {label: 1.0 for label in r["labels"]}, i)
                for i, r in enumerate(TINY_RECORDS)]
-    encoded = LabelSpace.load(run / "labels.json").encode(records)
+    encoded = read_labels(run).encode(records)
     lexical = fit_lexical([r.text for r in records], encoded.targets, encoded.mask)
     lexical.weight = 0.4
-    lexical.save(target)
+    save_lexical(target, lexical)
     return target
 
 
@@ -249,7 +250,7 @@ def test_missing_onnxruntime_names_the_extra(trained, exported, tmp_path, monkey
 
 
 def test_a_failing_export_leaves_nothing_behind(trained, tmp_path, monkeypatch):
-    from mlcls.inference import export
+    from mlcls.export import onnx as export
 
     def broken(*args, **kwargs):
         raise RuntimeError("unsupported operator aten::frobnicate")

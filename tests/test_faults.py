@@ -16,6 +16,8 @@ import pytest
 import mlcls.atomic as atomic
 from mlcls.atomic import WriteError, atomic_open
 from mlcls.errors import MlclsError
+from mlcls.run.files import read_labels
+from mlcls.run.lexical import save_lexical
 
 needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 
@@ -104,7 +106,7 @@ def _tensors(value: float):
 def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tmp_path, monkeypatch):
     import torch
 
-    from mlcls.training.checkpoint import CheckpointWriteError, find_checkpoint, load_checkpoint, save_checkpoint
+    from mlcls.run.checkpoint import CheckpointWriteError, find_checkpoint, load_checkpoint, save_checkpoint
 
     run_dir = tmp_path / ".mix.incomplete"
     save_checkpoint(run_dir, {"epoch": 1}, _tensors(1.0), None, {"step": torch.tensor(1)})
@@ -128,7 +130,7 @@ def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tmp_path, mo
 def test_a_first_checkpoint_on_a_full_disk_says_none_was_kept(tmp_path, monkeypatch):
     import torch
 
-    import mlcls.training.checkpoint as checkpoint
+    import mlcls.run.checkpoint as checkpoint
 
     # torch words a full disk as a RuntimeError without an errno: the disk itself is asked.
     def torch_full_disk(obj, path, *args, **kwargs):
@@ -145,7 +147,7 @@ def test_a_first_checkpoint_on_a_full_disk_says_none_was_kept(tmp_path, monkeypa
 def test_a_checkpoint_bug_stays_a_bug_but_leaves_no_temporary_folder(tmp_path, monkeypatch):
     import torch
 
-    import mlcls.training.checkpoint as checkpoint
+    import mlcls.run.checkpoint as checkpoint
 
     def broken(obj, path, *args, **kwargs):
         raise RuntimeError("cannot pickle this")
@@ -158,7 +160,7 @@ def test_a_checkpoint_bug_stays_a_bug_but_leaves_no_temporary_folder(tmp_path, m
 
 
 def test_a_checkpoint_folder_that_refuses_writes(tmp_path, monkeypatch):
-    import mlcls.training.checkpoint as checkpoint
+    import mlcls.run.checkpoint as checkpoint
 
     real_mkdir = Path.mkdir
 
@@ -317,7 +319,7 @@ def test_a_run_missing_a_file_is_refused_naming_it(trained, tmp_path, removed, n
     import shutil
 
     from mlcls.errors import RunDirError
-    from mlcls.inference.validation import validate_run
+    from mlcls.run.validation import validate_run
 
     run = _run_copy(trained, tmp_path)
     target = run / removed
@@ -372,7 +374,7 @@ def test_labels_head_and_thresholds_must_agree(trained, tmp_path):
     import json
 
     from mlcls.errors import RunDirError
-    from mlcls.inference.validation import validate_run
+    from mlcls.run.validation import validate_run
 
     run = _run_copy(trained, tmp_path)
     labels = json.loads((run / "labels.json").read_text())["labels"]
@@ -402,7 +404,7 @@ def test_a_cross_fitted_run_needs_every_fold(trained, tmp_path):
     import yaml
 
     from mlcls.errors import RunDirError
-    from mlcls.inference.validation import validate_run
+    from mlcls.run.validation import validate_run
 
     run = _run_copy(trained, tmp_path)
     for k in (1, 2, 3):
@@ -454,7 +456,7 @@ def test_validation_reads_no_weights(trained, tmp_path, monkeypatch):
     # validate_run looks at safetensors headers only: it must not import torch's model code or load tensors.
     import safetensors.torch
 
-    from mlcls.inference.validation import validate_run
+    from mlcls.run.validation import validate_run
 
     def no_loading(*args, **kwargs):
         raise AssertionError("validate_run loaded tensors")
@@ -498,7 +500,7 @@ def test_eval_of_a_run_killed_before_its_first_checkpoint(tmp_path):
 
 
 def test_eval_of_a_run_being_trained_now(tmp_path):
-    from mlcls.inference.rundir import begin_run, release_run, training_now
+    from mlcls.run.lifecycle import begin_run, release_run, training_now
 
     staging = begin_run(tmp_path / "runs", "busy")  # holds the lock, as a training does
     try:
@@ -516,12 +518,13 @@ def test_another_process_training_a_run_is_seen(tmp_path):
     import subprocess
     import sys
 
-    from mlcls.inference.rundir import begin_run, release_run, staging_dir, training_now
+    from mlcls.run.layout import staging_dir
+    from mlcls.run.lifecycle import begin_run, release_run, training_now
 
     if not os.path.exists("/proc/locks"):
         pytest.skip("needs /proc/locks (Linux)")
     runs = tmp_path / "runs"
-    code = ("import sys, time\nfrom pathlib import Path\nfrom mlcls.inference.rundir import begin_run\n"
+    code = ("import sys, time\nfrom pathlib import Path\nfrom mlcls.run.lifecycle import begin_run\n"
             "begin_run(Path(sys.argv[1]), 'busy')\nprint('held', flush=True)\ntime.sleep(60)\n")
     holder = subprocess.Popen([sys.executable, "-c", code, str(runs)], stdout=subprocess.PIPE, text=True)
     try:
@@ -594,7 +597,7 @@ def test_a_full_disk_when_the_run_is_written_keeps_it_resumable(tiny_encoder, tm
     result = _cli("train", "--resume", str(final))
     assert result.exit_code == 0, result.output
     assert json.loads((final / "metrics.json").read_text())["epochs_trained"] == 2
-    from mlcls.inference.validation import validate_run
+    from mlcls.run.validation import validate_run
 
     validate_run(final)
     assert not staging.exists()
@@ -613,7 +616,7 @@ def test_two_trainings_racing_for_one_name(tiny_encoder, tmp_path):
 
     import yaml
 
-    from mlcls.inference.validation import validate_run
+    from mlcls.run.validation import validate_run
     from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
 
     config = tiny_config(tmp_path, tiny_encoder, write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS))
@@ -675,19 +678,18 @@ def test_a_blended_lexical_model_must_be_whole_and_present(trained, tmp_path):
     import json
     import shutil
 
-    from mlcls.data.labels import LabelSpace
     from mlcls.data.records import read_records
     from mlcls.errors import RunDirError
-    from mlcls.inference.validation import validate_run
     from mlcls.model.lexical import fit_lexical
+    from mlcls.run.validation import validate_run
 
     folder, data, _ = trained
     run = _run_copy(trained, tmp_path)
     records = list(read_records(data, require_labels=True))
-    encoded = LabelSpace.load(run / "labels.json").encode(records)
+    encoded = read_labels(run).encode(records)
     model = fit_lexical([r.text for r in records], encoded.targets, encoded.mask)
     model.weight = 0.5
-    model.save(run)
+    save_lexical(run, model)
     metrics = json.loads((run / "metrics.json").read_text())
     (run / "metrics.json").write_text(json.dumps({**metrics, "lexical_weight": 0.5}))
     validate_run(run)  # whole

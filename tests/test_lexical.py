@@ -12,8 +12,9 @@ from mlcls.data.labels import LabelSpace
 from mlcls.data.records import FieldSpec, read_records
 from mlcls.inference.loading import load_run
 from mlcls.inference.scoring import score_records
-from mlcls.model.lexical import LexicalModel, blend, choose_weight, fit_lexical, out_of_fold_lexical
-from mlcls.training.loop import train
+from mlcls.model.lexical import blend, choose_weight, fit_lexical, out_of_fold_lexical
+from mlcls.run.lexical import load_lexical, save_lexical
+from mlcls.training.entry import train
 from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
 
 quiet = Console(stderr=True, quiet=True)
@@ -42,10 +43,10 @@ def test_lexical_scores_are_scikit_learns_and_survive_save_and_load(tmp_path):
                           .predict_proba(x)[:, 1] for j in range(3)], axis=1)
     np.testing.assert_allclose(model.probabilities(texts), reference, atol=1e-5)
     model.weight = 0.3
-    model.save(tmp_path)
+    save_lexical(tmp_path, model)
     assert sorted(p.name for p in (tmp_path / "lexical").iterdir()) == ["settings.json", "vocabulary.json",
                                                                        "weights.safetensors"]  # no pickle
-    loaded = LexicalModel.load(tmp_path)
+    loaded = load_lexical(tmp_path)
     assert loaded.weight == 0.3
     np.testing.assert_allclose(loaded.probabilities(texts + ["unseen words only"]),
                                model.probabilities(texts + ["unseen words only"]), atol=1e-6)

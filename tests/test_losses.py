@@ -8,7 +8,7 @@ import torch
 
 from mlcls.data.labels import LabelStats
 from mlcls.errors import ConfigError
-from mlcls.model.loss_specs import LOSSES, check_loss_params
+from mlcls.loss_specs import LOSSES, check_loss_params
 from mlcls.model.losses import build_loss
 
 LABELS = ["a", "b", "c"]

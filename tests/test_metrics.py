@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from mlcls.evaluation.metrics import compute_metrics
+from mlcls.decision.metrics import compute_metrics
 
 LABELS = ["a", "b", "c"]
 
@@ -57,7 +57,7 @@ def test_soft_gold_counts_from_one_half_and_macro_skips_labels_without_support()
 
 
 def test_frequency_group_scores():
-    from mlcls.evaluation.metrics import frequency_group_scores
+    from mlcls.decision.metrics import frequency_group_scores
 
     gold = np.array([[1, 0, 1], [1, 1, 0], [0, 0, 1]], dtype=np.float32)
     pred = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1]], dtype=bool)
@@ -70,7 +70,7 @@ def test_frequency_group_scores():
 
 
 def test_an_empty_frequency_group_is_null_not_zero():
-    from mlcls.evaluation.metrics import frequency_group_scores
+    from mlcls.decision.metrics import frequency_group_scores
     from mlcls.evaluation.report import compare_table
 
     gold = np.array([[1, 0, 1], [1, 1, 0]], dtype=np.float32)

@@ -13,10 +13,11 @@ import yaml
 from typer.testing import CliRunner
 
 from mlcls.cli import app
-from mlcls.inference.loading import load_run_config
-from mlcls.inference.model_card import render_model_card, write_model_card
-from mlcls.training import provenance
-from mlcls.training.provenance import command_line, git_state, provenance_summary, write_provenance
+from mlcls.evaluation.evaluate import eval_notes
+from mlcls.run import provenance
+from mlcls.run.files import read_config as load_run_config
+from mlcls.run.model_card import render_model_card, write_model_card
+from mlcls.run.provenance import command_line, git_state, provenance_summary, write_provenance
 from tests.conftest import TINY_RECORDS, write_jsonl
 
 runner = CliRunner()
@@ -154,7 +155,7 @@ def test_eval_warns_about_the_validation_file_alone(run_copy, tmp_path):
 def test_a_run_without_provenance_has_no_summary(run_copy):
     (run_copy / "provenance.json").unlink()
     assert provenance_summary(run_copy) is None
-    assert provenance.eval_notes(run_copy, run_copy / "labels.json") == []
+    assert eval_notes(run_copy, run_copy / "labels.json") == []
 
 
 def test_card_written_while_training_finishes_names_the_run(run_copy):

@@ -12,6 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from mlcls.cli import app
+from mlcls.run.files import read_rule
 from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
 
 runner = CliRunner()
@@ -72,7 +73,6 @@ def test_pipeline_gives_mlcls_scores(native):
 
 
 def test_predict_gives_the_labels_of_pipeline_scores_and_the_rule(native, tmp_path):
-    from mlcls.inference.decision import DecisionRule
 
     run, _ = native
     data = write_jsonl(tmp_path / "texts.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(TEXTS)])
@@ -81,7 +81,7 @@ def test_predict_gives_the_labels_of_pipeline_scores_and_the_rule(native, tmp_pa
     assert result.exit_code == 0, result.output
     predicted = [set(json.loads(line)["labels"]) for line in out.read_text().splitlines()]
     labels = json.loads((run / "labels.json").read_text())["labels"]
-    chosen = DecisionRule.load(run / "thresholds.json").apply(_pipeline_probs(run / "encoder", labels), labels)
+    chosen = read_rule(run).apply(_pipeline_probs(run / "encoder", labels), labels)
     assert predicted == [{labels[j] for j in np.flatnonzero(row)} for row in chosen]
     assert any(predicted) and not all(predicted)  # some texts get labels, the festival ones none
 

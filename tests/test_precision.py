@@ -15,9 +15,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from mlcls import precision as devices
 from mlcls.cli import app
 from mlcls.errors import MlclsError
-from mlcls.training import devices
 
 runner = CliRunner()
 
@@ -55,7 +55,7 @@ def _scores(loaded, texts: list[str]) -> np.ndarray:
     (False, "fp32", "auto: this CPU lacks native bf16"),
 ])
 def test_auto_on_a_cpu_follows_native_bf16(monkeypatch, native, expected, why):
-    from mlcls.inference.loading import choose_inference_precision
+    from mlcls.precision import choose_inference_precision
 
     _native_bf16(monkeypatch, native)
     chosen, note = choose_inference_precision("cpu", "auto")
@@ -63,7 +63,7 @@ def test_auto_on_a_cpu_follows_native_bf16(monkeypatch, native, expected, why):
 
 
 def test_explicit_choices_on_a_cpu(monkeypatch):
-    from mlcls.inference.loading import choose_inference_precision
+    from mlcls.precision import choose_inference_precision
 
     _native_bf16(monkeypatch, False)
     assert choose_inference_precision("cpu", "fp32") == ("fp32", "precision fp32 (--precision)")
@@ -78,7 +78,7 @@ def test_explicit_choices_on_a_cpu(monkeypatch):
 
 
 def test_int8_and_bf16_exclude_each_other(monkeypatch):
-    from mlcls.inference.loading import choose_inference_precision
+    from mlcls.precision import choose_inference_precision
 
     _native_bf16(monkeypatch, True)
     with pytest.raises(MlclsError, match="--int8 and --precision bf16 exclude each other"):
@@ -91,7 +91,7 @@ def test_int8_and_bf16_exclude_each_other(monkeypatch):
 
 
 def test_auto_on_a_gpu_follows_its_bf16(monkeypatch):
-    from mlcls.inference.loading import choose_inference_precision
+    from mlcls.precision import choose_inference_precision
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert choose_inference_precision("cuda", "auto") == ("bf16", "precision bf16 (auto: this GPU runs bf16)")

@@ -3,9 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mlcls.decision.metrics import compute_metrics
+from mlcls.decision.rules import DecisionRule, with_overrides
+from mlcls.decision.tuning import tune
 from mlcls.errors import MlclsError
-from mlcls.evaluation.metrics import compute_metrics
-from mlcls.inference.decision import DecisionRule, tune, with_overrides
+from mlcls.run.files import read_rule, write_rule
 
 LABELS = ["common", "rare", "odd"]
 
@@ -75,8 +77,8 @@ def test_top_k_and_at_least_one_rules():
 def test_overrides_and_round_trip(tmp_path):
     probs, gold, mask = constructed_case()
     rule = tune(probs, gold, mask, LABELS, "per_label")
-    rule.save(tmp_path / "t.json")
-    assert DecisionRule.load(tmp_path / "t.json") == rule
+    write_rule(tmp_path, rule)
+    assert read_rule(tmp_path) == rule
     assert with_overrides(rule, threshold=0.3).rule == "fixed"
     assert with_overrides(rule, top_k=2).top_k == 2
     assert with_overrides(rule, min_labels=1).per_label == rule.per_label
@@ -150,16 +152,18 @@ def test_prior_rules_round_trip_and_old_files_without_quantile_scale_load(tmp_pa
     priors = np.array([0.4, 0.1, 0.3])
     for name in ("prior_quantile", "hybrid"):
         rule = tune(probs, gold, mask, LABELS, name, min_positives=50, priors=priors, quantile_scale=1.5)
-        rule.save(tmp_path / f"{name}.json")
-        loaded = DecisionRule.load(tmp_path / f"{name}.json")
+        folder = tmp_path / name
+        folder.mkdir()
+        write_rule(folder, rule)
+        loaded = read_rule(folder)
         assert loaded == rule and loaded.rule == name and loaded.quantile_scale == 1.5
         np.testing.assert_array_equal(loaded.apply(probs, LABELS), rule.apply(probs, LABELS))
         assert with_overrides(loaded, min_labels=1).quantile_scale == 1.5
     # a thresholds.json written before quantile_scale existed
-    old = tmp_path / "old.json"
-    old.write_text('{"rule": "per_label", "threshold": 0.4, "per_label": {"common": 0.3}, "top_k": 1, '
-                   '"min_labels": 0, "tuned_on": "validation", "fallback_labels": []}')
-    loaded = DecisionRule.load(old)
+    (tmp_path / "thresholds.json").write_text('{"rule": "per_label", "threshold": 0.4, "per_label": {"common": 0.3}, '
+                                              '"top_k": 1, "min_labels": 0, "tuned_on": "validation", '
+                                              '"fallback_labels": []}')
+    loaded = read_rule(tmp_path)
     assert loaded.quantile_scale == 1.0 and loaded.per_label == {"common": 0.3}
     # labels without a saved cut-off use `threshold`, in the new per-label rules as in per_label
     rule = DecisionRule("prior_quantile", 0.4, {"common": 0.3})

@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from mlcls.cli import app
 from mlcls.config import TRACKERS, load_config
+from mlcls.training.data import TrainingInterrupted
+from mlcls.training.entry import train
 from mlcls.training.interrupt import StopAfterStep
-from mlcls.training.loop import TrainingInterrupted, train
 from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
 
 runner = CliRunner()

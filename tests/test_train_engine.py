@@ -16,16 +16,17 @@ from rich.console import Console
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from mlcls import precision as devices
 from mlcls.cli import app
 from mlcls.config import load_config
 from mlcls.errors import ConfigError, MlclsError
-from mlcls.inference.rundir import resumable_run
-from mlcls.training import devices
-from mlcls.training import loop as train_module
-from mlcls.training.checkpoint import find_checkpoint, load_checkpoint
+from mlcls.run.checkpoint import find_checkpoint, load_checkpoint
+from mlcls.run.find import resumable_run
+from mlcls.training import recipe as train_module
+from mlcls.training.data import TrainingInterrupted
 from mlcls.training.devices import process_share
+from mlcls.training.entry import train
 from mlcls.training.interrupt import StopAfterStep, StopSignal
-from mlcls.training.loop import TrainingInterrupted, train
 from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
 
 runner = CliRunner()
@@ -300,12 +301,12 @@ def test_two_trainings_with_other_precisions_in_one_process(tmp_path, tiny_encod
 
 
 def test_a_run_name_is_claimed_by_one_training_at_a_time(tmp_path):
-    from mlcls.inference.rundir import RunNameTaken, begin_named_run, begin_run, finish_run, release_run
+    from mlcls.run.lifecycle import RunNameTaken, begin_named_run, begin_run, finish_run, release_run
 
     runs = tmp_path / "runs"
     staging = begin_run(runs, "mix")
     # Another process (a lock is per open file: a second process sees it held) cannot take the name.
-    code = ("import sys\nfrom pathlib import Path\nfrom mlcls.inference.rundir import begin_run, RunNameTaken\n"
+    code = ("import sys\nfrom pathlib import Path\nfrom mlcls.run.lifecycle import begin_run, RunNameTaken\n"
             "try:\n    begin_run(Path(sys.argv[1]), 'mix')\nexcept RunNameTaken as e:\n    print(e)\n    sys.exit(3)\n")
     other = subprocess.run([sys.executable, "-c", code, str(runs)], capture_output=True, text=True)
     assert other.returncode == 3 and "another training is writing" in other.stdout

@@ -5,11 +5,9 @@ No torch here: `mlcls eval` reads label statistics to group labels by frequency.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,12 +61,6 @@ class LabelSpace:
     def decode(self, row: np.ndarray) -> list[str]:
         return [self.labels[i] for i in np.flatnonzero(row)]
 
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps({"labels": self.labels}, indent=1))
-
-    @classmethod
-    def load(cls, path: Path) -> LabelSpace:
-        return cls(json.loads(path.read_text())["labels"])
 
 
 @dataclass
@@ -107,12 +99,9 @@ class LabelStats:
             },
         }
 
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-
     @classmethod
-    def load(cls, path: Path) -> LabelStats:
-        raw = json.loads(path.read_text())
+    def from_dict(cls, raw: dict[str, Any]) -> LabelStats:
+        """to_dict's inverse (label_stats.json: mlcls/run/files.py reads and writes it)."""
         names = list(raw["labels"])
         return cls(
             labels=names,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,23 +18,6 @@ def frequency_group(count: float, head_min: int = HEAD_MIN, tail_max: int = TAIL
     if count >= head_min:
         return "head"
     return "tail" if count <= tail_max else "medium"
-
-
-def file_stats(path: str | Path, config) -> dict[str, Any]:
-    """`mlcls data stats`: dataset_stats of a labelled file, with text lengths in the config's encoder's tokens."""
-    from transformers import AutoTokenizer
-
-    from mlcls.data.records import FieldSpec, read_records
-    from mlcls.model.classifier import quiet_transformers, resolve_encoder
-
-    records = list(read_records(path, FieldSpec.from_config(config.data)))
-    quiet_transformers()
-    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(config.model.encoder))
-    lengths = [len(ids) for ids in tokenizer([r.text for r in records], truncation=False)["input_ids"]]
-    report = dataset_stats(records, lengths, config.model.max_length)
-    report["file"] = str(path)
-    report["tokenizer"] = config.model.encoder
-    return report
 
 
 def dataset_stats(records: list[Record], token_lengths: list[int] | None = None, max_length: int | None = None,

@@ -1,7 +1,8 @@
-"""Evaluation: label sets against gold labels.
+"""Evaluation: a run's decisions on a labelled file, scored and reported (a consumer of finished runs; nothing
+imports it). The metrics themselves are mlcls/decision/metrics.py, which training shares.
 
-metrics.py   micro / macro F1 and friends (scikit-learn), frequency groups
-evaluate.py  `mlcls eval`: every number of the report for one run
-report.py    the report's tables (rich)
-plots.py     the report's figures (matplotlib)
+evaluate.py    `mlcls eval`: every number of the report for one run
+data_stats.py  `mlcls data stats`: what a labelled file holds, in the encoder's tokens
+report.py      the report's tables (rich)
+plots.py       the report's figures (matplotlib)
 """

@@ -11,11 +11,16 @@ from sklearn.metrics import coverage_error, label_ranking_average_precision_scor
 
 from mlcls.data.labels import LabelStats
 from mlcls.data.records import FieldSpec, ReadPolicy, read_records
+from mlcls.data.stats import HEAD_MIN, TAIL_MAX
+from mlcls.decision.metrics import compute_metrics, frequency_group_scores, gold_matrix, micro_f1_counts
+from mlcls.decision.rules import DecisionRule, with_overrides
 from mlcls.errors import MlclsError
-from mlcls.evaluation.metrics import compute_metrics, frequency_group_scores, gold_matrix, micro_f1_counts
-from mlcls.inference.decision import DecisionRule, with_overrides
 from mlcls.inference.loading import LoadedRun, load_run
+from mlcls.inference.onnx_run import export_note
 from mlcls.inference.scoring import score_records
+from mlcls.run.files import peek_label_stats
+from mlcls.run.layout import CONFIG
+from mlcls.run.provenance import data_overlap_notes, provenance_summary
 
 
 @dataclass
@@ -96,8 +101,6 @@ def evaluate(
             row["train_positives"] = counts.get(row["label"], 0.0)
         report["baseline_micro_f1"] = most_frequent_label_baseline(stats, encoded.targets, encoded.mask)
     notes.extend(data_notes(report, run.path.name, str(path)))
-    from mlcls.training.provenance import eval_notes, provenance_summary
-
     report["provenance"] = provenance_summary(run.path)  # None: a run trained before provenance.json
     notes.extend(eval_notes(run.path, path))  # an ONNX export; the evaluated file is the training/validation file
     report["notes"] = notes
@@ -117,7 +120,7 @@ def run_test_file(run: LoadedRun, notes: list[str]) -> Path:
     given = Path(value)
     if given.is_absolute():
         if not given.exists():
-            raise MlclsError(f"{given}: not found (data.test of {run.path / 'config.yaml'}); pass --data FILE")
+            raise MlclsError(f"{given}: not found (data.test of {run.path / CONFIG}); pass --data FILE")
         return given
     trained_in = training_folder(run.path, run.config.output.dir)
     if trained_in is not None and (trained_in / given).exists():
@@ -129,7 +132,7 @@ def run_test_file(run: LoadedRun, notes: list[str]) -> Path:
     if given.exists():
         return given
     where = f" ({trained_in} by where the run sits), not this one" if trained_in is not None else ""
-    raise MlclsError(f"{value}: not found; data.test in {run.path / 'config.yaml'} is relative to the folder the run "
+    raise MlclsError(f"{value}: not found; data.test in {run.path / CONFIG} is relative to the folder the run "
                      f"was trained in{where}: run eval from there, or pass --data FILE")
 
 
@@ -149,8 +152,6 @@ def training_folder(run: Path, output_dir: str) -> Path | None:
 def data_notes(report: dict[str, Any], run: str, data: str) -> list[str]:
     """What the figures cannot say by themselves: labels that are all unknown to the run, data without a gold
     label, frequency groups with nothing to score (their F1 is shown as -, not as a 0)."""
-    from mlcls.data.stats import HEAD_MIN, TAIL_MAX
-
     notes = []
     known_positives = sum(row["support"] for row in report["per_label"])
     unknown = report["unknown_labels"]
@@ -221,8 +222,14 @@ def no_gold_label_stats(predicted: np.ndarray, targets: np.ndarray, mask: np.nda
 
 
 def _train_stats(run: LoadedRun) -> LabelStats | None:
-    path = run.path / "label_stats.json"
-    return LabelStats.load(path) if path.exists() else None
+    return peek_label_stats(run.path)
+
+
+def eval_notes(run_dir: Path, evaluated: str | Path) -> list[str]:
+    """What `mlcls eval` adds about the run it scores: an ONNX export says so (and whether it is int8); the
+    evaluated file being the training or validation file is warned about."""
+    note = export_note(run_dir)
+    return ([note] if note else []) + data_overlap_notes(run_dir, evaluated)
 
 
 def most_frequent_label_baseline(stats: LabelStats, targets: np.ndarray, mask: np.ndarray) -> float:

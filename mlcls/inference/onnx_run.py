@@ -9,16 +9,21 @@ code as a torch run (scoring.score_records: tokenize, length-sorted batches, sig
 
 from __future__ import annotations
 
-import json
+import importlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mlcls.errors import MlclsError, RunDirError
-from mlcls.inference.export import MANIFEST, MODEL_FILE, require_onnx
+from mlcls.inference.loaded import LoadedRun, load_run_files
+from mlcls.run.files import peek_manifest, read_onnx_manifest
+from mlcls.run.layout import CONFIG, LABELS, MANIFEST, ONNX_MODEL, THRESHOLDS, TOKENIZER_CONFIG
+from mlcls.run.lexical import load_lexical
 
-REQUIRED = (MODEL_FILE, MANIFEST, "config.yaml", "labels.json", "thresholds.json", "tokenizer_config.json")
+REQUIRED = (ONNX_MODEL, MANIFEST, CONFIG, LABELS, THRESHOLDS, TOKENIZER_CONFIG)
+ONNX_EXTRA = 'pip install "mlcls[onnx]"'
+OUTPUTS = ("probabilities", "logits")  # the graph's outputs: per-label probabilities and their log-odds
 
 
 class OnnxModel:
@@ -68,7 +73,7 @@ class OnnxModel:
 
     def outputs(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, logits) of a batch."""
-        probs, logits = self.session.run(["probabilities", "logits"], self.feed(input_ids, attention_mask))
+        probs, logits = self.session.run(list(OUTPUTS), self.feed(input_ids, attention_mask))
         return probs, logits
 
     def __call__(self, input_ids, attention_mask):
@@ -78,14 +83,20 @@ class OnnxModel:
         return torch.from_numpy(self.session.run(["logits"], feed)[0])
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunDirError(f"{path / MANIFEST}: cannot read ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != "onnx":
-        raise RunDirError(f"{path / MANIFEST}: not the manifest of an mlcls ONNX export")
-    return manifest
+def require_onnx(export: bool) -> None:
+    """One line naming the extra when a package that ONNX export (onnx, onnxscript, onnxruntime) or ONNX
+    inference (onnxruntime) needs is missing."""
+    modules = ("onnxruntime", "onnx", "onnxscript") if export else ("onnxruntime",)
+    missing = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        what = "ONNX export" if export else "running an ONNX export"
+        verb = "is" if len(missing) == 1 else "are"
+        raise MlclsError(f"{what} needs {', '.join(missing)}, which {verb} not installed: {ONNX_EXTRA}")
 
 
 def providers_for(device: str) -> list[str]:
@@ -105,29 +116,26 @@ def load_onnx_run(path: Path, device: str = "auto", int8: bool = False):
     Runtime moves them to its device itself)."""
     import torch
 
-    from mlcls.inference.loading import LoadedRun, load_run_files
-    from mlcls.model.lexical import LexicalModel
-
     require_onnx(export=False)
     for name in REQUIRED:
         if not (path / name).is_file():
             raise RunDirError(f"{path / name}: missing from the ONNX export (is this a complete `mlcls export` "
                               "folder?)")
-    manifest = read_manifest(path)
+    manifest = read_onnx_manifest(path)
     if int8 and manifest.get("quantize") != "int8":
         raise MlclsError(f"{path}: --int8 quantises a torch run; this ONNX export is fp32: make an int8 one with "
                          "`mlcls export RUN --format onnx --quantize int8`")
     config, labels, thresholds = load_run_files(path)
     unknown = sorted(set(thresholds.per_label) - set(labels.labels))
     if unknown:
-        raise RunDirError(f"{path / 'thresholds.json'}: names labels that labels.json lacks "
+        raise RunDirError(f"{path / THRESHOLDS}: names labels that labels.json lacks "
                           f"({', '.join(unknown[:5])}): the files come from different runs")
-    model = OnnxModel(path / MODEL_FILE, providers_for(device))
+    model = OnnxModel(path / ONNX_MODEL, providers_for(device))
     if model.num_labels != len(labels):
-        raise RunDirError(f"{path / MODEL_FILE}: the graph scores {model.num_labels} labels but "
-                          f"{path / 'labels.json'} has {len(labels)}: the files come from different exports")
+        raise RunDirError(f"{path / ONNX_MODEL}: the graph scores {model.num_labels} labels but "
+                          f"{path / LABELS} has {len(labels)}: the files come from different exports")
     tokenizer = _tokenizer(path, config, manifest)
-    lexical = LexicalModel.load(path)
+    lexical = load_lexical(path)
     return LoadedRun(path, config, labels, thresholds, model, tokenizer, torch.device("cpu"), lexical)
 
 
@@ -150,10 +158,8 @@ def _tokenizer(path: Path, config, manifest: dict[str, Any]):
 
 def export_note(run_dir: Path) -> str | None:
     """What `mlcls eval` says about an export it scores: ONNX Runtime, and int8 when quantised."""
-    from mlcls.training.provenance import read_json
-
-    manifest = read_json(Path(run_dir) / MANIFEST)
-    if not isinstance(manifest, dict) or manifest.get("format") != "onnx":
+    manifest = peek_manifest(Path(run_dir))
+    if manifest is None or manifest.get("format") != "onnx":
         return None
     kind = "int8-quantised ONNX export" if manifest.get("quantize") == "int8" else "ONNX export (fp32)"
     return f"{Path(run_dir).name} is an {kind} of {manifest.get('source_run')}: scored with ONNX Runtime"

@@ -14,8 +14,8 @@ import numpy as np
 
 from mlcls.atomic import WriteError, close_quietly, describe_os_error, failed_write, open_for_writing
 from mlcls.data.records import Record
+from mlcls.decision.rules import DecisionRule
 from mlcls.errors import Interrupted, MlclsError
-from mlcls.inference.decision import DecisionRule
 from mlcls.inference.loading import LoadedRun
 from mlcls.inference.scoring import CHUNK_RECORDS, score_records
 

@@ -7,23 +7,19 @@ w is chosen on the scores the decision rule is tuned on (validation, or out-of-f
 0 (the transformer alone: fusion off when it does not help) upwards; never on test.
 
 scikit-learn fits it (TfidfVectorizer, one LogisticRegression per label). It is saved without pickle, which
-runs code when loaded: the vocabulary as JSON, idf, coefficients and intercepts as safetensors, the
-vectorizer's settings and the weight as JSON; loading rebuilds a TfidfVectorizer with that vocabulary and idf.
+runs code when loaded (mlcls/run/lexical.py writes and reads it): the vocabulary as JSON, idf, coefficients and
+intercepts as safetensors, the vectorizer's settings and the weight as JSON; loading rebuilds a TfidfVectorizer
+with that vocabulary and idf.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mlcls.errors import RunDirError
-
-FOLDER = "lexical"
 # Sublinear tf, words seen in at least 2 articles: the usual strong setting for news topics (Joachims 1998;
 # the TF-IDF + linear SVM row in docs/benchmarks.md). C = 10: little regularisation, since the vocabulary is
 # large and the rare topics have few articles.
@@ -61,36 +57,6 @@ class LexicalModel:
         if self.weight == 0.0:
             return encoder_probs
         return blend(encoder_probs, self.probabilities(texts), self.weight)
-
-    def save(self, run_dir: Path) -> None:
-        from safetensors.numpy import save_file
-
-        folder = run_dir / FOLDER
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "vocabulary.json").write_text(json.dumps(self.vocabulary, ensure_ascii=False))
-        save_file({"idf": self.idf.astype(np.float32), "coef": self.coef.astype(np.float32),
-                   "intercept": self.intercept.astype(np.float32)}, str(folder / "weights.safetensors"))
-        (folder / "settings.json").write_text(json.dumps({"weight": self.weight, "vectorizer": self.settings,
-                                                          "C": C}, indent=1))
-
-    @classmethod
-    def load(cls, run_dir: Path) -> LexicalModel | None:
-        folder = run_dir / FOLDER
-        if not folder.is_dir():
-            return None
-        from safetensors.numpy import load_file
-
-        try:
-            weights = load_file(str(folder / "weights.safetensors"))
-            settings = json.loads((folder / "settings.json").read_text())
-            vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
-            model = cls(vocabulary, weights["idf"], weights["coef"], weights["intercept"], float(settings["weight"]),
-                        settings["vectorizer"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise RunDirError(f"{folder}: the lexical model cannot be read ({exc})") from None
-        if model.coef.shape != (len(model.intercept), len(model.idf)) or len(vocabulary) != len(model.idf):
-            raise RunDirError(f"{folder}: vocabulary, idf and coefficients do not match")
-        return model
 
 
 def blend(encoder_probs: np.ndarray, lexical_probs: np.ndarray, weight: float) -> np.ndarray:

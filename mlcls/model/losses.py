@@ -21,7 +21,7 @@ from torch import nn
 
 from mlcls.data.labels import LabelStats
 from mlcls.errors import ConfigError
-from mlcls.model.loss_specs import LOSSES, check_loss_params
+from mlcls.loss_specs import LOSSES, check_loss_params
 
 
 class MaskedLoss(nn.Module):

@@ -31,11 +31,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlcls.data.records import FieldSpec, Record, json_type, parse_record
+from mlcls.decision.rules import DecisionRule, with_overrides
 from mlcls.errors import DataError, MlclsError
-from mlcls.inference.decision import DecisionRule, with_overrides
 from mlcls.inference.loading import LoadedRun
 from mlcls.inference.predict import parse_scores_mode, prediction_row
 from mlcls.inference.scoring import inference_batch_size
+from mlcls.run.layout import METRICS
 from mlcls.serving.batcher import DynamicBatcher, NotRunning
 from mlcls.serving.settings import Limits, ServeSettings
 
@@ -202,7 +203,7 @@ def model_card(run: LoadedRun, settings: ServeSettings) -> dict[str, Any]:
     """What /v1/model answers, read once at start-up from the run directory."""
     metrics = None
     with suppress(OSError, ValueError):
-        metrics = json.loads((run.path / "metrics.json").read_text())
+        metrics = json.loads((run.path / METRICS).read_text())
     rule = run.thresholds
     config = run.config
     return {

@@ -1,12 +1,15 @@
-"""Training: the loop in stages (prepare -> fit -> end of epoch -> finish) and what it leans on.
+"""Training: one entry point, two siblings (one model; cross-fitting), and what they share.
 
-loop.py        `train()`: read as a recipe, top to bottom
-crossfit.py    train.folds: K fold trainings, the rule tuned on out-of-fold scores, refit
+entry.py       `train()`: reads the data, hands it to the recipe or to cross-fitting
+recipe.py      one model, read top to bottom: prepare -> fit (epochs) -> finish (write the run)
+crossfit.py    train.folds: K recipes on stratified folds, the rule tuned on out-of-fold scores, refit
+data.py        the training data (read and validated once) and a training's result
+claim.py       claiming a run: its name, lock, staging folder and config
 fusion.py      model.lexical at the end of training: blend weight and rule, chosen together
-provenance.py  provenance.json: versions, command line, data files' sha256
+resume.py      what a checkpoint carries besides tensors, and resuming from one exactly
+optimizer.py   AdamW parameter groups (head at its own rate), warm-up and decay
 split.py       the validation hold-out (stratified) and the folds
-devices.py     Accelerate: device, precision, data-parallel helpers
-checkpoint.py  checkpoints written atomically, read back for `train --resume`
+devices.py     Accelerate: device, data-parallel helpers, trackers
 cache.py       token ids and frozen-encoder embeddings cached on disk
 interrupt.py   Ctrl-C as a request to stop at the next step boundary
 """

@@ -8,13 +8,7 @@ fold. The run then predicts with the mean probability of the K fold models (an e
 of one model at prediction), or, with train.refit, with one model retrained on all of train for the
 median of the folds' kept epochs.
 
-runs/<name>/
-  config.yaml, labels.json, label_stats.json   as for one model (labels: of all of train)
-  thresholds.json, tuning_scores.npz           the rule, tuned on the out-of-fold scores; those scores
-  metrics.json, train_log.jsonl                out-of-fold metrics; each fold's summary and epochs
-  folds/fold-1 .. fold-K/                      each fold's own run (encoder/, head.safetensors, ...)
-  encoder/, head.safetensors                   only with refit: the model retrained on all of train (native
-                                               head: encoder/ alone), and its tracking/ logs
+The run's folds/ and refit/ are described with the rest of the layout in mlcls/run/layout.py.
 
 Folds are resumable one by one: a finished fold is kept, an interrupted one continues from its checkpoint.
 """
@@ -22,45 +16,44 @@ Folds are resumable one by one: a finished fold is kept, an interrupted one cont
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import statistics
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 from rich.console import Console
 
-from mlcls.config import Config, absolute_data_paths
+from mlcls.config import Config
+from mlcls.decision.metrics import compute_metrics
+from mlcls.decision.tuning import choose_thresholds
 from mlcls.errors import ConfigError
-from mlcls.evaluation.metrics import compute_metrics
-from mlcls.inference.model_card import write_model_card
-from mlcls.inference.rundir import (
-    begin_named_run,
-    begin_run,
-    finish_run,
-    lock_run,
-    release_run,
-    staging_dir,
-    write_json,
+from mlcls.model.lexical import fit_lexical, out_of_fold_lexical
+from mlcls.run.checkpoint import find_checkpoint
+from mlcls.run.files import (
+    is_trained,
+    peek_metrics,
+    read_train_log,
+    read_tuning_probs,
+    write_label_stats,
+    write_labels,
+    write_metrics,
+    write_rule,
+    write_train_log,
+    write_tuning_scores,
 )
-from mlcls.training.checkpoint import find_checkpoint
+from mlcls.run.layout import ENCODER, FOLDS, HEAD, LATEST, REFIT, TRACKING, fold_dir, staging_dir
+from mlcls.run.lifecycle import finish_run, release_run
+from mlcls.run.model_card import write_model_card
+from mlcls.run.provenance import write_provenance
+from mlcls.training.claim import claim_run
+from mlcls.training.data import TrainingData, TrainingInterrupted, TrainResult, read_training_data
 from mlcls.training.devices import launched_processes
+from mlcls.training.fusion import fuse_lexical
 from mlcls.training.interrupt import StopSignal
-from mlcls.training.loop import (
-    TrainingData,
-    TrainingInterrupted,
-    TrainResult,
-    choose_thresholds,
-    default_run_name,
-    read_training_data,
-    train,
-)
-from mlcls.training.provenance import write_provenance
+from mlcls.training.recipe import train_one
 from mlcls.training.split import fold_of_each_record
-
-FOLDS = "folds"
 
 
 def train_folds(config: Config, console: Console, rejects: IO[bytes] | None, resume: Path | None,
@@ -76,7 +69,7 @@ def train_folds(config: Config, console: Console, rejects: IO[bytes] | None, res
     pool = read_training_data(_no_hold_out(config), console, rejects)
     if len(pool.train) < k:
         raise ConfigError(f"train.folds is {k}, but there are only {len(pool.train)} training records")
-    staging, final = _begin(config, resume)
+    staging, final = claim_run(config, resume)
     try:
         fold = fold_of_each_record(pool.train, k, config.train.seed)
         console.print(f"cross-fitting: {k} folds of {len(pool.train)} records (stratified), "
@@ -96,44 +89,41 @@ def train_folds(config: Config, console: Console, rejects: IO[bytes] | None, res
 def train_fold(config: Config, pool: TrainingData, fold: np.ndarray, i: int, staging: Path, console: Console,
                stop: StopSignal) -> TrainResult:
     """Fold i+1: trained on the other folds, validated (kept epoch, early stopping) on this one."""
-    name = f"fold-{i + 1}"
-    folder = staging / FOLDS / name
-    if (folder / "metrics.json").is_file():
+    folder = fold_dir(staging, i + 1)
+    name = folder.name
+    if is_trained(folder):
         console.print(f"{name}: finished earlier, kept", markup=False)
-        return TrainResult(folder, json.loads((folder / "metrics.json").read_text()))
+        return TrainResult(folder, peek_metrics(folder) or {})
     held = fold == i
-    data = _subset(pool, ~held, held)
+    data = pool.subset(~held, held)
     fold_config = _fold_config(config, staging / FOLDS, name)
     console.print(f"{name}/{config.train.folds}: {int((~held).sum())} training, {int(held.sum())} held-out records",
                   markup=False)
-    resume = staging_dir(folder) if find_checkpoint(staging_dir(folder)) is not None else None
-    return train(fold_config, console, resume=resume, stop=stop, data=data)
+    return train_one(fold_config, data, console, _resumable(folder), stop)
 
 
 def out_of_fold_scores(pool: TrainingData, fold: np.ndarray, results: list[TrainResult]) -> np.ndarray:
     """Every training record's score from the fold model that did not train on it (its tuning_scores.npz)."""
     probs = np.zeros(pool.train_enc.targets.shape, dtype=np.float32)
     for i, result in enumerate(results):
-        with np.load(result.run_dir / "tuning_scores.npz", allow_pickle=False) as saved:
-            probs[fold == i] = saved["probs"]
+        probs[fold == i] = read_tuning_probs(result.run_dir)
     return probs
 
 
 def refit_model(config: Config, pool: TrainingData, results: list[TrainResult], staging: Path, console: Console,
                 stop: StopSignal) -> TrainResult:
     """One model on all of train, for the median of the folds' kept epochs (no validation left to choose by)."""
-    folder = staging / "refit"
-    if (folder / "metrics.json").is_file():
-        return TrainResult(folder, json.loads((folder / "metrics.json").read_text()))
+    folder = staging / REFIT
+    if is_trained(folder):
+        return TrainResult(folder, peek_metrics(folder) or {})
     epochs = max(1, round(statistics.median(r.metrics["best_epoch"] for r in results)))
-    refit_config = _fold_config(config, staging, "refit")
+    refit_config = _fold_config(config, staging, REFIT)
     refit_config.train.epochs = epochs
     refit_config.train.patience = 0
     console.print(f"refit: one model on all {len(pool.train)} records for {epochs} epochs (the folds' median)",
                   markup=False)
-    resume = staging_dir(folder) if find_checkpoint(staging_dir(folder)) is not None else None
-    return train(refit_config, console, resume=resume, stop=stop, data=_subset(pool, np.ones(len(pool.train), bool),
-                                                                               np.zeros(len(pool.train), bool)))
+    everything = pool.subset(np.ones(len(pool.train), bool), np.zeros(len(pool.train), bool))
+    return train_one(refit_config, everything, console, _resumable(folder), stop)
 
 
 # -------------------------------------------------------------------- helpers
@@ -142,91 +132,81 @@ def refit_model(config: Config, pool: TrainingData, results: list[TrainResult], 
 def _finish(config: Config, pool: TrainingData, fold: np.ndarray, probs: np.ndarray, results: list[TrainResult],
             refit: TrainResult | None, staging: Path, final: Path, started: float) -> TrainResult:
     """The run's rule on the out-of-fold scores, its files, and the rename into place."""
-    from mlcls.training.loop import save_tuning_scores
-
     labels, enc = pool.labels.labels, pool.train_enc
-    extra, fusion = {}, {}
+    parts, fusion = {}, {}
     if config.model.lexical == "tfidf":
-        rule, probs, extra, fusion = _lexical_fusion(config, pool, fold, probs, staging)
+        rule, probs, parts, fusion = _lexical_fusion(config, pool, fold, probs, staging)
     else:
         rule = choose_thresholds(config, probs, enc.targets, enc.mask, labels, pool.stats.prior())
     rule.tuned_on = "out-of-fold"
     metrics = compute_metrics(enc.targets, enc.mask, rule.apply(probs, labels), labels)
-    pool.labels.save(staging / "labels.json")
-    pool.stats.save(staging / "label_stats.json")
-    rule.save(staging / "thresholds.json")
-    save_tuning_scores(staging, probs, enc, [r.id for r in pool.train], **extra)
+    write_labels(staging, pool.labels)
+    write_label_stats(staging, pool.stats)
+    write_rule(staging, rule)
+    write_tuning_scores(staging, probs, enc, [r.id for r in pool.train], **parts)
     if refit is not None:
-        # the refit model, and its tracker logs (train.report_to) as the run's own tracking/
-        for part in ("encoder", "head.safetensors", "tracking"):
-            if not (refit.run_dir / part).exists():  # model.head transformers: no head.safetensors
-                continue
-            shutil.move(str(refit.run_dir / part), str(staging / part))
-        shutil.rmtree(refit.run_dir)
-        (staging / "latest").unlink(missing_ok=True)  # the refit's training pointed it at refit/, gone now
-    (staging / FOLDS / "latest").unlink(missing_ok=True)  # each fold's training pointed it at itself
-    log = []
-    for i, result in enumerate(results, start=1):
-        lines = (result.run_dir / "train_log.jsonl").read_text().splitlines()
-        log += [{"fold": i, **json.loads(line)} for line in lines]
-    (staging / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
-    summary = {
-        "folds": len(results),
-        "refit_epochs": refit.metrics["epochs_trained"] if refit else None,
-        "validation": {k: v for k, v in metrics.items() if k != "per_label"},  # out-of-fold: all of train
-        "validation_kind": "out-of-fold",
-        "decision_rule": rule.describe(),
-        "best_epoch": round(statistics.median(r.metrics["best_epoch"] for r in results)),
-        "fold_best_epochs": [r.metrics["best_epoch"] for r in results],
-        "train_records": len(pool.train),
-        "validation_records": len(pool.train),
-        "train_seconds": round(sum(r.metrics["train_seconds"] for r in results)
-                               + (refit.metrics["train_seconds"] if refit else 0.0), 2),
-        "device": results[0].metrics["device"],
-        "precision": results[0].metrics["precision"],
-        "processes": results[0].metrics["processes"],
-        "epochs_trained": max(r.metrics["epochs_trained"] for r in results),
-        "wall_seconds": round(time.perf_counter() - started, 2),
-        **fusion,
-        "fold_metrics": [{k: r.metrics[k] for k in ("best_epoch", "epochs_trained", "train_seconds")}
-                         | {"validation_micro_f1": r.metrics["validation"].get("micro_f1"),
-                            "validation_macro_f1": r.metrics["validation"].get("macro_f1")} for r in results],
-    }
-    write_json(staging / "metrics.json", summary)
+        _adopt_refit(refit, staging)
+    (staging / FOLDS / LATEST).unlink(missing_ok=True)  # each fold's training pointed it at itself
+    write_train_log(staging, [{"fold": i, **entry} for i, result in enumerate(results, start=1)
+                              for entry in read_train_log(result.run_dir)])
+    summary = _summary(rule, metrics, results, refit, len(pool.train), started) | fusion
+    summary["fold_metrics"] = summary.pop("fold_metrics")  # last, as before: the long part of the file
+    write_metrics(staging, summary)
     write_provenance(staging, config)
     write_model_card(staging)
     done = finish_run(staging)
     return TrainResult(done.resolve(), summary)
 
 
+def _adopt_refit(refit: TrainResult, staging: Path) -> None:
+    """The refit model, and its tracker logs (train.report_to) as the run's own tracking/, moved to the top."""
+    for part in (ENCODER, HEAD, TRACKING):
+        if (refit.run_dir / part).exists():  # model.head transformers: no head.safetensors
+            shutil.move(str(refit.run_dir / part), str(staging / part))
+    shutil.rmtree(refit.run_dir)
+    (staging / LATEST).unlink(missing_ok=True)  # the refit's training pointed it at refit/, gone now
+
+
+def _summary(rule, metrics: dict[str, Any], results: list[TrainResult], refit: TrainResult | None, records: int,
+             started: float) -> dict[str, Any]:
+    """metrics.json of a cross-fitted run: out-of-fold figures, and each fold's own."""
+    fold_epochs = [r.metrics["best_epoch"] for r in results]
+    first = results[0].metrics
+    return {
+        "folds": len(results),
+        "refit_epochs": refit.metrics["epochs_trained"] if refit else None,
+        "validation": {k: v for k, v in metrics.items() if k != "per_label"},  # out-of-fold: all of train
+        "validation_kind": "out-of-fold",
+        "decision_rule": rule.describe(),
+        "best_epoch": round(statistics.median(fold_epochs)),
+        "fold_best_epochs": fold_epochs,
+        "train_records": records,
+        "validation_records": records,
+        "train_seconds": round(sum(r.metrics["train_seconds"] for r in results)
+                               + (refit.metrics["train_seconds"] if refit else 0.0), 2),
+        **{key: first[key] for key in ("device", "precision", "processes")},
+        "epochs_trained": max(r.metrics["epochs_trained"] for r in results),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "fold_metrics": [{k: r.metrics[k] for k in ("best_epoch", "epochs_trained", "train_seconds")}
+                         | {"validation_micro_f1": r.metrics["validation"].get("micro_f1"),
+                            "validation_macro_f1": r.metrics["validation"].get("macro_f1")} for r in results],
+    }
+
+
 def _lexical_fusion(config: Config, pool: TrainingData, fold: np.ndarray, encoder_probs: np.ndarray, staging: Path):
     """The lexical model's out-of-fold scores on the same folds, its weight and the rule chosen on the blended
-    out-of-fold scores, and the model refitted on all of train for prediction."""
-    from mlcls.model.lexical import fit_lexical, out_of_fold_lexical
-    from mlcls.training.fusion import describe_fusion, fuse
-
+    out-of-fold scores (fusion.py), and the model refitted on all of train for prediction."""
     texts, enc = [r.text for r in pool.train], pool.train_enc
     lexical_probs = out_of_fold_lexical(texts, enc.targets, enc.mask, fold)
     model = fit_lexical(texts, enc.targets, enc.mask)
-    rule, blended, tried = fuse(config, model, encoder_probs, lexical_probs, enc, pool.labels.labels,
-                                pool.stats.prior())
-    model.save(staging)
-    return rule, blended, {"encoder_probs": encoder_probs, "lexical_probs": lexical_probs}, describe_fusion(
-        model.weight, tried)
+    fusion = fuse_lexical(config, model, encoder_probs, lexical_probs, enc, pool.labels.labels, pool.stats.prior(),
+                          staging)
+    return fusion.rule, fusion.probs, fusion.parts, fusion.summary
 
 
-def _begin(config: Config, resume: Path | None) -> tuple[Path, Path]:
-    runs_root = Path(config.output.dir)
-    if resume is not None:
-        lock_run(resume)
-        return resume, runs_root / (config.output.name or "")
-    if config.output.name is None:
-        config.output.name = begin_named_run(runs_root, default_run_name(config.loss.name))
-    else:
-        begin_run(runs_root, config.output.name)
-    staging = staging_dir(runs_root / config.output.name)
-    absolute_data_paths(config).save(staging / "config.yaml")  # the run finds its data from any folder
-    return staging, runs_root / config.output.name
+def _resumable(folder: Path) -> Path | None:
+    """The staging folder of a fold's (or the refit's) interrupted training, when it left a checkpoint."""
+    return staging_dir(folder) if find_checkpoint(staging_dir(folder)) is not None else None
 
 
 def _no_hold_out(config: Config) -> Config:
@@ -243,16 +223,3 @@ def _fold_config(config: Config, runs_dir: Path, name: str) -> Config:
     fold.model.lexical = "none"  # the cross-fitted run fits its own lexical model on the same folds
     fold.output.dir, fold.output.name = str(runs_dir), name
     return fold
-
-
-def _subset(pool: TrainingData, train_rows: np.ndarray, val_rows: np.ndarray) -> TrainingData:
-    """A fold's data, with the label space of all of train (the K models must agree on their labels; a label
-    absent from a fold's training part keeps its head near the prior) and the statistics of its own part."""
-    from mlcls.data.labels import LabelStats
-
-    train_records = [r for r, keep in zip(pool.train, train_rows, strict=True) if keep]
-    val_records = [r for r, keep in zip(pool.train, val_rows, strict=True) if keep]
-    train_enc, val_enc = pool.labels.encode(train_records), pool.labels.encode(val_records)
-    stats = LabelStats.from_encoded(pool.labels.labels, train_enc.targets, train_enc.mask)
-    return TrainingData(train_records, val_records, pool.labels, train_enc, val_enc, stats)
-

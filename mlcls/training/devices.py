@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlcls.errors import ConfigError, MlclsError
+from mlcls.errors import MlclsError
+from mlcls.precision import choose_precision
 
 
 def make_accelerator(device: str, precision: str):
@@ -37,30 +38,6 @@ def make_accelerator(device: str, precision: str):
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
     return Accelerator(cpu=not on_cuda, mixed_precision=mixed)
-
-
-def choose_precision(device: str, precision: str) -> tuple[bool, str]:
-    """(on a CUDA GPU?, fp32|bf16|fp16): auto is bf16 where the hardware runs it fast, fp16 on older GPUs,
-    fp32 on CPUs without native bf16."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device is cuda, but no CUDA GPU is available")
-    on_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if precision == "auto":
-        if on_cuda:
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            precision = "bf16" if cpu_has_fast_bf16() else "fp32"
-    if precision == "fp16" and not on_cuda:
-        raise ConfigError("train.precision fp16 needs a CUDA GPU (use bf16 or fp32 on a CPU)")
-    return on_cuda, precision
-
-
-def cpu_has_fast_bf16() -> bool:
-    """bf16 autocast pays on CPUs with native bf16 (AVX512-BF16, AMX) and is ~20x slower without."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a private op: absent from some builds
-        return False
 
 
 def precision_name(accelerator) -> str:

@@ -1,17 +1,11 @@
-"""Training checkpoints that exist whole or not at all.
-
-<run>/checkpoint/
-  model.safetensors   the model being trained (encoder + head)
-  best.safetensors    the best epoch's weights, when they are not the model's current ones
-  trainer.pt          optimizer, scheduler and torch random states (tensors and numbers only:
-                      loaded with torch.load(weights_only=True), which refuses arbitrary pickles)
-  state.json          progress, the log, the best epoch, the batch order's random state; written last
+"""Training checkpoints that exist whole or not at all (their files: layout.py).
 
 A checkpoint is written into checkpoint.tmp/, then the old one is moved aside and the new one renamed into
 place; a kill at any moment leaves either the previous checkpoint or the new one. `find_checkpoint` also
 accepts checkpoint.old/, which is what a kill between the two renames leaves. A write that fails (a full
 disk) removes checkpoint.tmp/ and raises a one-line CheckpointWriteError; the previous checkpoint stays.
-"""
+trainer.pt holds tensors and numbers only: it is loaded with torch.load(weights_only=True), which refuses
+arbitrary pickles."""
 
 from __future__ import annotations
 
@@ -24,8 +18,7 @@ from typing import Any
 
 from mlcls.atomic import WriteError, describe_os_error, is_disk_full
 from mlcls.errors import RunDirError
-
-CHECKPOINT = "checkpoint"
+from mlcls.run.layout import BEST_WEIGHTS, CHECKPOINT, STATE, TRAINER_STATE, WEIGHTS, final_dir, is_staging
 
 
 @dataclass
@@ -53,12 +46,12 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], model: dict[str, Any],
         if tmp.exists():
             shutil.rmtree(tmp)  # a write that was killed
         tmp.mkdir(parents=True)
-        save_file(_plain(model), str(tmp / "model.safetensors"))
+        save_file(_plain(model), str(tmp / WEIGHTS))
         if best is not None:
-            save_file(_plain(best), str(tmp / "best.safetensors"))
-        torch.save(trainer, tmp / "trainer.pt")
-        (tmp / "state.json").write_text(json.dumps(state))
-        for name in ("model.safetensors", "best.safetensors", "trainer.pt", "state.json"):
+            save_file(_plain(best), str(tmp / BEST_WEIGHTS))
+        torch.save(trainer, tmp / TRAINER_STATE)
+        (tmp / STATE).write_text(json.dumps(state))
+        for name in (WEIGHTS, BEST_WEIGHTS, TRAINER_STATE, STATE):
             if (tmp / name).exists():
                 _fsync(tmp / name)
     except Exception as exc:  # Ctrl-C or an exit leaves checkpoint.tmp as a kill would (the next write clears it)
@@ -92,8 +85,6 @@ def _no_room(folder: Path) -> bool:
 def _write_failed(run_dir: Path, exc: BaseException, full: bool) -> CheckpointWriteError:
     cause = "no space left on device" if full else describe_os_error(exc)
     kept = "the previous checkpoint is kept" if find_checkpoint(run_dir) else "no checkpoint was saved yet"
-    from mlcls.inference.rundir import final_dir, is_staging  # rundir imports this module
-
     if is_staging(run_dir) and find_checkpoint(run_dir):
         kept += f"; once fixed, continue with: mlcls train --resume {final_dir(run_dir)}"
     return CheckpointWriteError(f"{run_dir}: {cause} while writing the checkpoint ({kept})")
@@ -101,7 +92,7 @@ def _write_failed(run_dir: Path, exc: BaseException, full: bool) -> CheckpointWr
 
 def find_checkpoint(run_dir: Path) -> Path | None:
     for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
-        if (run_dir / name / "state.json").is_file():
+        if (run_dir / name / STATE).is_file():
             return run_dir / name
     return None
 
@@ -112,10 +103,10 @@ def load_checkpoint(path: Path) -> Checkpoint:
     from safetensors.torch import load_file
 
     try:
-        state = json.loads((path / "state.json").read_text())
-        model = load_file(str(path / "model.safetensors"))
-        best = load_file(str(path / "best.safetensors")) if (path / "best.safetensors").exists() else None
-        trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
+        state = json.loads((path / STATE).read_text())
+        model = load_file(str(path / WEIGHTS))
+        best = load_file(str(path / BEST_WEIGHTS)) if (path / BEST_WEIGHTS).exists() else None
+        trainer = torch.load(path / TRAINER_STATE, map_location="cpu", weights_only=True)
     except (OSError, ValueError, SafetensorError, RuntimeError) as exc:
         raise RunDirError(f"{path}: corrupt checkpoint ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
     return Checkpoint(path, state, model, best, trainer)

@@ -11,14 +11,11 @@ written. It never fails a finished training over something it cannot find out: a
 an unreadable record are written down as such. `provenance_summary` is what the model card and
 `mlcls eval --json` show; `data_overlap_notes` is `mlcls eval`'s warning when the evaluated file is the
 training or validation file (same sha256).
-
-Standard library only at import time: `mlcls eval` reads this module.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import shlex
 import subprocess
@@ -28,7 +25,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-FILE = "provenance.json"
+from mlcls.config import DATA_PATH_KEYS
+from mlcls.data.records import FieldSpec, ReadPolicy, read_records
+from mlcls.errors import MlclsError
+from mlcls.run.files import peek_dict, peek_manifest, peek_metrics, write_json
+from mlcls.run.layout import PROVENANCE
+
 FORMAT = 1
 # The libraries whose versions can change a result (or whether a run loads at all).
 PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "safetensors", "numpy", "scikit-learn",
@@ -39,13 +41,10 @@ _CHUNK = 1 << 20
 def write_provenance(run_dir: Path, config) -> None:
     """Write run_dir/provenance.json for a run trained with `config` (reads run_dir/metrics.json if present)."""
     run_dir = Path(run_dir)
-    data = collect_provenance(config, read_json(run_dir / "metrics.json"))
-    (run_dir / FILE).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json(run_dir / PROVENANCE, collect_provenance(config, peek_metrics(run_dir)))
 
 
 def collect_provenance(config, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
-    from mlcls.config import DATA_PATH_KEYS  # here: the module imports only the standard library
-
     metrics = metrics if isinstance(metrics, dict) else {}
     training = {key: metrics[key] for key in ("device", "precision", "processes") if key in metrics}
     if training.get("device") == "cuda":
@@ -135,9 +134,6 @@ def sha256_file(path: Path) -> str:
 
 
 def _count_records(path: Path, config) -> dict[str, Any]:
-    from mlcls.data.records import FieldSpec, ReadPolicy, read_records
-    from mlcls.errors import MlclsError
-
     policy = ReadPolicy("skip")
     try:
         records = sum(1 for _ in read_records(path, FieldSpec.from_config(config.data), policy=policy))
@@ -169,19 +165,11 @@ def _gpu_name() -> str | None:
         return None
 
 
-def read_json(path: Path) -> Any:
-    """A small JSON file of a run, or None when it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 # ------------------------------------------------------------------------------------------ reading it back
 
 
 def read_provenance(run_dir: Path) -> dict[str, Any] | None:
-    data = read_json(Path(run_dir) / FILE)
+    data = peek_dict(Path(run_dir) / PROVENANCE)
     return data if isinstance(data, dict) else None
 
 
@@ -190,7 +178,7 @@ def provenance_summary(run_dir: Path) -> dict[str, Any] | None:
     record count (what `mlcls eval --json` and the model card show). None when the run has no provenance.json.
     An ONNX export (export.json beside it) adds what it is: its format, quantisation and source run."""
     data = read_provenance(run_dir)
-    export = read_json(Path(run_dir) / "export.json")
+    export = peek_manifest(Path(run_dir))
     if data is None and not isinstance(export, dict):
         return None
     data = data or {}
@@ -212,15 +200,6 @@ def provenance_summary(run_dir: Path) -> dict[str, Any] | None:
     if isinstance(export, dict):
         summary["export"] = {k: export.get(k) for k in ("format", "quantize", "source_run", "created")}
     return {k: v for k, v in summary.items() if v is not None and v != {}}
-
-
-def eval_notes(run_dir: Path, evaluated: str | Path) -> list[str]:
-    """What `mlcls eval` adds about the run it scores: an ONNX export says so (and whether it is int8); the
-    evaluated file being the training or validation file is warned about."""
-    from mlcls.inference.onnx_run import export_note
-
-    note = export_note(run_dir)
-    return ([note] if note else []) + data_overlap_notes(run_dir, evaluated)
 
 
 def data_overlap_notes(run_dir: Path, evaluated: str | Path, name: str | None = None) -> list[str]:

@@ -1,121 +1,65 @@
-"""`train()`, read top to bottom: read the data -> prepare -> fit (epochs: steps, then validate and keep the
+"""One model's training, read top to bottom: read the data -> prepare -> fit (epochs: steps, then validate and keep the
 best) -> finish (write the run).
 
 The data is read and validated before anything heavy exists, so a bad file fails in a second. Devices,
-precision and data parallelism live in devices.py; this file is the recipe. Ctrl-C is a request read
+precision and data parallelism live in devices.py; this file is the recipe (entry.py chooses it or
+cross-fitting). Ctrl-C is a request read
 between optimizer steps: the loop checkpoints and raises `TrainingInterrupted` from one place.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import random
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mlcls.config import Config, absolute_data_paths
+from mlcls.config import Config
 from mlcls.data.batching import length_grouped_batches, pad_batch
-from mlcls.data.labels import Encoded, LabelSpace, LabelStats
-from mlcls.data.records import ReadPolicy, Record
-from mlcls.errors import DataError, Interrupted, MlclsError, RunDirError
-from mlcls.evaluation.metrics import compute_metrics
-from mlcls.inference.decision import DecisionRule, tune_rule
-from mlcls.inference.model_card import write_model_card
-from mlcls.inference.rundir import (
-    begin_named_run,
-    begin_run,
-    final_dir,
-    finish_run,
-    held_runs,
-    is_staging,
-    lock_run,
-    release_run,
-    run_write_error,
-    save_model,
-    staging_dir,
-    write_json,
-)
+from mlcls.decision.metrics import compute_metrics
+from mlcls.decision.rules import DecisionRule
+from mlcls.decision.tuning import choose_thresholds, untuned_rule
 from mlcls.inference.scoring import score_token_ids
 from mlcls.model.classifier import build_model, set_trainable
+from mlcls.model.lexical import fit_lexical
 from mlcls.model.losses import build_loss
-from mlcls.training.cache import (
-    cache_root,
-    cached_embeddings,
-    cached_token_ids,
-    token_ids_fingerprint,
-    weights_fingerprint,
+from mlcls.run.checkpoint import remove_checkpoints, save_checkpoint
+from mlcls.run.files import (
+    write_label_stats,
+    write_labels,
+    write_metrics,
+    write_rule,
+    write_train_log,
+    write_tuning_scores,
 )
-from mlcls.training.checkpoint import find_checkpoint, load_checkpoint, remove_checkpoints, save_checkpoint
+from mlcls.run.layout import CHECKPOINT, TRACKING, crossfit_parent, tracking_name
+from mlcls.run.lifecycle import finish_run, held_runs, release_run, run_write_error
+from mlcls.run.model_card import write_model_card
+from mlcls.run.model_files import save_model
+from mlcls.run.provenance import write_provenance
+from mlcls.training.cache import cache_root, cached_embeddings, cached_token_ids, weights_fingerprint
+from mlcls.training.claim import claim_run
+from mlcls.training.data import TrainingData, TrainingInterrupted, TrainResult
 from mlcls.training.devices import (
     any_process,
-    broadcast,
-    check_trackers,
     end_tracking,
     flat_hparams,
-    is_launch_main_process,
     make_accelerator,
     precision_name,
     process_share,
     start_tracking,
 )
+from mlcls.training.fusion import fuse_lexical
 from mlcls.training.interrupt import StopSignal
-from mlcls.training.provenance import write_provenance
-from mlcls.training.split import training_split
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    metrics: dict[str, Any]  # validation metrics of the kept epoch, plus timings
-    main_process: bool = True  # under `accelerate launch`, only the main process reports
-
-
-class TrainingInterrupted(Interrupted):
-    """Ctrl-C: a checkpoint was saved; the message says how to continue."""
-
-
-@dataclass
-class TrainingState:
-    """Where training stands: everything besides tensors that a checkpoint must carry to go on exactly."""
-
-    epoch: int = 0  # epochs completed
-    batches_done: int = 0  # of this process's batches in epoch `epoch + 1`
-    step: int = 0  # optimizer steps over the whole run
-    epoch_rng: dict[str, Any] | None = None  # batch-order random state at the start of epoch `epoch + 1`
-    loss_sum: float = 0.0  # of epoch `epoch + 1` so far
-    loss_count: int = 0
-    samples_seen: int = 0
-    train_seconds: float = 0.0
-    log: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_metrics: dict[str, Any] = field(default_factory=dict)
-    best_thresholds: dict[str, Any] | None = None
-    epochs_without_gain: int = 0
-    stopped_early: bool = False
-    data_fingerprint: str = ""
-
-
-@dataclass
-class TrainingData:
-    """The records, read and validated, and their label matrices."""
-
-    train: list[Record]
-    validation: list[Record]
-    labels: LabelSpace
-    train_enc: Encoded
-    val_enc: Encoded
-    stats: LabelStats
+from mlcls.training.optimizer import learning_rates, linear_warmup_decay, param_groups
+from mlcls.training.resume import TrainingState, data_fingerprint, restore, seed_everything, trainer_state
 
 
 @dataclass
@@ -150,21 +94,10 @@ class Trainer:
         return self.accelerator.device
 
 
-def train(config: Config, console: Console | None = None, rejects: IO[bytes] | None = None,
-          resume: Path | None = None, stop: StopSignal | None = None, data: TrainingData | None = None) -> TrainResult:
-    """Train a run from `config`, or (with `resume`: an unfinished run's directory) continue one.
-
-    With train.folds > 1 this is cross-fitting (crossfit.py): K of these trainings, each given its `data`."""
+def train_one(config: Config, data: TrainingData, console: Console, resume: Path | None,
+              stop: StopSignal) -> TrainResult:
+    """Train one model on `data` into a run (or, with `resume`: an unfinished run's directory, continue it)."""
     started = time.perf_counter()
-    stop = stop or StopSignal()
-    main = is_launch_main_process()
-    console = console if console is not None and main else Console(stderr=True, quiet=not main)
-    check_trackers(config.train.report_to)
-    if config.train.folds > 1 and data is None:
-        from mlcls.training.crossfit import train_folds
-
-        return train_folds(config, console, rejects if main else None, resume, stop)
-    data = data or read_training_data(config, console, rejects if main else None)
     accelerator = make_accelerator(config.train.device, config.train.precision)
     held_before = held_runs()
     try:
@@ -178,41 +111,13 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
             release_run(staging)
 
 
-# -------------------------------------------------------------------- read the data
-
-
-def read_training_data(config: Config, console: Console, rejects: IO[bytes] | None) -> TrainingData:
-    """Read and validate the training (and validation) records; encode their labels."""
-    policy = ReadPolicy(config.data.on_error, rejects)
-    train_records, val_records = training_split(config, policy, lambda line: console.print(f"note: {line}",
-                                                                                          markup=False))
-    labels = LabelSpace.from_records(train_records)
-    if len(labels) == 0:
-        raise DataError(config.data.train, None, "no labels in the training data: nothing to learn")
-    train_enc, val_enc = labels.encode(train_records), labels.encode(val_records)
-    if val_enc.unknown_labels:
-        console.print(f"[yellow]note:[/] validation labels not in the training vocabulary (ignored): "
-                      f"{_counts(val_enc.unknown_labels)}")
-    console.print(
-        f"{len(train_records)} training and {len(val_records)} validation records, {len(labels)} labels; "
-        f"{int((train_enc.targets.max(axis=1, initial=0) < 0.5).sum())} training records have no label"
-    )
-    if not val_records:
-        console.print("[yellow]note:[/] no validation data: nothing to tune the decision rule on, so the run keeps "
-                      f"the untuned rule ({untuned_rule(config).describe()}) and its last epoch")
-        if config.train.patience:
-            console.print("[yellow]note:[/] train.patience is ignored: there is no validation data to watch")
-    stats = LabelStats.from_encoded(labels.labels, train_enc.targets, train_enc.mask)
-    return TrainingData(train_records, val_records, labels, train_enc, val_enc, stats)
-
-
 # -------------------------------------------------------------------- prepare
 
 
 def prepare(config: Config, data: TrainingData, accelerator, console: Console, resume: Path | None) -> Trainer:
     """The run directory, the model and its inputs, the loss, the optimizer; a checkpoint's state on resume."""
     seed_everything(config.train.seed)
-    staging, final = prepare_run_dir(config, accelerator, resume)
+    staging, final = claim_run(config, resume, accelerator)
     device = accelerator.device
     loss_fn = build_loss(config.loss.name, config.loss.params, data.stats).to(device)
     model, tokenizer = build_model(config.model, data.labels.labels)
@@ -246,32 +151,11 @@ def prepare(config: Config, data: TrainingData, accelerator, console: Console, r
         f"{_trained_part(config)}, {config.train.epochs} epochs x {steps_per_epoch} steps", markup=False
     )
     if config.train.report_to:  # logs under the staging folder travel with the run when it is renamed
-        start_tracking(accelerator, config.train.report_to, staging / "tracking", tracking_name(final),
+        start_tracking(accelerator, config.train.report_to, staging / TRACKING, tracking_name(final),
                        flat_hparams(config.to_dict()))
     return Trainer(config, data, accelerator, console, staging, final, wrapped, core, tokenizer, loss_fn, optimizer,
                    scheduler, train_ids, val_ids, train_vectors, val_vectors, pad_id, rng, state, best_weights,
                    steps_per_epoch, total_steps)
-
-
-def prepare_run_dir(config: Config, accelerator, resume: Path | None) -> tuple[Path, Path]:
-    """(staging, final): a new run claims its name and writes its config; a resumed one is where it was."""
-    runs_root = Path(config.output.dir)
-    if resume is not None:
-        if accelerator.is_main_process:
-            lock_run(resume)  # two resumes of one run would write one checkpoint
-        return resume, runs_root / (config.output.name or "")
-    name = config.output.name or ""
-    if accelerator.is_main_process:
-        if config.output.name is None:
-            name = begin_named_run(runs_root, default_run_name(config.loss.name))
-        else:
-            begin_run(runs_root, name)
-    name = broadcast(accelerator, name)
-    config.output.name = name
-    if accelerator.is_main_process:  # data paths absolute: the run is evaluated and resumed from any folder
-        absolute_data_paths(config).save(staging_dir(runs_root / name) / "config.yaml")
-    accelerator.wait_for_everyone()
-    return staging_dir(runs_root / name), runs_root / name
 
 
 def prepare_inputs(config: Config, data: TrainingData, accelerator, model, tokenizer, pad_id: int, console: Console):
@@ -424,7 +308,7 @@ def interrupt(t: Trainer, epoch: int) -> None:
     """The one way out of a stopped run: save a checkpoint and say how to continue."""
     checkpoint(t)
     raise TrainingInterrupted(f"interrupted in epoch {epoch}, after step {t.state.step}/{t.total_steps}: checkpoint "
-                              f"saved in {t.staging / 'checkpoint'}; continue with: mlcls train --resume {t.final}")
+                              f"saved in {t.staging / CHECKPOINT}; continue with: mlcls train --resume {t.final}")
 
 
 # -------------------------------------------------------------------- finish
@@ -472,52 +356,39 @@ def write_run_files(t: Trainer, summary: dict[str, Any]) -> None:
     """The kept epoch's model, labels, rule, scores, metrics and log, into the staging folder."""
     staging, state = t.staging, t.state
     t.core.load_state_dict(t.best_weights)
-    t.data.labels.save(staging / "labels.json")
-    t.data.stats.save(staging / "label_stats.json")
+    write_labels(staging, t.data.labels)
+    write_label_stats(staging, t.data.stats)
     save_model(staging, t.core, t.tokenizer)
     rule = DecisionRule(**state.best_thresholds)
     if t.data.validation:  # the scores the rule was tuned on, for choosing rules offline (bench_thresholds)
         probs = validation_scores(t.core, t.val_vectors, t.val_ids, t.pad_id, t.config, t.device)
-        extra = {}
+        parts = {}
         if t.config.model.lexical == "tfidf":
-            rule, probs, extra = lexical_fusion(t, probs, summary)
-        save_tuning_scores(staging, probs, t.data.val_enc, [r.id for r in t.data.validation], **extra)
-    rule.save(staging / "thresholds.json")
-    write_json(staging / "metrics.json", summary)
-    (staging / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in state.log))
+            rule, probs, parts = lexical_fusion(t, probs, summary)
+        write_tuning_scores(staging, probs, t.data.val_enc, [r.id for r in t.data.validation], **parts)
+    write_rule(staging, rule)
+    write_metrics(staging, summary)
+    write_train_log(staging, state.log)
     if crossfit_parent(t.final) is None:  # a cross-fitted run describes itself once, not per fold or refit
         write_provenance(staging, t.config)
         write_model_card(staging)
     remove_checkpoints(staging)
 
 
-def save_tuning_scores(run_dir: Path, probs: np.ndarray, encoded: Encoded, ids: list[str],
-                       **parts: np.ndarray) -> None:
-    """tuning_scores.npz: the scores, targets and mask a run's decision rule was tuned on (no pickle inside);
-    with lexical fusion `probs` is the blend, and `parts` the encoder's and the lexical model's own scores."""
-    with open(run_dir / "tuning_scores.npz", "wb") as handle:
-        np.savez_compressed(handle, probs=probs.astype(np.float32), targets=encoded.targets, mask=encoded.mask,
-                            ids=np.array(ids, dtype=str), **{k: v.astype(np.float32) for k, v in parts.items()})
-
-
 def lexical_fusion(t: Trainer, encoder_probs: np.ndarray, summary: dict[str, Any]):
-    """model.lexical: fit TF-IDF + logistic regression on the training records, blend it with the kept epoch's
-    validation scores at the weight that serves the rule best there, retune the rule; the model goes into the
-    run. Returns (rule, blended scores, the parts for tuning_scores.npz)."""
-    from mlcls.model.lexical import fit_lexical
-    from mlcls.training.fusion import describe_fusion, fuse
-
+    """model.lexical: fit TF-IDF + logistic regression on the training records and fuse it with the kept epoch's
+    validation scores (fusion.py). Returns (rule, blended scores, the parts for tuning_scores.npz)."""
     train_enc, val_enc, labels = t.data.train_enc, t.data.val_enc, t.data.labels.labels
     model = fit_lexical([r.text for r in t.data.train], train_enc.targets, train_enc.mask)
     lexical_probs = model.probabilities([r.text for r in t.data.validation])
-    rule, blended, tried = fuse(t.config, model, encoder_probs, lexical_probs, val_enc, labels, t.data.stats.prior())
-    model.save(t.staging)
-    metrics = compute_metrics(val_enc.targets, val_enc.mask, rule.apply(blended, labels), labels)
+    fusion = fuse_lexical(t.config, model, encoder_probs, lexical_probs, val_enc, labels, t.data.stats.prior(),
+                          t.staging)
+    metrics = compute_metrics(val_enc.targets, val_enc.mask, fusion.rule.apply(fusion.probs, labels), labels)
     summary["validation"] = {k: v for k, v in metrics.items() if k != "per_label"}
-    summary.update(describe_fusion(model.weight, tried))
+    summary.update(fusion.summary)
     t.console.print(f"lexical fusion: weight {model.weight:.1f}; validation micro-F1 {metrics['micro_f1']:.4f}  "
-                    f"macro-F1 {metrics['macro_f1']:.4f}  ({rule.describe()})", markup=False)
-    return rule, blended, {"encoder_probs": encoder_probs, "lexical_probs": lexical_probs}
+                    f"macro-F1 {metrics['macro_f1']:.4f}  ({fusion.rule.describe()})", markup=False)
+    return fusion.rule, fusion.probs, fusion.parts
 
 
 def frozen_embeddings(model, token_ids: list[list[list[int]]], pad_id: int, config: Config, device, cache: Path,
@@ -541,109 +412,6 @@ def validation_scores(model, vectors: torch.Tensor | None, token_ids, pad_id: in
         probs = torch.sigmoid(model(pooled=vectors.to(device)).float()).cpu().numpy()
     model.train()
     return probs
-
-
-def data_fingerprint(train_ids, val_ids, train_enc, val_enc) -> str:
-    """What the checkpoint was trained on: resuming on other data would silently mix two runs."""
-    h = hashlib.sha256()
-    for ids in (train_ids, val_ids):
-        h.update(token_ids_fingerprint(ids).encode())
-    for enc in (train_enc, val_enc):
-        h.update(np.ascontiguousarray(enc.targets).tobytes())
-        h.update(np.ascontiguousarray(enc.mask).tobytes())
-    return h.hexdigest()
-
-
-def trainer_state(optimizer, scheduler) -> dict[str, Any]:
-    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "torch_rng": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore(run_dir: Path, model, optimizer, scheduler, fingerprint: str):
-    """Load the checkpoint of `run_dir` into model, optimizer and scheduler; return (state, best weights)."""
-    path = find_checkpoint(run_dir)
-    if path is None:
-        raise RunDirError(f"{run_dir}: no checkpoint to resume from")
-    saved = load_checkpoint(path)
-    try:
-        state = TrainingState(**saved.state)
-    except TypeError as exc:  # written by another version of mlcls
-        raise RunDirError(f"{path / 'state.json'}: not a checkpoint state this mlcls can read ({exc})") from None
-    if state.data_fingerprint != fingerprint:
-        raise MlclsError(f"{path}: the training or validation data changed since this checkpoint was written "
-                         "(same files and settings are needed to resume)")
-    try:
-        model.load_state_dict(saved.model)
-        optimizer.load_state_dict(saved.trainer["optimizer"])
-        scheduler.load_state_dict(saved.trainer["scheduler"])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise RunDirError(f"{path}: does not match this model ({str(exc).splitlines()[0]})") from None
-    torch.set_rng_state(saved.trainer["torch_rng"])
-    if "cuda_rng" in saved.trainer and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(saved.trainer["cuda_rng"])
-    best = saved.best if saved.best is not None else {k: v.clone() for k, v in saved.model.items()}
-    return state, best
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def param_groups(model, config: Config) -> list[dict[str, Any]]:
-    """Encoder at lr, head at head_lr; no weight decay on biases and LayerNorm weights (1-D tensors)."""
-    groups = []
-    for name, part, lr in (("encoder", model.encoder, config.train.lr), ("head", model.head, config.train.head_lr)):
-        params = [p for p in part.parameters() if p.requires_grad]  # `name`: for the trackers (learning_rates)
-        groups.append({"params": [p for p in params if p.ndim >= 2], "lr": lr,
-                       "weight_decay": config.train.weight_decay, "name": name})
-        groups.append({"params": [p for p in params if p.ndim < 2], "lr": lr, "weight_decay": 0.0, "name": name})
-    return [g for g in groups if g["params"]]  # a frozen encoder leaves its groups empty
-
-
-def learning_rates(optimizer) -> dict[str, float]:
-    """{"train/lr_encoder": ..., "train/lr_head": ...}: one rate per part (its two groups, with and without
-    weight decay, share it); groups of a checkpoint written before groups had names go by their index."""
-    return {f"train/lr_{group.get('name', i)}": float(group["lr"]) for i, group in enumerate(optimizer.param_groups)}
-
-
-def crossfit_parent(final: Path) -> Path | None:
-    """The staging folder of the cross-fitted run that `final` trains inside (a fold's run, folds/fold-K, or the
-    refit's), or None for a run of its own."""
-    parent = final.parent
-    if parent.name == "folds" and is_staging(parent.parent):
-        return parent.parent
-    return parent if is_staging(parent) else None
-
-
-def tracking_name(final: Path) -> str:
-    """The run's name for trackers that name runs: NAME, or NAME/fold-1 and NAME/refit inside a cross-fitted run."""
-    outer = crossfit_parent(final)
-    return f"{final_dir(outer).name}/{final.name}" if outer is not None else final.name
-
-
-def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):
-    from transformers import get_linear_schedule_with_warmup
-
-    return get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
-
-
-def choose_thresholds(config: Config, probs, targets, mask, labels: list[str], priors: np.ndarray) -> DecisionRule:
-    """The configured rule tuned on these scores; `priors`: each label's training rate (prior_quantile, hybrid)."""
-    t = config.threshold
-    return tune_rule(probs, targets, mask, labels, t.rule, t.default, t.min_positives, t.top_k, t.min_labels,
-                     priors=priors, quantile_scale=t.quantile_scale, seed=config.train.seed)
-
-
-def untuned_rule(config: Config) -> DecisionRule:
-    """With no validation data nothing can be tuned: top_k stays top_k, anything else is the fixed cut-off."""
-    t = config.threshold
-    rule = "top_k" if t.rule == "top_k" else "fixed"
-    return DecisionRule(rule, t.default, top_k=t.top_k, min_labels=t.min_labels)
 
 
 def _trained_part(config: Config) -> str:
@@ -670,10 +438,3 @@ def _epoch_line(entry: dict[str, Any], epochs: int, kept: bool) -> str:
     return line + ("  [green]kept[/]" if kept else "")
 
 
-def _counts(counter) -> str:
-    return ", ".join(f"{name} ({n})" for name, n in counter.most_common(10)) + (
-        f" and {len(counter) - 10} more" if len(counter) > 10 else "")
-
-
-def default_run_name(loss: str) -> str:
-    return f"{datetime.now():%Y%m%d-%H%M%S}-{loss}"

@@ -14,32 +14,47 @@ is intact are not detected (safetensors keeps no checksum).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from mlcls.atomic import describe_os_error
 from mlcls.errors import RunDirError
+from mlcls.run.files import read_config, read_json, read_labels, read_rule
+from mlcls.run.layout import (
+    ENCODER,
+    ENCODER_CONFIG,
+    FOLDS,
+    HEAD,
+    LABELS,
+    LEXICAL,
+    LEXICAL_SETTINGS,
+    LEXICAL_VOCABULARY,
+    LEXICAL_WEIGHTS,
+    METRICS,
+    REQUIRED,
+    SHARDED_WEIGHTS,
+    TOKENIZER_CONFIG,
+    WEIGHTS,
+    model_folders,
+)
+from mlcls.run.lexical import lexical_weight
 
-REQUIRED_FILES = ("config.yaml", "labels.json", "thresholds.json")
 # Files that hold a tokenizer's vocabulary, as save_pretrained writes them (fast tokenizers: tokenizer.json;
 # slow ones: one of the others). tokenizer_config.json is written beside them in every case.
 VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
                     "tokenizer.model")
-WEIGHTS = "model.safetensors"
-SHARDED_WEIGHTS = "model.safetensors.index.json"
 
 
 def validate_run(path: str | Path) -> None:
     """Raise RunDirError (one line naming the file and the problem) unless `path` is a whole, consistent run."""
     path = Path(path)
     _need(path, folder=True)
-    for name in REQUIRED_FILES:
+    for name in REQUIRED:
         _need(path / name)
-    config = _config(path / "config.yaml")
-    labels = _labels(path / "labels.json")
-    _thresholds(path / "thresholds.json", labels)
+    config = read_config(path)
+    labels = read_labels(path).labels
+    read_rule(path, labels)
     for folder in _model_folders(path, config.train.folds):
         _model(folder, labels, path, native=config.model.head == "transformers")
     _lexical(path, len(labels))
@@ -70,84 +85,15 @@ def _need(path: Path, folder: bool = False) -> None:
         raise RunDirError(f"{path}: cannot read ({describe_os_error(exc)})") from None
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise RunDirError(f"{path}: corrupt (not UTF-8 text)") from None
-    except OSError as exc:
-        raise RunDirError(f"{path}: cannot read ({describe_os_error(exc)})") from None
-
-
-def _json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(_read_text(path))
-    except ValueError as exc:
-        raise RunDirError(f"{path}: corrupt ({what}: {exc})") from None
-
-
-
-# ------------------------------------------------------------------------------------------ small files
-
-
-def _config(path: Path):
-    import yaml
-
-    from mlcls.config import Config
-    from mlcls.errors import ConfigError
-
-    try:
-        raw = yaml.safe_load(_read_text(path))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise RunDirError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or 'cannot parse'}") from None
-    try:
-        return Config.from_dict(raw if raw is not None else {}, where=str(path))
-    except ConfigError as exc:
-        raise RunDirError(f"{path}: {exc}") from None
-
-
-def _labels(path: Path) -> list[str]:
-    raw = _json(path, "not JSON")
-    labels = raw.get("labels") if isinstance(raw, dict) else None
-    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-        raise RunDirError(f"{path}: corrupt (expected {{\"labels\": [names]}})")
-    if not labels:
-        raise RunDirError(f"{path}: corrupt (no labels)")
-    if len(set(labels)) != len(labels):
-        raise RunDirError(f"{path}: corrupt (a label is listed twice)")
-    return labels
-
-
-def _thresholds(path: Path, labels: list[str]) -> None:
-    from mlcls.inference.decision import DecisionRule
-
-    rule = DecisionRule.load(path)  # RunDirError "not a valid decision rule" when it does not parse
-    known = set(labels)
-    if not isinstance(rule.per_label, dict) or not isinstance(rule.fallback_labels, list):
-        raise RunDirError(f"{path}: not a valid decision rule (per_label must map labels to cut-offs)")
-    unknown = sorted(str(name) for name in [*rule.per_label, *rule.fallback_labels] if name not in known)
-    if unknown:
-        shown = ", ".join(repr(name) for name in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise RunDirError(f"{path}: names {len(unknown)} label(s) that labels.json lacks ({shown}): the files "
-                          "come from different runs")
-    for name, cut in [("threshold", rule.threshold), *rule.per_label.items()]:
-        if isinstance(cut, bool) or not isinstance(cut, int | float) or not 0.0 <= cut <= 1.0:
-            raise RunDirError(f"{path}: the cut-off of {name!r} is {cut!r}, not a number in [0, 1]")
-
-
 # ------------------------------------------------------------------------------------------ model files
 
 
 def _model_folders(run: Path, folds: int) -> list[Path]:
-    """The folders holding the model (loading.model_folders), checked to be there: all K of a cross-fitted run."""
-    from mlcls.inference.loading import model_folders
-
+    """The folders holding the model (layout.model_folders), checked to be there: all K of a cross-fitted run."""
     expected = model_folders(run, folds)
     if expected == [run]:
         return expected
-    _need(run / "folds", folder=True)
+    _need(run / FOLDS, folder=True)
     for folder in expected:
         if not folder.exists():
             raise RunDirError(f"{folder}: missing from the run directory (the run was trained with train.folds="
@@ -156,14 +102,14 @@ def _model_folders(run: Path, folds: int) -> list[Path]:
 
 
 def _model(folder: Path, labels: list[str], run: Path, native: bool = False) -> None:
-    encoder = folder / "encoder"
+    encoder = folder / ENCODER
     _need(encoder, folder=True)
-    _need(encoder / "config.json")
-    config = _json(encoder / "config.json", "not JSON")
+    _need(encoder / ENCODER_CONFIG)
+    config = read_json(encoder / ENCODER_CONFIG)
     if not isinstance(config, dict):
-        raise RunDirError(f"{encoder / 'config.json'}: corrupt (expected a JSON object)")
+        raise RunDirError(f"{encoder / ENCODER_CONFIG}: corrupt (expected a JSON object)")
     _encoder_weights(encoder)
-    _need(encoder / "tokenizer_config.json")
+    _need(encoder / TOKENIZER_CONFIG)
     if not any((encoder / name).exists() for name in VOCABULARY_FILES):
         raise RunDirError(f"{encoder}: the tokenizer's vocabulary is missing (none of {', '.join(VOCABULARY_FILES)}"
                           "); without it every word would be an unknown token")
@@ -171,11 +117,11 @@ def _model(folder: Path, labels: list[str], run: Path, native: bool = False) -> 
         if (encoder / name).exists():
             _need(encoder / name)
             if name.endswith(".json"):
-                _json(encoder / name, "not JSON")
+                read_json(encoder / name)
     if native:
-        _native_head(encoder / "config.json", config, labels, run)
+        _native_head(encoder / ENCODER_CONFIG, config, labels, run)
     else:
-        _head(folder / "head.safetensors", len(labels), config.get("hidden_size"), run)
+        _head(folder / HEAD, len(labels), config.get("hidden_size"), run)
 
 
 def _native_head(path: Path, config: dict, labels: list[str], run: Path) -> None:
@@ -190,7 +136,7 @@ def _native_head(path: Path, config: dict, labels: list[str], run: Path) -> None
     except (TypeError, ValueError):
         raise RunDirError(f"{path}: corrupt (id2label keys are not label numbers)") from None
     if names != labels:
-        raise RunDirError(f"{path}: its id2label ({len(names)} labels) differs from {run / 'labels.json'} "
+        raise RunDirError(f"{path}: its id2label ({len(names)} labels) differs from {run / LABELS} "
                           f"({len(labels)}): the files come from different runs")
     if config.get("problem_type") != "multi_label_classification":
         raise RunDirError(f"{path}: problem_type is {config.get('problem_type')!r}, not multi_label_classification "
@@ -201,7 +147,7 @@ def _encoder_weights(encoder: Path) -> None:
     if (encoder / WEIGHTS).exists():
         shards = [encoder / WEIGHTS]
     elif (encoder / SHARDED_WEIGHTS).exists():
-        index = _json(encoder / SHARDED_WEIGHTS, "not JSON")
+        index = read_json(encoder / SHARDED_WEIGHTS)
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not weight_map:
             raise RunDirError(f"{encoder / SHARDED_WEIGHTS}: corrupt (no weight_map)")
@@ -224,11 +170,11 @@ def _head(path: Path, num_labels: int, hidden_size: Any, run: Path) -> None:
         raise RunDirError(f"{path}: corrupt or does not match labels.json (expected tensors head.weight and "
                           f"head.bias, found {', '.join(sorted(shapes)) or 'none'})")
     if weight[0] != num_labels or bias[0] != num_labels:
-        raise RunDirError(f"{path}: the head scores {weight[0]} labels but {run / 'labels.json'} has {num_labels}: "
+        raise RunDirError(f"{path}: the head scores {weight[0]} labels but {run / LABELS} has {num_labels}: "
                           "the files come from different runs")
     if isinstance(hidden_size, int) and weight[1] != hidden_size:
         raise RunDirError(f"{path}: the head takes {weight[1]} inputs but the encoder's hidden size is "
-                          f"{hidden_size} ({path.parent / 'encoder' / 'config.json'}): the files come from "
+                          f"{hidden_size} ({path.parent / ENCODER / ENCODER_CONFIG}): the files come from "
                           "different runs")
 
 
@@ -236,27 +182,23 @@ def _lexical(run: Path, num_labels: int) -> None:
     """model.lexical: tfidf runs blend a TF-IDF model in (lexical/): whole, with a row per label; and present
     when metrics.json says the run blends it at a weight above 0 (without it the scores would silently be the
     encoder's alone, which the rule was not tuned on)."""
-    folder = run / "lexical"
+    folder = run / LEXICAL
     if not folder.exists():
-        metrics = run / "metrics.json"
-        try:
-            weight = json.loads(metrics.read_text(encoding="utf-8")).get("lexical_weight")
-        except (OSError, ValueError, AttributeError):  # metrics.json is not needed to score: no verdict from it
-            weight = None
-        if isinstance(weight, int | float) and weight > 0:
-            raise RunDirError(f"{folder}: missing from the run directory ({metrics} says the run blends this "
-                              f"lexical model in at weight {weight})")
+        weight = lexical_weight(run)  # from metrics.json, which is not needed to score: no verdict without it
+        if weight is not None and weight > 0:
+            raise RunDirError(f"{folder}: missing from the run directory ({run / METRICS} says the run blends this "
+                              f"lexical model in at weight {weight:g})")
         return
     _need(folder, folder=True)
-    for name in ("settings.json", "vocabulary.json"):
+    for name in (LEXICAL_SETTINGS, LEXICAL_VOCABULARY):
         _need(folder / name)
-        _json(folder / name, "not JSON")
-    _need(folder / "weights.safetensors")
-    shapes = _safetensors_shapes(folder / "weights.safetensors", "corrupt or truncated, not a whole safetensors file")
+        read_json(folder / name)
+    _need(folder / LEXICAL_WEIGHTS)
+    shapes = _safetensors_shapes(folder / LEXICAL_WEIGHTS, "corrupt or truncated, not a whole safetensors file")
     rows = [shapes.get(name, [None])[0] for name in ("coef", "intercept")]
     if rows != [num_labels, num_labels]:
-        raise RunDirError(f"{folder / 'weights.safetensors'}: the lexical model scores {rows[0]} labels but "
-                          f"{run / 'labels.json'} has {num_labels}: the files come from different runs")
+        raise RunDirError(f"{folder / LEXICAL_WEIGHTS}: the lexical model scores {rows[0]} labels but "
+                          f"{run / LABELS} has {num_labels}: the files come from different runs")
 
 
 def _safetensors_shapes(path: Path, problem: str) -> dict[str, list[int]]:

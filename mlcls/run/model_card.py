@@ -13,14 +13,19 @@ out (a card that cannot be rendered at all is replaced by a short one that says 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from mlcls.decision.metrics import compute_metrics
+from mlcls.errors import RunDirError
+from mlcls.run.files import peek_dict, peek_metrics, peek_tuning_scores, read_config, read_labels, read_rule
+from mlcls.run.layout import CARD, LABEL_STATS, LEXICAL, run_name
+from mlcls.run.lexical import lexical_weight
+from mlcls.run.provenance import provenance_summary, read_provenance
 
-CARD = "README.md"
 # A Hub model id (owner/name or name); a local folder is not one, and base_model must name a Hub model.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -63,32 +68,16 @@ class _Facts:
 
     @classmethod
     def read(cls, run_dir: Path, export: dict[str, Any] | None) -> _Facts:
-        import yaml
-
-        from mlcls.inference.decision import DecisionRule
-        from mlcls.training.provenance import read_json, read_provenance
-
         facts = cls(run_dir, export)
-        try:
-            raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-            facts.config = raw if isinstance(raw, dict) else {}
-        except (OSError, yaml.YAMLError):
-            pass
-        labels = read_json(run_dir / "labels.json")
-        if isinstance(labels, dict) and isinstance(labels.get("labels"), list):
-            facts.labels = [str(label) for label in labels["labels"]]
-        stats = read_json(run_dir / "label_stats.json")
-        facts.stats = stats if isinstance(stats, dict) else None
-        try:
-            facts.rule = DecisionRule.load(run_dir / "thresholds.json")
-        except Exception:
-            facts.rule = None
-        metrics = read_json(run_dir / "metrics.json")
-        facts.metrics = metrics if isinstance(metrics, dict) else {}
+        with contextlib.suppress(RunDirError):  # a part the card cannot read is left out of it
+            facts.config = read_config(run_dir).to_dict()
+        with contextlib.suppress(RunDirError):
+            facts.labels = read_labels(run_dir).labels
+            facts.rule = read_rule(run_dir)
+        facts.stats = peek_dict(run_dir / LABEL_STATS)
+        facts.metrics = peek_metrics(run_dir) or {}
         facts.provenance = read_provenance(run_dir)
-        lexical = read_json(run_dir / "lexical" / "settings.json")
-        if isinstance(lexical, dict) and isinstance(lexical.get("weight"), int | float):
-            facts.lexical_weight = float(lexical["weight"])
+        facts.lexical_weight = lexical_weight(run_dir) if (run_dir / LEXICAL).exists() else None
         facts.per_label_f1 = _per_label_f1(run_dir, facts.labels, facts.rule)
         return facts
 
@@ -151,26 +140,12 @@ class _Facts:
         return None
 
 
-def run_name(run_dir: Path) -> str:
-    """The run's name, also while training finishes it in its staging folder (runs/.<name>.incomplete)."""
-    from mlcls.inference.rundir import final_dir, is_staging
-
-    return final_dir(run_dir).name if is_staging(run_dir) else run_dir.name
-
-
-
 def _per_label_f1(run_dir: Path, labels: list[str], rule) -> dict[str, float] | None:
     """Each label's F1 on the scores the rule was tuned on (tuning_scores.npz), under that rule."""
-    path = run_dir / "tuning_scores.npz"
-    if rule is None or not labels or not path.is_file():
+    saved = peek_tuning_scores(run_dir) if rule is not None and labels else None
+    if saved is None or not {"probs", "targets", "mask"} <= set(saved):
         return None
-    from mlcls.evaluation.metrics import compute_metrics
-
-    try:
-        with np.load(path, allow_pickle=False) as saved:
-            probs, targets, mask = saved["probs"], saved["targets"], saved["mask"]
-    except (OSError, ValueError, KeyError):
-        return None
+    probs, targets, mask = saved["probs"], saved["targets"], saved["mask"]
     if probs.shape != targets.shape or probs.shape[1] != len(labels):
         return None
     per_label = compute_metrics(targets, mask, rule.apply(probs, labels), labels)["per_label"]
@@ -376,8 +351,6 @@ def _metrics_section(facts: _Facts) -> list[str]:
 
 
 def _provenance_section(facts: _Facts) -> list[str]:
-    from mlcls.training.provenance import provenance_summary
-
     summary = provenance_summary(facts.run_dir) or {}
     lines = ["## Provenance", ""]
     if summary:

@@ -1,109 +1,22 @@
-"""Decision rules: scores -> label sets. Tuned on validation at the end of training, saved in the run.
-
-Rules:
-- fixed:     one given cut-off for every label;
-- global:    one cut-off, the one that maximises validation micro-F1;
-- per_label: each label's own cut-off, the one that maximises its validation F1, for labels with at
-             least `min_positives` validation positives; the others fall back to the tuned global one
-             (a threshold tuned on one or two examples is noise);
-- top_k:     the k highest-scoring labels of every article;
-- prior_quantile: each label fires on about as many articles as it occurs in training: its cut-off is the
-             (1 - q) quantile of its validation scores, q = min(1, quantile_scale * training positive rate);
-             needs no validation positives, so it serves rare labels that F1 tuning cannot;
-- hybrid:    per_label's F1-optimal cut-off for labels with at least `min_positives` validation positives,
-             the prior_quantile cut-off (instead of the global one) for the others.
-`min_labels: 1` adds "at least one label": an article left empty gets its highest-scoring label.
-"""
+"""Tuning a decision rule on scores (validation, or out-of-fold): what training, lexical fusion and the
+offline benchmarks share. The rules themselves are in rules.py."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-
 import numpy as np
 
-from mlcls.errors import MlclsError, RunDirError
-from mlcls.evaluation.metrics import f1_from_counts, gold_matrix
+from mlcls.config import Config
+from mlcls.data.stratify import iterative_stratification
+from mlcls.decision.metrics import compute_metrics, f1_from_counts, gold_matrix
+from mlcls.decision.rules import RULES, DecisionRule
+from mlcls.errors import MlclsError
 
 GRID = np.round(np.arange(0.02, 0.981, 0.01), 2)
-RULES = ("per_label", "global", "fixed", "top_k", "prior_quantile", "hybrid")
 # rule: auto chooses among these by their F1 on tuning rows they were not tuned on (held_out_f1).
 AUTO_CANDIDATES = ("global", "per_label", "hybrid", "prior_quantile")
-PER_LABEL_RULES = ("per_label", "prior_quantile", "hybrid")  # rules that keep a cut-off per label
 # prior_quantile cut-offs are kept inside this range: a cut-off of 0 (a label as frequent as every article)
 # would fire on every article, and one of 1 on none, whatever the model says.
 QUANTILE_CUT_RANGE = (0.01, 0.99)
-
-
-@dataclass
-class DecisionRule:
-    rule: str
-    threshold: float  # the global cut-off: the fixed one, the tuned one, or the per-label fallback
-    per_label: dict[str, float] = field(default_factory=dict)  # per-label rules: label -> cut-off
-    top_k: int = 1
-    min_labels: int = 0
-    tuned_on: str | None = None  # "validation", or None when nothing was tuned
-    # per_label / prior_quantile: labels that use `threshold`; hybrid: labels that use the prior-quantile cut-off
-    fallback_labels: list[str] = field(default_factory=list)
-    # rule auto: each candidate's held-out mean of micro- and macro-F1 (the rule above is the best of them)
-    auto_scores: dict[str, float] | None = None
-    quantile_scale: float = 1.0  # prior_quantile / hybrid: multiplier on the training positive rate
-
-    def cutoffs(self, labels: list[str]) -> np.ndarray:
-        return np.array([self.per_label.get(name, self.threshold) for name in labels], dtype=np.float32)
-
-    def apply(self, probs: np.ndarray, labels: list[str]) -> np.ndarray:
-        if self.rule == "top_k":
-            k = min(self.top_k, probs.shape[1])
-            chosen = np.zeros(probs.shape, dtype=bool)
-            top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
-            np.put_along_axis(chosen, top, True, axis=1)
-        elif self.rule in PER_LABEL_RULES:
-            chosen = probs >= self.cutoffs(labels)
-        else:
-            chosen = probs >= self.threshold
-        if self.min_labels > 0:
-            empty = ~chosen.any(axis=1)
-            chosen[empty, np.argmax(probs[empty], axis=1)] = True
-        return chosen
-
-    def describe(self) -> str:
-        if self.auto_scores:
-            tried = ", ".join(f"{name} {100 * score:.1f}" for name, score in self.auto_scores.items())
-            return f"auto: {self._describe()} (held-out mean F1: {tried})"
-        return self._describe()
-
-    def _describe(self) -> str:
-        extra = " + at least one label" if self.min_labels else ""
-        if self.rule == "top_k":
-            return f"top-{self.top_k}{extra}"
-        if self.rule == "per_label":
-            tuned = len(self.per_label) - len(self.fallback_labels)
-            return f"per-label ({tuned} tuned, {len(self.fallback_labels)} at the global {self.threshold:.2f}){extra}"
-        if self.rule == "prior_quantile":
-            unscored = len(self.fallback_labels)
-            fallback = f", {unscored} at the global {self.threshold:.2f}" if unscored else ""
-            quantile = len(self.per_label) - len(self.fallback_labels)
-            return f"prior-quantile x{float(self.quantile_scale)} ({quantile} labels{fallback}){extra}"
-        if self.rule == "hybrid":
-            tuned = len(self.per_label) - len(self.fallback_labels)
-            scale = f" x{float(self.quantile_scale)}" if self.quantile_scale != 1.0 else ""
-            return f"hybrid ({tuned} F1-tuned, {len(self.fallback_labels)} prior-quantile{scale}){extra}"
-        return f"{self.rule} {self.threshold:.2f}{extra}"
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=1))
-
-    @classmethod
-    def load(cls, path: Path) -> DecisionRule:
-        try:
-            rule = cls(**json.loads(path.read_text()))
-        except (ValueError, TypeError) as exc:
-            raise RunDirError(f"{path}: not a valid decision rule ({exc})") from None
-        if rule.rule not in RULES:
-            raise RunDirError(f"{path}: unknown rule {rule.rule!r}")
-        return rule
 
 
 def f1_per_threshold(probs: np.ndarray, gold: np.ndarray, annotated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -220,9 +133,6 @@ def held_out_f1(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, labels
                 make_rule, folds: int = 5, seed: int = 0) -> dict[str, float]:
     """Micro- and macro-F1 of a rule on rows it was not tuned on: the rows split in `folds` stratified parts,
     the rule tuned on the others and applied to each part in turn, the decisions pooled."""
-    from mlcls.data.stratify import iterative_stratification
-    from mlcls.evaluation.metrics import compute_metrics
-
     gold = gold_matrix(targets, mask)
     part = iterative_stratification(gold, [1.0 / folds] * folds, seed)
     predicted = np.zeros(probs.shape, dtype=bool)
@@ -236,15 +146,15 @@ def held_out_f1(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, labels
     return {"micro_f1": metrics["micro_f1"], "macro_f1": metrics["macro_f1"]}
 
 
-def with_overrides(rule: DecisionRule, threshold: float | None = None, top_k: int | None = None,
-                   min_labels: int | None = None) -> DecisionRule:
-    """The run's rule, changed by `eval`/`predict` options: --threshold (a fixed cut-off), --top-k, --min-labels."""
-    if threshold is not None and top_k is not None:
-        raise MlclsError("--threshold and --top-k are two different rules: give one of them")
-    if threshold is not None:
-        rule = DecisionRule("fixed", threshold, min_labels=rule.min_labels)
-    elif top_k is not None:
-        rule = DecisionRule("top_k", rule.threshold, top_k=top_k, min_labels=rule.min_labels)
-    if min_labels is not None:
-        rule = DecisionRule(**{**asdict(rule), "min_labels": min_labels})
-    return rule
+def choose_thresholds(config: Config, probs, targets, mask, labels: list[str], priors: np.ndarray) -> DecisionRule:
+    """The configured rule tuned on these scores; `priors`: each label's training rate (prior_quantile, hybrid)."""
+    t = config.threshold
+    return tune_rule(probs, targets, mask, labels, t.rule, t.default, t.min_positives, t.top_k, t.min_labels,
+                     priors=priors, quantile_scale=t.quantile_scale, seed=config.train.seed)
+
+
+def untuned_rule(config: Config) -> DecisionRule:
+    """With no validation data nothing can be tuned: top_k stays top_k, anything else is the fixed cut-off."""
+    t = config.threshold
+    rule = "top_k" if t.rule == "top_k" else "fixed"
+    return DecisionRule(rule, t.default, top_k=t.top_k, min_labels=t.min_labels)

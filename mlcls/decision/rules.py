@@ -1,0 +1,120 @@
+"""Decision rules: scores -> label sets. Tuned on validation at the end of training, saved in the run.
+
+Rules:
+- fixed:     one given cut-off for every label;
+- global:    one cut-off, the one that maximises validation micro-F1;
+- per_label: each label's own cut-off, the one that maximises its validation F1, for labels with at
+             least `min_positives` validation positives; the others fall back to the tuned global one
+             (a threshold tuned on one or two examples is noise);
+- top_k:     the k highest-scoring labels of every article;
+- prior_quantile: each label fires on about as many articles as it occurs in training: its cut-off is the
+             (1 - q) quantile of its validation scores, q = min(1, quantile_scale * training positive rate);
+             needs no validation positives, so it serves rare labels that F1 tuning cannot;
+- hybrid:    per_label's F1-optimal cut-off for labels with at least `min_positives` validation positives,
+             the prior_quantile cut-off (instead of the global one) for the others.
+`min_labels: 1` adds "at least one label": an article left empty gets its highest-scoring label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlcls.errors import MlclsError
+
+RULES = ("per_label", "global", "fixed", "top_k", "prior_quantile", "hybrid")
+PER_LABEL_RULES = ("per_label", "prior_quantile", "hybrid")  # rules that keep a cut-off per label
+
+
+@dataclass
+class DecisionRule:
+    rule: str
+    threshold: float  # the global cut-off: the fixed one, the tuned one, or the per-label fallback
+    per_label: dict[str, float] = field(default_factory=dict)  # per-label rules: label -> cut-off
+    top_k: int = 1
+    min_labels: int = 0
+    tuned_on: str | None = None  # "validation", or None when nothing was tuned
+    # per_label / prior_quantile: labels that use `threshold`; hybrid: labels that use the prior-quantile cut-off
+    fallback_labels: list[str] = field(default_factory=list)
+    # rule auto: each candidate's held-out mean of micro- and macro-F1 (the rule above is the best of them)
+    auto_scores: dict[str, float] | None = None
+    quantile_scale: float = 1.0  # prior_quantile / hybrid: multiplier on the training positive rate
+
+    def cutoffs(self, labels: list[str]) -> np.ndarray:
+        return np.array([self.per_label.get(name, self.threshold) for name in labels], dtype=np.float32)
+
+    def apply(self, probs: np.ndarray, labels: list[str]) -> np.ndarray:
+        if self.rule == "top_k":
+            k = min(self.top_k, probs.shape[1])
+            chosen = np.zeros(probs.shape, dtype=bool)
+            top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+            np.put_along_axis(chosen, top, True, axis=1)
+        elif self.rule in PER_LABEL_RULES:
+            chosen = probs >= self.cutoffs(labels)
+        else:
+            chosen = probs >= self.threshold
+        if self.min_labels > 0:
+            empty = ~chosen.any(axis=1)
+            chosen[empty, np.argmax(probs[empty], axis=1)] = True
+        return chosen
+
+    def describe(self) -> str:
+        if self.auto_scores:
+            tried = ", ".join(f"{name} {100 * score:.1f}" for name, score in self.auto_scores.items())
+            return f"auto: {self._describe()} (held-out mean F1: {tried})"
+        return self._describe()
+
+    def _describe(self) -> str:
+        extra = " + at least one label" if self.min_labels else ""
+        if self.rule == "top_k":
+            return f"top-{self.top_k}{extra}"
+        if self.rule == "per_label":
+            tuned = len(self.per_label) - len(self.fallback_labels)
+            return f"per-label ({tuned} tuned, {len(self.fallback_labels)} at the global {self.threshold:.2f}){extra}"
+        if self.rule == "prior_quantile":
+            unscored = len(self.fallback_labels)
+            fallback = f", {unscored} at the global {self.threshold:.2f}" if unscored else ""
+            quantile = len(self.per_label) - len(self.fallback_labels)
+            return f"prior-quantile x{float(self.quantile_scale)} ({quantile} labels{fallback}){extra}"
+        if self.rule == "hybrid":
+            tuned = len(self.per_label) - len(self.fallback_labels)
+            scale = f" x{float(self.quantile_scale)}" if self.quantile_scale != 1.0 else ""
+            return f"hybrid ({tuned} F1-tuned, {len(self.fallback_labels)} prior-quantile{scale}){extra}"
+        return f"{self.rule} {self.threshold:.2f}{extra}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> DecisionRule:
+        """The rule a thresholds.json holds; ValueError says what is wrong (run/files.py names the file)."""
+        if not isinstance(raw, dict):
+            raise ValueError("expected a JSON object")
+        try:
+            rule = cls(**raw)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
+        if rule.rule not in RULES:
+            raise ValueError(f"unknown rule {rule.rule!r}")
+        if not isinstance(rule.per_label, dict) or not isinstance(rule.fallback_labels, list):
+            raise ValueError("per_label must map labels to cut-offs")
+        for name, cut in [("threshold", rule.threshold), *rule.per_label.items()]:
+            if isinstance(cut, bool) or not isinstance(cut, int | float) or not 0.0 <= cut <= 1.0:
+                raise ValueError(f"the cut-off of {name!r} is {cut!r}, not a number in [0, 1]")
+        return rule
+
+
+def with_overrides(rule: DecisionRule, threshold: float | None = None, top_k: int | None = None,
+                   min_labels: int | None = None) -> DecisionRule:
+    """The run's rule, changed by `eval`/`predict` options: --threshold (a fixed cut-off), --top-k, --min-labels."""
+    if threshold is not None and top_k is not None:
+        raise MlclsError("--threshold and --top-k are two different rules: give one of them")
+    if threshold is not None:
+        rule = DecisionRule("fixed", threshold, min_labels=rule.min_labels)
+    elif top_k is not None:
+        rule = DecisionRule("top_k", rule.threshold, top_k=top_k, min_labels=rule.min_labels)
+    if min_labels is not None:
+        rule = DecisionRule(**{**asdict(rule), "min_labels": min_labels})
+    return rule

@@ -1,0 +1,54 @@
+"""lexical/ of a run (model.lexical: tfidf): the TF-IDF model's writer and reader, and the one reader of the
+weight at which the run blends it in. Saved without pickle, which runs code when loaded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mlcls.errors import RunDirError
+from mlcls.model.lexical import C, LexicalModel
+from mlcls.run.files import peek_dict, peek_metrics
+from mlcls.run.layout import LEXICAL, LEXICAL_SETTINGS, LEXICAL_VOCABULARY, LEXICAL_WEIGHTS
+
+
+def save_lexical(run: Path, model: LexicalModel) -> None:
+    from safetensors.numpy import save_file
+
+    folder = run / LEXICAL
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / LEXICAL_VOCABULARY).write_text(json.dumps(model.vocabulary, ensure_ascii=False), encoding="utf-8")
+    save_file({"idf": model.idf.astype(np.float32), "coef": model.coef.astype(np.float32),
+               "intercept": model.intercept.astype(np.float32)}, str(folder / LEXICAL_WEIGHTS))
+    (folder / LEXICAL_SETTINGS).write_text(json.dumps({"weight": model.weight, "vectorizer": model.settings, "C": C},
+                                                      indent=1))
+
+
+def load_lexical(run: Path) -> LexicalModel | None:
+    """The run's lexical model, or None when it blends none in."""
+    folder = run / LEXICAL
+    if not folder.is_dir():
+        return None
+    from safetensors.numpy import load_file
+
+    try:
+        weights = load_file(str(folder / LEXICAL_WEIGHTS))
+        settings = json.loads((folder / LEXICAL_SETTINGS).read_text())
+        vocabulary = json.loads((folder / LEXICAL_VOCABULARY).read_text(encoding="utf-8"))
+        model = LexicalModel(vocabulary, weights["idf"], weights["coef"], weights["intercept"],
+                             float(settings["weight"]), settings["vectorizer"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise RunDirError(f"{folder}: the lexical model cannot be read ({exc})") from None
+    if model.coef.shape != (len(model.intercept), len(model.idf)) or len(vocabulary) != len(model.idf):
+        raise RunDirError(f"{folder}: vocabulary, idf and coefficients do not match")
+    return model
+
+
+def lexical_weight(run: Path) -> float | None:
+    """The weight at which the run blends its lexical model in, without loading the model: from lexical/'s
+    settings when the folder is there, else what metrics.json says; None when neither says."""
+    settings = peek_dict(run / LEXICAL / LEXICAL_SETTINGS) if (run / LEXICAL).exists() else peek_metrics(run)
+    weight = (settings or {}).get("weight" if (run / LEXICAL).exists() else "lexical_weight")
+    return float(weight) if isinstance(weight, int | float) and not isinstance(weight, bool) else None

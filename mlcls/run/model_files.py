@@ -1,0 +1,72 @@
+"""The model of a run: encoder/ (save_pretrained: weights in safetensors, the tokenizer beside them) and
+head.safetensors, written and read back here. With model.head transformers, encoder/ holds the whole
+AutoModelForSequenceClassification (head inside) and there is no head.safetensors.
+
+Weights are loaded from safetensors only. Remote code (`trust_remote_code`) runs only when the caller says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlcls.config import Config
+from mlcls.errors import RunDirError
+from mlcls.run.layout import ENCODER, HEAD, LABELS
+from mlcls.run.lifecycle import run_write_error
+
+
+def save_model(run: Path, model, tokenizer) -> None:
+    """encoder/ (save_pretrained: weights in safetensors, the tokenizer beside them) and head.safetensors; with
+    model.head transformers the whole AutoModelForSequenceClassification in encoder/, head inside."""
+    from safetensors.torch import save_file
+
+    from mlcls.model.classifier import NativeClassifier
+
+    try:
+        if isinstance(model, NativeClassifier):
+            model.model.save_pretrained(run / ENCODER)
+        else:
+            model.encoder.save_pretrained(run / ENCODER)
+            save_file(model.head_state(), str(run / HEAD))
+        tokenizer.save_pretrained(run / ENCODER)
+    except Exception as exc:
+        raise run_write_error(run, run, "the model", exc) from None
+
+
+def load_model(folder: Path, config: Config, num_labels: int):
+    """(classifier, tokenizer) of one model folder (encoder/ + head.safetensors; with model.head transformers
+    encoder/ alone, the whole AutoModelForSequenceClassification), checked to be whole."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    from mlcls.model.classifier import MultiLabelClassifier, NativeClassifier
+
+    trust = config.model.trust_remote_code
+    native = config.model.head == "transformers"
+    kind = AutoModelForSequenceClassification if native else AutoModel
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder / ENCODER, trust_remote_code=trust)
+        encoder = kind.from_pretrained(folder / ENCODER, use_safetensors=True, trust_remote_code=trust)
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{folder / ENCODER}: cannot load ({str(exc).splitlines()[0]})") from None
+    check_tokenizer_fits(folder / ENCODER, tokenizer, encoder)
+    if native:
+        return NativeClassifier(encoder), tokenizer
+    model = MultiLabelClassifier(encoder, num_labels, config.model.pooling, config.model.dropout)
+    try:
+        head = load_file(str(folder / HEAD))
+        model.head.load_state_dict({k.removeprefix("head."): v for k, v in head.items()})
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        raise RunDirError(f"{folder / HEAD}: corrupt or does not match {LABELS} ({exc})") from None
+    return model, tokenizer
+
+
+def check_tokenizer_fits(folder: Path, tokenizer, encoder) -> None:
+    """A run whose tokenizer file is gone still loads: transformers builds a tokenizer from what is left (a
+    handful of special tokens), every word becomes [UNK], and every article scores the same. A tokenizer
+    must cover (nearly) the encoder's vocabulary: embedding tables may be padded past it, never 10x larger."""
+    embeddings = encoder.get_input_embeddings().num_embeddings
+    if len(tokenizer) > embeddings or len(tokenizer) < 0.9 * embeddings:
+        raise RunDirError(f"{folder}: the tokenizer has {len(tokenizer)} tokens but the encoder's vocabulary has "
+                          f"{embeddings} (a tokenizer file is missing or belongs to another model)")

@@ -1,0 +1,90 @@
+"""What a checkpoint carries beyond tensors (`TrainingState`), and going on from one exactly: the same data
+(a fingerprint), the same weights, optimizer, scheduler and random states."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlcls.errors import MlclsError, RunDirError
+from mlcls.run.checkpoint import find_checkpoint, load_checkpoint
+from mlcls.run.layout import STATE
+from mlcls.training.cache import token_ids_fingerprint
+
+
+@dataclass
+class TrainingState:
+    """Where training stands: everything besides tensors that a checkpoint must carry to go on exactly."""
+
+    epoch: int = 0  # epochs completed
+    batches_done: int = 0  # of this process's batches in epoch `epoch + 1`
+    step: int = 0  # optimizer steps over the whole run
+    epoch_rng: dict[str, Any] | None = None  # batch-order random state at the start of epoch `epoch + 1`
+    loss_sum: float = 0.0  # of epoch `epoch + 1` so far
+    loss_count: int = 0
+    samples_seen: int = 0
+    train_seconds: float = 0.0
+    log: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    best_thresholds: dict[str, Any] | None = None
+    epochs_without_gain: int = 0
+    stopped_early: bool = False
+    data_fingerprint: str = ""
+
+
+def data_fingerprint(train_ids, val_ids, train_enc, val_enc) -> str:
+    """What the checkpoint was trained on: resuming on other data would silently mix two runs."""
+    h = hashlib.sha256()
+    for ids in (train_ids, val_ids):
+        h.update(token_ids_fingerprint(ids).encode())
+    for enc in (train_enc, val_enc):
+        h.update(np.ascontiguousarray(enc.targets).tobytes())
+        h.update(np.ascontiguousarray(enc.mask).tobytes())
+    return h.hexdigest()
+
+
+def trainer_state(optimizer, scheduler) -> dict[str, Any]:
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore(run_dir: Path, model, optimizer, scheduler, fingerprint: str):
+    """Load the checkpoint of `run_dir` into model, optimizer and scheduler; return (state, best weights)."""
+    path = find_checkpoint(run_dir)
+    if path is None:
+        raise RunDirError(f"{run_dir}: no checkpoint to resume from")
+    saved = load_checkpoint(path)
+    try:
+        state = TrainingState(**saved.state)
+    except TypeError as exc:  # written by another version of mlcls
+        raise RunDirError(f"{path / STATE}: not a checkpoint state this mlcls can read ({exc})") from None
+    if state.data_fingerprint != fingerprint:
+        raise MlclsError(f"{path}: the training or validation data changed since this checkpoint was written "
+                         "(same files and settings are needed to resume)")
+    try:
+        model.load_state_dict(saved.model)
+        optimizer.load_state_dict(saved.trainer["optimizer"])
+        scheduler.load_state_dict(saved.trainer["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise RunDirError(f"{path}: does not match this model ({str(exc).splitlines()[0]})") from None
+    torch.set_rng_state(saved.trainer["torch_rng"])
+    if "cuda_rng" in saved.trainer and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved.trainer["cuda_rng"])
+    best = saved.best if saved.best is not None else {k: v.clone() for k, v in saved.model.items()}
+    return state, best
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
