@@ -95,3 +95,46 @@ def trained(tmp_path_factory, tiny_encoder):
     result = runner.invoke(app, ["train", "-c", str(tiny_config(folder, tiny_encoder, data)), "--name", "tiny"])
     assert result.exit_code == 0, result.output
     return folder, data, result
+
+
+# --------------------------------------------------------------------------- faults of the machine
+# A full disk is simulated without filling one: `disk_fills_after` lets a file opened by mlcls.atomic take
+# `room` bytes, then points its descriptor at /dev/full, so that the kernel itself answers ENOSPC to the
+# write, to the flush and to the close that follow, through Python's own buffered layers.
+
+needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+
+
+def disk_fills_after(monkeypatch, room: int) -> None:
+    """Every file mlcls.atomic opens from now on takes `room` bytes, then the disk is full."""
+    import mlcls.atomic as atomic
+
+    class FullDisk(atomic._RawFile):
+        used = 0
+
+        def write(self, data):
+            if self.used >= room:
+                full = os.open("/dev/full", os.O_WRONLY)
+                os.dup2(full, self.fileno())
+                os.close(full)
+            else:
+                data = bytes(data)[: room - self.used]  # a short write, as a disk filling up gives
+            written = super().write(data)
+            self.used += written or 0
+            return written
+
+    monkeypatch.setattr(atomic, "_RawFile", FullDisk)
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc)
+    assert "\n" not in text and "Errno" not in text and "Traceback" not in text
+    return text
+
+
+def _cli(*args: str, input: str | None = None):
+    from typer.testing import CliRunner
+
+    from mlcls.cli import app
+
+    return CliRunner().invoke(app, list(args), input=input)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from mlcls.atomic import describe_os_error
 from mlcls.errors import DataError
 
 Labels = dict[str, float | None]
@@ -164,8 +165,6 @@ def _open_input(path: Path) -> IO[bytes]:
     try:
         return open(path, "rb")  # noqa: SIM115 (the callers close it)
     except OSError as exc:
-        from mlcls.atomic import describe_os_error
-
         raise DataError(path, None, f"cannot read ({describe_os_error(exc)})") from None
 
 
@@ -212,12 +211,7 @@ def _csv_rows(path: Path, stats: ReadStats) -> Iterator[tuple[int, Any, bytes]]:
                 # the reader ran to the end of the file inside a quoted cell: the rest of the file is in it
                 problem = ("unterminated quoted cell: a '\"' opened on this row is never closed", "invalid CSV", start)
             if header is None:  # the first row that is not blank names the columns
-                if problem:
-                    raise DataError(path, problem[2], f"header: {problem[0]}", reason=problem[1])
-                duplicates = sorted({name for name in cells if cells.count(name) > 1})
-                if duplicates:
-                    raise DataError(path, start, f"header: column '{duplicates[0]}' appears twice")
-                header = cells
+                header = _csv_header(path, cells, problem, start)
                 continue
             rows += 1
             if problem is None and len(cells) != len(header):
@@ -232,6 +226,16 @@ def _csv_rows(path: Path, stats: ReadStats) -> Iterator[tuple[int, Any, bytes]]:
                             + (f" ({blank} blank line{'s' if blank != 1 else ''})" if blank else ""))
     finally:
         handle.close()
+
+
+def _csv_header(path: Path, cells: list[str], problem: tuple[str, str, int] | None, start: int) -> list[str]:
+    """The column names of a CSV file's first row that is not blank, or a DataError that says what is wrong."""
+    if problem:
+        raise DataError(path, problem[2], f"header: {problem[0]}", reason=problem[1])
+    duplicates = sorted({name for name in cells if cells.count(name) > 1})
+    if duplicates:
+        raise DataError(path, start, f"header: column {duplicates[0]!r} appears twice")
+    return cells
 
 
 def _undecodable(raw: bytes, start: int) -> tuple[str, str, int] | None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from mlcls.data.stats import frequency_group
+
 
 def gold_matrix(targets: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return ((targets >= 0.5) & (mask > 0)).astype(np.int8)
@@ -97,8 +99,6 @@ def frequency_group_scores(per_label: list[dict[str, Any]], train_positives: dic
     A group with nothing to score (no labels, or no gold and no predicted positives) has null F1, not 0.0:
     an empty tail is no evidence of a bad tail.
     """
-    from mlcls.data.stats import frequency_group
-
     groups: dict[str, dict[str, Any]] = {}
     for name in ("head", "medium", "tail"):
         rows = [r for r in per_label if frequency_group(train_positives.get(r["label"], 0.0)) == name]

@@ -44,14 +44,15 @@ class ScoredRuns:
 
 def evaluate_runs(runs: list[str | Path | None], data: str | Path | None, batch_size: int | None,
                   overrides: DecisionOverrides | None = None, keep_scores: bool = False, on_error: str | None = None,
-                  rejects: IO[bytes] | None = None, int8: bool = False,
-                  precision: str | None = None) -> ScoredRuns:
+                  rejects: IO[bytes] | None = None, int8: bool = False, precision: str | None = None,
+                  trust_remote_code: bool = False) -> ScoredRuns:
     """`mlcls eval` on one run or several (--compare): each run's report on `data` (default: its test file).
-    `precision`: auto, fp32 or bf16 (None: each run's model.inference_precision); the notes say what was used."""
+    `precision`: auto, fp32 or bf16 (None: each run's model.inference_precision); the notes say what was used.
+    `trust_remote_code`: --trust-remote-code (load_run's)."""
     overrides = overrides or DecisionOverrides()
     scored = ScoredRuns([], [])
     for run in runs:
-        loaded = load_run(run, int8=int8, precision=precision)
+        loaded = load_run(run, int8=int8, precision=precision, trust_remote_code=trust_remote_code)
         policy = ReadPolicy(on_error or loaded.config.data.on_error, rejects)
         report = evaluate(loaded, data, batch_size, overrides.apply(loaded.thresholds), keep_scores, policy)
         scored.reports.append(report)

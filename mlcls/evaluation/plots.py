@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mlcls.atomic import atomic_open
+
 
 def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
     import matplotlib
@@ -50,8 +52,6 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
 
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
-
-    from mlcls.atomic import atomic_open
 
     fig.tight_layout()
     with atomic_open(path, "wb") as handle:

@@ -20,8 +20,9 @@ QUANTIZE = ("int8",)
 
 
 def export_run(run: str | Path | None, out: str | Path, fmt: str = "onnx", quantize: str | None = None,
-               note: Callable[[str], None] | None = None) -> ExportResult:
-    """Export the finished run `run` (default: runs/latest) to the folder `out`; see the module's doc."""
+               note: Callable[[str], None] | None = None, trust_remote_code: bool = False) -> ExportResult:
+    """Export the finished run `run` (default: runs/latest) to the folder `out`; see the package's doc.
+    `trust_remote_code`: --trust-remote-code (a run that carries code is loaded only with it)."""
     note = note or (lambda line: None)
     if fmt not in FORMATS:
         raise MlclsError(f"unknown --format {fmt!r}: choose onnx (one graph for ONNX Runtime) or hf (a "
@@ -38,6 +39,6 @@ def export_run(run: str | Path | None, out: str | Path, fmt: str = "onnx", quant
         raise MlclsError(f"{source}: already an ONNX export; export the run it was made from")
     validate_run(source)
     if fmt == "hf":
-        return export_hf(source, out, note)
+        return export_hf(source, out, note, trust_remote_code)
     require_onnx(export=True)
-    return export_onnx(source, out, quantize, note)
+    return export_onnx(source, out, quantize, note, trust_remote_code)

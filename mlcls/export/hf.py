@@ -45,7 +45,7 @@ def refuse_hf(source: Path) -> None:
                          "with --format onnx, or train with model.lexical none")
 
 
-def export_hf(source: Path, out: Path, note: Callable[[str], None]) -> ExportResult:
+def export_hf(source: Path, out: Path, note: Callable[[str], None], trust_remote_code: bool = False) -> ExportResult:
     """The run's AutoModelForSequenceClassification folder with the run's small files and its model card, at the
     top of `out`: `from_pretrained(out)`, `pipeline("text-classification", model=out, top_k=None,
     truncation=True)` and the Hub take it as it is. Checked before the rename: transformers loads the copy and
@@ -53,13 +53,13 @@ def export_hf(source: Path, out: Path, note: Callable[[str], None]) -> ExportRes
     import torch
 
     refuse_hf(source)
-    loaded = load_run(source, device="cpu", precision="fp32")
+    loaded = load_run(source, device="cpu", precision="fp32", trust_remote_code=trust_remote_code)
     note(f"exporting {source} ({len(loaded.labels)} labels) as a transformers model ...")
     with staged(out) as staging:
         shutil.copytree(source / ENCODER, staging, dirs_exist_ok=True)
         copy_run_files(source, staging)
         check = check_hf_export(staging, loaded.model, len(loaded.tokenizer), loaded.config.model.max_length,
-                                loaded.config.model.trust_remote_code)
+                                trust_remote_code)
         if check["max_abs_diff"] > FP32_TOLERANCE:
             raise MlclsError(f"{source}: transformers' scores of the export differ from mlcls's by up to "
                              f"{check['max_abs_diff']:.2e} (more than {FP32_TOLERANCE:g}); nothing was written")

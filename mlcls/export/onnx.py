@@ -135,37 +135,18 @@ def quantize_int8(fp32: Path, int8: Path, external: bool) -> None:
 # ------------------------------------------------------------------------------------------ the folder
 
 
-def export_onnx(source: Path, out: Path, quantize: str | None, note: Callable[[str], None]) -> ExportResult:
-    import torch
-
-    loaded = load_run(source, device="cpu")
+def export_onnx(source: Path, out: Path, quantize: str | None, note: Callable[[str], None],
+                trust_remote_code: bool = False) -> ExportResult:
+    loaded = load_run(source, device="cpu", trust_remote_code=trust_remote_code)
     model, tokenizer = loaded.model, loaded.tokenizer
     members = len(model.members) if isinstance(model, FoldEnsemble) else 1
     token_types = takes_token_types(model, tokenizer)
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
-    weight_bytes = sum(p.numel() * 4 for p in model.parameters())
-    external = weight_bytes > EXTERNAL_DATA_BYTES
     what = f"{members} fold models as one graph" if members > 1 else "one model"
     note(f"exporting {source} ({what}, {len(loaded.labels)} labels) to ONNX"
          + (" with int8 quantisation" if quantize else "") + " ...")
-
     with staged(out) as staging:
-        graph = export_graph(model)
-        inputs = example_inputs(len(tokenizer), token_types)
-        fp32 = staging / (ONNX_MODEL if quantize is None else "model.fp32.onnx")
-        try:
-            to_onnx(graph, inputs, names, fp32, external)
-        except (OSError, MlclsError):
-            raise
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise MlclsError(f"{source}: torch.onnx.export cannot export this model ({type(exc).__name__}: "
-                             f"{first}); mlcls --debug shows the traceback") from exc
-        if quantize == "int8":
-            quantize_int8(fp32, staging / ONNX_MODEL, external)
-            fp32.unlink()
-            for extra in staging.glob("model.fp32.onnx*"):
-                extra.unlink()
+        write_graph(source, model, len(tokenizer), names, staging / ONNX_MODEL, quantize)
         check = check_export(staging / ONNX_MODEL, model, len(tokenizer), token_types,
                              loaded.config.model.max_length, quantize)
         if quantize is None and check["max_abs_diff"] > FP32_TOLERANCE:
@@ -175,28 +156,55 @@ def export_onnx(source: Path, out: Path, quantize: str | None, note: Callable[[s
         copy_run_files(source, staging)
         if (source / LEXICAL).is_dir():
             shutil.copytree(source / LEXICAL, staging / LEXICAL)
-        manifest = {
-            "format": "onnx",
-            "file": ONNX_MODEL,
-            "quantize": quantize,
-            "inputs": names,
-            "outputs": list(OUTPUTS),
-            "opset": _opset(staging / ONNX_MODEL),
-            "members": members,
-            "pooling": loaded.config.model.pooling if loaded.config.model.head == "linear" else "native",
-            "num_labels": len(loaded.labels),
-            "vocab_size": len(tokenizer),
-            "max_length": loaded.config.model.max_length,
-            "lexical_weight": loaded.lexical.weight if loaded.lexical is not None else None,
-            "source_run": str(source),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "mlcls_version": package_version("mlcls"),
-            "torch": torch.__version__,
-            **{name: package_version(name) for name in ("onnx", "onnxscript", "onnxruntime")},
-            "check": check,
-        }
+        manifest = onnx_manifest(loaded, names, members, quantize, staging / ONNX_MODEL, check)
         write_manifest_and_card(source, staging, manifest)
     return ExportResult(out, source, manifest)
+
+
+def write_graph(source: Path, model, vocab_size: int, names: list[str], path: Path, quantize: str | None) -> None:
+    """The graph at `path`: exported in fp32 (beside it first, when it is then quantised to int8)."""
+    external = sum(p.numel() * 4 for p in model.parameters()) > EXTERNAL_DATA_BYTES
+    fp32 = path if quantize is None else path.with_name("model.fp32.onnx")
+    try:
+        to_onnx(export_graph(model), example_inputs(vocab_size, "token_type_ids" in names), names, fp32, external)
+    except (OSError, MlclsError):
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MlclsError(f"{source}: torch.onnx.export cannot export this model ({type(exc).__name__}: "
+                         f"{first}); mlcls --debug shows the traceback") from exc
+    if quantize == "int8":
+        quantize_int8(fp32, path, external)
+        for extra in path.parent.glob(f"{fp32.name}*"):  # the fp32 graph and its external data, if any
+            extra.unlink()
+
+
+def onnx_manifest(loaded, names: list[str], members: int, quantize: str | None, graph: Path,
+                  check: dict[str, Any]) -> dict[str, Any]:
+    """export.json of an ONNX export: what was exported, how, with which versions, and the parity check."""
+    import torch
+
+    model = loaded.config.model
+    return {
+        "format": "onnx",
+        "file": graph.name,
+        "quantize": quantize,
+        "inputs": names,
+        "outputs": list(OUTPUTS),
+        "opset": _opset(graph),
+        "members": members,
+        "pooling": model.pooling if model.head == "linear" else "native",
+        "num_labels": len(loaded.labels),
+        "vocab_size": len(loaded.tokenizer),
+        "max_length": model.max_length,
+        "lexical_weight": loaded.lexical.weight if loaded.lexical is not None else None,
+        "source_run": str(loaded.path),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "mlcls_version": package_version("mlcls"),
+        "torch": torch.__version__,
+        **{name: package_version(name) for name in ("onnx", "onnxscript", "onnxruntime")},
+        "check": check,
+    }
 
 
 def check_export(path: Path, model, vocab_size: int, token_types: bool, max_length: int,

@@ -8,12 +8,13 @@ from mlcls.config import Config
 from mlcls.errors import MlclsError
 from mlcls.inference.loaded import LoadedRun, load_run_files
 from mlcls.inference.onnx_run import load_onnx_run
+from mlcls.model.classifier import FoldEnsemble, quiet_transformers
 from mlcls.precision import PRECISIONS, choose_inference_precision
 from mlcls.run.files import export_format, peek_manifest, read_onnx_manifest
 from mlcls.run.find import resolve_run
-from mlcls.run.layout import CARD, MANIFEST, ONNX_MODEL, model_folders
+from mlcls.run.layout import CARD, ENCODER, MANIFEST, ONNX_MODEL, model_folders
 from mlcls.run.lexical import load_lexical
-from mlcls.run.model_files import load_model
+from mlcls.run.model_files import check_remote_code, load_model
 from mlcls.run.validation import validate_run
 
 
@@ -37,23 +38,25 @@ def quantized_int8(encoder):
         return quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def load_run(run: str | Path | None, device: str = "auto", int8: bool = False,
-             precision: str | None = None) -> LoadedRun:
+def load_run(run: str | Path | None, device: str = "auto", int8: bool = False, precision: str | None = None,
+             trust_remote_code: bool = False) -> LoadedRun:
     """A finished run, ready to score: one model, or the K fold models of a cross-fitted run as one ensemble.
 
     `precision` (auto, fp32, bf16; None: the run's model.inference_precision) is resolved for the device here
-    (choose_inference_precision) and travels with the run to score_records."""
+    (choose_inference_precision) and travels with the run to score_records. `trust_remote_code`: whether the
+    user allowed this command to run code that the run carries (--trust-remote-code); a run that asks for it
+    without that is refused in one line, whatever its own config says."""
     import torch
 
     path = resolve_run(run)
     if precision is not None and precision not in PRECISIONS:
         raise MlclsError(f"--precision {precision!r}: the choice is auto, fp32 or bf16")
     if (path / ONNX_MODEL).is_file():  # an ONNX export (`mlcls export`): scored with ONNX Runtime
-        return _load_onnx(path, device, int8, precision)
+        return _load_onnx(path, device, int8, precision, trust_remote_code)
     refuse_hf_export(path)
     validate_run(path)  # every file there, whole and consistent, before anything heavy loads
     config, labels, thresholds = load_run_files(path)
-    model, tokenizer = _load_models(path, config, len(labels))
+    model, tokenizer = _load_models(path, config, len(labels), trust_remote_code)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
@@ -68,18 +71,18 @@ def load_run(run: str | Path | None, device: str = "auto", int8: bool = False,
                      chosen, note)
 
 
-def _load_models(path: Path, config: Config, num_labels: int):
+def _load_models(path: Path, config: Config, num_labels: int, trust_remote_code: bool):
     """(model, tokenizer): one model, or the fold models of a cross-fitted run as one FoldEnsemble."""
-    from mlcls.model.classifier import FoldEnsemble, quiet_transformers
-
+    folders = model_folders(path, config.train.folds)
+    check_remote_code(path, [folder / ENCODER for folder in folders], config, trust_remote_code)
     quiet_transformers()
-    members = [load_model(folder, config, num_labels) for folder in model_folders(path, config.train.folds)]
+    members = [load_model(folder, config, num_labels, trust_remote_code) for folder in folders]
     model = members[0][0] if len(members) == 1 else FoldEnsemble([m for m, _ in members])
     return model, members[0][1]
 
 
-def _load_onnx(path: Path, device: str, int8: bool, precision: str | None) -> LoadedRun:
-    loaded = load_onnx_run(path, device, int8)
+def _load_onnx(path: Path, device: str, int8: bool, precision: str | None, trust_remote_code: bool) -> LoadedRun:
+    loaded = load_onnx_run(path, device, int8, trust_remote_code)
     loaded.precision, loaded.precision_note = onnx_precision(path, precision or loaded.config.model.inference_precision)
     return loaded
 

@@ -17,9 +17,11 @@ import numpy as np
 
 from mlcls.errors import MlclsError, RunDirError
 from mlcls.inference.loaded import LoadedRun, load_run_files
+from mlcls.model.classifier import quiet_transformers
 from mlcls.run.files import peek_manifest, read_onnx_manifest
 from mlcls.run.layout import CONFIG, LABELS, MANIFEST, ONNX_MODEL, THRESHOLDS, TOKENIZER_CONFIG
 from mlcls.run.lexical import load_lexical
+from mlcls.run.model_files import check_remote_code
 
 REQUIRED = (ONNX_MODEL, MANIFEST, CONFIG, LABELS, THRESHOLDS, TOKENIZER_CONFIG)
 ONNX_EXTRA = 'pip install "mlcls[onnx]"'
@@ -111,9 +113,9 @@ def providers_for(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def load_onnx_run(path: Path, device: str = "auto", int8: bool = False):
+def load_onnx_run(path: Path, device: str = "auto", int8: bool = False, trust_remote_code: bool = False):
     """The export in `path` as a LoadedRun whose model is an OnnxModel (inputs and outputs on the CPU; ONNX
-    Runtime moves them to its device itself)."""
+    Runtime moves them to its device itself). `trust_remote_code`: as load_run's (a tokenizer may carry code)."""
     import torch
 
     require_onnx(export=False)
@@ -125,28 +127,23 @@ def load_onnx_run(path: Path, device: str = "auto", int8: bool = False):
     if int8 and manifest.get("quantize") != "int8":
         raise MlclsError(f"{path}: --int8 quantises a torch run; this ONNX export is fp32: make an int8 one with "
                          "`mlcls export RUN --format onnx --quantize int8`")
-    config, labels, thresholds = load_run_files(path)
-    unknown = sorted(set(thresholds.per_label) - set(labels.labels))
-    if unknown:
-        raise RunDirError(f"{path / THRESHOLDS}: names labels that labels.json lacks "
-                          f"({', '.join(unknown[:5])}): the files come from different runs")
+    config, labels, thresholds = load_run_files(path)  # the rule checked against the labels there
+    check_remote_code(path, [path], config, trust_remote_code)
     model = OnnxModel(path / ONNX_MODEL, providers_for(device))
     if model.num_labels != len(labels):
         raise RunDirError(f"{path / ONNX_MODEL}: the graph scores {model.num_labels} labels but "
                           f"{path / LABELS} has {len(labels)}: the files come from different exports")
-    tokenizer = _tokenizer(path, config, manifest)
+    tokenizer = _tokenizer(path, manifest, trust_remote_code)
     lexical = load_lexical(path)
     return LoadedRun(path, config, labels, thresholds, model, tokenizer, torch.device("cpu"), lexical)
 
 
-def _tokenizer(path: Path, config, manifest: dict[str, Any]):
+def _tokenizer(path: Path, manifest: dict[str, Any], trust_remote_code: bool):
     from transformers import AutoTokenizer
-
-    from mlcls.model.classifier import quiet_transformers
 
     quiet_transformers()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.model.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise RunDirError(f"{path}: cannot load the tokenizer ({str(exc).splitlines()[0]})") from None
     expected = manifest.get("vocab_size")

@@ -11,5 +11,7 @@ lexical.py      lexical/: the TF-IDF model's writer and reader, and its blend we
 validation.py   `validate_run`: every file a run needs, whole and consistent, before anything loads
 checkpoint.py   training checkpoints, written whole or not at all
 provenance.py   provenance.json: versions, command line, data files' sha256
-model_card.py   README.md: a Hugging Face model card of a run or an export
+card_facts.py   what a model card says, read once from the run's files (ModelCardData)
+model_card.py   README.md: a Hugging Face model card of a run or an export, rendered from those facts and
+                the usage snippets in card_templates/
 """

@@ -19,6 +19,7 @@ from mlcls.run.layout import (
     staging_dir,
 )
 from mlcls.run.lifecycle import training_now
+from mlcls.run.validation import validate_run
 
 
 def resumable_run(run: Path, runs_root: Path = Path("runs")) -> Path:
@@ -58,7 +59,7 @@ def resolve_run(run: str | Path | None, runs_root: str | Path = "runs") -> Path:
         raise RunDirError(f"{path}: run directory not found")
     try:
         is_run = (path / CONFIG).exists() or not path.is_dir()
-        runs_inside = not is_run and ((path / LATEST).exists() or any(path.glob("*/config.yaml")))
+        runs_inside = not is_run and ((path / LATEST).exists() or any(path.glob(f"*/{CONFIG}")))
     except OSError:  # unreadable: validate_run names the cause
         runs_inside = False
     if runs_inside:
@@ -76,8 +77,6 @@ def unfinished_run(final: Path) -> str | None:
         return (f"{final}: this run is still being trained (its files are in {staging}); evaluate it when the "
                 "training ends")
     if not resumable and (staging / METRICS).is_file():  # stopped between its last write and the rename
-        from mlcls.run.validation import validate_run
-
         try:
             validate_run(staging)
         except RunDirError:

@@ -1,11 +1,13 @@
-"""README.md: a Hugging Face model card for a run directory or an export.
+"""README.md: a Hugging Face model card for a run directory or an export, rendered from `ModelCardData`.
 
-The card is written from the run's own files (config.yaml, labels.json, label_stats.json, thresholds.json,
-metrics.json, tuning_scores.npz, provenance.json), so it can be regenerated at any time. Its YAML front
-matter is what the Hub reads (pipeline_tag, tags, base_model, metrics, model-index with the validation
-micro- and macro-F1); the body says what the model does, its labels with their training support and
-validation F1, the decision rule, the data, the training settings, the validation metrics, where it came
-from, and how to load it (mlcls; ONNX Runtime for an export). The folder can be uploaded to the Hub as it is.
+The facts come from card_facts.py, which reads the run's own files once, so the card can be regenerated at any
+time; this module only renders them, as sentence-transformers renders its ModelCardData through a template. Its
+YAML front matter is what the Hub reads (pipeline_tag, tags, base_model, metrics, model-index with the validation
+micro- and macro-F1); the body says what the model does, its labels with their training support and validation
+F1, the decision rule, the data, the training settings, the validation metrics, where it came from, and how to
+load it. The code the card shows (mlcls, ONNX Runtime for an ONNX export, transformers' `pipeline` for a
+native-head run) is in the `string.Template` files of card_templates/, one per snippet, so that it reads as the
+code it is. The folder can be uploaded to the Hub as it is.
 
 Writing a card never fails a finished training over a file it cannot read: that part of the card is left
 out (a card that cannot be rendered at all is replaced by a short one that says why).
@@ -13,26 +15,25 @@ out (a card that cannot be rendered at all is replaced by a short one that says 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
+from functools import cache
+from importlib.resources import files
 from pathlib import Path
+from string import Template
 from typing import Any
 
-from mlcls.decision.metrics import compute_metrics
-from mlcls.errors import RunDirError
-from mlcls.run.files import peek_dict, peek_metrics, peek_tuning_scores, read_config, read_labels, read_rule
-from mlcls.run.layout import CARD, LABEL_STATS, LEXICAL, run_name
-from mlcls.run.lexical import lexical_weight
-from mlcls.run.provenance import provenance_summary, read_provenance
+from mlcls.run.card_facts import ModelCardData
+from mlcls.run.layout import CARD, CONFIG, ENCODER, HEAD, LABELS, LEXICAL, ONNX_MODEL, PROVENANCE, THRESHOLDS, run_name
 
-# A Hub model id (owner/name or name); a local folder is not one, and base_model must name a Hub model.
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+# The snippets' folder, inside this package (package data in pyproject.toml, so a wheel carries it too).
+TEMPLATES = "card_templates"
+# What the snippets call the folder the card sits in: the user's copy of it, wherever that is.
+HERE = "THIS_FOLDER"
 
 
 def write_model_card(run_dir: Path, target: Path | None = None, export: dict[str, Any] | None = None) -> Path:
     """Write the card of the run in `run_dir` to `target`/README.md (default: the run itself); `export` is
-    the export's manifest (export.json) when the card is for an ONNX export. Returns the card's path."""
+    the export's manifest (export.json) when the card is for an export (ONNX or hf). Returns the card's path."""
     run_dir = Path(run_dir)
     path = Path(target if target is not None else run_dir) / CARD
     try:
@@ -44,137 +45,33 @@ def write_model_card(run_dir: Path, target: Path | None = None, export: dict[str
 
 
 def render_model_card(run_dir: Path, export: dict[str, Any] | None = None) -> str:
-    facts = _Facts.read(run_dir, export)
-    return "---\n" + _front_matter(facts) + "---\n\n" + "\n".join(_body(facts))
-
-
-# ------------------------------------------------------------------------------------------ reading
-
-
-class _Facts:
-    """Everything the card says, read once from the run's files; a missing or unreadable file is None."""
-
-    def __init__(self, run_dir: Path, export: dict[str, Any] | None):
-        self.run_dir = run_dir
-        self.export = export
-        self.config: dict[str, Any] = {}
-        self.labels: list[str] = []
-        self.stats: dict[str, Any] | None = None
-        self.rule: Any = None
-        self.metrics: dict[str, Any] = {}
-        self.per_label_f1: dict[str, float] | None = None
-        self.provenance: dict[str, Any] | None = None
-        self.lexical_weight: float | None = None
-
-    @classmethod
-    def read(cls, run_dir: Path, export: dict[str, Any] | None) -> _Facts:
-        facts = cls(run_dir, export)
-        with contextlib.suppress(RunDirError):  # a part the card cannot read is left out of it
-            facts.config = read_config(run_dir).to_dict()
-        with contextlib.suppress(RunDirError):
-            facts.labels = read_labels(run_dir).labels
-            facts.rule = read_rule(run_dir)
-        facts.stats = peek_dict(run_dir / LABEL_STATS)
-        facts.metrics = peek_metrics(run_dir) or {}
-        facts.provenance = read_provenance(run_dir)
-        facts.lexical_weight = lexical_weight(run_dir) if (run_dir / LEXICAL).exists() else None
-        facts.per_label_f1 = _per_label_f1(run_dir, facts.labels, facts.rule)
-        return facts
-
-    def section(self, name: str) -> dict[str, Any]:
-        value = self.config.get(name)
-        return value if isinstance(value, dict) else {}
-
-    @property
-    def name(self) -> str:
-        if self.export and self.export.get("source_run"):
-            return Path(str(self.export["source_run"])).name
-        return run_name(self.run_dir)
-
-    @property
-    def encoder(self) -> str:
-        return str(self.section("model").get("encoder", "unknown encoder"))
-
-    @property
-    def native(self) -> bool:
-        """Trained with model.head transformers: the model is an AutoModelForSequenceClassification."""
-        return self.section("model").get("head") == "transformers"
-
-    @property
-    def refit(self) -> bool:
-        return bool(self.section("train").get("refit"))
-
-    @property
-    def one_transformers_model(self) -> bool:
-        """transformers alone gives this folder's scores: a native head, one model (not K folds), no TF-IDF blend,
-        and the model is there (a run's encoder/, or an hf export; not an ONNX export)."""
-        return (self.native and not self.onnx and (self.folds <= 1 or self.refit)
-                and not self.lexical_weight)
-
-    @property
-    def onnx(self) -> bool:
-        return bool(self.export) and self.export.get("format", "onnx") == "onnx"
-
-    @property
-    def hf_export(self) -> bool:
-        return bool(self.export) and self.export.get("format") == "hf"
-
-    @property
-    def validation(self) -> dict[str, Any]:
-        value = self.metrics.get("validation")
-        return value if isinstance(value, dict) else {}
-
-    @property
-    def out_of_fold(self) -> bool:
-        return self.metrics.get("validation_kind") == "out-of-fold"
-
-    @property
-    def folds(self) -> int:
-        folds = self.section("train").get("folds", 1)
-        return folds if isinstance(folds, int) else 1
-
-    def support(self, label: str) -> float | None:
-        rows = (self.stats or {}).get("labels")
-        if isinstance(rows, dict) and isinstance(rows.get(label), dict):
-            return rows[label].get("positives")
-        return None
-
-
-def _per_label_f1(run_dir: Path, labels: list[str], rule) -> dict[str, float] | None:
-    """Each label's F1 on the scores the rule was tuned on (tuning_scores.npz), under that rule."""
-    saved = peek_tuning_scores(run_dir) if rule is not None and labels else None
-    if saved is None or not {"probs", "targets", "mask"} <= set(saved):
-        return None
-    probs, targets, mask = saved["probs"], saved["targets"], saved["mask"]
-    if probs.shape != targets.shape or probs.shape[1] != len(labels):
-        return None
-    per_label = compute_metrics(targets, mask, rule.apply(probs, labels), labels)["per_label"]
-    return {row["label"]: row["f1"] for row in per_label if row["support"] > 0}
+    card = ModelCardData.read(run_dir, export)
+    return "---\n" + _front_matter(card) + "---\n\n" + "\n".join(_body(card))
 
 
 # ------------------------------------------------------------------------------------------ front matter
 
 
-def _front_matter(facts: _Facts) -> str:
+def _front_matter(card: ModelCardData) -> str:
     import yaml
 
     tags = ["text-classification", "multi-label", "multi-label-classification", "mlcls"]
-    if facts.onnx:
-        tags += ["onnx"] + (["int8"] if facts.export.get("quantize") == "int8" else [])
-    if facts.one_transformers_model:
+    if card.onnx:
+        tags += ["onnx"] + (["int8"] if card.export.get("quantize") == "int8" else [])
+    if card.one_transformers_model:
         tags += ["transformers"]
     meta: dict[str, Any] = {"pipeline_tag": "text-classification", "tags": tags}
-    if facts.hf_export:  # the model at the folder's top, where the Hub's transformers loader looks
+    if card.hf_export:  # the model at the folder's top, where the Hub's transformers loader looks
         meta["library_name"] = "transformers"
-    if _HUB_ID.match(facts.encoder) and not Path(facts.encoder).exists():
-        meta["base_model"] = facts.encoder
-    micro, macro = facts.validation.get("micro_f1"), facts.validation.get("macro_f1")
+    if card.base_model:
+        meta["base_model"] = card.base_model
+    micro, macro = card.validation.get("micro_f1"), card.validation.get("macro_f1")
     if isinstance(micro, int | float) and isinstance(macro, int | float):
         meta["metrics"] = ["f1"]
-        kind = "out-of-fold" if facts.out_of_fold else "validation"
-        train_file = Path(str(facts.section("data").get("train", "training data"))).name
+        kind = "out-of-fold" if card.out_of_fold else "validation"
+        train_file = Path(str(card.section("data").get("train", "training data"))).name
         meta["model-index"] = [{
-            "name": facts.name,
+            "name": card.name,
             "results": [{
                 "task": {"type": "text-classification", "name": "Multi-label text classification"},
                 "dataset": {"name": f"{train_file} ({kind})", "type": train_file},
@@ -192,70 +89,71 @@ def _front_matter(facts: _Facts) -> str:
 # ------------------------------------------------------------------------------------------ body
 
 
-def _body(facts: _Facts) -> list[str]:
-    model, train = facts.section("model"), facts.section("train")
+def _body(card: ModelCardData) -> list[str]:
+    model, train = card.section("model"), card.section("train")
     pooling = model.get("pooling", "mean")
-    ensemble = (f" (the mean probability of {facts.folds} cross-fitted fold models)"
-                if facts.folds > 1 and not facts.refit else "")
+    ensemble = (f" (the mean probability of {card.folds} cross-fitted fold models)"
+                if card.folds > 1 and not card.refit else "")
     what = {"onnx": "An ONNX export of the", "hf": "A transformers export of the"}.get(
-        (facts.export or {}).get("format", "onnx") if facts.export else "", "The")
+        (card.export or {}).get("format", "onnx") if card.export else "", "The")
     head = ("transformers' own sequence-classification head (AutoModelForSequenceClassification, problem_type "
-            "multi_label_classification)" if facts.native else
+            "multi_label_classification)" if card.native else
             f"{pooling} pooling of the token vectors, then a linear head")
     lines = [
-        f"# {facts.name}",
+        f"# {card.name}",
         "",
-        f"{what} multi-label text classifier `{facts.name}`, fine-tuned with mlcls from the encoder "
-        f"`{facts.encoder}`: {head} with one sigmoid per label{ensemble}. An article may get no label, one or "
+        f"{what} multi-label text classifier `{card.name}`, fine-tuned with mlcls from the encoder "
+        f"`{card.encoder}`: {head} with one sigmoid per label{ensemble}. An article may get no label, one or "
         "several; each label has its own probability and the decision rule below turns the probabilities into a "
         "label set.",
         "",
     ]
-    if facts.lexical_weight:
+    if card.lexical_weight:
         lines += [f"The run blends a TF-IDF + logistic-regression model into every label's probability "
-                  f"(p = {1 - facts.lexical_weight:.1f} p_encoder + {facts.lexical_weight:.1f} p_lexical; folder "
-                  "`lexical/`); its decision rule was tuned on the blend, so apply it to the blend (mlcls does).", ""]
-    lines += _labels_section(facts)
-    lines += _rule_section(facts)
-    lines += _data_section(facts)
-    lines += _training_section(facts, model, train)
-    lines += _metrics_section(facts)
-    lines += _provenance_section(facts)
-    lines += _usage_section(facts)
+                  f"(p = {1 - card.lexical_weight:.1f} p_encoder + {card.lexical_weight:.1f} p_lexical; folder "
+                  f"`{LEXICAL}/`); its decision rule was tuned on the blend, so apply it to the blend "
+                  "(mlcls does).", ""]
+    lines += _labels_section(card)
+    lines += _rule_section(card)
+    lines += _data_section(card)
+    lines += _training_section(card, model, train)
+    lines += _metrics_section(card)
+    lines += _provenance_section(card)
+    lines += _usage_section(card)
     return lines
 
 
-def _labels_section(facts: _Facts) -> list[str]:
-    if not facts.labels:
+def _labels_section(card: ModelCardData) -> list[str]:
+    if not card.labels:
         return []
-    kind = "out-of-fold F1" if facts.out_of_fold else "validation F1"
-    cutoffs = facts.rule.cutoffs(facts.labels) if facts.rule is not None and facts.rule.rule != "top_k" else None
-    lines = [f"## Labels ({len(facts.labels)})", "",
+    kind = "out-of-fold F1" if card.out_of_fold else "validation F1"
+    cutoffs = card.rule.cutoffs(card.labels) if card.rule is not None and card.rule.rule != "top_k" else None
+    lines = [f"## Labels ({len(card.labels)})", "",
              f"Training support: training articles with the label (soft labels count their confidence). "
              f"{kind[0].upper() + kind[1:]}: "
              "on the data the decision rule was tuned on, under that rule (- where that data has no article with "
              "the label).", "",
              f"| label | training support | {kind} |" + (" cut-off |" if cutoffs is not None else ""),
              "| --- | ---: | ---: |" + (" ---: |" if cutoffs is not None else "")]
-    f1 = facts.per_label_f1 or {}
-    for i, label in enumerate(facts.labels):
-        support = facts.support(label)
+    f1 = card.per_label_f1 or {}
+    for i, label in enumerate(card.labels):
+        support = card.support(label)
         row = (f"| {_cell(label)} | {_number(support)} | "
                f"{f'{f1[label]:.3f}' if label in f1 else '-'} |")
         if cutoffs is not None:
             row += f" {float(cutoffs[i]):.2f} |"
         lines.append(row)
-    records = (facts.stats or {}).get("num_records")
+    records = (card.stats or {}).get("num_records")
     if records is not None:
         lines += ["", f"Training articles: {records}."]
     return lines + [""]
 
 
-def _rule_section(facts: _Facts) -> list[str]:
-    rule = facts.rule
+def _rule_section(card: ModelCardData) -> list[str]:
+    rule = card.rule
     if rule is None:
         return []
-    lines = ["## Decision rule", "", f"`thresholds.json`: {rule.describe()}"
+    lines = ["## Decision rule", "", f"`{THRESHOLDS}`: {rule.describe()}"
              + (f", tuned on {rule.tuned_on} scores" if rule.tuned_on else "") + ".", ""]
     if rule.rule == "top_k":
         lines.append(f"An article gets its {rule.top_k} highest-scoring label(s).")
@@ -267,15 +165,15 @@ def _rule_section(facts: _Facts) -> list[str]:
     return lines + [""]
 
 
-def _data_section(facts: _Facts) -> list[str]:
-    data = facts.section("data")
-    recorded = (facts.provenance or {}).get("data") or {}
+def _data_section(card: ModelCardData) -> list[str]:
+    data = card.section("data")
+    recorded = (card.provenance or {}).get("data") or {}
     lines = ["## Data", "", "| split | file | records | sha256 |", "| --- | --- | ---: | --- |"]
     for key in ("train", "validation", "test"):
         value = data.get(key)
         info = recorded.get(key) if isinstance(recorded.get(key), dict) else {}
         if key == "validation" and not value:
-            lines.append(_held_out_row(facts, data))
+            lines.append(_held_out_row(card, data))
             continue
         if not value and not info:
             continue
@@ -289,55 +187,55 @@ def _data_section(facts: _Facts) -> list[str]:
     return lines + [""]
 
 
-def _held_out_row(facts: _Facts, data: dict[str, Any]) -> str:
-    records = _number(facts.metrics.get("validation_records"))
-    if facts.folds > 1:
+def _held_out_row(card: ModelCardData, data: dict[str, Any]) -> str:
+    records = _number(card.metrics.get("validation_records"))
+    if card.folds > 1:
         return (f"| validation | out-of-fold: every training article scored by the fold model that did not see it "
-                f"({facts.folds} folds) | {records} | |")
+                f"({card.folds} folds) | {records} | |")
     return (f"| validation | held out of train ({_number(data.get('val_fraction'))} of it, {data.get('split', '')} "
             f"split) | {records} | |")
 
 
-def _training_section(facts: _Facts, model: dict[str, Any], train: dict[str, Any]) -> list[str]:
-    loss = facts.section("loss")
+def _training_section(card: ModelCardData, model: dict[str, Any], train: dict[str, Any]) -> list[str]:
+    loss = card.section("loss")
     loss_params = ", ".join(f"{k}={v}" for k, v in loss.items() if k != "name")
     rows = [
-        ("encoder", f"`{facts.encoder}`"),
-        ("pooling", "the architecture's own (model.head transformers)" if facts.native else model.get("pooling")),
+        ("encoder", f"`{card.encoder}`"),
+        ("pooling", "the architecture's own (model.head transformers)" if card.native else model.get("pooling")),
         ("max length", f"{model.get('max_length')} tokens"),
         ("dropout", model.get("dropout")),
         ("loss", f"{loss.get('name', 'bce')}" + (f" ({loss_params})" if loss_params else "")),
-        ("epochs", f"{facts.metrics.get('epochs_trained', train.get('epochs'))} trained, epoch "
-                   f"{facts.metrics.get('best_epoch', '?')} kept (best validation {train.get('select_metric')})"),
+        ("epochs", f"{card.metrics.get('epochs_trained', train.get('epochs'))} trained, epoch "
+                   f"{card.metrics.get('best_epoch', '?')} kept (best validation {train.get('select_metric')})"),
         ("batch size", f"{train.get('batch_size')} x {train.get('grad_accum', 1)} accumulation"),
         ("learning rates", f"encoder {train.get('lr')}, head {train.get('head_lr')} (AdamW, warm-up "
                            f"{train.get('warmup_ratio')}, linear decay)"),
         ("seed", train.get("seed")),
     ]
-    if facts.folds > 1:
-        rows.append(("cross-fitting", f"{facts.folds} folds" + (", refit on all of train" if train.get("refit")
+    if card.folds > 1:
+        rows.append(("cross-fitting", f"{card.folds} folds" + (", refit on all of train" if train.get("refit")
                                                                 else ", the fold models predict together")))
     if train.get("freeze_encoder"):
         rows.append(("encoder", "frozen (head only)"))
     elif train.get("train_top_layers"):
         rows.append(("trained layers", f"the top {train.get('train_top_layers')}"))
-    if facts.lexical_weight is not None:
-        rows.append(("lexical fusion", f"TF-IDF + logistic regression, weight {facts.lexical_weight:.1f}"))
-    device = facts.metrics.get("device")
+    if card.lexical_weight is not None:
+        rows.append(("lexical fusion", f"TF-IDF + logistic regression, weight {card.lexical_weight:.1f}"))
+    device = card.metrics.get("device")
     if device:
-        rows.append(("hardware", f"{device}, {facts.metrics.get('precision')}, {facts.metrics.get('processes', 1)} "
-                                 f"process(es), {_number(facts.metrics.get('train_seconds'))} s of training"))
+        rows.append(("hardware", f"{device}, {card.metrics.get('precision')}, {card.metrics.get('processes', 1)} "
+                                 f"process(es), {_number(card.metrics.get('train_seconds'))} s of training"))
     lines = ["## Training", "", "| setting | value |", "| --- | --- |"]
     lines += [f"| {name} | {_cell(str(value))} |" for name, value in rows if value is not None]
-    return lines + ["", "The whole resolved configuration is `config.yaml`.", ""]
+    return lines + ["", f"The whole resolved configuration is `{CONFIG}`.", ""]
 
 
-def _metrics_section(facts: _Facts) -> list[str]:
-    val = facts.validation
+def _metrics_section(card: ModelCardData) -> list[str]:
+    val = card.validation
     if not val:
         return []
     kind = ("Out-of-fold (every training article scored by the fold model that did not train on it)"
-            if facts.out_of_fold else "Validation")
+            if card.out_of_fold else "Validation")
     names = [("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"), ("micro_precision", "micro precision"),
              ("micro_recall", "micro recall"), ("samples_f1", "samples F1"), ("subset_accuracy", "subset accuracy"),
              ("hamming_loss", "Hamming loss")]
@@ -350,8 +248,8 @@ def _metrics_section(facts: _Facts) -> list[str]:
     return lines + [""]
 
 
-def _provenance_section(facts: _Facts) -> list[str]:
-    summary = provenance_summary(facts.run_dir) or {}
+def _provenance_section(card: ModelCardData) -> list[str]:
+    summary = card.provenance or {}
     lines = ["## Provenance", ""]
     if summary:
         commit = summary.get("git_commit")
@@ -364,120 +262,84 @@ def _provenance_section(facts: _Facts) -> list[str]:
                   + f", precision {summary.get('precision', '?')}, {summary.get('created', '')}"]
         if summary.get("command"):
             lines.append(f"- command: `{summary['command']}`")
-        lines.append("- `provenance.json` has every version and each data file's sha256 and record count")
+        lines.append(f"- `{PROVENANCE}` has every version and each data file's sha256 and record count")
     else:
-        lines.append("This run has no provenance.json (trained before mlcls wrote one).")
-    if facts.hf_export:
-        check = facts.export.get("check") or {}
-        lines.append(f"- exported as a transformers model by mlcls {facts.export.get('mlcls_version')} (transformers "
-                     f"{facts.export.get('transformers')}) from `{facts.export.get('source_run')}`" + (
+        lines.append(f"This run has no {PROVENANCE} (trained before mlcls wrote one).")
+    if card.hf_export:
+        check = card.export.get("check") or {}
+        lines.append(f"- exported as a transformers model by mlcls {card.export.get('mlcls_version')} (transformers "
+                     f"{card.export.get('transformers')}) from `{card.export.get('source_run')}`" + (
                          f"; largest probability difference between transformers and mlcls on the export's check: "
                          f"{check['max_abs_diff']:.1e}" if isinstance(check.get("max_abs_diff"), float) else ""))
-    elif facts.export:
-        quant = " with int8 dynamic quantisation of the weights" if facts.export.get("quantize") == "int8" else ""
-        check = facts.export.get("check") or {}
-        lines.append(f"- exported to ONNX{quant} by mlcls {facts.export.get('mlcls_version')} (torch "
-                     f"{facts.export.get('torch')}, opset {facts.export.get('opset')}) from `"
-                     f"{facts.export.get('source_run')}`" + (
+    elif card.export:
+        quant = " with int8 dynamic quantisation of the weights" if card.export.get("quantize") == "int8" else ""
+        check = card.export.get("check") or {}
+        lines.append(f"- exported to ONNX{quant} by mlcls {card.export.get('mlcls_version')} (torch "
+                     f"{card.export.get('torch')}, opset {card.export.get('opset')}) from `"
+                     f"{card.export.get('source_run')}`" + (
                          f"; largest probability difference from the torch model on the export's check: "
                          f"{check['max_abs_diff']:.1e}" if isinstance(check.get("max_abs_diff"), float) else ""))
     return lines + [""]
 
 
-def _usage_section(facts: _Facts) -> list[str]:
-    max_length = facts.section("model").get("max_length", 128)
-    here = "THIS_FOLDER"
+def _usage_section(card: ModelCardData) -> list[str]:
     lines = ["## How to use it", ""]
-    if not facts.hf_export:
-        lines += ["With mlcls (`pip install mlcls`" + (' plus `pip install "mlcls[onnx]"`' if facts.export else "")
-                  + "):", "", "```bash",
-                  f"mlcls predict articles.jsonl --model {here} -o predictions.jsonl",
-                  f"mlcls eval {here} --data test.jsonl",
-                  *([] if facts.export else
-                    [f"mlcls export {here} --format onnx --out {here}-onnx   # for ONNX Runtime",
-                     *([f"mlcls export {here} --format hf --out {here}-hf   # a transformers model folder"]
-                       if facts.one_transformers_model else [])]),
-                  "```", ""]
-    if facts.one_transformers_model:
-        return lines + _transformers_usage(facts, here if facts.hf_export else f"{here}/encoder", max_length)
-    if not facts.export:
-        return lines + ["`encoder/` with `head.safetensors` is mlcls's format (a pooled encoder with its own head, "
+    if not card.hf_export:  # mlcls refuses an hf export (it scores the run it came from): transformers alone
+        name = ("mlcls_export.md" if card.export else
+                "mlcls_run_hf.md" if card.one_transformers_model else "mlcls_run.md")
+        lines += _snippet(name, folder=HERE) + [""]
+    if card.one_transformers_model:
+        return lines + _transformers_usage(card)
+    if not card.export:
+        return lines + [f"`{ENCODER}/` with `{HEAD}` is mlcls's format (a pooled encoder with its own head, "
                         "which `AutoModelForSequenceClassification` cannot express without custom code); "
                         "`mlcls export` turns the run into one ONNX graph that ONNX Runtime loads anywhere.", ""]
-    inputs = ", ".join(f"`{name}`" for name in facts.export.get("inputs", []))
-    lines += [f"With ONNX Runtime alone (`pip install onnxruntime transformers`): `model.onnx` takes {inputs} "
-              "(int64, batch x sequence, any sizes) and answers `probabilities` (batch x labels, the sigmoid "
-              "probabilities) and `logits` (their log-odds).", "",
-              "```python",
-              "import json",
-              "",
-              "import numpy as np",
-              "import onnxruntime as ort",
-              "from transformers import AutoTokenizer",
-              "",
-              f'folder = "{here}"',
-              "tokenizer = AutoTokenizer.from_pretrained(folder)",
-              'session = ort.InferenceSession(f"{folder}/model.onnx", providers=["CPUExecutionProvider"])',
-              'labels = json.load(open(f"{folder}/labels.json"))["labels"]',
-              'rule = json.load(open(f"{folder}/thresholds.json"))',
-              "",
-              'texts = ["Cocoa prices fell as the harvest came in ..."]',
-              f'batch = tokenizer(texts, truncation=True, max_length={max_length}, padding=True, return_tensors="np")',
-              "feed = {i.name: batch[i.name].astype(np.int64) for i in session.get_inputs()}",
-              'probs = session.run(["probabilities"], feed)[0]']
-    rule = facts.rule
-    if rule is not None and rule.rule == "top_k":
-        lines.append(f"chosen = np.argsort(-probs, axis=1)[:, :{rule.top_k}]")
-        lines.append("predicted = [[labels[j] for j in row] for row in chosen]")
-    else:
-        lines += ['cutoffs = np.array([rule["per_label"].get(name, rule["threshold"]) for name in labels])',
-                  "chosen = probs >= cutoffs"]
-        if rule is not None and rule.min_labels:
-            lines.append("chosen[np.arange(len(probs)), probs.argmax(1)] |= ~chosen.any(1)  # at least one label")
-        lines.append("predicted = [[name for name, on in zip(labels, row) if on] for row in chosen]")
-    lines += ["```", ""]
-    if facts.lexical_weight:
-        lines += [f"This run also blends its TF-IDF model (`lexical/`, weight {facts.lexical_weight:.1f}) into the "
+    lines += _snippet("onnx.md", folder=HERE, onnx_model=ONNX_MODEL, labels_file=LABELS, thresholds_file=THRESHOLDS,
+                      inputs=", ".join(f"`{name}`" for name in card.export.get("inputs", [])),
+                      max_length=_max_length(card), decide=_decide("onnx", card)) + [""]
+    if card.lexical_weight:
+        lines += [f"This run also blends its TF-IDF model (`{LEXICAL}/`, weight {card.lexical_weight:.1f}) into the "
                   "probabilities, and its rule was tuned on the blend: ONNX Runtime alone gives the encoder's part, "
                   "so use `mlcls predict` to get the run's own labels.", ""]
     return lines
 
 
-def _transformers_usage(facts: _Facts, folder: str, max_length: int) -> list[str]:
-    """transformers alone: `pipeline` answers every label's sigmoid probability; the rule picks the labels."""
-    fields = facts.section("data").get("text_fields") or ["text"]
-    joined = " and ".join(f"`{name}`" for name in fields)
-    lines = [f"With transformers alone (`pip install transformers torch`): `{folder}` is an "
-             "`AutoModelForSequenceClassification` with `id2label` and `problem_type: multi_label_classification`, so "
-             "`pipeline` gives each label's sigmoid probability (the scores mlcls computes). Give it the text as mlcls "
-             f"built it: {joined}, each stripped, the ones not empty joined by "
-             f"{json.dumps(facts.section('data').get('text_separator', chr(10)))}.", "",
-             "```python",
-             "import json",
-             "",
-             "from transformers import pipeline",
-             "",
-             f'folder = "{folder}"',
-             'classify = pipeline("text-classification", model=folder, top_k=None, truncation=True)',
-             f'rule = json.load(open("{here_of(folder)}/thresholds.json"))',
-             'scores = classify(["Cocoa prices fell as the harvest came in ..."])',
-             "for article in scores:",
-             '    probs = {row["label"]: row["score"] for row in article}']
-    rule = facts.rule
+def _transformers_usage(card: ModelCardData) -> list[str]:
+    """transformers alone: `pipeline` answers every label's sigmoid probability; the rule picks the labels. The
+    model is an hf export's folder itself, or a run's encoder folder beside the run's rule."""
+    data = card.section("data")
+    fields = data.get("text_fields") or ["text"]
+    folder = HERE if card.hf_export else f"{HERE}/{ENCODER}"
+    return _snippet("transformers.md", folder=folder, rule_folder=HERE, thresholds_file=THRESHOLDS,
+                    text_fields=" and ".join(f"`{name}`" for name in fields),
+                    separator=json.dumps(data.get("text_separator", "\n")),
+                    max_length=_max_length(card), decide=_decide("transformers", card)) + [""]
+
+
+def _decide(engine: str, card: ModelCardData) -> str:
+    """The snippet's last lines, the rule's own: the top k labels, or the cut-offs (with the rule's "at least one
+    label" when it has one). A run without a readable rule gets the cut-offs' code, which reads the rule's file."""
+    rule = card.rule
     if rule is not None and rule.rule == "top_k":
-        lines.append(f"    predicted = sorted(probs, key=probs.get, reverse=True)[:{rule.top_k}]")
-    else:
-        lines.append('    predicted = [name for name, p in probs.items() if p >= rule["per_label"].get(name, '
-                     'rule["threshold"])]')
-        if rule is not None and rule.min_labels:
-            lines.append("    predicted = predicted or [max(probs, key=probs.get)]  # at least one label")
-    lines += ["```", "", f"The tokenizer truncates at {max_length} tokens, the length the model was trained at.", ""]
-    return lines
+        return "\n".join(_snippet(f"{engine}_top_k.txt", top_k=rule.top_k))
+    at_least_one = rule is not None and rule.min_labels
+    return "\n".join(_snippet(f"{engine}_cutoffs{'_at_least_one' if at_least_one else ''}.txt"))
 
 
-def here_of(folder: str) -> str:
-    """The folder holding thresholds.json: the run (for its encoder/ subfolder) or the export itself."""
-    return folder.removesuffix("/encoder")
+def _max_length(card: ModelCardData) -> Any:
+    return card.section("model").get("max_length", 128)
+
+
+def _snippet(name: str, **values: Any) -> list[str]:
+    """The lines of the template `name` with its placeholders filled; a placeholder the call does not fill is a
+    KeyError, which write_model_card turns into the short card rather than show a `$name` to the reader."""
+    return _template(name).substitute(values).removesuffix("\n").split("\n")
+
+
+@cache
+def _template(name: str) -> Template:
+    # importlib.resources finds the folder in an editable checkout, an installed wheel or a zip alike.
+    return Template((files(__package__) / TEMPLATES / name).read_text(encoding="utf-8"))
 
 
 def _cell(text: str) -> str:
@@ -495,5 +357,5 @@ def _number(value: Any) -> str:
 def _minimal_card(run_dir: Path, problem: str) -> str:
     return ("---\npipeline_tag: text-classification\ntags:\n- text-classification\n- multi-label\n- mlcls\n---\n\n"
             f"# {run_name(run_dir)}\n\nA multi-label text classifier trained with mlcls. This card is incomplete: it "
-            f"could not be rendered from the run's files ({problem}); `mlcls eval` and `config.yaml` describe the "
+            f"could not be rendered from the run's files ({problem}); `mlcls eval` and `{CONFIG}` describe the "
             "run.\n")

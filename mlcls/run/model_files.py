@@ -11,7 +11,9 @@ from pathlib import Path
 
 from mlcls.config import Config
 from mlcls.errors import RunDirError
-from mlcls.run.layout import ENCODER, HEAD, LABELS
+from mlcls.model.classifier import MultiLabelClassifier, NativeClassifier
+from mlcls.run.files import peek_dict
+from mlcls.run.layout import CONFIG, ENCODER, ENCODER_CONFIG, HEAD, LABELS, TOKENIZER_CONFIG
 from mlcls.run.lifecycle import run_write_error
 
 
@@ -19,8 +21,6 @@ def save_model(run: Path, model, tokenizer) -> None:
     """encoder/ (save_pretrained: weights in safetensors, the tokenizer beside them) and head.safetensors; with
     model.head transformers the whole AutoModelForSequenceClassification in encoder/, head inside."""
     from safetensors.torch import save_file
-
-    from mlcls.model.classifier import NativeClassifier
 
     try:
         if isinstance(model, NativeClassifier):
@@ -33,16 +33,36 @@ def save_model(run: Path, model, tokenizer) -> None:
         raise run_write_error(run, run, "the model", exc) from None
 
 
-def load_model(folder: Path, config: Config, num_labels: int):
+def remote_code_requests(model_dirs: list[Path], config: Config) -> list[str]:
+    """What in a run (or an export) asks to run code from its own folder: model.trust_remote_code in its
+    config.yaml, an `auto_map` in a model's or a tokenizer's config. A run is data that people share; the code
+    it carries runs only when the command that loads it is told so (--trust-remote-code), never because the
+    run says so. `model_dirs`: the folders holding save_pretrained's files (a run's encoder/, an export itself)."""
+    found = [f"model.trust_remote_code: true in its {CONFIG}"] if config.model.trust_remote_code else []
+    for folder in model_dirs:
+        for path in (folder / ENCODER_CONFIG, folder / TOKENIZER_CONFIG):
+            if "auto_map" in (peek_dict(path) or {}):
+                found.append(f"an auto_map in {path}")
+    return found
+
+
+def check_remote_code(run: Path, model_dirs: list[Path], config: Config, trusted: bool) -> None:
+    """Refuse, in one line, a run that asks to run its own code when the user has not allowed it."""
+    asked = remote_code_requests(model_dirs, config)
+    if asked and not trusted:
+        raise RunDirError(f"{run}: this run asks to run code from its folder ({'; '.join(asked)}); mlcls runs none "
+                          "unless you allow it for this command: add --trust-remote-code if you trust its source")
+
+
+def load_model(folder: Path, config: Config, num_labels: int, trust_remote_code: bool = False):
     """(classifier, tokenizer) of one model folder (encoder/ + head.safetensors; with model.head transformers
-    encoder/ alone, the whole AutoModelForSequenceClassification), checked to be whole."""
+    encoder/ alone, the whole AutoModelForSequenceClassification), checked to be whole. `trust_remote_code`:
+    the caller's decision (check_remote_code), never the run's own config."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-    from mlcls.model.classifier import MultiLabelClassifier, NativeClassifier
-
-    trust = config.model.trust_remote_code
+    trust = trust_remote_code
     native = config.model.head == "transformers"
     kind = AutoModelForSequenceClassification if native else AutoModel
     try:

@@ -163,11 +163,11 @@ def _encoder_weights(encoder: Path) -> None:
 
 def _head(path: Path, num_labels: int, hidden_size: Any, run: Path) -> None:
     _need(path)
-    shapes = _safetensors_shapes(path, "corrupt or does not match labels.json")
+    shapes = _safetensors_shapes(path, f"corrupt or does not match {LABELS}")
     weight = shapes.get("head.weight")
     bias = shapes.get("head.bias")
     if weight is None or bias is None or len(weight) != 2 or len(bias) != 1:
-        raise RunDirError(f"{path}: corrupt or does not match labels.json (expected tensors head.weight and "
+        raise RunDirError(f"{path}: corrupt or does not match {LABELS} (expected tensors head.weight and "
                           f"head.bias, found {', '.join(sorted(shapes)) or 'none'})")
     if weight[0] != num_labels or bias[0] != num_labels:
         raise RunDirError(f"{path}: the head scores {weight[0]} labels but {run / LABELS} has {num_labels}: "

@@ -1,12 +1,17 @@
 """`mlcls serve`: a trained run as an HTTP service (FastAPI + uvicorn, the optional `serve` extra).
 
-    batcher.py  dynamic batching: the records of requests that arrive together are scored in one call, in a
-                worker thread (the event loop keeps reading and answering requests meanwhile)
-    app.py      the FastAPI app: /v1/predict, /v1/labels, /v1/model, /health, /ready; every bad input a 4xx
-                JSON error that names the field and the record; the optional bearer token
-    settings.py what the options set (batching, limits, token)
-    server.py   start-up and shutdown: the extra checked, the run loaded and tried once, the port bound (each a
-                one-line error), then uvicorn; SIGTERM drains the requests in flight and exits 0
+    batcher.py     dynamic batching: the records of requests that arrive together are scored in one call, in a
+                   worker thread (the event loop keeps reading and answering requests meanwhile)
+    app.py         create_app: the run, the settings, the batcher and the routes wired into one FastAPI app
+                   (its state), the lifespan that starts and stops the batcher, /v1/model's card
+    routes.py      the endpoints (/v1/predict, /v1/labels, /v1/model, /health, /ready) at module level, reading
+                   app.state; the optional bearer token
+    request.py     POST /v1/predict's body declared once: the parser and the OpenAPI schema both made from it
+    api_errors.py  every refusal as one JSON error shape that names the field and the record
+    settings.py    what the options set (batching, limits, token)
+    server.py      start-up and shutdown: the extra checked, the run loaded and tried once, the port bound (each a
+                   one-line error), then uvicorn; SIGTERM drains the requests in flight and exits 0
 
-Only server.py and app.py import FastAPI / uvicorn, and only when `mlcls serve` runs.
+Only server.py imports uvicorn, and only when `mlcls serve` runs; batcher.py, settings.py and server.py import
+no FastAPI at module level, so that the CLI reads the options and checks the extra before FastAPI loads.
 """

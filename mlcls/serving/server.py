@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from mlcls.atomic import describe_os_error
+from mlcls.data.records import Record
 from mlcls.errors import MlclsError
 from mlcls.serving.settings import ServeSettings
 
@@ -24,7 +26,7 @@ DRAIN_SECONDS = 30  # in-flight requests get this long to finish after SIGTERM
 
 
 def require_extra() -> None:
-    try:
+    try:  # imported here, not at the top: without the extra, this is the one-line error, not an ImportError
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
@@ -32,8 +34,6 @@ def require_extra() -> None:
 
 
 def read_token(path: Path) -> str:
-    from mlcls.atomic import describe_os_error
-
     try:
         token = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -68,10 +68,12 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(run: Path | None, host: str, port: int, settings: ServeSettings, token_file: Path | None, int8: bool,
-          note: Callable[[str], None], precision: str | None = None) -> None:
+          note: Callable[[str], None], precision: str | None = None, trust_remote_code: bool = False) -> None:
     """Serve `run` until SIGTERM or Ctrl-C; `note` prints a line for the user. `precision`: auto, fp32 or bf16
-    (None: the run's model.inference_precision)."""
+    (None: the run's model.inference_precision); `trust_remote_code`: --trust-remote-code (load_run's)."""
     require_extra()
+    # imported here, not at the top: uvicorn and FastAPI once the extra is known to be there, and torch (through
+    # the app and load_run) only when a server starts, never for `mlcls --help`
     import uvicorn
 
     from mlcls.inference.loading import load_run
@@ -80,7 +82,7 @@ def serve(run: Path | None, host: str, port: int, settings: ServeSettings, token
     if token_file is not None:
         settings = replace(settings, token=read_token(token_file))
     token = settings.token
-    loaded = load_run(run, int8=int8, precision=precision)
+    loaded = load_run(run, int8=int8, precision=precision, trust_remote_code=trust_remote_code)
     _try_once(loaded, scorer(loaded, settings.batch_size))
     settings = replace(settings, warm_up=True)  # one full batch on the worker thread before the first request
     app = create_app(loaded, settings)
@@ -99,7 +101,7 @@ def serve(run: Path | None, host: str, port: int, settings: ServeSettings, token
     handle_exit = server.handle_exit
 
     def on_signal(sig, frame) -> None:  # /ready answers 503 from the signal on, while in-flight requests finish
-        app.state.serving["draining"] = True
+        app.state.draining = True
         handle_exit(sig, frame)
 
     server.handle_exit = on_signal  # type: ignore[method-assign]
@@ -127,8 +129,6 @@ def _stopped(_sig, _frame) -> None:
 
 def _try_once(loaded, score) -> None:
     """Score one record before listening: a run that loads but cannot score fails now, with one line."""
-    from mlcls.data.records import Record
-
     try:
         score([Record(id="warm-up", text="warm-up", labels=None, line=1)])
     except MlclsError:

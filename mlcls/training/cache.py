@@ -115,7 +115,7 @@ def cached_embeddings(model, token_ids: Sequence[Sequence[int]], pad_id: int, ba
     `fingerprint` names the encoder's weights and the pooling; the token ids name tokenizer, texts and
     max_length. Computed in eval mode (no dropout): the head's own dropout still applies in training.
     """
-    from mlcls.data.batching import rows_by_length
+    from mlcls.data.batching import rows_by_length  # torch: not at import (`mlcls data reuters` reads cache_root)
 
     key = _key("embeddings", fingerprint, model.pooling, token_ids_fingerprint(token_ids))
     path = root / "embeddings" / f"{key}.npy"

@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import socket
 import threading
-import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from typer.testing import CliRunner
 
 from mlcls.cli import app
-from tests.test_reuters import fake_tarball
+from tests.data.test_reuters import fake_tarball
 
 runner = CliRunner()
 
@@ -73,17 +73,49 @@ def test_checksum_mismatch_fails_and_leaves_nothing(server, tmp_path, monkeypatc
     assert not (tmp_path / "out").exists()
 
 
+def spy_on_urlopen(monkeypatch, timeout: float | None = None) -> list:
+    """Record the timeout of every urlopen call the downloader makes; with `timeout`, use that one instead."""
+    calls = []
+    real = urllib.request.urlopen
+
+    def urlopen(url, *args, **kwargs):
+        calls.append(kwargs.get("timeout"))
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    return calls
+
+
 def test_no_server_fails_fast_with_a_hint(tmp_path, monkeypatch):
+    # "Fast": one attempt (no retry loop), bounded by a timeout; not a wall-clock reading.
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    started = time.monotonic()
+    calls = spy_on_urlopen(monkeypatch)
     result = invoke(f"http://127.0.0.1:{port}/reuters21578.tar.gz", "md5:" + "0" * 32, tmp_path / "out",
                     tmp_path / "cache", monkeypatch)
     assert result.exit_code == 1
     assert "cannot download" in result.stderr and "pass --source" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert time.monotonic() - started < 10
+    assert len(calls) == 1, calls  # one attempt
+    assert isinstance(calls[0], int | float) and 0 < calls[0] <= 60, calls  # with a timeout: no endless wait
+    assert not any((tmp_path / "cache").glob("*")) if (tmp_path / "cache").exists() else True
+
+
+def test_a_stalled_server_ends_in_the_timeout_with_a_hint(tmp_path, monkeypatch):
+    # A server that takes the connection and never answers: the timeout given to urlopen is what ends the wait.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # the kernel completes the handshake; nobody ever reads the request or answers
+        calls = spy_on_urlopen(monkeypatch, timeout=0.2)
+        result = invoke(f"http://127.0.0.1:{listener.getsockname()[1]}/reuters21578.tar.gz", "md5:" + "0" * 32,
+                        tmp_path / "out", tmp_path / "cache", monkeypatch)
+    assert result.exit_code == 1, result.output
+    assert len(calls) == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "cannot download" in result.stderr and "timed out" in result.stderr and "pass --source" in result.stderr
     assert not any((tmp_path / "cache").glob("*")) if (tmp_path / "cache").exists() else True
 
 

@@ -81,7 +81,7 @@ def test_cli_resume_needs_an_output_file(setup):
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 def test_a_resumed_run_on_a_full_disk_keeps_whole_lines_then_resumes(setup, monkeypatch):
     from mlcls.atomic import WriteError
-    from tests.test_faults import disk_fills_after
+    from tests.conftest import disk_fills_after
 
     run, data, reference, tmp_path = setup
     out = tmp_path / "out.jsonl"

@@ -65,11 +65,11 @@ def test_provenance_tolerates_missing_files_and_no_git(run_copy, tmp_path, monke
     assert "git_commit" not in record["mlcls"]
     assert git_state(tmp_path) == {}
     monkeypatch.setattr(provenance, "_git", lambda *args: None)  # no git program at all
-    assert git_state(Path(__file__).parents[1]) == {}
+    assert git_state(Path(__file__).parents[2]) == {}
 
 
 def test_git_commit_is_recorded_in_a_checkout():
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists() or shutil.which("git") is None:
         pytest.skip("not a git checkout")
     state = git_state(root)

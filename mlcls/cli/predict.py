@@ -1,0 +1,158 @@
+"""`mlcls eval` and `mlcls predict`: a run's scores on labelled data, and its labels for new articles.
+
+The evaluation and inference modules are imported inside the commands: they load torch and transformers
+(seconds), and every module here is imported to build `mlcls --help`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mlcls.cli.options import (
+    BatchSize,
+    Int8,
+    JsonOut,
+    MinLabels,
+    OnError,
+    PrecisionOpt,
+    Rejects,
+    Threshold,
+    TopK,
+    TrustRemoteCode,
+    choices,
+    value_of,
+)
+from mlcls.cli.output import err, out, print_notes, rejects_file, write_atomically
+from mlcls.errors import MlclsError
+
+OutputFormat = choices("OutputFormat", ("jsonl", "csv"))
+INT8_TRADE = ("note: --int8 trades accuracy for speed (int8 linear layers: faster on x86 CPUs, scores move a "
+              "little); `mlcls eval RUN --int8` beside `mlcls eval RUN` shows what it costs")
+
+Runs = Annotated[list[Path] | None, typer.Argument(help="Run directory (default: runs/latest); several with "
+                                                   "--compare.", show_default=False)]
+SaveScores = Annotated[Path | None, typer.Option("--save-scores", help="Write the scores, gold targets and mask to "
+                                                 "this .npz (to study decision rules offline; one run).")]
+
+
+def eval_(
+    runs: Runs = None,
+    data: Annotated[Path | None, typer.Option(help="Labelled file (default: the run's data.test).")] = None,
+    json_out: JsonOut = None,
+    threshold: Threshold = None,
+    top_k: TopK = None,
+    min_labels: MinLabels = None,
+    plots: Annotated[Path | None, typer.Option(help="Write PNG figures into this folder.")] = None,
+    save_scores: SaveScores = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Score every RUN given; one column per run.")] = False,
+    labels: Annotated[str | None, typer.Option(help="Per-label table: only these labels (comma-separated).")] = None,
+    top: Annotated[int, typer.Option(min=0, help="Per-label table: the N most and N least frequent (0: all).")] = 15,
+    on_error: OnError = None,
+    rejects: Rejects = None,
+    batch_size: BatchSize = None,
+    int8: Int8 = False,
+    precision: PrecisionOpt = None,
+    trust_remote_code: TrustRemoteCode = False,
+) -> None:
+    """Score a run on labelled data: F1, precision, recall, ranking, no-topic articles, per label."""
+    from mlcls.evaluation.evaluate import DecisionOverrides, evaluate_runs
+    from mlcls.evaluation.report import compare_table, per_label_table, summary_table
+
+    if len(runs or []) > 1 and not compare:
+        raise MlclsError("several runs given: add --compare to score them side by side")
+    with rejects_file(rejects) as rejected:
+        scored = evaluate_runs(runs or [None], data, batch_size, DecisionOverrides(threshold, top_k, min_labels),
+                               keep_scores=plots is not None or save_scores is not None, on_error=value_of(on_error),
+                               rejects=rejected, int8=int8, precision=value_of(precision),
+                               trust_remote_code=trust_remote_code)
+    print_notes(scored.notes)
+    names, reports = scored.names, scored.reports
+    if compare:
+        out.print(compare_table(names, reports))
+    else:
+        report = reports[0]
+        out.print(per_label_table(report, top, labels.split(",") if labels else None))
+        out.print(summary_table(report, f"{report['data']} with {names[0]}"))
+    _write_reports(names, reports, compare, save_scores, plots, json_out)
+
+
+def _write_reports(names: list[str], reports: list[dict[str, Any]], compare: bool, save_scores: Path | None,
+                   plots: Path | None, json_out: Path | None) -> None:
+    """eval's files: the scores (.npz), the figures, then the JSON report (without the score arrays)."""
+    if save_scores is not None:
+        if len(reports) > 1:
+            raise MlclsError("--save-scores writes one run's scores: give one run")
+        arrays = reports[0]["_arrays"]
+        write_atomically(save_scores, lambda f: _save_npz(f, arrays), binary=True)
+        err.print(f"scores written to {save_scores}", markup=False)
+    if plots is not None:
+        from mlcls.evaluation.plots import write_plots
+
+        for name, report in zip(names, reports, strict=True):
+            folder = plots / name if compare else plots
+            for path in write_plots(report, folder):
+                err.print(f"figure written to {path}", markup=False)
+    for report in reports:
+        report.pop("_arrays", None)
+    if json_out is not None:
+        payload = dict(zip(names, reports, strict=True)) if compare else reports[0]
+        write_atomically(json_out, lambda f: json.dump(payload, f, indent=1))
+        err.print(f"report written to {json_out}", markup=False)
+
+
+def _save_npz(handle, arrays: dict[str, Any]) -> None:
+    import numpy as np
+
+    np.savez_compressed(handle, **{k: arrays[k] for k in ("probs", "targets", "mask")},
+                        ids=np.array(arrays["ids"], dtype=str))
+
+
+def predict(
+    file: Annotated[str, typer.Argument(help="JSONL/CSV/Parquet records to tag; - reads JSONL from stdin.")],
+    model: Annotated[Path | None, typer.Option("--model", help="Run directory (default: runs/latest).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output JSONL (default: stdout).")] = None,
+    threshold: Threshold = None,
+    top_k: TopK = None,
+    min_labels: MinLabels = None,
+    scores: Annotated[str, typer.Option(help="Scores written: predicted, all, or top-N (e.g. top-5).")] = "predicted",
+    fmt: Annotated[OutputFormat | None, typer.Option("--format", help="jsonl or csv (default: from the output "
+                                                     "file's suffix, else jsonl).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from OUTPUT.partial.")] = False,
+    on_error: OnError = None,
+    rejects: Rejects = None,
+    batch_size: BatchSize = None,
+    int8: Int8 = False,
+    precision: PrecisionOpt = None,
+    trust_remote_code: TrustRemoteCode = False,
+) -> None:
+    """Tag articles: one JSONL line per input record, in input order, with labels and scores."""
+    from mlcls.data.records import FieldSpec, ReadPolicy, read_records
+    from mlcls.decision.rules import with_overrides
+    from mlcls.inference.loading import load_run
+    from mlcls.inference.predict import parse_scores_mode, predict_to_file, write_predictions
+
+    mode = parse_scores_mode(scores)
+    fmt_name = fmt.value if fmt else ("csv" if output is not None and output.suffix.lower() == ".csv" else "jsonl")
+    loaded = load_run(model, int8=int8, precision=value_of(precision), trust_remote_code=trust_remote_code)
+    rule = with_overrides(loaded.thresholds, threshold, top_k, min_labels)
+    fields = FieldSpec.from_config(loaded.config.data)
+    with rejects_file(rejects) as rejected:
+        policy = ReadPolicy(value_of(on_error) or "fail", rejected)
+        records = read_records(file, fields, require_labels=False, policy=policy)
+        if output is None:
+            if resume:
+                raise MlclsError("--resume needs --output: the file an interrupted run was writing")
+            write_predictions(loaded, records, sys.stdout, batch_size, rule, mode, fmt_name)
+        else:
+            written = predict_to_file(loaded, records, output, batch_size, rule, mode, fmt_name, resume)
+            err.print(f"{written} predictions written to {output}", markup=False)
+    print_notes(policy.report(file))
+    # at the end, beside the other notes: an error stays the one line on stderr
+    err.print(f"note: {loaded.precision_note}", markup=False, highlight=False)
+    if int8:
+        err.print(INT8_TRADE, markup=False, highlight=False)

@@ -1,0 +1,106 @@
+"""`mlcls train`: options -> config -> the training loop -> where the run was saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mlcls.cli.options import ConfigFile, OnError, Overrides, Rejects, choices, option, value_of
+from mlcls.cli.output import err, out, print_notes, rejects_file
+from mlcls.config import Config, load_config
+from mlcls.errors import MlclsError
+from mlcls.run.layout import CONFIG
+
+Precision = choices("Precision", ("auto", "bf16", "fp16", "fp32"))
+FreezeEncoder = Annotated[bool | None, option("train.freeze_encoder", "--freeze-encoder", show_default=False)]
+TrainData = Annotated[
+    Path | None, typer.Option(help="Training file, or a folder with train.jsonl (and test.jsonl, validation.jsonl).")
+]
+Resume = Annotated[Path | None, typer.Option("--resume", help="Continue an interrupted run (runs/<name>) from its "
+                                             "checkpoint; it keeps its own config.")]
+
+
+def train(
+    config: ConfigFile = None,
+    set_: Overrides = None,
+    loss: Annotated[str | None, option("loss.name", "--loss")] = None,
+    epochs: Annotated[int | None, option("train.epochs", "--epochs", min=1)] = None,
+    lr: Annotated[float | None, option("train.lr", "--lr")] = None,
+    batch_size: Annotated[int | None, option("train.batch_size", "--batch-size", min=1)] = None,
+    max_length: Annotated[int | None, option("model.max_length", "--max-length", min=8)] = None,
+    model: Annotated[str | None, option("model.encoder", "--model")] = None,
+    data: TrainData = None,
+    out_dir: Annotated[Path | None, option("output.dir", "--out")] = None,
+    name: Annotated[str | None, option("output.name", "--name")] = None,
+    seed: Annotated[int | None, option("train.seed", "--seed")] = None,
+    freeze_encoder: FreezeEncoder = None,
+    train_top_layers: Annotated[int | None, option("train.train_top_layers", "--train-top-layers", min=1)] = None,
+    patience: Annotated[int | None, option("train.patience", "--patience", min=0)] = None,
+    grad_accum: Annotated[int | None, option("train.grad_accum", "--grad-accum", min=1)] = None,
+    precision: Annotated[Precision | None, option("train.precision", "--precision")] = None,
+    resume: Resume = None,
+    on_error: OnError = None,
+    rejects: Rejects = None,
+) -> None:
+    """Fine-tune a classifier and write a self-contained run directory (runs/<name>, runs/latest).
+
+    Data-parallel on several GPUs (or CPU processes): accelerate launch --multi_gpu --num_processes N -m mlcls train
+    """
+    options: dict[str, Any] = {
+        "loss.name": loss, "train.epochs": epochs, "train.lr": lr, "train.batch_size": batch_size,
+        "model.max_length": max_length, "model.encoder": model, "output.dir": out_dir and str(out_dir),
+        "output.name": name, "train.seed": seed, "data.on_error": value_of(on_error),
+        "train.freeze_encoder": freeze_encoder, "train.train_top_layers": train_top_layers,
+        "train.patience": patience, "train.grad_accum": grad_accum, "train.precision": value_of(precision),
+        **_data_options(data),
+    }
+    cfg, resume_dir = _resolve(config, set_, options, resume)
+    print_notes(cfg.notes)
+    # Function-local: the training loop pulls in torch and transformers, which `mlcls --help` must not load.
+    from mlcls.training.entry import train as run_training
+
+    with rejects_file(rejects) as rejected:
+        result = run_training(cfg, err, rejected, resume=resume_dir)
+    if not result.main_process:
+        return
+    val = result.metrics["validation"]
+    if val:
+        out.print(f"validation (epoch {result.metrics['best_epoch']}): micro-F1 {val['micro_f1']:.4f}  "
+                  f"macro-F1 {val['macro_f1']:.4f}")
+    out.print(f"run saved to {result.run_dir} ({result.metrics['wall_seconds']:.0f} s); "
+              f"next: mlcls eval {result.run_dir}")
+
+
+def _resolve(config: Path | None, set_: list[str] | None, options: dict[str, Any],
+             resume: Path | None) -> tuple[Config, Path | None]:
+    """The config to train with, and the run to resume (None: a new run). A resumed run keeps the config it
+    was started with, so any other setting is a usage error rather than silently ignored."""
+    if resume is None:
+        return load_config(config, set_ or [], options), None
+    given = [k for k, v in options.items() if v is not None] + (["--config"] if config else []) + (
+        ["--set"] if set_ else [])
+    if given:
+        raise typer.BadParameter(f"--resume continues a run with its own config; remove the other "
+                                 f"settings ({', '.join(given)})")
+    from mlcls.run.find import resumable_run
+
+    resume_dir = resumable_run(resume)
+    return load_config(resume_dir / CONFIG), resume_dir
+
+
+def _data_options(data: Path | None) -> dict[str, Any]:
+    """--data as config keys: a file is data.train; a folder gives whichever of its split files exist."""
+    if data is None:
+        return {}
+    if not data.is_dir():
+        return {"data.train": str(data)}
+    train_file = data / "train.jsonl"
+    if not train_file.is_file():
+        raise MlclsError(f"{train_file}: not found (--data names a folder without train.jsonl)")
+    options: dict[str, Any] = {"data.train": str(train_file)}
+    for key, filename in (("data.test", "test.jsonl"), ("data.validation", "validation.jsonl")):
+        if (data / filename).is_file():
+            options[key] = str(data / filename)
+    return options

@@ -1,0 +1,71 @@
+"""Every answer of `mlcls serve` that is not a success has one shape, whoever refused the request:
+
+    {"error": {"status": 422, "message": "records[2]: ...", "field": "records[2].text", "index": 2}}
+
+so that a client reads one format for our own refusals (ApiError), FastAPI's (an unknown path, a wrong method,
+a parameter FastAPI validates) and a bug of ours (500): a client never has to parse an HTML page or a
+`{"detail": ...}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class ApiError(Exception):
+    """A request we refuse: status, a message for the client, the field (and record index) at fault."""
+
+    def __init__(self, status: int, message: str, field: str | None = None, index: int | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.field, self.index, self.headers = status, message, field, index, headers
+
+
+def error_response(status: int, message: str, field: str | None = None, index: int | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "message": message, "field": field, "index": index}},
+                        status_code=status, headers=headers)
+
+
+async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+    return error_response(exc.status, exc.message, exc.field, exc.index, exc.headers)
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    return error_response(422, f"{where}: {first.get('msg', 'invalid request')}", where or None)
+
+
+async def _internal_error(_request: Request, exc: Exception) -> JSONResponse:  # a bug of ours, still JSON
+    return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+# FastAPI(exception_handlers=...): every exception, ours or the framework's, becomes the one error shape
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ApiError: _api_error,
+    StarletteHTTPException: _http_error,
+    RequestValidationError: _validation_error,
+    Exception: _internal_error,
+}
+
+_ERROR_SCHEMA = {"content": {"application/json": {"schema": {"type": "object", "properties": {"error": {
+    "type": "object", "properties": {"status": {"type": "integer"}, "message": {"type": "string"},
+                                     "field": {"type": ["string", "null"]}, "index": {"type": ["integer", "null"]}},
+}}}}}}
+# the error answers an endpoint documents in OpenAPI (the body is read by hand, so FastAPI cannot infer them)
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Not UTF-8, not JSON", **_ERROR_SCHEMA},
+    401: {"description": "Missing or wrong bearer token", **_ERROR_SCHEMA},
+    413: {"description": "Over a limit: body size, records per request, text size", **_ERROR_SCHEMA},
+    422: {"description": "A wrong type, missing text, an empty list, a bad option", **_ERROR_SCHEMA},
+}

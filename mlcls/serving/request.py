@@ -1,0 +1,225 @@
+"""The body of POST /v1/predict, declared once: OPTIONS (and RECORDS_SCHEMA) are what the parser checks and what
+the OpenAPI schema (PREDICT_OPENAPI) says, both made from the same declaration, so the docs cannot drift from
+what the server accepts.
+
+    {"records": [{"id": ..., "text": ...}, ...], "top_k"?, "threshold"?, "min_labels"?, "scores"?}
+
+The body is read here by hand, not by pydantic: every bad input is a 4xx JSON error naming the field and the
+record (an ApiError), never a 500, and records are read as `mlcls predict` reads a JSONL line
+(data.records.parse_record, with the run's field names), so that a server answer equals the file answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+
+from mlcls.data.records import FieldSpec, Record, json_type, parse_record
+from mlcls.decision.rules import DecisionRule, with_overrides
+from mlcls.errors import DataError
+from mlcls.inference.predict import parse_scores_mode
+from mlcls.serving.api_errors import ApiError
+from mlcls.serving.settings import Limits
+
+_PYTHON_TYPES: dict[str, type | tuple[type, ...]] = {"integer": int, "number": (int, float), "string": str}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One optional field of the body. The parser's check (`read`) and the OpenAPI schema (`schema`) are both
+    made from these fields: a bound changed here changes both."""
+
+    name: str
+    type: str  # JSON Schema's name: "integer", "number" or "string"
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None  # the whole string must match (anchored, as JSON Schema's pattern is not)
+    default: Any = None  # None: null or absent means "the run's own rule", so null is accepted
+    expected: str | None = None  # the error's wording, where the bounds do not say it
+
+    def schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": [self.type, "null"] if self.default is None else self.type,
+                                  "description": self.description}
+        for key in ("minimum", "maximum", "pattern", "default"):
+            if getattr(self, key) is not None:
+                schema[key] = getattr(self, key)
+        return schema
+
+    def read(self, payload: dict) -> Any:
+        """The option's value in `payload` (its default when absent), or a 422 naming it."""
+        value = payload.get(self.name, self.default)
+        if value is None and self.default is None:
+            return None
+        if not self.accepts(value):
+            raise ApiError(422, f"{self.name}: must be {self.wording()}, got {_shown(value)}", field=self.name)
+        return value
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, _PYTHON_TYPES[self.type]):
+            return False  # (a JSON true is a Python int: refused as a number)
+        # `not value >= minimum` rather than `value < minimum`: NaN (which json.loads reads) is in no range
+        if (self.minimum is not None and not value >= self.minimum) or \
+                (self.maximum is not None and not value <= self.maximum):
+            return False
+        return self.pattern is None or re.fullmatch(self.pattern, value) is not None
+
+    def wording(self) -> str:
+        if self.expected is not None:
+            return self.expected
+        low, high = self.minimum, self.maximum
+        if self.type == "integer" and low is not None and high == low + 1:
+            return f"{low:g} or {high:g}"
+        kind = "an integer" if self.type == "integer" else "a number"
+        return f"{kind} >= {low:g}" if high is None else f"{kind} in [{low:g}, {high:g}]"
+
+
+OPTIONS = (
+    Option("top_k", "integer", "The K best labels per record instead of the run's rule (not with threshold).",
+           minimum=1),
+    Option("min_labels", "integer", "1: a record left empty gets its best label.", minimum=0, maximum=1),
+    Option("threshold", "number", "One fixed cut-off instead of the run's rule (not with top_k).", minimum=0,
+           maximum=1),
+    # [0-9], not \d: JSON Schema's patterns are ECMA-262, where \d is ASCII only and Python's is not
+    Option("scores", "string", "Scores returned: predicted, all, or top-N (e.g. top-5).",
+           pattern="^(predicted|all|top-0*[1-9][0-9]*)$", default="predicted",
+           expected="predicted, all or top-N (e.g. top-5)"),
+)
+FIELDS = ("records", *(option.name for option in OPTIONS))  # every top-level field the body may have
+
+RECORD_SCHEMA = {
+    "type": "object",
+    "description": "A record as in mlcls's record format: an id and the run's text fields (see /v1/model, "
+                   "record_format; by default `title` and `text`, one of them may be missing). Labels are ignored. "
+                   "Without an id, the record's position in the list (from 1) stands in.",
+    "properties": {"id": {"type": ["string", "integer"]}, "title": {"type": "string"}, "text": {"type": "string"}},
+    "additionalProperties": True,
+}
+RECORDS_SCHEMA = {"type": "array", "items": RECORD_SCHEMA, "minItems": 1}
+
+# the route's openapi_extra: FastAPI sees a bare Request, so the body is described here, from the declaration
+PREDICT_OPENAPI = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"type": "object", "required": ["records"], "additionalProperties": False,
+               "properties": {"records": RECORDS_SCHEMA, **{option.name: option.schema() for option in OPTIONS}}},
+    "example": {"records": [{"id": "n1", "title": "Cocoa prices fell", "text": "Cocoa prices fell ..."}],
+                "scores": "predicted"},
+}}}}
+
+
+@dataclass
+class PredictRequest:
+    records: list[Record]
+    rule: DecisionRule
+    mode: int | str
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) past `limit` bytes: at once by its Content-Length, else while it streams in."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise ApiError(400, f"Content-Length {declared!r} is not a number", field="Content-Length")
+        if int(declared) > limit:
+            raise ApiError(413, f"body: {int(declared)} bytes, more than the limit of {limit}", field="body")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"body: more than the limit of {limit} bytes", field="body")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"body: not valid UTF-8 (byte {exc.start + 1})", field="body") from None
+    text = text.lstrip("\ufeff")
+    if not text.strip():
+        raise ApiError(400, 'body: empty; expected a JSON object {"records": [...]}', field="body")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"body: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+                       field="body") from None
+    except RecursionError:
+        raise ApiError(400, "body: invalid JSON: nested too deeply", field="body") from None
+    except ValueError as exc:  # a number too long to convert (more than 4300 digits)
+        raise ApiError(400, f"body: invalid JSON: {str(exc).split(';')[0]}", field="body") from None
+
+
+def parse_predict_request(payload: Any, fields: FieldSpec, limits: Limits, rule: DecisionRule) -> PredictRequest:
+    rows = _record_rows(payload, limits)
+    given = {option.name: option.read(payload) for option in OPTIONS}
+    threshold, top_k = given["threshold"], given["top_k"]
+    if threshold is not None and top_k is not None:
+        raise ApiError(422, "threshold and top_k are two different rules: give one of them", field="threshold")
+    records = [parse_request_record(row, index, fields, limits) for index, row in enumerate(rows)]
+    # (the pattern of `scores` admits exactly what parse_scores_mode reads)
+    return PredictRequest(records, with_overrides(rule, threshold, top_k, given["min_labels"]),
+                          parse_scores_mode(given["scores"]))
+
+
+def _record_rows(payload: Any, limits: Limits) -> list:
+    """The body's list of records, before any record is read: an object with known fields only, and a list of
+    1 to max_records rows in it."""
+    if not isinstance(payload, dict):
+        raise ApiError(422, f'body: expected a JSON object {{"records": [...]}}, got {json_type(payload)}',
+                       field="body")
+    unknown = [key for key in payload if key not in FIELDS]
+    if unknown:
+        raise ApiError(422, f"unknown field '{unknown[0]}' (expected: {', '.join(FIELDS)})", field=str(unknown[0]))
+    if "records" not in payload:
+        raise ApiError(422, "records: missing (a list of records, each with an id and text fields)", field="records")
+    rows = payload["records"]
+    if not isinstance(rows, list):
+        raise ApiError(422, f"records: must be a list of record objects, got {json_type(rows)}", field="records")
+    if not rows:
+        raise ApiError(422, "records: empty list; send at least one record", field="records")
+    if len(rows) > limits.max_records:
+        raise ApiError(413, f"records: {len(rows)} records, more than the limit of {limits.max_records} per request",
+                       field="records")
+    return rows
+
+
+def parse_request_record(row: Any, index: int, fields: FieldSpec, limits: Limits) -> Record:
+    """One record, read as `mlcls predict` reads a JSONL line (a missing id becomes its position, from 1, as a
+    line number does in a file); a bad one is a 422 naming records[index] and the field."""
+    where = f"records[{index}]"
+    try:
+        record = parse_record(row, Path("records"), index + 1, fields, require_labels=False)
+    except DataError as exc:
+        field = _field_at_fault(row, fields, exc)
+        raise ApiError(422, f"{where}: {exc.problem}", field=f"{where}.{field}" if field else where,
+                       index=index) from None
+    try:  # (parse_record refuses a text with one already)
+        record.id.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON's "\ud800" escapes decode to lone surrogates, which are not text
+        raise ApiError(422, f"{where}: id holds a lone surrogate ({record.id[exc.start]!a}), not text",
+                       field=f"{where}.{fields.id_field}", index=index) from None
+    if len(record.text) > limits.max_text_chars:
+        raise ApiError(413, f"{where}: text of {len(record.text)} characters, more than the limit of "
+                       f"{limits.max_text_chars}", field=f"{where}.{fields.text_fields[-1]}", index=index)
+    return record
+
+
+def _field_at_fault(row: Any, fields: FieldSpec, exc: DataError) -> str | None:
+    if not isinstance(row, dict):
+        return None
+    if exc.reason == "bad id":
+        return fields.id_field
+    for name in fields.text_fields:  # the first text field that is there and not a string
+        if row.get(name) is not None and not isinstance(row[name], str):
+            return name
+    return "|".join(fields.text_fields)  # missing or empty text: the text field(s)
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."

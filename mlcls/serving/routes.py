@@ -1,0 +1,84 @@
+"""The endpoints of `mlcls serve`, at module level: each handler reads what it needs from `request.app.state`,
+which create_app fills (run, settings, fields, batcher, card, draining).
+
+Two routers, so that create_app can put the bearer token on every endpoint but /health (a load balancer's probe
+carries no token): `guarded` takes the token's dependency when the server has a token, `public` never does.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from mlcls.inference.predict import prediction_row
+from mlcls.serving.api_errors import ERROR_RESPONSES, ApiError
+from mlcls.serving.batcher import NotRunning
+from mlcls.serving.request import PREDICT_OPENAPI, parse_json, parse_predict_request, read_body
+
+guarded = APIRouter()
+public = APIRouter()
+
+# auto_error=False: a missing token is our 401 in the one error shape, not FastAPI's 403
+_bearer = HTTPBearer(auto_error=False, description="The token of `mlcls serve --token-file`.")
+
+
+def require_token(request: Request,
+                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+    """The dependency create_app puts on `guarded` when the server has a token."""
+    expected = request.app.state.settings.token.encode()
+    # compare_digest: the time taken does not tell how much of a guessed token was right
+    if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), expected):
+        raise ApiError(401, "missing or wrong bearer token: send 'Authorization: Bearer TOKEN'",
+                       field="Authorization", headers={"WWW-Authenticate": "Bearer"})
+
+
+@guarded.post("/v1/predict", tags=["predict"], openapi_extra=PREDICT_OPENAPI, responses=ERROR_RESPONSES)
+async def predict(request: Request) -> JSONResponse:
+    """Tag a batch of records: one prediction per record, in order, exactly as `mlcls predict` writes it."""
+    state = request.app.state
+    limits = state.settings.limits
+    payload = parse_json(await read_body(request, limits.max_body_bytes))
+    asked = parse_predict_request(payload, state.fields, limits, state.run.thresholds)
+    try:
+        probs = await state.batcher.score(asked.records)
+    except NotRunning as exc:
+        raise ApiError(503, str(exc)) from None
+    labels = state.run.labels.labels
+    chosen = asked.rule.apply(probs, labels)
+    rows = [prediction_row(record, probs[i], chosen[i], labels, asked.mode) for i, record in enumerate(asked.records)]
+    return JSONResponse({"predictions": rows})
+
+
+@guarded.get("/v1/labels", tags=["model"], responses=ERROR_RESPONSES)
+async def labels(request: Request) -> dict[str, Any]:
+    """The label vocabulary of the run, in the order of `--scores all`."""
+    vocabulary = request.app.state.run.labels.labels
+    return {"labels": vocabulary, "count": len(vocabulary)}
+
+
+@guarded.get("/v1/model", tags=["model"], responses=ERROR_RESPONSES)
+async def model(request: Request) -> dict[str, Any]:
+    """The run: encoder, record format, decision rule, validation metrics, config, and the server's limits."""
+    return request.app.state.card
+
+
+@guarded.get("/ready", tags=["service"], responses={503: {"description": "Not ready"}})
+async def ready(request: Request) -> JSONResponse:
+    """The model is loaded and predictions are taken (503 while starting or draining); with the records
+    scored so far, the number of scoring calls (batches) they took, and the records waiting now."""
+    state = request.app.state
+    batcher = state.batcher
+    scored = {"records": batcher.stats.records, "batches": batcher.stats.calls, "queued": batcher.queued}
+    taking = batcher.running and not state.draining
+    return JSONResponse({"ready": taking, "run": state.run.path.name, "scored": scored},
+                        status_code=200 if taking else 503)
+
+
+@public.get("/health", tags=["service"])
+async def health() -> dict[str, str]:
+    """The process answers. No token needed."""
+    return {"status": "ok"}

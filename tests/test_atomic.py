@@ -1,0 +1,56 @@
+"""mlcls.atomic under faults of the machine: a full disk, a folder that refuses writes. Each ends in a one-line
+error that names the file and the cause, and leaves nothing half-written (the full disk: tests/conftest.py's
+`disk_fills_after`)."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+import mlcls.atomic as atomic
+from mlcls.atomic import WriteError, atomic_open
+from tests.conftest import disk_fills_after, needs_dev_full, one_line
+
+
+@needs_dev_full
+@pytest.mark.parametrize(("room", "size"), [(0, 10), (100, 100_000), (0, 100_000)])
+def test_atomic_open_on_a_full_disk_names_the_file_and_leaves_the_old_one(tmp_path, monkeypatch, room, size):
+    # (0, 10): the write is buffered and it is close() that fails; the others fail in write() or flush().
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+    disk_fills_after(monkeypatch, room)
+    with pytest.raises(WriteError) as info, atomic_open(target) as handle:
+        handle.write("x" * size)
+    assert one_line(info.value) == f"{target}: cannot write (no space left on device; nothing was written)"
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]  # the temporary file is gone
+
+
+def test_atomic_open_in_a_folder_that_refuses_writes(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".x.tmp"))
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
+    with pytest.raises(WriteError) as info, atomic_open(tmp_path / "out.json") as handle:
+        handle.write("x")
+    assert one_line(info.value) == f"{tmp_path / 'out.json'}: cannot write (permission denied)"
+
+
+def test_atomic_open_leaves_other_errors_alone(tmp_path):
+    # An OSError of the caller's own (another file) is not blamed on the file being written.
+    with pytest.raises(FileNotFoundError), atomic_open(tmp_path / "out.json", "wb") as handle:
+        handle.write(b"x")
+        (tmp_path / "missing").read_text()
+    assert list(tmp_path.iterdir()) == []
+    with atomic_open(tmp_path / "out.json", "wb") as handle:  # and the good path is unchanged
+        handle.write(b"whole")
+    assert (tmp_path / "out.json").read_bytes() == b"whole"
+
+
+def test_describe_os_error():
+    assert atomic.describe_os_error(OSError(errno.ENOSPC, "No space left on device")) == "no space left on device"
+    assert atomic.describe_os_error(OSError(errno.EROFS, "Read-only file system")) == "read-only file system"
+    assert atomic.describe_os_error(OSError(errno.EIO, "Input/output error")) == "input/output error"
+    assert atomic.is_disk_full(RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })"))
+    assert not atomic.is_disk_full(RuntimeError("shape mismatch"))
