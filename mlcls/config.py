@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from mlcls.errors import ConfigError
+from mlcls.loss_specs import check_loss_params  # no torch: the registry's table only
 
 # Accelerate's experiment trackers (accelerate.utils.LoggerType, without "all": a tracker is named, never picked up
 # because its package happens to be installed); spelled out here because importing accelerate imports torch.
@@ -72,7 +73,9 @@ class ModelConfig:
     max_length: int = setting(128, "tokens per text (longer texts are truncated)")
     lexical: Literal["none", "tfidf"] = setting(
         "none", "tfidf: blend a TF-IDF + logistic-regression scorer in, at a weight chosen on validation (0: off)")
-    trust_remote_code: bool = setting(False, "run code from the model's repository (only if you trust it)")
+    trust_remote_code: bool = setting(False, "training: run code from the encoder's repository (only if you "
+                                      "trust it); eval / predict / serve / export run a run's code only when "
+                                      "given --trust-remote-code, whatever this says")
     inference_precision: Literal["auto", "fp32", "bf16"] = setting(
         "auto", "what eval / predict / serve score in (--precision): auto is bf16 on GPUs with bf16 and on CPUs "
         "with native bf16 (AMX, AVX512-BF16), fp32 elsewhere")
@@ -93,8 +96,6 @@ class LossConfig:
         return {"name": self.name, **self.params}
 
     def validate(self) -> None:
-        from mlcls.loss_specs import check_loss_params  # no torch: the registry's table only
-
         self.params = check_loss_params(self.name, self.params)
 
 
@@ -126,8 +127,8 @@ class TrainConfig:
     train_top_layers: int | None = setting(None, "fine-tune only the top N transformer layers (null: all)")
     cache_dir: str | None = setting(None, "token ids and embeddings cache (null: $MLCLS_CACHE_DIR or ~/.cache/mlcls)")
     report_to: list[str] = setting(help="experiment trackers through Accelerate (tensorboard, mlflow, wandb, ...; "
-                                   "[]: none, nothing is sent anywhere); tensorboard logs under the run's "
-                                   "tracking/, the others where their own settings say",
+                                   "[]: none, nothing is sent anywhere); tensorboard logs inside the run (its "
+                                   "tracking folder), the others where their own settings say",
                                    factory=list)
 
     def validate(self) -> None:
@@ -179,6 +180,8 @@ class OutputConfig:
     def validate(self) -> None:
         if self.name is not None:
             _check(
+                # "latest" is runs/latest, the link to the newest run (run/layout.py: config is below run/, and
+                # tests/architecture checks that the two agree)
                 self.name not in ("", ".", "..", "latest") and "/" not in self.name,
                 f"output.name {self.name!r} is not a valid run name",
             )
