@@ -133,3 +133,25 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
         if isinstance(exc, OSError) and (finishing or failed_write(exc, tmp)):
             raise WriteError(f"{path}: cannot write ({describe_os_error(exc)}; nothing was written)") from None
         raise
+
+
+def try_lock(path: Path) -> IO | None:
+    """An exclusive flock on the file `path` (created if need be), held while the returned handle is open; None
+    when another writer holds it. flock is released by the kernel when a process dies, so a killed writer never
+    leaves a name locked. Raises OSError when the file cannot be created (the caller says what for)."""
+    import fcntl
+
+    handle = open(path, "a")  # noqa: SIM115 (held open: the lock lives as long as the handle)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def release_lock(handle: IO) -> None:
+    """Remove the lock file, then let go of it (in this order: a writer that opens the name next makes a new one)."""
+    Path(handle.name).unlink(missing_ok=True)
+    handle.close()
+

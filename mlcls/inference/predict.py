@@ -12,7 +12,15 @@ from typing import IO
 
 import numpy as np
 
-from mlcls.atomic import WriteError, close_quietly, describe_os_error, failed_write, open_for_writing
+from mlcls.atomic import (
+    WriteError,
+    close_quietly,
+    describe_os_error,
+    failed_write,
+    open_for_writing,
+    release_lock,
+    try_lock,
+)
 from mlcls.data.records import Record
 from mlcls.decision.rules import DecisionRule
 from mlcls.errors import Interrupted, MlclsError
@@ -109,9 +117,35 @@ def predict_to_file(
     appends the rest, so the final file equals an uninterrupted run's. On any other error the partial
     file of a fresh run is removed (a resumed run keeps it, cut after its last whole line), even when closing
     it fails too; a file-system fault (full disk, permission) is a one-line WriteError. Returns the number of
-    predictions written by this call."""
+    predictions written by this call.
+
+    The output is claimed first (an flock on .OUTPUT.lock beside it): a second `mlcls predict -o OUTPUT` while
+    this one writes is refused in one line before it writes anything, instead of both writing one .partial."""
     if resume and fmt != "jsonl":
         raise MlclsError("--resume works with JSONL output")
+    lock = claim_output(output)
+    try:
+        return _predict_to_file(run, records, output, batch_size, rule, scores, fmt, resume, chunk_records)
+    finally:
+        release_lock(lock)
+
+
+def claim_output(output: Path) -> IO:
+    """The lock on `output` for this process, or a one-line error when another process writes it now."""
+    lock = output.with_name(f".{output.name}.lock")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        handle = try_lock(lock)
+    except OSError as exc:
+        raise WriteError(f"{output}: cannot write there ({describe_os_error(exc)})") from None
+    if handle is None:
+        raise MlclsError(f"{output}: another mlcls predict is writing this file now (it holds {lock}); choose "
+                         "another --output, or wait for it to finish")
+    return handle
+
+
+def _predict_to_file(run: LoadedRun, records: Iterable[Record], output: Path, batch_size: int | None,
+                     rule: DecisionRule | None, scores: int | str, fmt: str, resume: bool, chunk_records: int) -> int:
     partial = output.with_name(f"{output.name}.partial")
     done: list[str] = []
     if resume:
@@ -119,7 +153,6 @@ def predict_to_file(
             raise MlclsError(f"{partial}: nothing to resume (no partial output from an interrupted run)")
         done = _complete_ids(partial)
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
         handle = open_for_writing(partial, append=resume)
     except OSError as exc:
         raise WriteError(f"{partial}: cannot write ({describe_os_error(exc)})") from None

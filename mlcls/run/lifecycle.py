@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import IO
 
-from mlcls.atomic import describe_os_error
+from mlcls.atomic import WriteError, describe_os_error, is_disk_full, release_lock, try_lock
 from mlcls.errors import RunDirError
 from mlcls.run.checkpoint import find_checkpoint
 from mlcls.run.layout import FOLDS, LATEST, final_dir, is_staging, lock_file, staging_dir
@@ -28,20 +28,15 @@ def lock_run(staging: Path) -> None:
 
     Two trainings given the same name would otherwise write into one staging folder and mix their
     config, weights and metrics. The lock is a file beside the folder (runs/.<name>.lock)."""
-    import fcntl
-
     staging = staging.absolute()
     if staging in _HELD:  # this process holds it already (a run resumed in the process that began it)
         return
     try:  # a read-only or forbidden runs folder is the user's to fix: one line, not an internal error
         staging.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_file(staging), "a")  # noqa: SIM115
+        handle = try_lock(lock_file(staging))
     except OSError as exc:
         raise RunDirError(f"{staging.parent}: cannot create a run there ({describe_os_error(exc)})") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
+    if handle is None:
         raise RunNameTaken(f"{final_dir(staging)}: another training is writing a run of this name now (choose another "
                            "--name, or wait for it)") from None
     _HELD[staging] = handle
@@ -54,8 +49,7 @@ def held_runs() -> set[Path]:
 def release_run(staging: Path) -> None:
     handle = _HELD.pop(staging.absolute(), None)
     if handle is not None:
-        Path(handle.name).unlink(missing_ok=True)
-        handle.close()
+        release_lock(handle)
 
 
 def begin_run(runs_root: Path, name: str) -> Path:
@@ -122,8 +116,6 @@ def finish_run(staging: Path) -> Path:
 def run_write_error(run_dir: Path, target: Path, what: str, exc: Exception) -> Exception:
     """A file of a finishing run that the file system refused (full disk, read-only, forbidden): one line that
     says what is kept, or `exc` itself when it is not the file system's (a bug stays a bug)."""
-    from mlcls.atomic import WriteError, is_disk_full
-
     if not (isinstance(exc, OSError) or is_disk_full(exc)):
         return exc
     cause = "no space left on device" if is_disk_full(exc) else describe_os_error(exc)
