@@ -1,7 +1,9 @@
-"""Errors a user can fix. The CLI prints them as one line (no traceback) and exits with code 1."""
+"""Errors a user can fix. The CLI prints them as one line (no traceback) and exits with code 1; a command they
+suggest is quoted for a shell (shell_command)."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 
@@ -37,3 +39,14 @@ class Interrupted(Exception):
 
 class RunUnfinished(RunDirError):
     """A run that is still being trained, or whose training stopped: the message says which, and how to go on."""
+
+
+def shell_command(*words: str | Path) -> str:
+    """A command for the user to copy into a shell: each word quoted where it must be (shlex.quote), so that a
+    run name with a space, a quote or a non-ASCII letter stays one word."""
+    return " ".join(shlex.quote(str(word)) for word in words)
+
+
+def resume_command(final: Path) -> str:
+    """`mlcls train --resume runs/NAME`, quoted for a shell: what continues an interrupted run."""
+    return shell_command("mlcls", "train", "--resume", final)

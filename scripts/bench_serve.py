@@ -15,6 +15,9 @@ cores with the server, which costs the server some throughput.
 
     python scripts/bench_serve.py --run runs/NAME --data data/reuters/test.jsonl
     python scripts/bench_serve.py --run runs/NAME --data data/reuters/test.jsonl --requests 2000 --predict-lines 4000
+    # a load test: 64 clients for 60 s, nothing else (its own block in docs/benchmarks.md)
+    python scripts/bench_serve.py --run runs/NAME --data FILE --clients 64 --requests 100000000 --case-seconds 60 \
+        --big-requests 0 --predict-lines 0 --block bench_serve_load
 
 Only 127.0.0.1 is contacted; every loop is bounded in count and in time; the server is stopped with SIGTERM
 (and killed if it has not exited 60 s later).
@@ -28,6 +31,7 @@ import itertools
 import json
 import math
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -187,15 +191,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=Path("data/reuters/test.jsonl"), help="JSONL articles")
     parser.add_argument("--requests", type=int, default=400, help="requests per single-article case")
-    parser.add_argument("--big-requests", type=int, default=40, help="requests of the 32-article case")
+    parser.add_argument("--big-requests", type=int, default=40, help="requests of the 32-article case (0: none)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--case-seconds", type=float, default=120.0, help="each case stops after this long")
-    parser.add_argument("--predict-lines", type=int, default=2000)
+    parser.add_argument("--predict-lines", type=int, default=2000, help="0: no `mlcls predict` run")
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
     parser.add_argument("--int8", action="store_true")
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--no-doc", action="store_true", help="print the table only")
+    parser.add_argument("--block", default="bench_serve", help="the block of --doc to write (a load test: its own)")
     args = parser.parse_args(argv)
 
     articles = read_articles(args.data)
@@ -210,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
         run_case(server.port, articles, 4, 32, 8, 60)  # 4 clients, as the 32-article case: calls of 64
         model = server.get("/v1/model")
         rss_start = rss_mib(server.process.pid)
-        plan = [(clients, 1, args.requests) for clients in args.clients] + [(4, 32, args.big_requests)]
+        plan = [(clients, 1, args.requests) for clients in args.clients]
+        plan += [(4, 32, args.big_requests)] if args.big_requests > 0 else []
         for clients, per_request, requests in plan:
             before = server.get("/ready")["scored"]
             case = run_case(server.port, articles, clients, per_request, requests, args.case_seconds)
@@ -229,16 +235,15 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         code = server.stop()
     print(f"server exit code after SIGTERM: {code}", flush=True)
-    predict = predict_throughput(args.run, articles, args.predict_lines, int8)
-    print(f"mlcls predict: {predict['lines']} lines in {predict['wall']:.1f} s (start-up {predict['startup']:.1f} s):"
-          f" {predict['articles_per_s']:.1f} articles/s net", flush=True)
+    predict = predict_throughput(args.run, articles, args.predict_lines, int8) if args.predict_lines > 0 else None
+    if predict:
+        print(f"mlcls predict: {predict['lines']} lines in {predict['wall']:.1f} s (start-up "
+              f"{predict['startup']:.1f} s): {predict['articles_per_s']:.1f} articles/s net", flush=True)
 
     sixteen = next((c for c in cases if c["clients"] == 16 and c["per_request"] == 1), None)
-    share = f"{100 * sixteen['articles_per_s'] / predict['articles_per_s']:.0f}%" if sixteen else "-"
+    share = f"{100 * sixteen['articles_per_s'] / predict['articles_per_s']:.0f}%" if sixteen and predict else "-"
     growth = 100 * (rss_end - rss_start) / rss_start
-    command = (f"python scripts/bench_serve.py --run {args.run} --data {args.data} --requests {args.requests} "
-               f"--big-requests {args.big_requests} --predict-lines {args.predict_lines}"
-               + (" --int8" if args.int8 else ""))
+    command = "python scripts/bench_serve.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     lines = [f"Machine: {machine()}; the server on {model.get('device', '?')}, the clients on the same machine "
              f"(loopback). Run: `{args.run}` ({model.get('labels', '?')} labels, encoder "
              f"`{model.get('encoder', '?')}`, max length {model.get('max_length', '?')}). Server: --max-batch "
@@ -251,11 +256,12 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(f"| {case['clients']} | {case['per_request']} | {case['requests']} | {case['articles_per_s']:.1f}"
                      f" | {case['p50']:.1f} | {case['p95']:.1f} | {case['p99']:.1f} | {case['errors']} "
                      f"| {case['mean_batch']:.1f} | {case['rss']:.0f} |")
-    lines += ["", f"`mlcls predict` on a file of {predict['lines']} of the same articles: "
-              f"{predict['articles_per_s']:.1f} articles/s net of start-up ({predict['wall']:.1f} s wall, "
-              f"{predict['startup']:.1f} s of it start-up). 16 single-article clients reach {share} of it. "
-              f"Server RSS: {rss_boot:.0f} MiB when ready, {rss_start:.0f} MiB after warm-up (a few requests of each "
-              f"shape), {rss_end:.0f} MiB at the end ({growth:+.1f}% over the load); "
+    compared = (f"`mlcls predict` on a file of {predict['lines']} of the same articles: "
+                f"{predict['articles_per_s']:.1f} articles/s net of start-up ({predict['wall']:.1f} s wall, "
+                f"{predict['startup']:.1f} s of it start-up). 16 single-article clients reach {share} of it. "
+                if predict else "")
+    lines += ["", f"{compared}Server RSS: {rss_boot:.0f} MiB when ready, {rss_start:.0f} MiB after warm-up (a few "
+              f"requests of each shape), {rss_end:.0f} MiB at the end ({growth:+.1f}% over the load); "
               f"exit code after SIGTERM: {code}."]
     table = "\n".join(lines)
     print(table)
@@ -263,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         import torch  # the GPU, when there is one, keeps its own block beside the CPU one
 
         suffix = ":cuda" if torch.cuda.is_available() else ""
-        write_block(args.doc, f"bench_serve{suffix}", table, HEADING)
+        write_block(args.doc, f"{args.block}{suffix}", table, HEADING)
         print(f"written to {args.doc}")
     if any(case["errors"] for case in cases) or code != 0:
         raise SystemExit(1)

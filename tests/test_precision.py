@@ -102,7 +102,8 @@ def test_auto_on_a_gpu_follows_its_bf16(monkeypatch):
 
 
 def test_the_config_key(tmp_path):
-    from mlcls.config import ConfigError, load_config
+    from mlcls.config import load_config
+    from mlcls.errors import ConfigError
 
     assert load_config().model.inference_precision == "auto"
     assert load_config(overrides=["model.inference_precision=bf16"]).model.inference_precision == "bf16"

@@ -154,5 +154,8 @@ def predict(
     print_notes(policy.report(file))
     # at the end, beside the other notes: an error stays the one line on stderr
     err.print(f"note: {loaded.precision_note}", markup=False, highlight=False)
+    if loaded.config.model.long_text != "truncate":  # what reading long texts whole cost
+        err.print(f"note: model.long_text {loaded.config.model.long_text}: {loaded.windows.describe()}",
+                  markup=False, highlight=False)
     if int8:
         err.print(INT8_TRADE, markup=False, highlight=False)

@@ -13,6 +13,7 @@ import typer
 
 from mlcls.cli.options import BatchSize, Int8, PrecisionOpt, RunArg, TrustRemoteCode, value_of
 from mlcls.cli.output import err, out
+from mlcls.errors import shell_command
 from mlcls.run.layout import ONNX_MODEL
 
 
@@ -36,6 +37,9 @@ def serve(
                                                 "most.")] = 10 * 2**20,
     token_file: Annotated[Path | None, typer.Option("--token-file", help="Require 'Authorization: Bearer TOKEN' "
                                                     "(the file's content) on every endpoint but /health.")] = None,
+    drain_seconds: Annotated[float, typer.Option("--drain-seconds", min=0.0, help="After SIGTERM or Ctrl-C, how "
+                                                 "long the requests in flight get to finish; the rest are answered "
+                                                 "503 with Retry-After.")] = 30.0,
     batch_size: BatchSize = None,
     int8: Int8 = False,
     precision: PrecisionOpt = None,
@@ -48,7 +52,7 @@ def serve(
     from mlcls.serving.settings import Limits, ServeSettings
 
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, batch_size=batch_size,
-                             limits=Limits(max_records, max_text_chars, max_body_bytes))
+                             limits=Limits(max_records, max_text_chars, max_body_bytes), drain_seconds=drain_seconds)
     run_server(run, host, port, settings, token_file, int8, _note, precision=value_of(precision),
                trust_remote_code=trust_remote_code)
 
@@ -84,4 +88,5 @@ def export(
     agree = (f"agrees with the torch model within {result.max_abs_diff:.1e}" if manifest["quantize"] is None
              else f"differs from the torch model by up to {result.max_abs_diff:.3f} (int8)")
     out.print(f"exported to {result.path} ({ONNX_MODEL} {size:.1f} MiB, opset {manifest['opset']}; its probability "
-              f"{agree}); next: mlcls eval {result.path} --data FILE", markup=False, highlight=False)
+              f"{agree}); next: {shell_command('mlcls', 'eval', result.path)} --data FILE",
+              markup=False, highlight=False)

@@ -10,7 +10,7 @@ import typer
 from mlcls.cli.options import ConfigFile, OnError, Overrides, Rejects, choices, option, value_of
 from mlcls.cli.output import err, out, print_notes, rejects_file
 from mlcls.config import Config, load_config
-from mlcls.errors import MlclsError
+from mlcls.errors import MlclsError, shell_command
 from mlcls.run.layout import CONFIG
 
 Precision = choices("Precision", ("auto", "bf16", "fp16", "fp32"))
@@ -70,7 +70,7 @@ def train(
         out.print(f"validation (epoch {result.metrics['best_epoch']}): micro-F1 {val['micro_f1']:.4f}  "
                   f"macro-F1 {val['macro_f1']:.4f}")
     out.print(f"run saved to {result.run_dir} ({result.metrics['wall_seconds']:.0f} s); "
-              f"next: mlcls eval {result.run_dir}")
+              f"next: {shell_command('mlcls', 'eval', result.run_dir)}")
 
 
 def _resolve(config: Path | None, set_: list[str] | None, options: dict[str, Any],

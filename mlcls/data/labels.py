@@ -5,6 +5,8 @@ No torch here: `mlcls eval` reads label statistics to group labels by frequency.
 
 from __future__ import annotations
 
+import json
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -61,6 +63,26 @@ class LabelSpace:
     def decode(self, row: np.ndarray) -> list[str]:
         return [self.labels[i] for i in np.flatnonzero(row)]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"labels": self.labels}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> LabelSpace:
+        """to_dict's inverse (labels.json): a non-empty list of distinct names; ValueError names the field."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"expected a JSON object {{\"labels\": [names]}}, got {shown(raw)}")
+        labels = raw.get("labels")
+        if not isinstance(labels, list) or not labels:
+            raise ValueError(f"field labels: expected a non-empty list of label names, got {shown(labels)}")
+        seen: set[str] = set()
+        for i, name in enumerate(labels):
+            if not isinstance(name, str):
+                raise ValueError(f"field labels[{i}]: expected a label name (a string), got {shown(name)}")
+            if name in seen:
+                raise ValueError(f"field labels[{i}]: {shown(name)} is listed twice")
+            seen.add(name)
+        return cls(labels)
+
 
 
 @dataclass
@@ -100,12 +122,70 @@ class LabelStats:
         }
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> LabelStats:
-        """to_dict's inverse (label_stats.json: mlcls/run/files.py reads and writes it)."""
-        names = list(raw["labels"])
-        return cls(
-            labels=names,
-            positives=np.array([raw["labels"][n]["positives"] for n in names]),
-            annotated=np.array([raw["labels"][n]["annotated"] for n in names]),
-            num_records=int(raw["num_records"]),
-        )
+    def from_dict(cls, raw: Any) -> LabelStats:
+        """to_dict's inverse (label_stats.json: mlcls/run/files.py reads and writes it). ValueError names the field
+        that is missing or of the wrong type (files.py names the file)."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"expected a JSON object, got {shown(raw)}")
+        num_records = raw.get("num_records")
+        if not is_int(num_records) or num_records < 0:
+            raise ValueError(f"field num_records: expected an integer >= 0, got {shown(num_records)}")
+        per_label = raw.get("labels")
+        if not isinstance(per_label, dict):
+            raise ValueError(f"field labels: expected an object of label -> counts, got {shown(per_label)}")
+        counts: dict[str, list[float]] = {"positives": [], "annotated": []}
+        for name, entry in per_label.items():
+            where = f"field labels.{field_name(name)}"
+            if not isinstance(entry, dict):
+                raise ValueError(f"{where}: expected an object with positives and annotated, got {shown(entry)}")
+            for key, values in counts.items():
+                value = entry.get(key)
+                if not is_number(value) or value < 0:
+                    raise ValueError(f"{where}.{key}: expected a number >= 0, got {shown(value)}")
+                values.append(float(value))
+        return cls(labels=list(per_label), positives=np.array(counts["positives"], dtype=np.float64),
+                   annotated=np.array(counts["annotated"], dtype=np.float64), num_records=num_records)
+
+
+# ------------------------------------------------------------------------------------------ checking JSON fields
+# What the readers of a run's small files (LabelStats.from_dict, DecisionRule.from_dict, mlcls/run/files.py) use
+# to say which field of a hand-edited file is wrong, in one line.
+
+
+def is_number(value: Any) -> bool:
+    """A finite JSON number (true and false are not numbers, though Python counts them as ints; NaN, Infinity and
+    an integer too large for a float are no counts or cut-offs either)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def shown(value: Any, width: int = 60) -> str:
+    """A value as JSON spells it, on one line and cut to about `width` characters: `got "3"`, `got null`."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):  # not JSON, or an integer too long to print
+        text = f"a {type(value).__name__}"
+    for char in ("\x85", "\u2028", "\u2029"):  # line breaks to str.splitlines that JSON leaves as they are
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate would not print
+    return text if len(text) <= width else f"{text[: width - 3]}..."
+
+
+def field_name(key: str) -> str:
+    """A key (a label's name) as part of a field's name in a message: as it is, or quoted when it would not read
+    as one word on one line."""
+    return key if key and key.isprintable() and " " not in key and len(key) <= 40 else shown(key, 40)
+
+
+def label_repr(name: str) -> str:
+    """A label's name in a message: Python's repr ('oil'), which escapes line breaks, cut to about 40 characters."""
+    text = repr(name)
+    return text if len(text) <= 40 else f"{text[:37]}..."

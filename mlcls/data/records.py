@@ -15,7 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from mlcls.atomic import describe_os_error
+from mlcls.data.formats import (
+    JSON_MEANS,
+    InputKind,
+    first_json_character,
+    input_kind,
+    json_array_rows,
+    json_type,
+    not_an_array,
+    open_input,
+    read_lines,
+)
 from mlcls.errors import DataError
 
 Labels = dict[str, float | None]
@@ -47,7 +57,7 @@ class Record:
     id: str
     text: str
     labels: Labels | None  # None: not read (`predict` input, require_labels=False)
-    line: int  # 1-based line (JSONL), the line a row starts on (CSV), row number (Parquet): for messages
+    line: int  # 1-based line (JSONL), the line a row starts on (CSV), row or record number (Parquet, .json array)
 
 
 @dataclass
@@ -56,6 +66,7 @@ class ReadStats:
 
     records: int = 0
     blank_lines: int = 0
+    unit: str = "lines"  # what a record is counted in: "records" for a .json array
     skipped: Counter = field(default_factory=Counter)  # reason -> lines skipped under on_error="skip"
 
 
@@ -78,13 +89,10 @@ class ReadPolicy:
         lines = []
         if stats.skipped:
             reasons = ", ".join(f"{n} {reason}" for reason, n in stats.skipped.most_common())
-            lines.append(f"skipped {sum(stats.skipped.values())} lines of {path}: {reasons}")
+            lines.append(f"skipped {sum(stats.skipped.values())} {stats.unit} of {path}: {reasons}")
         if stats.blank_lines:
             lines.append(f"{stats.blank_lines} blank lines in {path} were not records")
         return lines
-
-
-SUPPORTED_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".parquet")
 
 
 def read_records(
@@ -99,23 +107,19 @@ def read_records(
     path = Path(path)
     if str(path) != "-" and not path.is_file():
         raise DataError(path, None, "file not found")
-    suffix = path.suffix.lower()
-    if str(path) == "-" or suffix in (".jsonl", ".json", ".ndjson", ".txt"):
-        rows = _jsonl_rows(path, stats)
-    elif suffix == ".csv":
-        rows = _csv_rows(path, stats)
-    elif suffix == ".parquet":
-        rows = _parquet_rows(path)
-    else:
-        raise DataError(path, None, f"unsupported file type '{suffix}' (use one of {', '.join(SUPPORTED_SUFFIXES)})")
+    kind = input_kind(path)
+    rows, numbered = _rows(path, kind, stats)
+    stats.unit = "records" if numbered else stats.unit
     for line, row, raw in rows:
         try:
             if isinstance(row, DataError):
                 raise row
-            record = parse_record(row, path, line, fields, require_labels, from_csv=suffix == ".csv")
+            record = parse_record(row, path, line, fields, require_labels, from_csv=kind.format in ("csv", "tsv"))
         except DataError as exc:
+            if numbered and exc.line is not None:  # a .json array: the record's number, not a line
+                exc = DataError(path, None, f"record {exc.line}: {exc.problem}", reason=exc.reason)
             if policy.on_error == "fail":
-                raise
+                raise exc from None
             stats.skipped[exc.reason] += 1
             if policy.rejects is not None:
                 policy.rejects.write(raw if raw.endswith(b"\n") else raw + b"\n")
@@ -126,19 +130,38 @@ def read_records(
         skipped, blank = sum(stats.skipped.values()), stats.blank_lines
         blanks = f"{blank} blank line{'s' if blank != 1 else ''}"
         if skipped:
-            problem = f"no records: all {skipped} lines were skipped as bad" + (f" (and {blanks})" if blank else "")
+            problem = (f"no records: all {skipped} {stats.unit} were skipped as bad"
+                       + (f" (and {blanks})" if blank else ""))
         else:
             problem = f"no records: the file holds only {blanks}" if blank else "no records: the file is empty"
-        raise DataError(path, None, problem)
+        raise DataError(path, None, problem + (f"; {JSON_MEANS}" if kind.format == "json" and skipped else ""))
 
 
-def _jsonl_rows(path: Path, stats: ReadStats) -> Iterator[tuple[int, Any, bytes]]:
-    """(line number, parsed JSON or the DataError that parsing it raised, the raw bytes)."""
+def _rows(path: Path, kind: InputKind, stats: ReadStats) -> tuple[Iterator[tuple[int, Any, bytes]], bool]:
+    """The rows of the file, and whether they are numbered by record (a .json array) rather than by line."""
+    if kind.format == "json":
+        first = first_json_character(path, kind.compression)
+        if first == "[":
+            return json_array_rows(path, kind.compression), True
+        if first not in ("{", None):
+            raise not_an_array(path, first)
+        return _jsonl_rows(path, stats, kind.compression, hint=f" ({JSON_MEANS})"), False
+    if kind.format == "jsonl":
+        return _jsonl_rows(path, stats, kind.compression), False
+    if kind.format in ("csv", "tsv"):
+        return _csv_rows(path, stats, kind.compression, "\t" if kind.format == "tsv" else ","), False
+    return _parquet_rows(path), False
+
+
+def _jsonl_rows(path: Path, stats: ReadStats, compression: str | None = None,
+                hint: str = "") -> Iterator[tuple[int, Any, bytes]]:
+    """(line number, parsed JSON or the DataError that parsing it raised, the raw bytes). `hint` follows the
+    message of a line that is not JSON."""
     import sys
 
-    handle = sys.stdin.buffer if str(path) == "-" else _open_input(path)
+    handle = sys.stdin.buffer if str(path) == "-" else open_input(path, compression)
     try:
-        for number, raw in enumerate(handle, start=1):
+        for number, raw in enumerate(read_lines(handle, path, compression), start=1):
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -152,28 +175,22 @@ def _jsonl_rows(path: Path, stats: ReadStats) -> Iterator[tuple[int, Any, bytes]
             try:
                 yield number, json.loads(text), raw
             except json.JSONDecodeError as exc:
-                yield number, DataError(path, number, f"invalid JSON: {exc.msg} (column {exc.colno})"), raw
+                yield number, DataError(path, number, f"invalid JSON: {exc.msg} (column {exc.colno}){hint}",
+                                        reason="invalid JSON"), raw
             except RecursionError:  # "[[[[..." nested deeper than the parser allows
-                yield number, DataError(path, number, "invalid JSON: nested too deeply"), raw
+                yield number, DataError(path, number, f"invalid JSON: nested too deeply{hint}"), raw
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
 
 
-def _open_input(path: Path) -> IO[bytes]:
-    """The file opened for reading; a file-system refusal (permission denied) is a one-line DataError."""
-    try:
-        return open(path, "rb")  # noqa: SIM115 (the callers close it)
-    except OSError as exc:
-        raise DataError(path, None, f"cannot read ({describe_os_error(exc)})") from None
-
-
-def _csv_rows(path: Path, stats: ReadStats) -> Iterator[tuple[int, Any, bytes]]:
+def _csv_rows(path: Path, stats: ReadStats, compression: str | None = None,
+              delimiter: str = ",") -> Iterator[tuple[int, Any, bytes]]:
     """(line of the row's first physical line, {column: cell} or the DataError of the row, the row's raw bytes).
 
     Read with the csv module, lazily: every cell is the string it is in the file (`007` stays "007", a blank
     cell is "", a label cell `3` is the label "3"; no column is type-guessed), and a row's line is the
-    physical line it starts on, multi-line quoted cells before it counted."""
+    physical line it starts on, multi-line quoted cells before it counted. TSV: `delimiter` a tab."""
     import csv
     import sys
 
@@ -182,15 +199,15 @@ def _csv_rows(path: Path, stats: ReadStats) -> Iterator[tuple[int, Any, bytes]]:
     eof = [False]  # the reader asked for a line past the last one
 
     def lines(handle: IO[bytes]) -> Iterator[str]:
-        for number, raw in enumerate(handle, start=1):
+        for number, raw in enumerate(read_lines(handle, path, compression), start=1):
             pending.append(raw)
             text = raw.decode("utf-8", "surrogateescape")  # checked row by row below, to name the line
             yield text.lstrip("\ufeff") if number == 1 else text
         eof[0] = True
 
-    handle = _open_input(path)
+    handle = open_input(path, compression)
     try:
-        reader = csv.reader(lines(handle))
+        reader = csv.reader(lines(handle), delimiter=delimiter)
         header: list[str] | None = None
         consumed, rows = 0, 0  # physical lines read before the current row; data rows seen
         while True:
@@ -366,9 +383,3 @@ def parse_labels(raw: Any, path: Path, line: int) -> Labels:
         reason="bad labels",
     )
 
-
-def json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", str: "a string", int: "a number", float: "a number", list: "a list",
-            dict: "an object"}.get(type(value), type(value).__name__)

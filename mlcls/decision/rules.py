@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from mlcls.data.labels import is_int, is_number, label_repr, shown
 from mlcls.errors import MlclsError
 
 RULES = ("per_label", "global", "fixed", "top_k", "prior_quantile", "hybrid")
@@ -89,21 +90,53 @@ class DecisionRule:
 
     @classmethod
     def from_dict(cls, raw: Any) -> DecisionRule:
-        """The rule a thresholds.json holds; ValueError says what is wrong (run/files.py names the file)."""
+        """The rule a thresholds.json holds, each field type-checked; ValueError names the field and what is wrong
+        with it, in one line (run/files.py names the file). Fields left out take their defaults, but for `rule`
+        and `threshold`."""
         if not isinstance(raw, dict):
-            raise ValueError("expected a JSON object")
-        try:
-            rule = cls(**raw)
-        except TypeError as exc:
-            raise ValueError(str(exc)) from None
-        if rule.rule not in RULES:
-            raise ValueError(f"unknown rule {rule.rule!r}")
-        if not isinstance(rule.per_label, dict) or not isinstance(rule.fallback_labels, list):
-            raise ValueError("per_label must map labels to cut-offs")
-        for name, cut in [("threshold", rule.threshold), *rule.per_label.items()]:
-            if isinstance(cut, bool) or not isinstance(cut, int | float) or not 0.0 <= cut <= 1.0:
-                raise ValueError(f"the cut-off of {name!r} is {cut!r}, not a number in [0, 1]")
-        return rule
+            raise ValueError(f"expected a JSON object, got {shown(raw)}")
+        for name in raw:
+            if name not in _FIELDS:
+                raise ValueError(f"unknown field {shown(name)} (the fields: {', '.join(_FIELDS)})")
+        for name in ("rule", "threshold"):
+            if name not in raw:
+                raise ValueError(f"field {name}: missing")
+        for name, value in raw.items():
+            expected, fits = _FIELDS[name]
+            if not fits(value):
+                raise ValueError(f"field {name}: expected {expected}, got {shown(value)}")
+        for name, cut in raw.get("per_label", {}).items():
+            if not _is_cutoff(cut):
+                raise ValueError(f"field per_label: the cut-off of {label_repr(name)} is {shown(cut)}, not a number in "
+                                 "[0, 1]")
+        return cls(**raw)
+
+
+def _is_cutoff(value: Any) -> bool:
+    return is_number(value) and 0.0 <= value <= 1.0
+
+
+def _is_names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(name, str) for name in value)
+
+
+def _is_scores(value: Any) -> bool:
+    return value is None or isinstance(value, dict) and all(is_number(score) for score in value.values())
+
+
+# thresholds.json's fields: what each holds, and its check (per_label's cut-offs are checked one by one).
+_FIELDS = {
+    "rule": (f"one of {', '.join(RULES)}", lambda v: isinstance(v, str) and v in RULES),
+    "threshold": ("a number in [0, 1]", _is_cutoff),
+    "per_label": ("an object of label -> cut-off", lambda v: isinstance(v, dict)),
+    "top_k": ("an integer >= 1", lambda v: is_int(v) and v >= 1),
+    "min_labels": ("0 or 1 (1: an article left with no label gets its highest-scoring one)",
+                   lambda v: is_int(v) and v in (0, 1)),
+    "tuned_on": ("a string or null", lambda v: v is None or isinstance(v, str)),
+    "fallback_labels": ("a list of label names", _is_names),
+    "auto_scores": ("null or an object of rule -> score", _is_scores),
+    "quantile_scale": ("a number > 0", lambda v: is_number(v) and v > 0),
+}
 
 
 def with_overrides(rule: DecisionRule, threshold: float | None = None, top_k: int | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -14,6 +15,7 @@ import numpy as np
 
 from mlcls.atomic import (
     WriteError,
+    atomic_open,
     close_quietly,
     describe_os_error,
     failed_write,
@@ -59,19 +61,32 @@ class JsonlWriter:
         self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def plain_label(label: str) -> bool:
+    """Whether `label` reads back unchanged from an `a;b` labels cell and an `a=0.97;b=0.81` scores cell."""
+    return (label == label.strip() and not label.startswith(("[", "{"))
+            and not any(char in label for char in ';=,"\r\n'))
+
+
 class CsvWriter:
-    """id, labels ("a;b"), then either a column per label (--scores all) or "a=0.97;b=0.81" in `scores`."""
+    """id, labels, then either a column per label (--scores all) or the scores in `scores`. The cells are `a;b`
+    and `a=0.97;b=0.81` when every label of the run reads back unchanged so; when one does not (it holds `;`,
+    `=`, `,`, a quote or a line break, starts with `[` or `{`, or has spaces around it), both cells are JSON
+    in every row of the file: `["a", "b"]` and `{"a": 0.97, "b": 0.81}`."""
 
     def __init__(self, out: IO[str], labels: list[str], mode: int | str):
         self.writer = csv.writer(out)
         self.labels, self.all = labels, mode == "all"
+        self.json = not all(plain_label(label) for label in labels)
         self.writer.writerow(["id", "labels", *(labels if self.all else ["scores"])])
 
     def write(self, row: dict) -> None:
         scores = row["scores"]
-        tail = ([scores[name] for name in self.labels] if self.all
-                else [";".join(f"{name}={value}" for name, value in scores.items())])
-        self.writer.writerow([row["id"], ";".join(row["labels"]), *tail])
+        if self.json:
+            cells = [json.dumps(row["labels"], ensure_ascii=False), json.dumps(scores, ensure_ascii=False)]
+        else:
+            cells = [";".join(row["labels"]), ";".join(f"{name}={value}" for name, value in scores.items())]
+        tail = [scores[name] for name in self.labels] if self.all else cells[1:]
+        self.writer.writerow([row["id"], cells[0], *tail])
 
 
 WRITERS = {"jsonl": JsonlWriter, "csv": CsvWriter}
@@ -81,10 +96,12 @@ def write_predictions(
     run: LoadedRun, records: Iterable[Record], out: IO[str], batch_size: int | None,
     rule: DecisionRule | None = None,
     scores: int | str = "predicted", fmt: str = "jsonl", chunk_records: int = CHUNK_RECORDS,
+    checksum: Checksum | None = None,
 ) -> int:
     """Write one line per record to `out` (decisions by `rule`, default the run's); return the number written.
 
-    The output is flushed after every chunk, so an interrupted run leaves whole chunks of whole lines."""
+    The output is flushed after every chunk, so an interrupted run leaves whole chunks of whole lines; then
+    `checksum`, given, is brought up to the records written."""
     rule = rule or run.thresholds
     labels = run.labels.labels
     writer = WRITERS[fmt](out, labels, scores)
@@ -94,8 +111,80 @@ def write_predictions(
         for row, record in enumerate(chunk):
             writer.write(prediction_row(record, chunk_scores[row], chosen[row], labels, scores))
             written += 1
+            if checksum is not None:
+                checksum.add(record)
         out.flush()
+        if checksum is not None:
+            checksum.save()
     return written
+
+
+class Checksum:
+    """What the predictions in OUTPUT.partial were made from: a running sha256 over the id and text of each
+    record written, kept beside it in OUTPUT.partial.sha256 as {"records": N, "sha256": ...}, rewritten whole
+    (a temporary file renamed) after every chunk. `--resume` recomputes it over the input's first N records and
+    refuses input whose ids or texts changed, which the ids alone do not show."""
+
+    def __init__(self, partial: Path):
+        self.partial, self.path = partial, partial.with_name(f"{partial.name}.sha256")
+        self.hash, self.count, self.saved = hashlib.sha256(), 0, 0  # records hashed; records the file vouches for
+        self.states: list = []  # the hash after each record hashed since the last save
+        self.digest: str | None = None  # the stored one, read by `stored`
+
+    def absorb(self, record: Record) -> None:
+        self.hash.update(json.dumps([record.id, record.text]).encode() + b"\n")
+        self.count += 1
+
+    def add(self, record: Record) -> None:
+        self.absorb(record)
+        self.states.append(self.hash.copy())
+
+    def save(self, count: int | None = None) -> None:
+        count = self.count if count is None else count
+        digest = self.hash if count == self.count else self.states[count - self.saved - 1]
+        with atomic_open(self.path) as handle:
+            handle.write(json.dumps({"records": count, "sha256": digest.hexdigest()}) + "\n")
+        self.states, self.saved = self.states[count - self.saved:], count
+
+    def stored(self) -> int | None:
+        """The number of records OUTPUT.partial.sha256 vouches for, None when there is no such file."""
+        try:
+            kept = json.loads(self.path.read_text())
+            self.digest = kept["sha256"]
+            return int(kept["records"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            raise MlclsError(f"{self.path}: not a checksum of {self.partial}; cannot resume from it: run again "
+                             "without --resume") from None
+
+    def verify(self) -> None:
+        """After absorbing the input's first records: refuse input whose records differ from those written."""
+        if self.count == 0:
+            return
+        if self.stored() is None:
+            raise MlclsError(f"{self.partial}: no checksum beside it ({self.path.name}), so whether the input "
+                             "changed since cannot be checked; run again without --resume")
+        if self.hash.hexdigest() != self.digest:
+            raise MlclsError(f"{self.partial}: the input's first {self.count} records are not the ones these "
+                             "predictions were made from (same ids, but a text changed); run again without --resume")
+        self.saved = self.count
+
+    def settle(self) -> int:
+        """After a stop: the number of whole lines OUTPUT.partial keeps, each vouched for by the checksum file
+        (saved now if it can be; lines it cannot vouch for are cut, to be predicted again)."""
+        whole = _cut_torn_line(self.partial)
+        if self.saved < whole <= self.count:
+            try:
+                self.save(whole)
+                return whole
+            except (OSError, MlclsError):
+                pass
+        if whole > self.saved:
+            with suppress(OSError):
+                _keep_lines(self.partial, self.saved)
+            return self.saved
+        return whole
 
 
 class PredictionInterrupted(Interrupted):
@@ -147,35 +236,38 @@ def claim_output(output: Path) -> IO:
 def _predict_to_file(run: LoadedRun, records: Iterable[Record], output: Path, batch_size: int | None,
                      rule: DecisionRule | None, scores: int | str, fmt: str, resume: bool, chunk_records: int) -> int:
     partial = output.with_name(f"{output.name}.partial")
-    done: list[str] = []
+    checksum = Checksum(partial)
     if resume:
-        if not partial.is_file():
-            raise MlclsError(f"{partial}: nothing to resume (no partial output from an interrupted run)")
-        done = _complete_ids(partial)
+        records = _after_done(records, partial, checksum)  # checked here, before anything is written
+    else:
+        with suppress(OSError):
+            checksum.path.unlink(missing_ok=True)  # of an earlier run
     try:
         handle = open_for_writing(partial, append=resume)
     except OSError as exc:
         raise WriteError(f"{partial}: cannot write ({describe_os_error(exc)})") from None
     written, finishing = 0, False
     try:
-        written = write_predictions(run, _after_done(records, done, partial), handle, batch_size, rule, scores, fmt,
-                                    chunk_records)
+        written = write_predictions(run, records, handle, batch_size, rule, scores, fmt, chunk_records, checksum)
         finishing = True  # every OSError from here on is ours: flushing the rest, closing, renaming
         handle.close()
         os.replace(partial, output)
+        with suppress(OSError):
+            checksum.path.unlink(missing_ok=True)
         return written
     except KeyboardInterrupt:
         close_quietly(handle)
-        raise PredictionInterrupted(partial, len(_complete_ids(partial))) from None
+        raise PredictionInterrupted(partial, checksum.settle()) from None
     except BaseException as exc:
         # close() flushes what is buffered and, on a full disk, raises again: the cleanup must not stop there.
         close_quietly(handle)
         kept = 0
         if resume:  # a resumed run keeps the progress it was given, whole lines only
-            kept = _cut_torn_line(partial)
+            kept = checksum.settle()
         else:  # a fresh run leaves no half file
-            with suppress(OSError):
-                partial.unlink(missing_ok=True)
+            for path in (partial, checksum.path):
+                with suppress(OSError):
+                    path.unlink(missing_ok=True)
         if isinstance(exc, OSError) and (finishing or failed_write(exc, partial)):
             target = partial if failed_write(exc, partial) else output
             left = (f"{kept} predictions are kept in {partial}: rerun with --resume once the cause is fixed"
@@ -213,7 +305,28 @@ def _complete_ids(partial: Path) -> list[str]:
     return ids
 
 
-def _after_done(records: Iterable[Record], done: list[str], partial: Path) -> Iterator[Record]:
+def _keep_lines(partial: Path, count: int) -> None:
+    """Cut a partial output after its first `count` lines."""
+    data = partial.read_bytes()
+    end = 0
+    for _ in range(count):
+        end = data.index(b"\n", end) + 1
+    with open(partial, "r+b") as handle:
+        handle.truncate(end)
+
+
+def _after_done(records: Iterable[Record], partial: Path, checksum: Checksum) -> Iterator[Record]:
+    """The records after those whose predictions OUTPUT.partial holds, once the input's first records are shown
+    to be those (same ids in the same order, and the same ids and texts by the checksum). Lines the checksum
+    does not vouch for yet (written after its last update) are cut, to be predicted again."""
+    if not partial.is_file():
+        raise MlclsError(f"{partial}: nothing to resume (no partial output from an interrupted run)")
+    done = _complete_ids(partial)
+    whole, vouched = len(done), checksum.stored()
+    if vouched is not None and vouched > whole:
+        raise MlclsError(f"{partial}: holds {whole} whole lines where {checksum.path.name} counts {vouched}: "
+                         "they do not belong together; run again without --resume")
+    done = done if vouched is None else done[:vouched]
     iterator = iter(records)
     for position, expected in enumerate(done, start=1):
         record = next(iterator, None)
@@ -221,4 +334,8 @@ def _after_done(records: Iterable[Record], done: list[str], partial: Path) -> It
             found = "the end of the input" if record is None else f"id {record.id!r}"
             raise MlclsError(f"{partial}:{position}: has id {expected!r} where the input has {found}: "
                              "the partial output belongs to other input")
-    yield from iterator
+        checksum.absorb(record)
+    checksum.verify()
+    if len(done) < whole:
+        _keep_lines(partial, len(done))
+    return iterator

@@ -18,7 +18,7 @@ from mlcls.decision.metrics import compute_metrics
 from mlcls.decision.rules import DecisionRule
 from mlcls.errors import RunDirError
 from mlcls.run.files import peek_dict, peek_metrics, peek_tuning_scores, read_config, read_labels, read_rule
-from mlcls.run.layout import LABEL_STATS, LEXICAL, run_name
+from mlcls.run.layout import CARD, LABEL_STATS, LEXICAL, run_name
 from mlcls.run.lexical import lexical_weight as read_lexical_weight
 from mlcls.run.provenance import provenance_summary
 
@@ -41,6 +41,7 @@ class ModelCardData:
     provenance: dict[str, Any] | None = None  # provenance_summary's short form
     lexical_weight: float | None = None  # the TF-IDF blend's weight; None without lexical fusion
     base_model: str | None = None  # the encoder, when it is a Hub model id and not a local folder
+    license: dict[str, str] = field(default_factory=dict)  # the front matter's licence keys; {} when unknown
 
     @classmethod
     def read(cls, run_dir: Path, export: dict[str, Any] | None = None) -> ModelCardData:
@@ -62,6 +63,7 @@ class ModelCardData:
             provenance=provenance_summary(run_dir),
             lexical_weight=read_lexical_weight(run_dir) if (run_dir / LEXICAL).exists() else None,
             base_model=_hub_model(partial.encoder),
+            license=_license(partial.section("model")),
         )
 
     def section(self, name: str) -> dict[str, Any]:
@@ -90,9 +92,14 @@ class ModelCardData:
     @property
     def one_transformers_model(self) -> bool:
         """transformers alone gives this folder's scores: a native head, one model (not K folds), no TF-IDF blend,
-        and the model is there (a run's encoder folder, or an hf export; not an ONNX export)."""
+        texts truncated as `pipeline` truncates them (model.long_text), and the model is there (a run's encoder
+        folder, or an hf export; not an ONNX export)."""
         return (self.native and not self.onnx and (self.folds <= 1 or self.refit)
-                and not self.lexical_weight)
+                and not self.lexical_weight and self.long_text == "truncate")
+
+    @property
+    def long_text(self) -> str:
+        return str(self.section("model").get("long_text", "truncate"))
 
     @property
     def onnx(self) -> bool:
@@ -127,6 +134,57 @@ def _hub_model(encoder: str) -> str | None:
     """The encoder when it names a Hub model; a local folder can look like a Hub id (a relative path), and
     base_model must name what the Hub can link to."""
     return encoder if _HUB_ID.match(encoder) and not Path(encoder).exists() else None
+
+
+def _license(model: dict[str, Any]) -> dict[str, str]:
+    """The licence keys of the card's front matter: model.license when the config sets it, else the base model's
+    as the front matter of its card says (`license`, and `license_name` / `license_link` with `other`), read from
+    the encoder's folder: a local one, or the bundled encoder's copy. A Hub name's card is not read (no network),
+    and {} when nothing says: a licence is never guessed."""
+    chosen = model.get("license")
+    if isinstance(chosen, str) and chosen.strip():
+        return {"license": chosen.strip().lower()}
+    folder = _encoder_folder(str(model.get("encoder", "")))
+    meta = _front_matter(folder / CARD) if folder is not None else {}
+    found = meta.get("license")
+    if not isinstance(found, str) or not found.strip():
+        return {}
+    keys = {"license": found.strip().lower()}
+    if keys["license"] == "other":
+        keys.update({k: meta[k] for k in ("license_name", "license_link") if isinstance(meta.get(k), str)})
+    return keys
+
+
+def _encoder_folder(encoder: str) -> Path | None:
+    """The folder the encoder was loaded from, when there is one here: the bundled encoder's installed copy
+    (model.resolve_encoder's mapping), or a local folder."""
+    if not encoder:
+        return None
+    from mlcls.model.classifier import resolve_encoder  # torch: loaded only when a card is written
+
+    folder = Path(resolve_encoder(encoder))
+    try:
+        return folder if folder.is_dir() else None
+    except (OSError, ValueError):  # a name no file system takes (too long, a NUL): no folder of it here
+        return None
+
+
+def _front_matter(path: Path) -> dict[str, Any]:
+    """The YAML front matter of a model card (a README.md), or {} when it has none or cannot be read."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    if not text.startswith("---"):
+        return {}
+    head = text.split("\n---", 1)
+    try:
+        meta = yaml.safe_load(head[0].removeprefix("---")) if len(head) == 2 else None
+    except yaml.YAMLError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _per_label_f1(run_dir: Path, labels: list[str], rule: DecisionRule | None) -> dict[str, float] | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcls.atomic import WriteError, describe_os_error, is_disk_full
-from mlcls.errors import RunDirError
+from mlcls.errors import RunDirError, resume_command
 from mlcls.run.layout import BEST_WEIGHTS, CHECKPOINT, STATE, TRAINER_STATE, WEIGHTS, final_dir, is_staging
 
 
@@ -86,7 +86,7 @@ def _write_failed(run_dir: Path, exc: BaseException, full: bool) -> CheckpointWr
     cause = "no space left on device" if full else describe_os_error(exc)
     kept = "the previous checkpoint is kept" if find_checkpoint(run_dir) else "no checkpoint was saved yet"
     if is_staging(run_dir) and find_checkpoint(run_dir):
-        kept += f"; once fixed, continue with: mlcls train --resume {final_dir(run_dir)}"
+        kept += f"; once fixed, continue with: {resume_command(final_dir(run_dir))}"
     return CheckpointWriteError(f"{run_dir}: {cause} while writing the checkpoint ({kept})")
 
 

@@ -4,6 +4,11 @@
 Readers come in two strengths. `read_*` is strict: a missing or malformed file is a one-line RunDirError that
 names the file (what `eval`, `predict`, `serve` and `export` need before they trust a run). `peek_*` is
 lenient: None when the file is missing or unreadable (what a model card or a report may leave out).
+
+Every field that mlcls reads is type-checked where it is read (Config.from_dict, LabelSpace.from_dict,
+LabelStats.from_dict, DecisionRule.from_dict, and here the manifest's): a hand-edited file with a field of the
+wrong type is one line naming the file and the field (`thresholds.json: field top_k: expected an integer >= 1,
+got "3"`), never an internal error further on.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ import numpy as np
 
 from mlcls.atomic import describe_os_error
 from mlcls.config import Config, absolute_data_paths, read_yaml_mapping
-from mlcls.data.labels import Encoded, LabelSpace, LabelStats
-from mlcls.decision.rules import DecisionRule
+from mlcls.data.labels import Encoded, LabelSpace, LabelStats, is_int, label_repr, shown
+from mlcls.decision.rules import PER_LABEL_RULES, DecisionRule
 from mlcls.errors import ConfigError, RunDirError
 from mlcls.run.layout import (
     CONFIG,
@@ -76,21 +81,16 @@ def read_config(run: Path) -> Config:
 
 
 def write_labels(run: Path, labels: LabelSpace) -> None:
-    write_json(run / LABELS, {"labels": labels.labels})
+    write_json(run / LABELS, labels.to_dict())
 
 
 def read_labels(run: Path) -> LabelSpace:
     """The label vocabulary: a non-empty list of distinct names."""
     path = run / LABELS
-    raw = read_json(path)
-    labels = raw.get("labels") if isinstance(raw, dict) else None
-    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-        raise RunDirError(f"{path}: corrupt (expected {{\"labels\": [names]}})")
-    if not labels:
-        raise RunDirError(f"{path}: corrupt (no labels)")
-    if len(set(labels)) != len(labels):
-        raise RunDirError(f"{path}: corrupt (a label is listed twice)")
-    return LabelSpace(labels)
+    try:
+        return LabelSpace.from_dict(read_json(path))
+    except ValueError as exc:
+        raise RunDirError(f"{path}: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------------ label_stats.json
@@ -100,11 +100,29 @@ def write_label_stats(run: Path, stats: LabelStats) -> None:
     write_json(run / LABEL_STATS, stats.to_dict())
 
 
-def peek_label_stats(run: Path) -> LabelStats | None:
-    """The training label frequencies, or None (a run or export without them still scores)."""
+def read_label_stats(run: Path, labels: list[str] | None = None) -> LabelStats | None:
+    """The training label frequencies, None when the run has none (it still scores); a RunDirError naming the
+    field when they are malformed, or with `labels` (labels.json's) when they count other labels."""
+    path = run / LABEL_STATS
+    if not path.exists():
+        return None
     try:
-        return LabelStats.from_dict(peek_dict(run / LABEL_STATS))
-    except (ValueError, KeyError, TypeError, AttributeError):  # None (missing) or malformed
+        stats = LabelStats.from_dict(read_json(path))
+    except ValueError as exc:
+        raise RunDirError(f"{path}: {exc}") from None
+    if labels is not None and set(stats.labels) != set(labels):
+        other = sorted(set(stats.labels) ^ set(labels))
+        raise RunDirError(f"{path}: field labels: counts other labels than {LABELS} (they differ in "
+                          f"{', '.join(label_repr(name) for name in other[:3])}{' ...' if len(other) > 3 else ''}): "
+                          "the files come from different runs")
+    return stats
+
+
+def peek_label_stats(run: Path) -> LabelStats | None:
+    """The training label frequencies, or None (missing or malformed: a run or export without them still scores)."""
+    try:
+        return read_label_stats(run)
+    except RunDirError:
         return None
 
 
@@ -122,7 +140,7 @@ def read_rule(run: Path, labels: list[str] | None = None) -> DecisionRule:
     try:
         rule = DecisionRule.from_dict(raw)
     except ValueError as exc:
-        raise RunDirError(f"{path}: not a valid decision rule ({exc})") from None
+        raise RunDirError(f"{path}: {exc}") from None
     if labels is not None:
         _check_rule_labels(path, rule, labels)
     return rule
@@ -135,6 +153,13 @@ def _check_rule_labels(path: Path, rule: DecisionRule, labels: list[str]) -> Non
         shown = ", ".join(repr(name) for name in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         raise RunDirError(f"{path}: names {len(unknown)} label(s) that {LABELS} lacks ({shown}): the files "
                           "come from different runs")
+    # A label left out of a per-label rule would silently take the global cut-off. mlcls lists every label
+    # (decision.tuning.tune), so a gap is a hand edit: refused, rather than guessed at.
+    missing = [name for name in labels if name not in rule.per_label] if rule.rule in PER_LABEL_RULES else []
+    if missing:
+        named = ", ".join(label_repr(name) for name in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise RunDirError(f"{path}: field per_label: no cut-off for {len(missing)} label(s) of {LABELS} ({named}); "
+                          f"a {rule.rule} rule gives every label its own")
 
 
 # ------------------------------------------------------------------------------------------ metrics, log
@@ -207,22 +232,46 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
 
 
 def peek_manifest(folder: Path) -> dict[str, Any] | None:
-    """An export's manifest, or None for a run (which has none)."""
-    return peek_dict(folder / MANIFEST)
+    """An export's manifest, or None for a run (which has none) or an unreadable one; a RunDirError naming the
+    field when one that mlcls reads is of the wrong type."""
+    path = folder / MANIFEST
+    manifest = peek_dict(path)
+    return _checked_manifest(path, manifest) if manifest is not None else None
 
 
 def read_onnx_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
     manifest = read_json(path)
-    if not isinstance(manifest, dict) or manifest.get("format") != "onnx":
-        raise RunDirError(f"{path}: not the manifest of an mlcls ONNX export")
+    if not isinstance(manifest, dict):
+        raise RunDirError(f"{path}: not the manifest of an mlcls ONNX export (expected a JSON object, got "
+                          f"{shown(manifest)})")
+    if manifest.get("format") != "onnx":
+        raise RunDirError(f"{path}: not the manifest of an mlcls ONNX export (field format: expected \"onnx\", "
+                          f"got {shown(manifest.get('format'))})")
+    return _checked_manifest(path, manifest)
+
+
+# The manifest's fields that mlcls reads back: what each holds, and its check (the others are for people).
+_MANIFEST_FIELDS = {
+    "format": ('"onnx" or "hf"', lambda v: v in ("onnx", "hf")),
+    "quantize": ('null or "int8"', lambda v: v is None or v == "int8"),
+    "vocab_size": ("an integer >= 1", lambda v: is_int(v) and v >= 1),
+    "source_run": ("a path (a string on one line)", lambda v: isinstance(v, str) and v.isprintable()),
+}
+
+
+def _checked_manifest(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """`manifest`, once its fields that mlcls reads are checked: `format` always, the others where present."""
+    for name, (expected, fits) in _MANIFEST_FIELDS.items():
+        if (name in manifest or name == "format") and not fits(manifest.get(name)):
+            raise RunDirError(f"{path}: field {name}: expected {expected}, got {shown(manifest.get(name))}")
     return manifest
 
 
 def export_format(folder: Path) -> str | None:
     """"onnx" or "hf" for an export folder, None for a run."""
     manifest = peek_manifest(folder)
-    return str(manifest.get("format")) if manifest is not None else None
+    return manifest["format"] if manifest is not None else None
 
 
 def read_json(path: Path, invalid: str = "corrupt (not JSON: {})") -> Any:

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from mlcls.errors import RunDirError, RunUnfinished
+from mlcls.errors import RunDirError, RunUnfinished, resume_command, shell_command
 from mlcls.run.checkpoint import find_checkpoint
 from mlcls.run.layout import (
     CONFIG,
@@ -17,6 +18,7 @@ from mlcls.run.layout import (
     final_dir,
     is_staging,
     staging_dir,
+    staging_pattern,
 )
 from mlcls.run.lifecycle import training_now
 from mlcls.run.validation import validate_run
@@ -48,15 +50,7 @@ def resolve_run(run: str | Path | None, runs_root: str | Path = "runs") -> Path:
     if is_staging(path) and path.is_dir():  # a staging folder
         raise RunUnfinished(unfinished_run(final_dir(path)) or "")
     if not path.exists():
-        unfinished = unfinished_run(path)
-        if unfinished is not None:
-            raise RunUnfinished(unfinished)
-        if run is None:
-            pending = sorted(Path(runs_root).glob(".*.incomplete"))
-            hint = (f"; unfinished: {', '.join(str(final_dir(p)) for p in pending)}"
-                    if pending else "")
-            raise RunDirError(f"{path}: no run found (train one with `mlcls train`, or name a run directory){hint}")
-        raise RunDirError(f"{path}: run directory not found")
+        raise _not_found(path, run is None, Path(runs_root))
     try:
         is_run = (path / CONFIG).exists() or not path.is_dir()
         runs_inside = not is_run and ((path / LATEST).exists() or any(path.glob(f"*/{CONFIG}")))
@@ -65,6 +59,31 @@ def resolve_run(run: str | Path | None, runs_root: str | Path = "runs") -> Path:
     if runs_inside:
         raise RunDirError(f"{path}: a folder of runs, not a run: name one of them (e.g. {path / LATEST})")
     return path.resolve()
+
+
+def _not_found(path: Path, default: bool, runs_root: Path) -> RunDirError:
+    """Why `path` (runs/latest when `default`) names no run: unfinished, a dangling link, or nothing there."""
+    link = path.is_symlink()  # runs/latest (or another link) to a run that was moved or deleted
+    unfinished = unfinished_run(_link_target(path) if link else path)
+    if unfinished is not None:
+        return RunUnfinished(unfinished)
+    if link:
+        return RunDirError(f"{path}: a link to {_link_target(path)}, which does not exist (moved or deleted?): name "
+                           "a run directory, or train one with `mlcls train`")
+    if default:
+        pending = sorted(runs_root.glob(staging_pattern()))
+        hint = f"; unfinished: {', '.join(str(final_dir(p)) for p in pending)}" if pending else ""
+        return RunDirError(f"{path}: no run found (train one with `mlcls train`, or name a run directory){hint}")
+    return RunDirError(f"{path}: run directory not found")
+
+
+def _link_target(link: Path) -> Path:
+    """Where a link points, as a path from here (a relative target is relative to the link's folder)."""
+    try:
+        target = Path(os.readlink(link))
+    except OSError:
+        return link
+    return target if target.is_absolute() else link.parent / target
 
 
 def unfinished_run(final: Path) -> str | None:
@@ -83,11 +102,11 @@ def unfinished_run(final: Path) -> str | None:
             pass
         else:
             return (f"{final}: this run was written whole, but its training stopped before renaming it into place: "
-                    f"`mv {staging} {final}` finishes it")
+                    f"`{shell_command('mv', staging, final)}` finishes it")
     if resumable:
         return (f"{final}: this run is unfinished: its training was interrupted, and {staging} keeps a checkpoint; "
-                f"continue it with `mlcls train --resume {final}`")
+                f"continue it with `{resume_command(final)}`")
     return (f"{final}: this run is unfinished: its training stopped before its first checkpoint, so there is nothing "
-            f"to resume; train it again (`--name {final.name}` reuses the name)")
+            f"to resume; train it again (`{shell_command('--name', final.name)}` reuses the name)")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO
 
 from mlcls.atomic import WriteError, describe_os_error, is_disk_full, release_lock, try_lock
-from mlcls.errors import RunDirError
+from mlcls.errors import RunDirError, resume_command
 from mlcls.run.checkpoint import find_checkpoint
 from mlcls.run.layout import FOLDS, LATEST, final_dir, is_staging, lock_file, staging_dir
 
@@ -67,7 +67,7 @@ def begin_run(runs_root: Path, name: str) -> Path:
     if find_checkpoint(staging) is not None or (staging / FOLDS).is_dir():
         release_run(staging)
         raise RunDirError(f"{staging}: an interrupted run of this name has a checkpoint; continue it with "
-                          f"`mlcls train --resume {final}`, or delete that folder")
+                          f"`{resume_command(final)}`, or delete that folder")
     try:
         if staging.exists():
             shutil.rmtree(staging)  # left by a run of the same name killed before its first checkpoint (unlocked)
@@ -124,7 +124,7 @@ def run_write_error(run_dir: Path, target: Path, what: str, exc: Exception) -> E
     if is_staging(top):
         final = final_dir(top)
         kept = (f"; the unfinished run stays in {top} with its checkpoint: make room (or allow writes) and "
-                f"continue with `mlcls train --resume {final}`" if find_checkpoint(run_dir) is not None
+                f"continue with `{resume_command(final)}`" if find_checkpoint(run_dir) is not None
                 else f"; the unfinished run stays in {top}")
     return WriteError(f"{target}: cannot write{f' {what}' if what else ''} ({cause}){kept}")
 

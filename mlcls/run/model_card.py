@@ -15,7 +15,6 @@ out (a card that cannot be rendered at all is replaced by a short one that says 
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -23,7 +22,19 @@ from string import Template
 from typing import Any
 
 from mlcls.run.card_facts import ModelCardData
-from mlcls.run.layout import CARD, CONFIG, ENCODER, HEAD, LABELS, LEXICAL, ONNX_MODEL, PROVENANCE, THRESHOLDS, run_name
+from mlcls.run.layout import (
+    CARD,
+    CONFIG,
+    ENCODER,
+    HEAD,
+    LABELS,
+    LEXICAL,
+    MANIFEST,
+    ONNX_MODEL,
+    PROVENANCE,
+    THRESHOLDS,
+    run_name,
+)
 
 # The snippets' folder, inside this package (package data in pyproject.toml, so a wheel carries it too).
 TEMPLATES = "card_templates"
@@ -63,6 +74,9 @@ def _front_matter(card: ModelCardData) -> str:
     meta: dict[str, Any] = {"pipeline_tag": "text-classification", "tags": tags}
     if card.hf_export:  # the model at the folder's top, where the Hub's transformers loader looks
         meta["library_name"] = "transformers"
+    elif card.onnx:  # the Hub's name for ONNX models (huggingface.co/models?library=onnx)
+        meta["library_name"] = "onnx"
+    meta.update(card.license)  # the Hub's licence identifier (apache-2.0, mit, ...), when known
     if card.base_model:
         meta["base_model"] = card.base_model
     micro, macro = card.validation.get("micro_f1"), card.validation.get("macro_f1")
@@ -296,7 +310,12 @@ def _usage_section(card: ModelCardData) -> list[str]:
                         "`mlcls export` turns the run into one ONNX graph that ONNX Runtime loads anywhere.", ""]
     lines += _snippet("onnx.md", folder=HERE, onnx_model=ONNX_MODEL, labels_file=LABELS, thresholds_file=THRESHOLDS,
                       inputs=", ".join(f"`{name}`" for name in card.export.get("inputs", [])),
-                      max_length=_max_length(card), decide=_decide("onnx", card)) + [""]
+                      max_length=_max_length(card), decide=_decide("onnx", card), **_text_of(card)) + [""]
+    if card.long_text != "truncate":
+        lines += [f"This run reads a long text as `model.long_text: {card.long_text}` (the settings are in "
+                  f"`{MANIFEST}`): the code above scores one window of `max_length` tokens per text, so use "
+                  "`mlcls predict`, which cuts each text into the run's windows and pools their scores, to get "
+                  "the run's own labels.", ""]
     if card.lexical_weight:
         lines += [f"This run also blends its TF-IDF model (`{LEXICAL}/`, weight {card.lexical_weight:.1f}) into the "
                   "probabilities, and its rule was tuned on the blend: ONNX Runtime alone gives the encoder's part, "
@@ -307,13 +326,26 @@ def _usage_section(card: ModelCardData) -> list[str]:
 def _transformers_usage(card: ModelCardData) -> list[str]:
     """transformers alone: `pipeline` answers every label's sigmoid probability; the rule picks the labels. The
     model is an hf export's folder itself, or a run's encoder folder beside the run's rule."""
-    data = card.section("data")
-    fields = data.get("text_fields") or ["text"]
     folder = HERE if card.hf_export else f"{HERE}/{ENCODER}"
     return _snippet("transformers.md", folder=folder, rule_folder=HERE, thresholds_file=THRESHOLDS,
-                    text_fields=" and ".join(f"`{name}`" for name in fields),
-                    separator=json.dumps(data.get("text_separator", "\n")),
-                    max_length=_max_length(card), decide=_decide("transformers", card)) + [""]
+                    max_length=_max_length(card), decide=_decide("transformers", card), **_text_of(card)) + [""]
+
+
+def _text_of(card: ModelCardData) -> dict[str, str]:
+    """The snippets' text: `text_of`, which joins a record's data.text_fields with data.text_separator as
+    mlcls.data.records does (each field stripped, the missing and empty ones left out), and an example record."""
+    data = card.section("data")
+    fields = [str(name) for name in data.get("text_fields") or ["text"]]
+    separator = data.get("text_separator", "\n")
+    example = {name: "Cocoa prices fall" for name in fields[:-1]}
+    example[fields[-1]] = "Cocoa prices fell as the harvest came in ..."
+    return {"text_of": "\n".join(_snippet("text_of.txt", text_fields=repr(fields),
+                                           separator=repr(str(separator)))),
+            "example": repr(example), "field_names": _and([f"`{name}`" for name in fields])}
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _decide(engine: str, card: ModelCardData) -> str:

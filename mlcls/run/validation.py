@@ -1,11 +1,11 @@
 """One check of a finished run directory before anything loads it: `validate_run(path)`.
 
-Every file the run needs is there and readable, the small files parse, and they agree with each other and
-with the weights: labels.json's labels, the head's rows, the per-label cut-offs of thresholds.json, the
-encoder's hidden size. Weights are checked through their safetensors headers (a truncated file fails there:
-the header's offsets no longer cover the file), so no model is built and no tensor is read: this costs
-milliseconds, and a broken run fails with one line naming the file before minutes of loading or, worse,
-before it scores anything.
+Every file the run needs is there and readable, the small files parse (each field of the type it must have),
+and they agree with each other and with the weights: labels.json's labels, the head's rows, the per-label
+cut-offs of thresholds.json (one for every label), label_stats.json's labels, the encoder's hidden size.
+Weights are checked through their safetensors headers (a truncated file fails there: the header's offsets no
+longer cover the file), so no model is built and no tensor is read: this costs milliseconds, and a broken run
+fails with one line naming the file before minutes of loading or, worse, before it scores anything.
 
 What it cannot see without loading the tokenizer (a tokenizer file that belongs to another model) is
 checked after loading, by `loading.check_tokenizer_fits`. Bytes flipped inside a weights file whose header
@@ -20,7 +20,7 @@ from typing import Any
 
 from mlcls.atomic import describe_os_error
 from mlcls.errors import RunDirError
-from mlcls.run.files import read_config, read_json, read_labels, read_rule
+from mlcls.run.files import read_config, read_json, read_label_stats, read_labels, read_rule
 from mlcls.run.layout import (
     ENCODER,
     ENCODER_CONFIG,
@@ -54,10 +54,12 @@ def validate_run(path: str | Path) -> None:
         _need(path / name)
     config = read_config(path)
     labels = read_labels(path).labels
-    read_rule(path, labels)
+    read_rule(path)  # its fields; whether it fits labels.json once the weights have said whether that is the run's
     for folder in _model_folders(path, config.train.folds):
         _model(folder, labels, path, native=config.model.head == "transformers")
     _lexical(path, len(labels))
+    read_rule(path, labels)
+    read_label_stats(path, labels)  # not needed to score, but when there, whole and of these labels
 
 
 # ------------------------------------------------------------------------------------------ files

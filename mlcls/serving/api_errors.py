@@ -62,10 +62,16 @@ _ERROR_SCHEMA = {"content": {"application/json": {"schema": {"type": "object", "
     "type": "object", "properties": {"status": {"type": "integer"}, "message": {"type": "string"},
                                      "field": {"type": ["string", "null"]}, "index": {"type": ["integer", "null"]}},
 }}}}}}
-# the error answers an endpoint documents in OpenAPI (the body is read by hand, so FastAPI cannot infer them)
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Not UTF-8, not JSON", **_ERROR_SCHEMA},
+# the error answers the endpoints document in OpenAPI (the body is read by hand, so FastAPI cannot infer them):
+# GUARDED_RESPONSES for every endpoint behind the token, ERROR_RESPONSES for POST /v1/predict
+GUARDED_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or wrong bearer token", **_ERROR_SCHEMA},
+}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **GUARDED_RESPONSES,
+    400: {"description": "Not UTF-8, not JSON", **_ERROR_SCHEMA},
     413: {"description": "Over a limit: body size, records per request, text size", **_ERROR_SCHEMA},
+    415: {"description": "The body is not declared Content-Type: application/json", **_ERROR_SCHEMA},
     422: {"description": "A wrong type, missing text, an empty list, a bad option", **_ERROR_SCHEMA},
+    503: {"description": "Starting, or shutting down (with Retry-After)", **_ERROR_SCHEMA},
 }

@@ -3,28 +3,34 @@
     POST /v1/predict  {"records": [{"id": ..., "text": ...}, ...], "top_k"?, "threshold"?, "min_labels"?, "scores"?}
                       -> {"predictions": [one row per record, in order: exactly the line `mlcls predict` writes]}
     GET  /v1/labels   the label vocabulary
-    GET  /v1/model    the run: name, encoder, record format, decision rule, validation metrics, config, limits
+    GET  /v1/model    what a client needs of the run: name, encoder, record format, decision rule, validation
+                      metrics, precision, versions, limits (no paths of the machine it was trained on)
     GET  /health      the process answers (never needs the token)
     GET  /ready       the model is loaded and the batcher takes work (503 while starting or draining); the records
                       scored so far and in how many batches
-    GET  /docs, /openapi.json   FastAPI's interactive docs and OpenAPI schema
+    GET  /docs, /redoc, /openapi.json   the interactive docs (their assets served here: docs_pages.py) and the
+                      OpenAPI schema
 
 The handlers are in routes.py, the request body's declaration and parser in request.py, the error shape in
-api_errors.py; every bad input is a 4xx JSON error {"error": {"status", "message", "field", "index"}}.
+api_errors.py; every bad input is a 4xx JSON error {"error": {"status", "message", "field", "index"}}. Around
+it all, drain.py's middleware answers 503 to what SIGTERM's drain time leaves unfinished.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
 from fastapi import Depends, FastAPI
 
+from mlcls import __version__
 from mlcls.data.records import FieldSpec, Record
 from mlcls.inference.loading import LoadedRun
 from mlcls.inference.scoring import inference_batch_size
@@ -32,7 +38,11 @@ from mlcls.run.layout import METRICS
 from mlcls.serving import routes
 from mlcls.serving.api_errors import EXCEPTION_HANDLERS
 from mlcls.serving.batcher import DynamicBatcher
+from mlcls.serving.docs_pages import add_docs
+from mlcls.serving.drain import Drain, DrainDeadline
 from mlcls.serving.settings import ServeSettings
+
+API_VERSION = "1"
 
 
 def create_app(run: LoadedRun, settings: ServeSettings | None = None) -> FastAPI:
@@ -44,9 +54,11 @@ def create_app(run: LoadedRun, settings: ServeSettings | None = None) -> FastAPI
         description="Tags records (an `id` and text fields, as in mlcls's record format) with zero, one or "
                     "many labels. Requests that arrive together are scored together. Errors: "
                     '`{"error": {"status", "message", "field", "index"}}`.',
-        version="1",
+        version=API_VERSION,
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
+        docs_url=None,  # docs_pages.add_docs: the same pages, their scripts served here instead of from a CDN
+        redoc_url=None,
     )
     app.state.run = run
     app.state.settings = settings
@@ -55,10 +67,13 @@ def create_app(run: LoadedRun, settings: ServeSettings | None = None) -> FastAPI
                                        settings.max_wait_ms / 1000)
     app.state.card = model_card(run, settings)
     app.state.draining = False  # set from SIGTERM on (server.py): /ready answers 503 while requests finish
+    app.state.drain = Drain(settings.drain_seconds)  # started by SIGTERM (server.py)
+    app.add_middleware(DrainDeadline, drain=app.state.drain)
     # without a token the dependency is left out altogether, so that the docs show no security scheme
     auth = [Depends(routes.require_token)] if settings.token is not None else []
     app.include_router(routes.guarded, dependencies=auth)
     app.include_router(routes.public)
+    add_docs(app)
     return app
 
 
@@ -67,6 +82,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """The batcher runs while the app does; at shutdown (after uvicorn has answered the requests in flight) it
     finishes what is queued and stops."""
     batcher, settings = app.state.batcher, app.state.settings
+    app.state.drain.bind(asyncio.get_running_loop())
     await batcher.start()
     if settings.warm_up:
         await warm_up(batcher, app.state.run, settings.max_batch)
@@ -106,7 +122,9 @@ async def warm_up(batcher: DynamicBatcher, run: LoadedRun, max_batch: int) -> No
 
 
 def model_card(run: LoadedRun, settings: ServeSettings) -> dict[str, Any]:
-    """What /v1/model answers, read once at start-up from the run directory."""
+    """What /v1/model answers, read once at start-up from the run directory: what a client needs to send records
+    and read the answers, never the training machine's paths (the config and provenance files hold the data
+    files' absolute paths: they stay in the run directory)."""
     metrics = None
     with suppress(OSError, ValueError):
         metrics = json.loads((run.path / METRICS).read_text())
@@ -114,17 +132,35 @@ def model_card(run: LoadedRun, settings: ServeSettings) -> dict[str, Any]:
     config = run.config
     return {
         "name": run.path.name,
+        "mlcls_version": __version__,
+        "api_version": API_VERSION,
         "labels": len(run.labels.labels),
-        "encoder": config.model.encoder,
+        "encoder": shown_name(str(config.model.encoder)),
         "max_length": config.model.max_length,
         "device": str(run.device),
         "precision": run.precision,
         "record_format": {"id_field": config.data.id_field, "text_fields": list(config.data.text_fields),
                           "text_separator": config.data.text_separator},
         "decision_rule": {"description": rule.describe(), **asdict(rule)},
-        "metrics": metrics,
-        "config": json.loads(json.dumps(config.to_dict(), default=str)),  # paths and the like as strings
+        "metrics": without_paths(metrics),
         "serving": {"max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
                     "batch_size": inference_batch_size(run.device, settings.batch_size), **asdict(settings.limits),
-                    "token_required": settings.token is not None},
+                    "drain_seconds": settings.drain_seconds, "token_required": settings.token is not None},
     }
+
+
+def shown_name(value: str) -> str:
+    """A Hub id as it is ("sentence-transformers/all-MiniLM-L6-v2"); a local folder by its last part only."""
+    looks_local = value.startswith(("/", "~", ".", "\\")) or PurePath(value).is_absolute() or "\\" in value
+    return PurePath(value.replace("\\", "/")).name if looks_local else value
+
+
+def without_paths(value: Any) -> Any:
+    """`value` (parsed JSON) with every absolute path in it cut to its last part."""
+    if isinstance(value, dict):
+        return {key: without_paths(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_paths(item) for item in value]
+    if isinstance(value, str) and ("/" in value or "\\" in value):
+        return shown_name(value)
+    return value

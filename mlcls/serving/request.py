@@ -110,12 +110,35 @@ PREDICT_OPENAPI = {"requestBody": {"required": True, "content": {"application/js
                 "scores": "predicted"},
 }}}}
 
+# its 200 answer, for the schema (the handler answers a JSONResponse built by hand, as `mlcls predict` writes rows)
+PREDICTIONS_RESPONSE = {"description": "One prediction per record, in order", "content": {"application/json": {
+    "schema": {"type": "object", "required": ["predictions"], "properties": {"predictions": {
+        "type": "array", "items": {
+            "type": "object", "required": ["id", "labels", "scores"],
+            "properties": {"id": {"type": "string"}, "labels": {"type": "array", "items": {"type": "string"}},
+                           "scores": {"type": "object", "additionalProperties": {"type": "number"}}}}}}}}}}
+
 
 @dataclass
 class PredictRequest:
     records: list[Record]
     rule: DecisionRule
     mode: int | str
+
+
+def require_json(content_type: str | None) -> None:
+    """A 415 unless the body is declared `application/json` (a `charset` parameter, UTF-8, is allowed). So a web
+    page cannot make a browser post to a local server: `text/plain` and form posts are CORS "simple" requests,
+    sent without asking the server first, and a JSON one is not."""
+    media_type, *parameters = (content_type or "").split(";")
+    if media_type.strip().lower() != "application/json":
+        shown = f"'{content_type}'" if content_type else "none"
+        raise ApiError(415, f"Content-Type: expected application/json, got {shown}", field="Content-Type")
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise ApiError(415, f"Content-Type: the body must be UTF-8 JSON, got charset {value.strip()}",
+                           field="Content-Type")
 
 
 async def read_body(request: Request, limit: int) -> bytes:

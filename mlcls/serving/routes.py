@@ -15,9 +15,17 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mlcls.inference.predict import prediction_row
-from mlcls.serving.api_errors import ERROR_RESPONSES, ApiError
+from mlcls.serving.api_errors import ERROR_RESPONSES, GUARDED_RESPONSES, ApiError
 from mlcls.serving.batcher import NotRunning
-from mlcls.serving.request import PREDICT_OPENAPI, parse_json, parse_predict_request, read_body
+from mlcls.serving.drain import RETRY_AFTER_SECONDS
+from mlcls.serving.request import (
+    PREDICT_OPENAPI,
+    PREDICTIONS_RESPONSE,
+    parse_json,
+    parse_predict_request,
+    read_body,
+    require_json,
+)
 
 guarded = APIRouter()
 public = APIRouter()
@@ -36,37 +44,40 @@ def require_token(request: Request,
                        field="Authorization", headers={"WWW-Authenticate": "Bearer"})
 
 
-@guarded.post("/v1/predict", tags=["predict"], openapi_extra=PREDICT_OPENAPI, responses=ERROR_RESPONSES)
+@guarded.post("/v1/predict", tags=["predict"], openapi_extra=PREDICT_OPENAPI,
+               responses={200: PREDICTIONS_RESPONSE, **ERROR_RESPONSES})
 async def predict(request: Request) -> JSONResponse:
     """Tag a batch of records: one prediction per record, in order, exactly as `mlcls predict` writes it."""
     state = request.app.state
     limits = state.settings.limits
+    require_json(request.headers.get("content-type"))
     payload = parse_json(await read_body(request, limits.max_body_bytes))
     asked = parse_predict_request(payload, state.fields, limits, state.run.thresholds)
     try:
         probs = await state.batcher.score(asked.records)
     except NotRunning as exc:
-        raise ApiError(503, str(exc)) from None
+        raise ApiError(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
     labels = state.run.labels.labels
     chosen = asked.rule.apply(probs, labels)
     rows = [prediction_row(record, probs[i], chosen[i], labels, asked.mode) for i, record in enumerate(asked.records)]
     return JSONResponse({"predictions": rows})
 
 
-@guarded.get("/v1/labels", tags=["model"], responses=ERROR_RESPONSES)
+@guarded.get("/v1/labels", tags=["model"], responses=GUARDED_RESPONSES)
 async def labels(request: Request) -> dict[str, Any]:
     """The label vocabulary of the run, in the order of `--scores all`."""
     vocabulary = request.app.state.run.labels.labels
     return {"labels": vocabulary, "count": len(vocabulary)}
 
 
-@guarded.get("/v1/model", tags=["model"], responses=ERROR_RESPONSES)
+@guarded.get("/v1/model", tags=["model"], responses=GUARDED_RESPONSES)
 async def model(request: Request) -> dict[str, Any]:
-    """The run: encoder, record format, decision rule, validation metrics, config, and the server's limits."""
+    """What a client needs of the run: encoder, record format, decision rule, validation metrics, precision,
+    versions, and the server's limits."""
     return request.app.state.card
 
 
-@guarded.get("/ready", tags=["service"], responses={503: {"description": "Not ready"}})
+@guarded.get("/ready", tags=["service"], responses={**GUARDED_RESPONSES, 503: {"description": "Not ready"}})
 async def ready(request: Request) -> JSONResponse:
     """The model is loaded and predictions are taken (503 while starting or draining); with the records
     scored so far, the number of scoring calls (batches) they took, and the records waiting now."""

@@ -4,7 +4,8 @@ Everything that can fail is tried before the server listens, each failure one li
 installed, the token file readable, the run loaded and scored once (a broken run fails here, not at the first
 request), the address bound (a port in use, a host that does not resolve). Then uvicorn serves on the bound
 socket. SIGTERM (and Ctrl-C) is uvicorn's graceful shutdown: no new connections, the requests in flight are
-answered (for at most DRAIN_SECONDS), the batcher stops, and the process exits 0.
+answered (for at most --drain-seconds; those still unfinished then get a JSON 503 with Retry-After, drain.py),
+the batcher stops, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from mlcls.errors import MlclsError
 from mlcls.serving.settings import ServeSettings
 
 EXTRA = 'mlcls serve needs FastAPI and uvicorn, the "serve" extra: pip install "mlcls[serve]"'
-DRAIN_SECONDS = 30  # in-flight requests get this long to finish after SIGTERM
+# uvicorn's own graceful-shutdown timeout, this long after ours (settings.drain_seconds): by then drain.py has
+# answered every unfinished request, so uvicorn never cancels one (a plain-text 500 and a traceback each)
+UVICORN_MARGIN_SECONDS = 10
 
 
 def require_extra() -> None:
@@ -43,6 +46,11 @@ def read_token(path: Path) -> str:
     if not token or any(c.isspace() for c in token):
         raise MlclsError(f"{path}: the token file must hold one token (no spaces), and it "
                          + ("is empty" if not token else "holds several words"))
+    odd = next((c for c in token if not " " < c < "\x7f"), None)
+    if odd is not None:  # an HTTP header carries ASCII: no client could send this token, so none could get in
+        raise MlclsError(f"{path}: the token holds {odd!r}, which no HTTP client can send in an Authorization "
+                         "header; use printable ASCII only (e.g. python -c 'import secrets; "
+                         "print(secrets.token_urlsafe(32))')")
     return token
 
 
@@ -93,15 +101,16 @@ def serve(run: Path | None, host: str, port: int, settings: ServeSettings, token
          f"(docs: /docs); Ctrl-C or SIGTERM stops it after the requests in flight")
     note(f"note: {loaded.precision_note}")
     if not is_loopback(host) and token is None:
-        note(f"note: listening on {host} without --token-file: whoever reaches this port can use the model")
+        note(f"warning: listening on {host} without --token-file: whoever reaches this port can use the model")
 
     config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=DRAIN_SECONDS)
+                            timeout_graceful_shutdown=settings.drain_seconds + UVICORN_MARGIN_SECONDS)
     server = uvicorn.Server(config)
     handle_exit = server.handle_exit
 
     def on_signal(sig, frame) -> None:  # /ready answers 503 from the signal on, while in-flight requests finish
         app.state.draining = True
+        app.state.drain.begin()
         handle_exit(sig, frame)
 
     server.handle_exit = on_signal  # type: ignore[method-assign]
@@ -115,8 +124,10 @@ def serve(run: Path | None, host: str, port: int, settings: ServeSettings, token
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()
-    stats = app.state.batcher.stats
-    note(f"stopped: {_count(stats.records, 'record')} scored in {_count(stats.calls, 'batch', 'batches')}")
+    stats, drain = app.state.batcher.stats, app.state.drain
+    cut_off = (f"; {_count(drain.cut_off, 'request')} unfinished after the {drain.seconds:g} s drain answered 503"
+               if drain.cut_off else "")
+    note(f"stopped: {_count(stats.records, 'record')} scored in {_count(stats.calls, 'batch', 'batches')}{cut_off}")
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:

@@ -20,3 +20,6 @@ class ServeSettings:
     limits: Limits = field(default_factory=Limits)
     token: str | None = None  # bearer token required by every endpoint but /health (and the docs)
     warm_up: bool = False  # score one full batch on the worker thread before taking requests (`mlcls serve` does)
+    # after SIGTERM, how long the requests in flight get to finish; those still unfinished then are answered 503
+    # (JSON, with Retry-After) instead of being cut off
+    drain_seconds: float = 30.0

@@ -241,12 +241,12 @@ def test_csv_header_faults(tmp_path):
 def test_an_unreadable_input_is_a_data_error(tmp_path, monkeypatch):
     import builtins
 
-    import mlcls.data.records as records_module
+    import mlcls.data.formats as formats_module  # where input files are opened
 
     def forbidden(path, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(records_module, "open", forbidden, raising=False)
+    monkeypatch.setattr(formats_module, "open", forbidden, raising=False)
     for name in ("d.jsonl", "d.csv"):
         path = _write(tmp_path / name, "id,text\n1,a\n")
         with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: cannot read \(permission denied\)$"):
