@@ -3,7 +3,8 @@
 # command within a time budget. Several trainings share the card (one small MiniLM run leaves most of it idle).
 #
 #   BUDGET=500 bash scripts/gpu_bench.sh          # from the repository root
-#   PLAN=2 (round 2), PLAN=native (model.head transformers vs mean pooling, and the exports' parity)
+#   PLAN=2 (round 2), PLAN=native (model.head transformers vs mean pooling, and the exports' parity),
+#   PLAN=long (model.long_text: truncate 256/512, head_tail 256/512, chunks 128/256 with max / mean-prob pooling)
 #
 # What it needs, because that machine has no network and takes at most 64 MiB (prepare with
 # scripts/gpu_prepare.sh here, then carry the folder .gpu):
@@ -66,6 +67,16 @@ if [ "${PLAN:-1}" = 1 ]; then  # round 1: rules, losses, cross-fitting against t
   accuracy gpu-cv5-focal "${RULE[@]}" "${CV[@]}" loss.name=focal &
   accuracy gpu-focal-len256-e6 "${RULE[@]}" loss.name=focal model.max_length=256 train.epochs=6 \
     train.select_metric=macro_f1 &
+elif [ "${PLAN}" = long ]; then  # issue 26: long-text modes on configs/reuters.yaml (one model), 3 seeds each;
+  # then configs/reuters-best.yaml (cross-fitted) with the best of them, by `CONFIG=configs/reuters-best.yaml`
+  accuracy gpu-trunc256 "${RULE[@]}" model.max_length=256 &
+  accuracy gpu-trunc512 "${RULE[@]}" model.max_length=512 &
+  accuracy gpu-headtail256 "${RULE[@]}" model.max_length=256 model.long_text=head_tail &
+  accuracy gpu-headtail512 "${RULE[@]}" model.max_length=512 model.long_text=head_tail &
+  accuracy gpu-chunks128-max "${RULE[@]}" model.long_text=chunks model.max_chunks=4 &
+  accuracy gpu-chunks128-meanprob "${RULE[@]}" model.long_text=chunks model.max_chunks=4 \
+    model.chunk_pooling=mean_prob &
+  accuracy gpu-chunks256-max "${RULE[@]}" model.max_length=256 model.long_text=chunks model.max_chunks=4 &
 elif [ "${PLAN}" = 2 ]; then  # round 2: cross-fitted bce (round 1's best) with longer inputs, or longer training
   accuracy gpu-cv5-bce-len256 "${RULE[@]}" "${CV[@]}" model.max_length=256 &
   accuracy gpu-cv5-bce-e5 "${RULE[@]}" "${CV[@]}" train.epochs=5 &
@@ -94,7 +105,8 @@ fi
 
 cp docs/benchmarks.md "$OUT/benchmarks.md"
 for prefix in gpu-hybrid gpu-cv5-bce gpu-cv5-focal gpu-focal-len256-e6 gpu-cb-ntr gpu-db gpu-cv5-bce-len256 \
-  gpu-cv5-bce-e5 gpu-linear gpu-native; do
+  gpu-cv5-bce-e5 gpu-linear gpu-native gpu-trunc256 gpu-trunc512 gpu-headtail256 gpu-headtail512 gpu-chunks128-max \
+  gpu-chunks128-meanprob gpu-chunks256-max; do
   files=$(cd "$RUNS" && ls -d "$prefix"-seed* "$prefix".log 2>/dev/null; ls "$prefix"-seed*.eval.json \
     "$prefix"-seed*.test-scores.npz 2>/dev/null)
   [ -n "$files" ] || continue

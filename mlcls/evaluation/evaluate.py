@@ -60,6 +60,8 @@ def evaluate_runs(runs: list[str | Path | None], data: str | Path | None, batch_
             scored.notes.extend(policy.report(path))
         name = loaded.path.name
         scored.names.append(name if name not in scored.names else f"{name}#{len(scored.names) + 1}")
+        if loaded.config.model.long_text != "truncate":
+            scored.notes.append(f"model.long_text {loaded.config.model.long_text}: {loaded.windows.describe()}")
         if loaded.precision_note:
             note = loaded.precision_note if len(runs) == 1 else f"{scored.names[-1]}: {loaded.precision_note}"
             scored.notes.append(note)

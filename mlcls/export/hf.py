@@ -38,6 +38,10 @@ def refuse_hf(source: Path) -> None:
         raise MlclsError(f"{source}: a cross-fitted run predicts with the mean of its {config.train.folds} fold "
                          "models, which one transformers model cannot hold; export it with --format onnx (one "
                          "graph, all folds), or train with train.refit")
+    if config.model.long_text != "truncate":
+        raise MlclsError(f"{source}: the run reads long texts as model.long_text {config.model.long_text}, which "
+                         "transformers.pipeline does not do (it truncates); export it with --format onnx, whose "
+                         "windows mlcls scores and pools as the run does")
     weight = lexical_weight(source) if (source / LEXICAL).exists() else None
     if weight:
         raise MlclsError(f"{source}: the run blends a TF-IDF model into its scores (weight {weight:g}) and its "

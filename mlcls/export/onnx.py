@@ -197,6 +197,10 @@ def onnx_manifest(loaded, names: list[str], members: int, quantize: str | None, 
         "num_labels": len(loaded.labels),
         "vocab_size": len(loaded.tokenizer),
         "max_length": model.max_length,
+        # the graph scores one window; a long-text mode cuts an article into windows (head_tail, chunks) and pools
+        # the windows' logits (chunks) before the decision rule, as mlcls's ONNX runtime does (data/windows.py)
+        "long_text": {"mode": model.long_text, "head_tokens": model.head_tokens, "chunk_overlap": model.chunk_overlap,
+                      "max_chunks": model.max_chunks, "chunk_pooling": model.chunk_pooling},
         "lexical_weight": loaded.lexical.weight if loaded.lexical is not None else None,
         "source_run": str(loaded.path),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -3,12 +3,13 @@ ONNX Runtime (onnx_run.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlcls.config import Config
 from mlcls.data.labels import LabelSpace
+from mlcls.data.windows import WindowCount
 from mlcls.decision.rules import DecisionRule
 from mlcls.run.files import read_config, read_labels, read_rule
 
@@ -27,6 +28,7 @@ class LoadedRun:
     # a GPU with bf16, else fp32 (a LoadedRun built by hand). load_run sets it, and `precision_note` says why.
     precision: str | None = None
     precision_note: str = ""
+    windows: WindowCount = field(default_factory=WindowCount)  # scored so far (model.long_text's cost)
 
 
 def load_run_files(path: Path) -> tuple[Config, LabelSpace, DecisionRule]:

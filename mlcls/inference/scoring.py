@@ -1,4 +1,4 @@
-"""Batched inference shared by training (validation), `eval` and `predict`.
+"""Batched inference shared by training (validation), `eval`, `predict` and `serve`.
 
 Input is consumed in chunks: each chunk is tokenized, sorted by length into batches (little padding),
 scored, and handed back in input order, so memory stays flat however long the input is.
@@ -12,22 +12,27 @@ from itertools import islice
 import numpy as np
 import torch
 
-from mlcls.data.batching import rows_by_length, tokenize
+from mlcls.data.batching import rows_by_length
 from mlcls.data.records import Record
+from mlcls.data.windows import WindowSpec, article_windows, flatten, pool_logits
 from mlcls.inference.loading import LoadedRun
 
 CHUNK_RECORDS = 2048
 
 
-def score_token_ids(model, token_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int, device,
-                    precision: str | None = None) -> np.ndarray:
-    """Sigmoid scores (records, labels) in the order of `token_ids`, in `precision` (see _inference_autocast)."""
+def score_windows(model, windows: Sequence[Sequence[Sequence[int]]], pad_id: int, batch_size: int, device,
+                  precision: str | None = None, pooling: str = "max_logit") -> np.ndarray:
+    """Sigmoid scores (articles, labels) in the order of `windows` (each article's encoder inputs: one, or
+    several with model.long_text chunks, pooled by `pooling`), in `precision` (see _inference_autocast). The
+    windows of all articles are scored together, length-sorted, as single texts are."""
+    flat, counts = flatten(windows)
 
-    def scores(input_ids, attention_mask):
+    def logits(input_ids, attention_mask):
         with _inference_autocast(device, precision):
-            return torch.sigmoid(model(input_ids, attention_mask).float())
+            return model(input_ids, attention_mask).float()
 
-    return rows_by_length(model, scores, token_ids, pad_id, batch_size, device, model.num_labels)
+    rows = rows_by_length(model, logits, flat, pad_id, batch_size, device, model.num_labels)
+    return torch.sigmoid(pool_logits(torch.from_numpy(rows), counts, pooling)).numpy()
 
 
 def _inference_autocast(device, precision: str | None = None):
@@ -60,13 +65,16 @@ def inference_batch_size(device, asked: int | None) -> int:
 def score_records(
     run: LoadedRun, records: Iterable[Record], batch_size: int | None, chunk_records: int = CHUNK_RECORDS
 ) -> Iterator[tuple[list[Record], np.ndarray]]:
-    """Yield (records, scores) chunk by chunk, in input order. `batch_size` None: the default for run.device."""
+    """Yield (records, scores) chunk by chunk, in input order. `batch_size` None: the default for run.device.
+    Counts the windows scored on `run.windows` (what the summaries of long-text modes report)."""
     batch_size = inference_batch_size(run.device, batch_size)
     iterator = iter(records)
     pad_id = run.tokenizer.pad_token_id or 0
+    spec = WindowSpec.from_config(run.config.model)
     while chunk := list(islice(iterator, chunk_records)):
-        ids = tokenize(run.tokenizer, [r.text for r in chunk], run.config.model.max_length)
-        scores = score_token_ids(run.model, ids, pad_id, batch_size, run.device, run.precision)
+        windows = article_windows(run.tokenizer, [r.text for r in chunk], spec)
+        run.windows.add(windows)
+        scores = score_windows(run.model, windows, pad_id, batch_size, run.device, run.precision, spec.pooling)
         if run.lexical is not None:  # model.lexical: the blend the run's rule was tuned on
             scores = run.lexical.blend([r.text for r in chunk], scores)
         yield chunk, scores

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mlcls.atomic import atomic_open
+from mlcls.data.windows import content_ids
 
 CACHE_FORMAT = 1  # bump when what is cached changes meaning
 
@@ -81,8 +82,10 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps([CACHE_FORMAT, *parts]).encode()).hexdigest()[:32]
 
 
-def cached_token_ids(tokenizer, texts: Sequence[str], max_length: int, root: Path) -> tuple[list[list[int]], bool]:
-    """Token ids of `texts` (truncated, no padding) and whether they came from the cache.
+def cached_token_ids(tokenizer, texts: Sequence[str], max_length: int | None,
+                     root: Path) -> tuple[list[list[int]], bool]:
+    """Token ids of `texts` (truncated to `max_length`, no padding; None: whole, without special tokens, for the
+    long-text modes to cut into windows) and whether they came from the cache.
 
     `datasets` does the caching: `map` with an explicit cache file loads that file when it exists and
     otherwise writes it (to a temporary file first). Our key is its fingerprint.
@@ -98,6 +101,8 @@ def cached_token_ids(tokenizer, texts: Sequence[str], max_length: int, root: Pat
     datasets.disable_progress_bars()
 
     def encode(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
+        if max_length is None:
+            return {"input_ids": content_ids(tokenizer, batch["text"])}
         return {"input_ids": tokenizer(batch["text"], truncation=True, max_length=max_length,
                                        return_attention_mask=False)["input_ids"]}
 

@@ -28,7 +28,7 @@ from rich.console import Console
 from mlcls.config import Config
 from mlcls.decision.metrics import compute_metrics
 from mlcls.decision.tuning import choose_thresholds
-from mlcls.errors import ConfigError
+from mlcls.errors import ConfigError, resume_command
 from mlcls.model.lexical import fit_lexical, out_of_fold_lexical
 from mlcls.run.checkpoint import find_checkpoint
 from mlcls.run.files import (
@@ -80,7 +80,7 @@ def train_folds(config: Config, console: Console, rejects: IO[bytes] | None, res
             refit = refit_model(config, pool, results, staging, console, stop) if config.train.refit else None
         except TrainingInterrupted as exc:  # a fold's message names the fold; the whole run is what resumes
             raise TrainingInterrupted(f"{str(exc).split('; continue with')[0]}; finished folds are kept; continue "
-                                      f"with: mlcls train --resume {final}") from None
+                                      f"with: {resume_command(final)}") from None
         return _finish(config, pool, fold, probs, results, refit, staging, final, started)
     finally:
         release_run(staging)

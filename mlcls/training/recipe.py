@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mlcls.config import Config
-from mlcls.data.batching import length_grouped_batches, pad_batch
+from mlcls.data.batching import length_grouped_batches
 from mlcls.decision.metrics import compute_metrics
 from mlcls.decision.rules import DecisionRule
 from mlcls.decision.tuning import choose_thresholds, untuned_rule
-from mlcls.inference.scoring import score_token_ids
+from mlcls.errors import resume_command
 from mlcls.model.classifier import build_model, set_trainable
 from mlcls.model.lexical import fit_lexical
 from mlcls.model.losses import build_loss
@@ -44,7 +44,6 @@ from mlcls.run.lifecycle import finish_run, held_runs, release_run, run_write_er
 from mlcls.run.model_card import write_model_card
 from mlcls.run.model_files import save_model
 from mlcls.run.provenance import write_provenance
-from mlcls.training.cache import cache_root, cached_embeddings, cached_token_ids, weights_fingerprint
 from mlcls.training.claim import claim_run
 from mlcls.training.data import TrainingData, TrainingInterrupted, TrainResult
 from mlcls.training.devices import (
@@ -57,6 +56,7 @@ from mlcls.training.devices import (
     start_tracking,
 )
 from mlcls.training.fusion import fuse_lexical
+from mlcls.training.inputs import Inputs, article_lengths, batch_logits, prepare_inputs, validation_scores
 from mlcls.training.interrupt import StopSignal
 from mlcls.training.optimizer import learning_rates, linear_warmup_decay, param_groups
 from mlcls.training.resume import TrainingState, data_fingerprint, restore, seed_everything, trainer_state
@@ -78,10 +78,7 @@ class Trainer:
     loss_fn: Any
     optimizer: Any
     scheduler: Any
-    train_ids: list[list[int]]
-    val_ids: list[list[int]]
-    train_vectors: torch.Tensor | None  # frozen encoder: pooled embeddings instead of token ids
-    val_vectors: torch.Tensor | None
+    inputs: Inputs  # each article's windows of token ids (or a frozen encoder's pooled vectors)
     pad_id: int
     rng: np.random.Generator  # batch order
     state: TrainingState
@@ -125,11 +122,10 @@ def prepare(config: Config, data: TrainingData, accelerator, console: Console, r
     set_trainable(model, config.train.freeze_encoder, config.train.train_top_layers)
     model.to(device)
     pad_id = tokenizer.pad_token_id or 0
-    train_ids, val_ids, train_vectors, val_vectors = prepare_inputs(config, data, accelerator, model, tokenizer,
-                                                                    pad_id, console)
+    inputs = prepare_inputs(config, data, accelerator, model, tokenizer, pad_id, console)
 
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.train.lr)
-    batches_per_epoch = math.ceil(math.ceil(len(train_ids) / config.train.batch_size) / accelerator.num_processes)
+    batches_per_epoch = math.ceil(math.ceil(len(inputs.train) / config.train.batch_size) / accelerator.num_processes)
     steps_per_epoch = math.ceil(batches_per_epoch / config.train.grad_accum)
     total_steps = steps_per_epoch * config.train.epochs
     scheduler = linear_warmup_decay(optimizer, int(config.train.warmup_ratio * total_steps), total_steps)
@@ -137,7 +133,7 @@ def prepare(config: Config, data: TrainingData, accelerator, console: Console, r
     core = accelerator.unwrap_model(wrapped)
 
     rng = np.random.default_rng(config.train.seed)
-    fingerprint = data_fingerprint(train_ids, val_ids, data.train_enc, data.val_enc)
+    fingerprint = data_fingerprint(inputs.train, inputs.val, data.train_enc, data.val_enc)
     state, best_weights = TrainingState(epoch_rng=rng.bit_generator.state, data_fingerprint=fingerprint), None
     if resume is not None:
         state, best_weights = restore(resume, core, optimizer, scheduler, fingerprint)
@@ -154,23 +150,8 @@ def prepare(config: Config, data: TrainingData, accelerator, console: Console, r
         start_tracking(accelerator, config.train.report_to, staging / TRACKING, tracking_name(final),
                        flat_hparams(config.to_dict()))
     return Trainer(config, data, accelerator, console, staging, final, wrapped, core, tokenizer, loss_fn, optimizer,
-                   scheduler, train_ids, val_ids, train_vectors, val_vectors, pad_id, rng, state, best_weights,
+                   scheduler, inputs, pad_id, rng, state, best_weights,
                    steps_per_epoch, total_steps)
-
-
-def prepare_inputs(config: Config, data: TrainingData, accelerator, model, tokenizer, pad_id: int, console: Console):
-    """Token ids of both sets (cached on disk); with a frozen encoder, their pooled embeddings too."""
-    cache = cache_root(config.train.cache_dir)
-    max_length = config.model.max_length
-    with accelerator.main_process_first():  # the first process fills the caches, the others read them
-        train_ids, cached = cached_token_ids(tokenizer, [r.text for r in data.train], max_length, cache)
-        val_ids, _ = cached_token_ids(tokenizer, [r.text for r in data.validation], max_length, cache)
-        console.print(f"token ids {'reused from' if cached else 'cached in'} {cache / 'tokens'}", markup=False)
-        if not config.train.freeze_encoder:
-            return train_ids, val_ids, None, None
-        train_vectors, val_vectors = frozen_embeddings(model, [train_ids, val_ids], pad_id, config,
-                                                       accelerator.device, cache, console)
-    return train_ids, val_ids, train_vectors, val_vectors
 
 
 # -------------------------------------------------------------------- fit
@@ -199,7 +180,7 @@ def train_epoch(t: Trainer, epoch: int, progress: Progress, task, stop: StopSign
     t.model.train()
     epoch_start = time.perf_counter()
     state.epoch_rng = t.rng.bit_generator.state
-    lengths = [len(ids) for ids in t.train_ids]
+    lengths = article_lengths(t.inputs)
     batches = process_share(length_grouped_batches(lengths, cfg.batch_size, t.rng), accelerator.num_processes,
                             accelerator.process_index)
     targets, mask = torch.from_numpy(t.data.train_enc.targets), torch.from_numpy(t.data.train_enc.mask)
@@ -209,7 +190,7 @@ def train_epoch(t: Trainer, epoch: int, progress: Progress, task, stop: StopSign
         for i, batch in enumerate(group):
             # Gradients are averaged across processes only on the group's last micro-batch.
             with nullcontext() if i == len(group) - 1 else accelerator.no_sync(t.model):
-                logits = forward(t, batch)
+                logits = batch_logits(t.model, t.inputs, batch, t.pad_id, t.device, t.config.model.chunk_pooling)
                 loss = t.loss_fn(logits, targets[batch].to(t.device), mask[batch].to(t.device))
                 accelerator.backward(loss / len(group))
             # .item() waits for the device; once a step is cheap next to a transformer step.
@@ -236,13 +217,6 @@ def train_epoch(t: Trainer, epoch: int, progress: Progress, task, stop: StopSign
             state.train_seconds += time.perf_counter() - epoch_start
             interrupt(t, epoch)
     state.train_seconds += time.perf_counter() - epoch_start
-
-
-def forward(t: Trainer, batch: np.ndarray) -> torch.Tensor:
-    if t.train_vectors is not None:
-        return t.model(pooled=t.train_vectors[batch].to(t.device))
-    input_ids, attention_mask = pad_batch([t.train_ids[i] for i in batch], t.pad_id)
-    return t.model(input_ids.to(t.device), attention_mask.to(t.device))
 
 
 def end_of_epoch(t: Trainer, epoch: int, progress: Progress) -> None:
@@ -286,7 +260,7 @@ TRACKED_METRICS = ("micro_f1", "macro_f1", "micro_precision", "micro_recall", "m
 def validate(t: Trainer) -> tuple[DecisionRule, dict[str, Any]]:
     """The decision rule tuned on this epoch's validation scores, and the metrics it reaches there."""
     labels, enc = t.data.labels.labels, t.data.val_enc
-    probs = validation_scores(t.core, t.val_vectors, t.val_ids, t.pad_id, t.config, t.device)
+    probs = validation_scores(t.core, t.inputs, t.pad_id, t.config, t.device)
     rule = choose_thresholds(t.config, probs, enc.targets, enc.mask, labels, t.data.stats.prior())
     metrics = compute_metrics(enc.targets, enc.mask, rule.apply(probs, labels), labels)
     return rule, metrics
@@ -308,7 +282,7 @@ def interrupt(t: Trainer, epoch: int) -> None:
     """The one way out of a stopped run: save a checkpoint and say how to continue."""
     checkpoint(t)
     raise TrainingInterrupted(f"interrupted in epoch {epoch}, after step {t.state.step}/{t.total_steps}: checkpoint "
-                              f"saved in {t.staging / CHECKPOINT}; continue with: mlcls train --resume {t.final}")
+                              f"saved in {t.staging / CHECKPOINT}; continue with: {resume_command(t.final)}")
 
 
 # -------------------------------------------------------------------- finish
@@ -332,6 +306,8 @@ def finish(t: Trainer, started: float) -> TrainResult:
         "precision": precision_name(accelerator),
         "wall_seconds": round(time.perf_counter() - started, 2),  # of this invocation (a resumed one: since resuming)
     }
+    if t.config.model.long_text != "truncate":  # what reading long texts whole costs: windows per article
+        summary["windows_per_article"] = round(sum(map(len, t.inputs.train)) / max(1, len(t.inputs.train)), 3)
     final = t.final
     end_tracking(accelerator)  # the trackers' files closed before their folder is renamed
     accelerator.wait_for_everyone()
@@ -361,7 +337,7 @@ def write_run_files(t: Trainer, summary: dict[str, Any]) -> None:
     save_model(staging, t.core, t.tokenizer)
     rule = DecisionRule(**state.best_thresholds)
     if t.data.validation:  # the scores the rule was tuned on, for choosing rules offline (bench_thresholds)
-        probs = validation_scores(t.core, t.val_vectors, t.val_ids, t.pad_id, t.config, t.device)
+        probs = validation_scores(t.core, t.inputs, t.pad_id, t.config, t.device)
         parts = {}
         if t.config.model.lexical == "tfidf":
             rule, probs, parts = lexical_fusion(t, probs, summary)
@@ -389,29 +365,6 @@ def lexical_fusion(t: Trainer, encoder_probs: np.ndarray, summary: dict[str, Any
     t.console.print(f"lexical fusion: weight {model.weight:.1f}; validation micro-F1 {metrics['micro_f1']:.4f}  "
                     f"macro-F1 {metrics['macro_f1']:.4f}  ({fusion.rule.describe()})", markup=False)
     return fusion.rule, fusion.probs, fusion.parts
-
-
-def frozen_embeddings(model, token_ids: list[list[list[int]]], pad_id: int, config: Config, device, cache: Path,
-                      console: Console) -> list[torch.Tensor]:
-    """Pooled vectors of each list of texts from the frozen encoder: computed once, cached on disk."""
-    fingerprint = weights_fingerprint(model.encoder)
-    out = []
-    for ids in token_ids:
-        vectors, hit = cached_embeddings(model, ids, pad_id, config.train.eval_batch_size, device, fingerprint, cache)
-        console.print(f"frozen encoder: {len(ids)} embeddings {'reused from' if hit else 'computed, cached in'} "
-                      f"{cache / 'embeddings'}", markup=False)
-        out.append(torch.from_numpy(vectors))
-    return out
-
-
-def validation_scores(model, vectors: torch.Tensor | None, token_ids, pad_id: int, config: Config, device):
-    if vectors is None:
-        return score_token_ids(model, token_ids, pad_id, config.train.eval_batch_size, device)
-    model.eval()
-    with torch.inference_mode():
-        probs = torch.sigmoid(model(pooled=vectors.to(device)).float()).cpu().numpy()
-    model.train()
-    return probs
 
 
 def _trained_part(config: Config) -> str:

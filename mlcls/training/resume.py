@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlcls.data.windows import flatten
 from mlcls.errors import MlclsError, RunDirError
 from mlcls.run.checkpoint import find_checkpoint, load_checkpoint
 from mlcls.run.layout import STATE
@@ -39,11 +40,15 @@ class TrainingState:
     data_fingerprint: str = ""
 
 
-def data_fingerprint(train_ids, val_ids, train_enc, val_enc) -> str:
-    """What the checkpoint was trained on: resuming on other data would silently mix two runs."""
+def data_fingerprint(train_windows, val_windows, train_enc, val_enc) -> str:
+    """What the checkpoint was trained on (each article's windows of token ids, its targets): resuming on other
+    data, or the same data read another way (model.long_text), would silently mix two runs."""
     h = hashlib.sha256()
-    for ids in (train_ids, val_ids):
-        h.update(token_ids_fingerprint(ids).encode())
+    for windows in (train_windows, val_windows):
+        flat, counts = flatten(windows)
+        h.update(token_ids_fingerprint(flat).encode())
+        if any(count != 1 for count in counts):  # one window an article: the fingerprint of the token ids alone
+            h.update(np.asarray(counts, dtype=np.int64).tobytes())
     for enc in (train_enc, val_enc):
         h.update(np.ascontiguousarray(enc.targets).tobytes())
         h.update(np.ascontiguousarray(enc.mask).tobytes())

@@ -1,0 +1,145 @@
+"""Resolving a config: defaults < YAML file < `--set key=value` < named CLI options, and the config as
+commented YAML (`mlcls config`)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlcls.config.fields import reject_unknown
+from mlcls.config.sections import Config
+from mlcls.errors import ConfigError
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+) -> Config:
+    """Resolve defaults < YAML file < `--set key=value` overrides < named options (None = not given)."""
+    raw = Config().to_dict()
+    file_loss: dict[str, Any] | None = None
+    if path is not None:
+        from_file = read_yaml_mapping(Path(path))
+        reject_unknown(from_file, raw, "", source=str(path))
+        file_loss = from_file.get("loss") if isinstance(from_file.get("loss"), dict) else None
+        raw = _deep_merge(raw, from_file)
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=3")
+        _set_dotted(raw, key.strip(), _parse_scalar(text))
+    for key, value in (options or {}).items():
+        if value is not None:
+            _set_dotted(raw, key, value)
+
+    notes: list[str] = []
+    # Loss parameters in a file belong to that file's loss. When --loss/--set picks another loss, they
+    # would be rejected as unknown parameters; drop them instead, and say so.
+    if file_loss and file_loss.get("name", "bce") != raw["loss"].get("name"):
+        dropped = sorted(k for k in file_loss if k != "name" and raw["loss"].get(k) == file_loss[k])
+        for key in dropped:
+            del raw["loss"][key]
+        if dropped:
+            notes.append(
+                f"{path}: loss parameters {', '.join(dropped)} belong to loss "
+                f"'{file_loss.get('name', 'bce')}' and are not used with '{raw['loss']['name']}'"
+            )
+    config = Config.from_dict(raw)
+    config.notes = notes
+    return config
+
+
+# The data section's file keys (saved absolute with a run; hashed into its provenance.json).
+DATA_PATH_KEYS = ("train", "validation", "test")
+
+
+def absolute_data_paths(config: Config) -> Config:
+    """The config with its data files (data.train, data.validation, data.test) made absolute, in place, and
+    returned. A run saves its config this way so that `mlcls eval` and `train --resume` find the files from
+    any folder: a relative path in a run's config.yaml means "relative to where the run was trained"."""
+    for key in DATA_PATH_KEYS:
+        value = getattr(config.data, key)
+        if value and "://" not in value and not Path(value).is_absolute():
+            setattr(config.data, key, str(Path(value).absolute()))
+    return config
+
+
+def config_help(key: str) -> str:
+    """The help of a dotted key (train.epochs), as declared on its field."""
+    section, _, name = key.partition(".")
+    section_cls = {f.name: f.default_factory for f in dataclasses.fields(Config) if f.name != "notes"}[section]
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(section_cls)}[name]
+
+
+def commented_yaml(config: Config, header: str = "") -> str:
+    """The config as YAML, every key with its help as a comment (`mlcls config`, configs/default.yaml)."""
+    lines = [header.rstrip(), ""] if header else []
+    for section, values in config.to_dict().items():
+        lines.append(f"{section}:")
+        section_cls = type(getattr(config, section))
+        helps = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(section_cls)}
+        for key, value in values.items():
+            text = yaml.safe_dump({key: value}, default_flow_style=True, width=10_000).strip()[1:-1]
+            if "\n" in text:  # a string with a line break ("\n"): JSON's quoting is valid YAML, on one line
+                text = f"{key}: {json.dumps(value)}"
+            help_text = helps.get(key) or ("a parameter of this loss" if section == "loss" else "")
+            lines.append(f"  {text:<34}" + (f" # {help_text}" if help_text else "").rstrip())
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if not isinstance(child, dict):
+            if part not in node:
+                raise ConfigError(f"unknown key '{'.'.join(parts[: i + 1])}' in --set {key}")
+            raise ConfigError(f"--set {key}: '{'.'.join(parts[: i + 1])}' is not a section")
+        node = child
+    if len(parts) == 1:
+        raise ConfigError(f"--set {key}: name a key inside a section, e.g. train.{key}")
+    node[parts[-1]] = value
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

@@ -1,0 +1,98 @@
+"""What the model reads in training: each article's windows of token ids (model.long_text: one window, or
+several with chunks), tokenized once and cached on disk; with a frozen encoder, their pooled vectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from mlcls.config import Config
+from mlcls.data.batching import pad_batch
+from mlcls.data.windows import WindowSpec, flatten, pool_logits, windows_of_content
+from mlcls.inference.scoring import score_windows
+from mlcls.training.cache import cache_root, cached_embeddings, cached_token_ids, weights_fingerprint
+from mlcls.training.data import TrainingData
+
+Windows = list[list[list[int]]]  # per article, its encoder inputs
+
+
+@dataclass
+class Inputs:
+    train: Windows
+    val: Windows
+    train_vectors: torch.Tensor | None  # frozen encoder: one pooled vector per article instead of token ids
+    val_vectors: torch.Tensor | None
+
+    def describe(self) -> str:
+        flat, counts = flatten(self.train)
+        return f"{len(flat)} training windows for {len(counts)} articles ({len(flat) / max(1, len(counts)):.2f} each)"
+
+
+def prepare_inputs(config: Config, data: TrainingData, accelerator, model, tokenizer, pad_id: int,
+                   console: Console) -> Inputs:
+    """Windows of both sets (their token ids cached); with a frozen encoder, their pooled embeddings too."""
+    cache = cache_root(config.train.cache_dir)
+    spec = WindowSpec.from_config(config.model)
+    with accelerator.main_process_first():  # the first process fills the caches, the others read them
+        (train, cached), (val, _) = (_windows(tokenizer, [r.text for r in records], spec, cache)
+                                     for records in (data.train, data.validation))
+        console.print(f"token ids {'reused from' if cached else 'cached in'} {cache / 'tokens'}", markup=False)
+        if spec.mode != "truncate":
+            console.print(f"long texts: {spec.describe()}; {Inputs(train, val, None, None).describe()}",
+                          markup=False)
+        if not config.train.freeze_encoder:
+            return Inputs(train, val, None, None)
+        vectors = frozen_embeddings(model, [[w[0] for w in train], [w[0] for w in val]], pad_id, config,
+                                    accelerator.device, cache, console)
+    return Inputs(train, val, *vectors)
+
+
+def _windows(tokenizer, texts: list[str], spec: WindowSpec, cache: Path) -> tuple[Windows, bool]:
+    if spec.mode == "truncate":  # the tokenizer's own truncation: one window an article, as before
+        ids, hit = cached_token_ids(tokenizer, texts, spec.max_length, cache)
+        return [[row] for row in ids], hit
+    content, hit = cached_token_ids(tokenizer, texts, None, cache)  # whole texts, cut here (cheap)
+    return windows_of_content(tokenizer, content, spec), hit
+
+
+def frozen_embeddings(model, token_ids: list[list[list[int]]], pad_id: int, config: Config, device, cache: Path,
+                      console: Console) -> list[torch.Tensor]:
+    """Pooled vectors of each list of texts from the frozen encoder: computed once, cached on disk."""
+    fingerprint = weights_fingerprint(model.encoder)
+    out = []
+    for ids in token_ids:
+        vectors, hit = cached_embeddings(model, ids, pad_id, config.train.eval_batch_size, device, fingerprint, cache)
+        console.print(f"frozen encoder: {len(ids)} embeddings {'reused from' if hit else 'computed, cached in'} "
+                      f"{cache / 'embeddings'}", markup=False)
+        out.append(torch.from_numpy(vectors))
+    return out
+
+
+def batch_logits(model, inputs: Inputs, batch: np.ndarray, pad_id: int, device, pooling: str) -> torch.Tensor:
+    """The articles' logits of one training batch: their windows in one forward pass, pooled per article (the
+    loss is the article's: its labels belong to it, not to each window)."""
+    if inputs.train_vectors is not None:
+        return model(pooled=inputs.train_vectors[batch].to(device))
+    flat, counts = flatten([inputs.train[i] for i in batch])
+    input_ids, attention_mask = pad_batch(flat, pad_id)
+    return pool_logits(model(input_ids.to(device), attention_mask.to(device)), counts, pooling)
+
+
+def validation_scores(model, inputs: Inputs, pad_id: int, config: Config, device) -> np.ndarray:
+    if inputs.val_vectors is None:
+        return score_windows(model, inputs.val, pad_id, config.train.eval_batch_size, device,
+                             pooling=config.model.chunk_pooling)
+    model.eval()
+    with torch.inference_mode():
+        probs = torch.sigmoid(model(pooled=inputs.val_vectors.to(device)).float()).cpu().numpy()
+    model.train()
+    return probs
+
+
+def article_lengths(inputs: Inputs) -> list[int]:
+    """Tokens an article puts through the encoder: what length-grouped batches group by."""
+    return [sum(len(w) for w in article) for article in inputs.train]
