@@ -43,19 +43,6 @@ REQUEST_RECORDS = [{k: v for k, v in r.items() if k != "labels"} for r in TINY_R
 
 
 @pytest.fixture(scope="module")
-def run_dir(trained) -> Path:
-    folder, _, _ = trained
-    return folder / "runs" / "tiny"
-
-
-@pytest.fixture(scope="module")
-def loaded(run_dir):
-    from mlcls.inference.loading import load_run
-
-    return load_run(run_dir)
-
-
-@pytest.fixture(scope="module")
 def client(loaded):
     with TestClient(create_app(loaded)) as test_client:
         yield test_client
