@@ -56,9 +56,11 @@ def epochs(args: argparse.Namespace) -> int | None:
 
 
 def overrides(args: argparse.Namespace) -> list[str]:
-    """The `--set key=value` pairs of every training; the user's own --set come last, so they win."""
+    """The `--set key=value` pairs of every training; the user's own --set come last, so they win. A frozen
+    encoder caches one vector per article, so its trainings read articles truncated (model.long_text)."""
+    frozen = ["model.long_text=truncate"] if args.mode == "frozen" else []
     return [f"data.train={args.data / 'train.jsonl'}", f"data.test={args.data / 'test.jsonl'}",
-            f"threshold.rule={args.rule}", *args.set]
+            f"threshold.rule={args.rule}", *frozen, *args.set]
 
 
 def config_of(args: argparse.Namespace) -> Config:

@@ -206,15 +206,18 @@ def test_bench_losses_frozen_mode_runs_mlcls_train_with_freeze_encoder(script):
     assert cli[cli.index("--seed") + 1] == "7" and cli[cli.index("--out") + 1] == "out"
     sets = [cli[i + 1] for i, item in enumerate(cli) if item == "--set"]
     assert sets == ["data.train=data/reuters/train.jsonl", "data.test=data/reuters/test.jsonl",
-                    "threshold.rule=per_label"]
+                    "threshold.rule=per_label", "model.long_text=truncate"]  # one cached vector per article
 
 
 def test_bench_losses_finetune_mode_is_the_same_command_without_freezing(script):
     bench = script("bench_losses")
     frozen = bench.training_command("bce", "run", bench.parse_args(["--set", "train.lr=1e-4"]))
     finetune = bench.training_command("bce", "run", bench.parse_args(["--mode", "finetune", "--set", "train.lr=1e-4"]))
-    # fine-tuning keeps the config's epochs; the user's --set comes last, so it wins over the script's
-    assert finetune == [item for item in frozen if item not in ("--freeze-encoder", "--epochs", "40")]
+    # fine-tuning keeps the config's epochs and long-text mode; the user's --set comes last, so it wins
+    dropped = ("--freeze-encoder", "--epochs", "40")
+    kept = [item for item in frozen if item not in dropped]
+    assert finetune == [item for i, item in enumerate(kept)
+                        if "model.long_text=truncate" not in (item, kept[min(i + 1, len(kept) - 1)])]
     assert finetune[-2:] == ["--set", "train.lr=1e-4"]
 
 
