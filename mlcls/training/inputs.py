@@ -27,9 +27,14 @@ class Inputs:
     train_vectors: torch.Tensor | None  # frozen encoder: one pooled vector per article instead of token ids
     val_vectors: torch.Tensor | None
 
+    @property
+    def windows_per_article(self) -> float:
+        """What a long-text mode costs in training: the summary line and metrics.json both say it."""
+        return sum(map(len, self.train)) / max(1, len(self.train))
+
     def describe(self) -> str:
-        flat, counts = flatten(self.train)
-        return f"{len(flat)} training windows for {len(counts)} articles ({len(flat) / max(1, len(counts)):.2f} each)"
+        return (f"{sum(map(len, self.train))} training windows for {len(self.train)} articles "
+                f"({self.windows_per_article:.2f} each)")
 
 
 def prepare_inputs(config: Config, data: TrainingData, accelerator, model, tokenizer, pad_id: int,

@@ -307,7 +307,7 @@ def finish(t: Trainer, started: float) -> TrainResult:
         "wall_seconds": round(time.perf_counter() - started, 2),  # of this invocation (a resumed one: since resuming)
     }
     if t.config.model.long_text != "truncate":  # what reading long texts whole costs: windows per article
-        summary["windows_per_article"] = round(sum(map(len, t.inputs.train)) / max(1, len(t.inputs.train)), 3)
+        summary["windows_per_article"] = round(t.inputs.windows_per_article, 3)
     final = t.final
     end_tracking(accelerator)  # the trackers' files closed before their folder is renamed
     accelerator.wait_for_everyone()
