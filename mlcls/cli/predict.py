@@ -30,12 +30,24 @@ from mlcls.cli.options import (
 from mlcls.cli.output import err, out, print_notes, rejects_file, write_atomically
 from mlcls.errors import MlclsError
 
-OutputFormat = choices("OutputFormat", ("jsonl", "csv"))
+OutputFormat = choices("OutputFormat", ("jsonl", "csv", "parquet"))
+Engine = choices("Engine", ("local", "ray"))
 INT8_TRADE = ("note: --int8 trades accuracy for speed (int8 linear layers: faster on x86 CPUs, scores move a "
               "little); `mlcls eval RUN --int8` beside `mlcls eval RUN` shows what it costs")
 
 Runs = Annotated[list[Path] | None, typer.Argument(help="Run directory (default: runs/latest); several with "
                                                    "--compare.", show_default=False)]
+# predict --engine ray: an archive of shards on Ray Data (mlcls/archive/)
+EngineOpt = Annotated[Engine, typer.Option("--engine", help="local: this process; ray: on Ray Data (the ray extra), "
+                                           "INPUT a file, a folder of shards or a glob, --output a folder of shards.")]
+Address = Annotated[str | None, typer.Option("--address", help="--engine ray: join the Ray cluster there (e.g. auto, "
+                                             "ray://head:10001); default: start Ray on this machine.")]
+Workers = Annotated[int | None, typer.Option("--workers", min=1, help="--engine ray: workers, each loading the run "
+                                             "once (default: as many as the CPUs, or GPUs, allow).")]
+ThreadsPerWorker = Annotated[int | None, typer.Option("--threads-per-worker", min=1, help="--engine ray: torch "
+                                                      "threads (and CPUs asked of Ray) per worker (default: 1).")]
+GpusPerWorker = Annotated[float | None, typer.Option("--gpus-per-worker", min=0.0, help="--engine ray: GPUs per "
+                                                     "worker (default: 0, the CPU).")]
 SaveScores = Annotated[Path | None, typer.Option("--save-scores", help="Write the scores, gold targets and mask to "
                                                  "this .npz (to study decision rules offline; one run).")]
 
@@ -113,36 +125,68 @@ def _save_npz(handle, arrays: dict[str, Any]) -> None:
 
 
 def predict(
-    file: Annotated[str, typer.Argument(help="JSONL/CSV/Parquet records to tag; - reads JSONL from stdin.")],
+    file: Annotated[str, typer.Argument(help="JSONL/CSV/Parquet records to tag; - reads JSONL from stdin; with "
+                                        "--engine ray also a folder of shards or a glob.")],
     model: Annotated[Path | None, typer.Option("--model", help="Run directory (default: runs/latest).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output JSONL (default: stdout).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output JSONL (default: stdout); with "
+                                                "--engine ray the folder of output shards.")] = None,
     threshold: Threshold = None,
     top_k: TopK = None,
     min_labels: MinLabels = None,
     scores: Annotated[str, typer.Option(help="Scores written: predicted, all, or top-N (e.g. top-5).")] = "predicted",
     fmt: Annotated[OutputFormat | None, typer.Option("--format", help="jsonl or csv (default: from the output "
-                                                     "file's suffix, else jsonl).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from OUTPUT.partial.")] = False,
+                                                     "file's suffix, else jsonl); --engine ray: also parquet.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from OUTPUT.partial "
+                                         "(--engine ray: a rerun continues by itself).")] = False,
     on_error: OnError = None,
     rejects: Rejects = None,
     batch_size: BatchSize = None,
     int8: Int8 = False,
     precision: PrecisionOpt = None,
     trust_remote_code: TrustRemoteCode = False,
+    engine: EngineOpt = Engine.local,
+    address: Address = None,
+    workers: Workers = None,
+    threads_per_worker: ThreadsPerWorker = None,
+    gpus_per_worker: GpusPerWorker = None,
 ) -> None:
     """Tag articles: one JSONL line per input record, in input order, with labels and scores."""
+    from mlcls.inference.predict import parse_scores_mode
+
+    mode = parse_scores_mode(scores)
+    decisions = (threshold, top_k, min_labels)
+    loading = {"int8": int8, "precision": value_of(precision), "trust_remote_code": trust_remote_code}
+    if engine.value == "ray":
+        ray_options = {"address": address, "workers": workers, "threads_per_worker": threads_per_worker or 1,
+                       "gpus_per_worker": gpus_per_worker or 0.0}
+        _predict_on_ray(file, model, output, mode, value_of(fmt), decisions, value_of(on_error), rejects, batch_size,
+                        loading, ray_options)
+        return
+    given = [name for name, value in (("--address", address), ("--workers", workers),
+                                      ("--threads-per-worker", threads_per_worker),
+                                      ("--gpus-per-worker", gpus_per_worker)) if value is not None]
+    if given or value_of(fmt) == "parquet":
+        raise MlclsError(f"{given[0] if given else '--format parquet'} is for --engine ray (a folder of shards); "
+                         "this is --engine local")
+    fmt_name = value_of(fmt) or ("csv" if output is not None and output.suffix.lower() == ".csv" else "jsonl")
+    _predict_local(file, model, output, mode, fmt_name, decisions, resume, value_of(on_error), rejects, batch_size,
+                   loading)
+
+
+def _predict_local(file: str, model: Path | None, output: Path | None, mode: int | str, fmt_name: str,
+                   decisions: tuple, resume: bool, on_error: str | None, rejects: Path | None,
+                   batch_size: int | None, loading: dict[str, Any]) -> None:
+    """One process reads FILE and writes one line per record, to stdout or OUTPUT (resumable)."""
     from mlcls.data.records import FieldSpec, ReadPolicy, read_records
     from mlcls.decision.rules import with_overrides
     from mlcls.inference.loading import load_run
-    from mlcls.inference.predict import parse_scores_mode, predict_to_file, write_predictions
+    from mlcls.inference.predict import predict_to_file, write_predictions
 
-    mode = parse_scores_mode(scores)
-    fmt_name = fmt.value if fmt else ("csv" if output is not None and output.suffix.lower() == ".csv" else "jsonl")
-    loaded = load_run(model, int8=int8, precision=value_of(precision), trust_remote_code=trust_remote_code)
-    rule = with_overrides(loaded.thresholds, threshold, top_k, min_labels)
+    loaded = load_run(model, **loading)
+    rule = with_overrides(loaded.thresholds, *decisions)
     fields = FieldSpec.from_config(loaded.config.data)
     with rejects_file(rejects) as rejected:
-        policy = ReadPolicy(value_of(on_error) or "fail", rejected)
+        policy = ReadPolicy(on_error or "fail", rejected)
         records = read_records(file, fields, require_labels=False, policy=policy)
         if output is None:
             if resume:
@@ -157,5 +201,26 @@ def predict(
     if loaded.config.model.long_text != "truncate":  # what reading long texts whole cost
         err.print(f"note: model.long_text {loaded.config.model.long_text}: {loaded.windows.describe()}",
                   markup=False, highlight=False)
-    if int8:
+    if loading["int8"]:
+        err.print(INT8_TRADE, markup=False, highlight=False)
+
+
+def _predict_on_ray(file: str, model: Path | None, output: Path | None, mode: int | str, fmt: str | None,
+                    decisions: tuple, on_error: str | None, rejects: Path | None, batch_size: int | None,
+                    loading: dict[str, Any], ray_options: dict[str, Any]) -> None:
+    """The shards of FILE on Ray Data, into the folder OUTPUT (mlcls/archive/)."""
+    from mlcls.archive.engine import predict_archive, resolve_job_run
+    from mlcls.archive.job import ArchiveJob
+    from mlcls.archive.ray_session import import_ray
+
+    if output is None:
+        raise MlclsError("--engine ray needs --output OUT_DIR: the folder the output shards go to")
+    import_ray()  # a missing extra: one line, before anything else
+    job = ArchiveJob(resolve_job_run(model), output.absolute(), mode, fmt or "jsonl", *decisions, on_error or "fail",
+                     batch_size=batch_size, **loading, **ray_options)
+    result = predict_archive(file, job, rejects, err)
+    earlier = f", {result.already_done} of them written by an earlier run" if result.already_done else ""
+    err.print(f"{result.records} predictions written to {output} in {result.shards} shards{earlier}", markup=False)
+    print_notes(result.notes)
+    if loading["int8"]:
         err.print(INT8_TRADE, markup=False, highlight=False)

@@ -1,0 +1,156 @@
+"""Ray for an archive job: started on this machine or joined on a cluster, quietly, and the shards run on Ray Data.
+
+Why one shard is one unit of work (and not records streamed through `read_json(...).map_batches(...)`): the
+records must be read by mlcls's own readers, so that ids, line numbers, fields and the bad-input policy are
+those of `mlcls predict` (Ray's readers know none of them, and stop a whole read at a bad line); and a shard
+that is read, scored and written by one worker, under a temporary name renamed when whole, is what makes a job
+resumable exactly once per shard without a second bookkeeping of records. Ray Data still does what it is good
+at: a pool of actors that each load the run once (`map_batches` with a callable class, a fixed
+`ActorPoolStrategy`, `num_cpus` / `num_gpus` per worker), scheduling across the cluster, retries of a worker
+that dies, and streaming the finished shards back. A shard goes to a worker only once the worker is free
+(`max_tasks_in_flight_per_actor=1`), so shards of uneven sizes balance.
+
+The input, the output folder and the run are read by the workers where the driver names them: on a cluster
+they must be on a file system that every node mounts at the same path (NFS, a shared volume of the KubeRay
+pods), with mlcls installed on every node.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Any
+
+from mlcls.archive.inputs import ShardTask
+from mlcls.archive.job import ArchiveJob
+from mlcls.atomic import describe_os_error
+from mlcls.errors import MlclsError
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the colours of Ray's messages
+RAY_MISSING = '--engine ray needs Ray: pip install "mlcls[ray]"'
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401 (the extra is ray[data]: a bare ray lacks it)
+    except ImportError:
+        raise MlclsError(RAY_MISSING) from None
+    return ray
+
+
+@contextmanager
+def ray_session(job: ArchiveJob) -> Iterator[Any]:
+    """Ray, ready: the Ray this process already runs (a notebook, a test) as it is; else the cluster at
+    job.address; else a Ray started here with the CPUs the workers need, no dashboard, quiet, stopped at the end."""
+    ray = import_ray()
+    started = False
+    if not ray.is_initialized():
+        quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
+        try:
+            if job.address:
+                ray.init(address=job.address, **quiet)
+            else:
+                needed = (job.workers or 0) * job.threads_per_worker
+                ray.init(num_cpus=max(needed, os.cpu_count() or 1), include_dashboard=False, **quiet)
+        except Exception as exc:  # ConnectionError, a port taken, no shared memory, ...: say which, in one line
+            where = f"join the Ray cluster at {job.address}" if job.address else "start Ray on this machine"
+            raise MlclsError(f"cannot {where}: {error_line(exc)}") from exc
+        started = True
+    _quiet_ray_data(ray)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A cluster's HOST:PORT (or ray://HOST:PORT) must answer: ray.init waits minutes for one that does not."""
+    import socket
+
+    host_port = address.split("://", 1)[-1]
+    if address == "auto" or ":" not in host_port:
+        return  # "auto" finds the cluster this machine runs, or says at once that there is none
+    host, _, port = host_port.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        cause = "not a port number" if isinstance(exc, ValueError) else describe_os_error(exc)
+        raise MlclsError(f"cannot join the Ray cluster at {address}: nothing answers there ({cause}); is its head "
+                         "started (`ray start --head`)?") from None
+
+
+def _quiet_ray_data(ray: Any) -> None:
+    """Ray Data's own bars and logs off (ours says what is going on); no time limit on a long shard."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    context.enable_auto_log_stats = False
+    # Ray Data stops an execution that produced nothing for 30 minutes; one big shard on one CPU can take longer
+    context.execution_no_progress_timeout_s = -1
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+def worker_count(ray: Any, job: ArchiveJob, shards: int) -> tuple[int, str | None]:
+    """(workers, a note when the cluster has fewer resources than they ask for now): --workers, else as many as
+    the cluster's CPUs (GPUs with --gpus-per-worker) hold; never more than there are shards to do."""
+    resources = ray.cluster_resources()
+    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+    if job.workers:
+        workers = job.workers
+    elif job.gpus_per_worker > 0:
+        workers = int(gpus // job.gpus_per_worker)
+    else:
+        workers = int(cpus // job.threads_per_worker)
+    workers = max(1, min(workers, shards))
+    note = None
+    if workers * job.threads_per_worker > cpus or workers * job.gpus_per_worker > gpus:
+        note = (f"{workers} workers ask for {workers * job.threads_per_worker:g} CPUs and "
+                f"{workers * job.gpus_per_worker:g} GPUs; the Ray cluster has {cpus:g} and {gpus:g} now: they wait "
+                "for the rest (an autoscaler adds nodes; otherwise give fewer --workers)")
+    return workers, note
+
+
+def run_shards(ray: Any, job: ArchiveJob, tasks: list[ShardTask], workers: int, counter: Any) -> Iterator[str]:
+    """The shards run on Ray Data; each one's commit record (or error), as JSON, as soon as it is done."""
+    from mlcls.archive.worker import ShardPredictor
+
+    dataset = ray.data.from_items([asdict(task) for task in tasks], override_num_blocks=len(tasks))
+    dataset = dataset.map_batches(
+        ShardPredictor, batch_size=1, udf_modifying_row_count=False,
+        fn_constructor_kwargs={"settings": {**job.worker_settings(), "device": job.device}, "counter": counter},
+        compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
+        num_cpus=job.threads_per_worker, num_gpus=job.gpus_per_worker or None,
+    )
+    rows = iter(dataset.iter_rows())
+    try:
+        for row in rows:
+            yield row["status"]
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:  # a generator: closing it shuts Ray Data's execution down, and its actors
+            close()
+
+
+def record_counter(ray: Any) -> Any:
+    from mlcls.archive.worker import RecordCounter
+
+    return ray.remote(num_cpus=0)(RecordCounter).remote()
+
+
+def error_line(exc: BaseException) -> str:
+    """The line of a (Ray) error that says what went wrong. A worker's exception comes as its remote traceback
+    followed by Ray's wrappers: the line after the traceback (`ValueError: ...`) is the one; an error without a
+    traceback (a worker that died, a cluster not found) says it in its first line."""
+    lines = [ANSI.sub("", line).rstrip() for line in str(exc).splitlines()]
+    for before, line in zip(lines, lines[1:], strict=False):
+        if before.startswith(" ") and line and not line.startswith(" "):
+            return line
+    shown = [line.strip() for line in lines if line.strip()]
+    return shown[0] if shown else type(exc).__name__
