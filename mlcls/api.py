@@ -26,8 +26,8 @@ _WHERE = {
     "load_run": "mlcls.inference.loading", "LoadedRun": "mlcls.inference.loading",
     "score_records": "mlcls.inference.scoring", "CHUNK_RECORDS": "mlcls.inference.scoring",
     "inference_batch_size": "mlcls.inference.scoring",
-    "DecisionRule": "mlcls.decision.rules", "tune": "mlcls.decision.tuning",
-    "tune_rule": "mlcls.decision.tuning", "held_out_f1": "mlcls.decision.tuning",
+    "DecisionRule": "mlcls.decision.rules", "tune_rule": "mlcls.decision.tuning",  # a decision rule tuned on scores
+    "held_out_f1": "mlcls.decision.tuning",
     "evaluate_runs": "mlcls.evaluation.evaluate", "DecisionOverrides": "mlcls.evaluation.evaluate",
     "compute_metrics": "mlcls.decision.metrics", "frequency_group_scores": "mlcls.decision.metrics",
     # the model's parts (benchmarks that time pieces of it)
@@ -43,6 +43,9 @@ _WHERE = {
     "peek_tuning_scores": "mlcls.run.files",
     "find_checkpoint": "mlcls.run.checkpoint", "load_checkpoint": "mlcls.run.checkpoint",
     "cpu_has_fast_bf16": "mlcls.precision",  # what --precision auto asks of a CPU
+    # hyperparameter search (`mlcls tune`; the tune extra: Optuna)
+    "tune": "mlcls.tune.search", "TuneResult": "mlcls.tune.search", "SearchSpace": "mlcls.tune.space",
+    "load_space": "mlcls.tune.space_checks", "EpochEnd": "mlcls.training.hooks",
     # errors a user can fix (one line, no traceback)
     "MlclsError": "mlcls.errors",
 }

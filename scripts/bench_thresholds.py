@@ -28,7 +28,7 @@ from mlcls.api import (
     peek_label_stats,
     read_records,
     score_records,
-    tune,
+    tune_rule,
 )
 
 # (shown as, rule, min_positives): min_positives only matters to per_label and hybrid
@@ -53,8 +53,8 @@ def rule_rows(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, priors: 
     rows = []
     for shown, name, min_positives in RULES:
         for min_labels in MIN_LABELS:
-            rule = tune(probs, targets, mask, labels, name, default=0.5, min_positives=min_positives, top_k=1,
-                        min_labels=min_labels, priors=priors, quantile_scale=1.0)
+            rule = tune_rule(probs, targets, mask, labels, name, default=0.5, min_positives=min_positives, top_k=1,
+                             min_labels=min_labels, priors=priors, quantile_scale=1.0)
             tuning = compute_metrics(targets, mask, rule.apply(probs, labels), labels)
             test = compute_metrics(te_targets, te_mask, rule.apply(test_scores, labels), labels)
             groups = frequency_group_scores(test["per_label"], counts)

@@ -1,7 +1,8 @@
 """The `mlcls` command line: parse options, resolve the config, call one function, render the result.
 
 One module per command group: train.py (train), predict.py (eval, predict), serve.py (serve, export), data.py
-(data reuters, data stats, config, losses); options that several commands take are declared once, in options.py.
+(data reuters, data stats, config, losses), tune.py (tune); options that several commands take are declared once,
+in options.py.
 This module holds the app, its own options, the error wrapper every command runs in, and the command table.
 
 torch and transformers are imported inside the commands, never at module level: `mlcls --help` and
@@ -21,7 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mlcls.cli import data, predict, serve, train
+from mlcls.cli import data, predict, serve, train, tune
 from mlcls.cli.output import err, out
 from mlcls.errors import Interrupted, MlclsError
 
@@ -97,6 +98,7 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("serve", serve.serve),
     ("config", data.config_),
     ("export", serve.export),
+    ("tune", tune.tune),
 )
 DATA_COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("reuters", data.data_reuters),

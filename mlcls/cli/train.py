@@ -20,6 +20,8 @@ TrainData = Annotated[
 ]
 Resume = Annotated[Path | None, typer.Option("--resume", help="Continue an interrupted run (runs/<name>) from its "
                                              "checkpoint; it keeps its own config.")]
+InitFrom = Annotated[Path | None, option("model.init_from", "--init-from", show_default=False)]
+KeepLabels = Annotated[bool | None, option("model.init_keep_labels", "--init-keep-labels", show_default=False)]
 
 
 def train(
@@ -41,6 +43,8 @@ def train(
     grad_accum: Annotated[int | None, option("train.grad_accum", "--grad-accum", min=1)] = None,
     precision: Annotated[Precision | None, option("train.precision", "--precision")] = None,
     resume: Resume = None,
+    init_from: InitFrom = None,
+    init_keep_labels: KeepLabels = None,
     on_error: OnError = None,
     rejects: Rejects = None,
 ) -> None:
@@ -54,6 +58,7 @@ def train(
         "output.name": name, "train.seed": seed, "data.on_error": value_of(on_error),
         "train.freeze_encoder": freeze_encoder, "train.train_top_layers": train_top_layers,
         "train.patience": patience, "train.grad_accum": grad_accum, "train.precision": value_of(precision),
+        "model.init_from": init_from and str(init_from), "model.init_keep_labels": init_keep_labels,
         **_data_options(data),
     }
     cfg, resume_dir = _resolve(config, set_, options, resume)

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from mlcls.config.fields import reject_unknown
-from mlcls.config.sections import Config
+from mlcls.config.sections import Config, dotted_keys
 from mlcls.errors import ConfigError
 
 
@@ -24,19 +24,23 @@ def load_config(
     """Resolve defaults < YAML file < `--set key=value` overrides < named options (None = not given)."""
     raw = Config().to_dict()
     file_loss: dict[str, Any] | None = None
+    explicit: set[str] = set()  # the keys set here, not left at their defaults
     if path is not None:
         from_file = read_yaml_mapping(Path(path))
         reject_unknown(from_file, raw, "", source=str(path))
         file_loss = from_file.get("loss") if isinstance(from_file.get("loss"), dict) else None
         raw = _deep_merge(raw, from_file)
+        explicit.update(dotted_keys(from_file))
     for item in overrides or []:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=3")
         _set_dotted(raw, key.strip(), _parse_scalar(text))
+        explicit.add(key.strip())
     for key, value in (options or {}).items():
         if value is not None:
             _set_dotted(raw, key, value)
+            explicit.add(key)
 
     notes: list[str] = []
     # Loss parameters in a file belong to that file's loss. When --loss/--set picks another loss, they
@@ -52,6 +56,7 @@ def load_config(
             )
     config = Config.from_dict(raw)
     config.notes = notes
+    config.explicit = frozenset(explicit)  # type: ignore[misc]  # the instance's own
     return config
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -81,6 +81,12 @@ class ModelConfig:
     license: str | None = setting(
         None, "the model card's licence, a Hub identifier (apache-2.0, mit, cc-by-4.0, ...); null: the encoder's, "
         "when its card says (the bundled encoder's: apache-2.0), else none")
+    init_from: str | None = setting(
+        None, "a finished run to start from (--init-from): its encoder, and the head rows of the labels it shares "
+        "with this training data; new labels start at their prior log-odds (null: the encoder alone)")
+    init_keep_labels: bool = setting(
+        False, "with init_from: keep that run's labels which this training data lacks (not annotated in it, so their "
+        "rows stay as the run learned them) instead of dropping them")
 
     def validate(self) -> None:
         check(0.0 <= self.dropout < 1.0, "model.dropout must be in [0, 1)")
@@ -93,6 +99,9 @@ class ModelConfig:
         check(self.chunk_overlap >= 0 and (self.long_text != "chunks" or self.chunk_overlap <= self.max_length // 2),
                "model.chunk_overlap must be in [0, max_length / 2]")
         check(self.max_chunks >= 1, "model.max_chunks must be at least 1")
+        check(self.init_from is None or self.init_from.strip() != "",
+              "model.init_from must name a run directory (or be null)")
+        check(self.init_from is not None or not self.init_keep_labels, "model.init_keep_labels needs model.init_from")
 
 
 @dataclass
@@ -198,6 +207,11 @@ class OutputConfig:
             _check_run_name(self.name)
 
 
+def dotted_keys(raw: dict[str, Any]) -> list[str]:
+    """The keys a mapping of sections sets, dotted (model.max_length); a loss's parameters as loss.NAME."""
+    return [f"{section}.{key}" for section, values in raw.items() if isinstance(values, dict) for key in values]
+
+
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
@@ -208,6 +222,10 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     # Things the user should know about how the config was resolved (printed by the CLI, not saved).
     notes: list[str] = field(default_factory=list, repr=False, compare=False)
+    # The dotted keys that the user set (a file, --set, a named option) rather than left at their defaults: with
+    # model.init_from, a setting that differs from the starting run's is accepted only when set. Not a field (it is
+    # not saved, and not a section): from_dict and load_config set it on the instance.
+    explicit: ClassVar[frozenset[str]] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -238,6 +256,7 @@ class Config:
             else:
                 built[name] = build_section(section_cls, value, name)
         config = cls(**built)
+        config.explicit = frozenset(dotted_keys(raw))  # type: ignore[misc]  # the instance's own, not the class's
         for name in sections:
             getattr(config, name).validate()
         # A native head pools as its architecture does; a frozen encoder's cache holds mlcls's pooled vectors.

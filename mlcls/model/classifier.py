@@ -93,6 +93,10 @@ class MultiLabelClassifier(nn.Module):
     def init_head(self, prior: np.ndarray) -> None:
         init_output_layer(self.head, prior)
 
+    def output_layer(self) -> nn.Linear:
+        """The layer that answers a logit per label (NativeClassifier has the same)."""
+        return self.head
+
     @property
     def num_labels(self) -> int:
         return self.head.out_features

@@ -86,6 +86,12 @@ class ModelCardData:
         return self.section("model").get("head") == "transformers"
 
     @property
+    def parent(self) -> dict[str, Any] | None:
+        """The run this one started from (model.init_from), as provenance.json records it; None for most runs."""
+        parent = (self.provenance or {}).get("parent")
+        return parent if isinstance(parent, dict) and parent.get("path") else None
+
+    @property
     def refit(self) -> bool:
         return bool(self.section("train").get("refit"))
 

@@ -38,6 +38,15 @@ Cross-fitting (train.folds = K) adds, inside the run:
   refit/                    while training only, with train.refit: the model retrained on all of train, whose
                             encoder/, head.safetensors and tracking/ then move to the top of the run
 
+A search (`mlcls tune`) keeps its trials' runs in a folder of its own in the runs folder:
+
+runs/tune-<study>/
+  study.db           the Optuna study (SQLite), unless --storage names another
+  trial-0007/        a trial's run, an ordinary run (the best K are kept); a pruned trial's unfinished run
+                     stays as .trial-0007.incomplete only with --keep-pruned
+  best.yaml          the best trial's config, which `mlcls train -c` takes as it is
+  workers/           one flock per running `mlcls tune` process: a trial whose process died is retried
+
 An export (`mlcls export`) is a folder of the same small files plus:
 
   model.onnx         the ONNX graph (--format onnx), with the tokenizer's files beside it
@@ -87,6 +96,13 @@ MANIFEST = "export.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"  # what save_pretrained writes beside every tokenizer
 # The small files an export carries over from its run.
 EXPORTED_FILES = (CONFIG, LABELS, THRESHOLDS, LABEL_STATS, METRICS, PROVENANCE)
+
+# ------------------------------------------------------------------------------------------ a search (mlcls tune)
+STUDY_DB = "study.db"
+BEST_CONFIG = "best.yaml"
+WORKERS = "workers"
+_STUDY_PREFIX = "tune-"
+_TRIAL_PREFIX = "trial-"
 
 # ------------------------------------------------------------------------------------------ the runs folder
 LATEST = "latest"
@@ -155,3 +171,13 @@ def tracking_name(final: Path) -> str:
 def run_name(run_dir: Path) -> str:
     """A run's name as a user knows it: a staging folder goes by its final name."""
     return final_dir(run_dir).name if is_staging(run_dir) else run_dir.name
+
+
+def study_dir(runs_root: Path, study: str) -> Path:
+    """runs/tune-<study>: the folder of one search's trials, its study file and its best config."""
+    return runs_root / f"{_STUDY_PREFIX}{study}"
+
+
+def trial_run_name(number: int) -> str:
+    """trial-0007: the run of a study's trial 7 (a retried trial keeps the run of the trial it retries)."""
+    return f"{_TRIAL_PREFIX}{number:04d}"

@@ -226,6 +226,8 @@ def _training_section(card: ModelCardData, model: dict[str, Any], train: dict[st
                            f"{train.get('warmup_ratio')}, linear decay)"),
         ("seed", train.get("seed")),
     ]
+    if card.parent:
+        rows.append(("started from", f"the run `{Path(card.parent['path']).name}` (see Provenance)"))
     if card.folds > 1:
         rows.append(("cross-fitting", f"{card.folds} folds" + (", refit on all of train" if train.get("refit")
                                                                 else ", the fold models predict together")))
@@ -276,6 +278,8 @@ def _provenance_section(card: ModelCardData) -> list[str]:
                   + f", precision {summary.get('precision', '?')}, {summary.get('created', '')}"]
         if summary.get("command"):
             lines.append(f"- command: `{summary['command']}`")
+        if card.parent:
+            lines.append(_parent_line(card.parent))
         lines.append(f"- `{PROVENANCE}` has every version and each data file's sha256 and record count")
     else:
         lines.append(f"This run has no {PROVENANCE} (trained before mlcls wrote one).")
@@ -294,6 +298,20 @@ def _provenance_section(card: ModelCardData) -> list[str]:
                          f"; largest probability difference from the torch model on the export's check: "
                          f"{check['max_abs_diff']:.1e}" if isinstance(check.get("max_abs_diff"), float) else ""))
     return lines + [""]
+
+
+def _parent_line(parent: dict[str, Any]) -> str:
+    """model.init_from: the run the training started from, and what it took from it."""
+    digest = parent.get("weights_sha256")
+    line = (f"- started from the run `{_cell(str(parent['path']))}` (`mlcls train --init-from`" +
+            (f"; its weights' sha256 `{digest}`" if digest else "; no longer there when this run was written") + ")")
+    labels = parent.get("labels")
+    if isinstance(labels, dict):
+        new, dropped = labels.get("new") or [], labels.get("dropped") or []
+        line += (f": its encoder and the head rows of the {labels.get('shared')} labels they share; {len(new)} new "
+                 f"label(s) started at their prior log-odds" +
+                 (f"; {len(dropped)} of its labels dropped ({_cell(', '.join(map(str, dropped)))})" if dropped else ""))
+    return line
 
 
 def _usage_section(card: ModelCardData) -> list[str]:

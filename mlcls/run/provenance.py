@@ -3,8 +3,10 @@
 What it records: the mlcls version and, when mlcls runs from a git checkout, its commit (and whether the work
 tree had uncommitted changes); Python, the platform and the versions of the libraries that shape the
 result (torch, transformers, accelerate, tokenizers, ...); the device, precision and processes of the
-training (from metrics.json); the command line; and the sha256, size and record count of every data file
-the config names (data.train, data.validation, data.test, when present).
+training (from metrics.json); the command line; the sha256, size and record count of every data file
+the config names (data.train, data.validation, data.test, when present); and, for a run started from another
+(model.init_from), that parent: its path, the sha256 of each of its weight files and one `weights_sha256` over
+them (of their `sha256sum` lines), and which labels the two share.
 
 `write_provenance(run_dir, config)` is called once by the training's finish step, after metrics.json is
 written. It never fails a finished training over something it cannot find out: a missing data file, no git,
@@ -27,9 +29,10 @@ from typing import Any
 
 from mlcls.config import DATA_PATH_KEYS
 from mlcls.data.records import FieldSpec, ReadPolicy, read_records
-from mlcls.errors import MlclsError
-from mlcls.run.files import peek_dict, peek_manifest, peek_metrics, write_json
+from mlcls.errors import MlclsError, RunDirError
+from mlcls.run.files import peek_dict, peek_manifest, peek_metrics, read_labels, write_json
 from mlcls.run.layout import PROVENANCE
+from mlcls.run.parent import weight_files
 
 FORMAT = 1
 # The libraries whose versions can change a result (or whether a run loads at all).
@@ -41,7 +44,10 @@ _CHUNK = 1 << 20
 def write_provenance(run_dir: Path, config) -> None:
     """Write run_dir/provenance.json for a run trained with `config` (reads run_dir/metrics.json if present)."""
     run_dir = Path(run_dir)
-    write_json(run_dir / PROVENANCE, collect_provenance(config, peek_metrics(run_dir)))
+    provenance = collect_provenance(config, peek_metrics(run_dir))
+    if config.model.init_from:
+        provenance["parent"] = parent_info(Path(config.model.init_from), _labels(run_dir))
+    write_json(run_dir / PROVENANCE, provenance)
 
 
 def collect_provenance(config, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -125,6 +131,36 @@ def data_file_info(value: str, config) -> dict[str, Any]:
     return info
 
 
+def parent_info(parent: Path, labels: list[str] | None) -> dict[str, Any]:
+    """The run a run started from: its path, its weight files' sha256 and one over them all, and how its labels
+    compare with `labels` (the run's own). A parent no longer there is recorded as missing, never fatal."""
+    info: dict[str, Any] = {"path": str(parent)}
+    try:
+        files = {str(path.relative_to(parent)): sha256_file(path) for path in weight_files(parent)}
+    except OSError as exc:
+        files = {}
+        info["error"] = f"{type(exc).__name__}: {exc.strerror or exc}"
+    if not files:
+        info["missing"] = True
+        return info
+    # One value that names the weights: the sha256 of their `sha256sum` lines (hash, two spaces, file name).
+    listing = "".join(f"{digest}  {name}\n" for name, digest in files.items())
+    info["weights_sha256"] = hashlib.sha256(listing.encode("utf-8")).hexdigest()
+    info["weight_files"] = files
+    theirs = _labels(parent)
+    if theirs is not None and labels is not None:
+        info["labels"] = {"shared": len(set(theirs) & set(labels)), "new": [n for n in labels if n not in theirs],
+                          "dropped": [n for n in theirs if n not in labels]}
+    return info
+
+
+def _labels(run: Path) -> list[str] | None:
+    try:
+        return read_labels(run).labels
+    except RunDirError:
+        return None
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -197,6 +233,9 @@ def provenance_summary(run_dir: Path) -> dict[str, Any] | None:
                  for key, info in (data["data"] if isinstance(data.get("data"), dict) else {}).items()
                  if isinstance(info, dict)},
     }
+    parent = data.get("parent")
+    if isinstance(parent, dict):  # model.init_from: the run this one started from
+        summary["parent"] = {k: parent[k] for k in ("path", "weights_sha256", "labels", "missing") if k in parent}
     if isinstance(export, dict):
         summary["export"] = {k: export.get(k) for k in ("format", "quantize", "source_run", "created")}
     return {k: v for k, v in summary.items() if v is not None and v != {}}

@@ -16,6 +16,7 @@ Folds are resumable one by one: a finished fold is kept, an interrupted one cont
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 import statistics
 import time
@@ -51,13 +52,15 @@ from mlcls.training.claim import claim_run
 from mlcls.training.data import TrainingData, TrainingInterrupted, TrainResult, read_training_data
 from mlcls.training.devices import launched_processes
 from mlcls.training.fusion import fuse_lexical
+from mlcls.training.hooks import OnEpoch
+from mlcls.training.init_from import read_start, start_data
 from mlcls.training.interrupt import StopSignal
 from mlcls.training.recipe import train_one
 from mlcls.training.split import fold_of_each_record
 
 
 def train_folds(config: Config, console: Console, rejects: IO[bytes] | None, resume: Path | None,
-                stop: StopSignal) -> TrainResult:
+                stop: StopSignal, on_epoch: OnEpoch | None = None) -> TrainResult:
     """K fold trainings -> out-of-fold scores -> the run's rule (-> a refit on all of train) -> the run."""
     started = time.perf_counter()
     if config.data.validation:
@@ -66,7 +69,8 @@ def train_folds(config: Config, console: Console, rejects: IO[bytes] | None, res
         raise ConfigError("train.folds > 1 runs its folds one after another in one process: launch it without "
                           "accelerate launch / torchrun")
     k = config.train.folds
-    pool = read_training_data(_no_hold_out(config), console, rejects)
+    start = read_start(config)  # model.init_from: checked once, before the K trainings that each start from it
+    pool = start_data(start, read_training_data(_no_hold_out(config), console, rejects), console)
     if len(pool.train) < k:
         raise ConfigError(f"train.folds is {k}, but there are only {len(pool.train)} training records")
     staging, final = claim_run(config, resume)
@@ -75,7 +79,7 @@ def train_folds(config: Config, console: Console, rejects: IO[bytes] | None, res
         console.print(f"cross-fitting: {k} folds of {len(pool.train)} records (stratified), "
                       f"{np.bincount(fold, minlength=k).tolist()} held out in turn", markup=False)
         try:
-            results = [train_fold(config, pool, fold, i, staging, console, stop) for i in range(k)]
+            results = [train_fold(config, pool, fold, i, staging, console, stop, on_epoch) for i in range(k)]
             probs = out_of_fold_scores(pool, fold, results)
             refit = refit_model(config, pool, results, staging, console, stop) if config.train.refit else None
         except TrainingInterrupted as exc:  # a fold's message names the fold; the whole run is what resumes
@@ -87,7 +91,7 @@ def train_folds(config: Config, console: Console, rejects: IO[bytes] | None, res
 
 
 def train_fold(config: Config, pool: TrainingData, fold: np.ndarray, i: int, staging: Path, console: Console,
-               stop: StopSignal) -> TrainResult:
+               stop: StopSignal, on_epoch: OnEpoch | None = None) -> TrainResult:
     """Fold i+1: trained on the other folds, validated (kept epoch, early stopping) on this one."""
     folder = fold_dir(staging, i + 1)
     name = folder.name
@@ -99,7 +103,11 @@ def train_fold(config: Config, pool: TrainingData, fold: np.ndarray, i: int, sta
     fold_config = _fold_config(config, staging / FOLDS, name)
     console.print(f"{name}/{config.train.folds}: {int((~held).sum())} training, {int(held.sum())} held-out records",
                   markup=False)
-    return train_one(fold_config, data, console, _resumable(folder), stop)
+    # The hook hears each fold's epochs in turn, marked with the fold (EpochEnd.step runs on across the folds); the
+    # run's own figure, out-of-fold, exists only once every fold is done: it is the TrainResult's, not an epoch's.
+    hook = None if on_epoch is None else (lambda end: on_epoch(dataclasses.replace(end, fold=i + 1,
+                                                                                   folds=config.train.folds)))
+    return train_one(fold_config, data, console, _resumable(folder), stop, hook)
 
 
 def out_of_fold_scores(pool: TrainingData, fold: np.ndarray, results: list[TrainResult]) -> np.ndarray:

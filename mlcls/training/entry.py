@@ -12,19 +12,23 @@ from mlcls.config import Config
 from mlcls.training.crossfit import train_folds
 from mlcls.training.data import TrainingData, TrainResult, read_training_data
 from mlcls.training.devices import check_trackers, is_launch_main_process
+from mlcls.training.hooks import OnEpoch
 from mlcls.training.interrupt import StopSignal
 from mlcls.training.recipe import train_one
 
 
 def train(config: Config, console: Console | None = None, rejects: IO[bytes] | None = None,
-          resume: Path | None = None, stop: StopSignal | None = None, data: TrainingData | None = None) -> TrainResult:
+          resume: Path | None = None, stop: StopSignal | None = None, data: TrainingData | None = None,
+          on_epoch: OnEpoch | None = None) -> TrainResult:
     """Train a run from `config`, or (with `resume`: an unfinished run's directory) continue one. `data`: records
-    already read (by default, the config's files are read and validated here, before anything heavy exists)."""
+    already read (by default, the config's files are read and validated here, before anything heavy exists).
+    `on_epoch`: called after every epoch with its figures (hooks.EpochEnd; with train.folds, each fold's epochs in
+    turn); an exception it raises stops the training there, its run left unfinished (mlcls tune prunes so)."""
     stop = stop or StopSignal()
     main = is_launch_main_process()  # under `accelerate launch`, only the main process reports
     console = console if console is not None and main else Console(stderr=True, quiet=not main)
     check_trackers(config.train.report_to)
     if config.train.folds > 1 and data is None:
-        return train_folds(config, console, rejects if main else None, resume, stop)
+        return train_folds(config, console, rejects if main else None, resume, stop, on_epoch)
     data = data or read_training_data(config, console, rejects if main else None)
-    return train_one(config, data, console, resume, stop)
+    return train_one(config, data, console, resume, stop, on_epoch)

@@ -56,6 +56,8 @@ from mlcls.training.devices import (
     start_tracking,
 )
 from mlcls.training.fusion import fuse_lexical
+from mlcls.training.hooks import EpochEnd, OnEpoch
+from mlcls.training.init_from import read_start, start_data, start_model
 from mlcls.training.inputs import Inputs, article_lengths, batch_logits, prepare_inputs, validation_scores
 from mlcls.training.interrupt import StopSignal
 from mlcls.training.optimizer import learning_rates, linear_warmup_decay, param_groups
@@ -92,15 +94,16 @@ class Trainer:
 
 
 def train_one(config: Config, data: TrainingData, console: Console, resume: Path | None,
-              stop: StopSignal) -> TrainResult:
-    """Train one model on `data` into a run (or, with `resume`: an unfinished run's directory, continue it)."""
+              stop: StopSignal, on_epoch: OnEpoch | None = None) -> TrainResult:
+    """Train one model on `data` into a run (or, with `resume`: an unfinished run's directory, continue it).
+    `on_epoch`: called after every epoch (hooks.py); an exception it raises ends the training there."""
     started = time.perf_counter()
     accelerator = make_accelerator(config.train.device, config.train.precision)
     held_before = held_runs()
     try:
         trainer = prepare(config, data, accelerator, console, resume)
         with _progress(console) as progress, stop.on_ctrl_c():
-            fit(trainer, progress, stop)
+            fit(trainer, progress, stop, on_epoch)
         return finish(trainer, started)
     finally:  # the run name is free again once this training ends, however it ends
         end_tracking(accelerator)
@@ -114,11 +117,16 @@ def train_one(config: Config, data: TrainingData, console: Console, resume: Path
 def prepare(config: Config, data: TrainingData, accelerator, console: Console, resume: Path | None) -> Trainer:
     """The run directory, the model and its inputs, the loss, the optimizer; a checkpoint's state on resume."""
     seed_everything(config.train.seed)
+    start = read_start(config)  # model.init_from: the run checked to fit, before this run is claimed
     staging, final = claim_run(config, resume, accelerator)
     device = accelerator.device
+    data = start_data(start, data, console if crossfit_parent(final) is None else None)  # a fold's: said once
     loss_fn = build_loss(config.loss.name, config.loss.params, data.stats).to(device)
-    model, tokenizer = build_model(config.model, data.labels.labels)
-    model.init_head(data.stats.prior())
+    if start is None:
+        model, tokenizer = build_model(config.model, data.labels.labels)
+        model.init_head(data.stats.prior())
+    else:  # the run's model, a head row per label of this data
+        model, tokenizer = start_model(config, data, start)
     set_trainable(model, config.train.freeze_encoder, config.train.train_top_layers)
     model.to(device)
     pad_id = tokenizer.pad_token_id or 0
@@ -157,7 +165,7 @@ def prepare(config: Config, data: TrainingData, accelerator, console: Console, r
 # -------------------------------------------------------------------- fit
 
 
-def fit(t: Trainer, progress: Progress, stop: StopSignal) -> None:
+def fit(t: Trainer, progress: Progress, stop: StopSignal, on_epoch: OnEpoch | None = None) -> None:
     """Epochs until the last one, or early stopping; Ctrl-C checkpoints and raises TrainingInterrupted."""
     task = progress.add_task("train", total=t.total_steps, completed=t.state.step, loss=float("nan"), rate=0.0)
     epochs = t.config.train.epochs
@@ -172,6 +180,8 @@ def fit(t: Trainer, progress: Progress, stop: StopSignal) -> None:
         every = t.config.train.checkpoint_every
         if every and epoch % every == 0 and not last:
             checkpoint(t)
+        if on_epoch is not None:  # after the checkpoint: a training the hook stops here can be resumed from it
+            on_epoch(EpochEnd(epoch, epochs, dict(t.state.log[-1]), dict(t.state.best_metrics), last))
 
 
 def train_epoch(t: Trainer, epoch: int, progress: Progress, task, stop: StopSignal) -> None:

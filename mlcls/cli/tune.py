@@ -1,0 +1,90 @@
+"""`mlcls tune`: options -> the base config and the search space -> the search (mlcls/tune/) -> the table of
+trials, the best config, importances and where to look further.
+
+Optuna and the trainer are imported inside the command: `mlcls --help` loads neither.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlcls.cli.options import ConfigFile, Overrides, choices, option, value_of
+from mlcls.cli.output import err, out, print_notes
+from mlcls.config import load_config
+from mlcls.errors import shell_command
+
+Pruner = choices("Pruner", ("median", "hyperband", "none"))
+Space = Annotated[Path, typer.Option("--space", help="The search space: YAML mapping config keys to ranges or choices "
+                                     "(configs/spaces/reuters.yaml is an example).", show_default=False)]
+
+
+def tune(
+    space: Space,
+    config: ConfigFile = None,
+    set_: Overrides = None,
+    trials: Annotated[int, typer.Option(min=1, help="Trials in the study in all: a resumed study counts the ones it "
+                                        "has (interrupted ones are retried, never counted twice).")] = 20,
+    timeout: Annotated[float | None, typer.Option(min=0.0, help="Start no new trial after this many seconds "
+                                                  "(the trial running then finishes).")] = None,
+    study: Annotated[str | None, typer.Option(help="The study's name: its folder is runs/tune-NAME (default: the "
+                                              "config file's name, or 'default').", show_default=False)] = None,
+    storage: Annotated[str | None, typer.Option(help="Where the study lives: an RDB URL (postgresql://, mysql://, "
+                                                "sqlite:///) or a journal file's path; processes given the same one "
+                                                "share the study. Default: a SQLite file in runs/tune-NAME.",
+                                                show_default=False)] = None,
+    pruner: Annotated[Pruner, typer.Option(help="Stop trials that cannot win, on each epoch's validation figure "
+                                           "(median: below the other trials' median at that epoch).")] = "median",
+    keep_best: Annotated[int, typer.Option("--keep-best", min=0, help="Keep the runs of the K best trials; the "
+                                           "others' are removed as the search goes.")] = 3,
+    keep_pruned: Annotated[bool, typer.Option("--keep-pruned", help="Keep a pruned trial's unfinished run "
+                                              "(mlcls train --resume continues it).")] = False,
+    refit: Annotated[bool, typer.Option("--refit", help="Then train the best config on all of train, as an "
+                                        "ordinary run (cross-fitting with train.refit: --refit-folds + 1 "
+                                        "trainings).")] = False,
+    refit_folds: Annotated[int, typer.Option("--refit-folds", min=2, help="Folds of the refit (its decision rule "
+                                             "is tuned on their out-of-fold scores).")] = 3,
+    out_dir: Annotated[Path | None, option("output.dir", "--out")] = None,
+) -> None:
+    """Search hyperparameters (Optuna): trials of the base config with values from --space, compared on validation.
+
+    Resumes with the same command; several processes on one --storage share the study. Needs the "tune" extra.
+    """
+    from mlcls.tune.study import require_optuna
+
+    require_optuna()  # before any reading: the one-line install hint
+    cfg = load_config(config, set_ or [], {"output.dir": out_dir and str(out_dir)})
+    print_notes(cfg.notes)
+    from mlcls.tune.search import tune as run_search
+
+    name = study or (config.stem if config is not None else "default")
+    result = run_search(cfg, space, trials, study=name, storage=storage, timeout=timeout, pruner=value_of(pruner),
+                        keep_best=keep_best, keep_pruned=keep_pruned, refit=refit, refit_folds=refit_folds,
+                        console=err)
+    _render(result)
+
+
+def _render(result) -> None:
+    from mlcls.tune.report import trial_table
+
+    out.print(trial_table(result.trials, result.keys, result.metric))
+    if result.best is None:
+        out.print("no trial is complete yet", markup=False)
+    else:
+        out.print(f"best: trial {result.best.number}, validation {result.metric} {result.best.value:.4f}",
+                  markup=False)
+        out.print(f"best config: {result.best_config}; train it: "
+                  f"{shell_command('mlcls', 'train', '-c', result.best_config)}", markup=False, highlight=False)
+    if result.importances:
+        out.print("importance: " + ", ".join(f"{key} {share:.2f}" for key, share in result.importances.items()),
+                  markup=False, highlight=False)
+    if not result.complete:
+        out.print("the study has trials left: the same command goes on with them", markup=False)
+    if result.refit_run is not None:
+        out.print(f"refit run: {result.refit_run}; next: {shell_command('mlcls', 'eval', result.refit_run)}",
+                  markup=False, highlight=False)
+    print_notes(result.notes)
+    err.print(f"note: {shell_command('optuna-dashboard', result.storage)} shows the study "
+              "(pip install optuna-dashboard)", markup=False, highlight=False)

@@ -1,0 +1,137 @@
+"""One trial: the base config with the trial's values, trained as an ordinary run in the study's folder, scored by
+the validation figure training keeps (`train.select_metric` after the run's tuned decision rule; out-of-fold with
+train.folds), never test. After each epoch the kept figure so far is reported to the pruner, which may stop
+the trial; its unfinished run is then removed, or kept (`--keep-pruned`: `mlcls train --resume` continues it).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from mlcls.config import load_config
+from mlcls.errors import ConfigError
+from mlcls.run.checkpoint import find_checkpoint
+from mlcls.run.files import is_trained, peek_metrics
+from mlcls.run.layout import CONFIG, FOLDS, METRICS, staging_dir, trial_run_name
+from mlcls.run.lifecycle import lock_run, release_run
+from mlcls.training.data import TrainingData
+from mlcls.training.hooks import EpochEnd
+from mlcls.training.interrupt import StopSignal
+from mlcls.tune.ledger import ERROR, RUN, root_number
+from mlcls.tune.schema import build, with_values
+from mlcls.tune.space import SearchSpace
+
+
+@dataclass
+class TrialSetup:
+    """What every trial of this process shares."""
+
+    base: dict[str, Any]  # the base config, as Config.to_dict gives it
+    space: SearchSpace
+    folder: Path  # runs/tune-<study>
+    metric: str  # train.select_metric
+    console: Console
+    keep_pruned: bool = False
+    stop: StopSignal | None = None
+    share_data: bool = False  # every trial reads the same records and splits them alike (shares_data)
+    data: TrainingData | None = None  # then read once, at the first trial that trains
+
+    def training_data(self, config) -> TrainingData | None:
+        """The records for a trial of `config`: read once and shared where every trial reads the same (reading
+        and checking Reuters takes seconds), else None (the trial reads its own)."""
+        if not self.share_data or config.train.folds != 1:
+            return None
+        if self.data is None:
+            from mlcls.training.data import read_training_data
+
+            self.data = read_training_data(config, self.console, None)
+        return self.data
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str  # "complete", "pruned" or "rejected" (the trainer refused the trial's config)
+    value: float | None = None
+    message: str = ""
+
+
+class PruneOnEpoch:
+    """The training hook of a trial: report the kept validation figure after each epoch; stop a trial the pruner
+    gives up on (never after its last epoch: nothing would be saved)."""
+
+    def __init__(self, optuna, trial, metric: str):
+        self.optuna, self.trial, self.metric = optuna, trial, metric
+        # a retry carries the figures its first try reported; a step is reported once
+        self.reported = set(trial.study.get_trials(deepcopy=False)[trial.number].intermediate_values)
+
+    def __call__(self, end: EpochEnd) -> None:
+        value = end.best.get(self.metric)
+        if value is None:  # no validation data: nothing to prune on
+            return
+        if end.step not in self.reported:
+            self.trial.report(float(value), end.step)
+            self.reported.add(end.step)
+        if not end.ends_training and self.trial.should_prune():
+            raise self.optuna.TrialPruned(f"epoch {end.epoch}: {self.metric} {value:.4f}")
+
+
+def run_trial(optuna, setup: TrialSetup, trial, values: dict[str, Any]) -> Outcome:
+    """Train the trial with `values` (dotted key -> value) and return what became of it. Ctrl-C
+    (TrainingInterrupted) and errors go through; the caller fails the trial and queues its retry."""
+    from mlcls.training.entry import train
+
+    frozen = trial.study.get_trials(deepcopy=False)[trial.number]  # a study's trials are numbered 0, 1, ...
+    name = trial_run_name(root_number(frozen))  # a retry trains (or resumes) the run of the trial it retries
+    final = setup.folder / name
+    trial.set_user_attr(RUN, name)
+    try:
+        config = build(with_values(setup.base, {**values, "output.dir": str(setup.folder), "output.name": name}))
+    except ConfigError as exc:  # a combination the space allows and the trainer refuses: the trial fails, counted
+        trial.set_user_attr(ERROR, str(exc))
+        return Outcome("rejected", message=str(exc))
+    if is_trained(final):  # a retry of a trial whose process died after its run was complete
+        return Outcome("complete", _figure(peek_metrics(final) or {}, setup.metric, final))
+    staging = staging_dir(final)
+    # what `mlcls train --resume` continues: a checkpoint, or a cross-fitted run's folds (each resumed or kept)
+    resume = staging if find_checkpoint(staging) is not None or (staging / FOLDS).is_dir() else None
+    if resume is not None:
+        config = load_config(staging / CONFIG)  # as `mlcls train --resume` does: the run's own config
+        setup.console.print(f"trial {trial.number}: resuming {name} from its checkpoint", markup=False)
+    try:
+        result = train(config, setup.console, resume=resume, stop=setup.stop, data=setup.training_data(config),
+                       on_epoch=PruneOnEpoch(optuna, trial, setup.metric))
+    except optuna.TrialPruned as exc:
+        if not setup.keep_pruned:
+            discard_unfinished(final)
+        return Outcome("pruned", message=str(exc))
+    return Outcome("complete", _figure(result.metrics, setup.metric, result.run_dir))
+
+
+def _figure(metrics: dict[str, Any], metric: str, run: Path) -> float:
+    value = (metrics.get("validation") or {}).get(metric)
+    if value is None:  # the search checks for validation data first: a run without the figure is a bug
+        raise RuntimeError(f"{run / METRICS}: no validation {metric}")
+    return float(value)
+
+
+def discard_unfinished(final: Path) -> None:
+    """Remove the unfinished run of `final` (its staging folder and lock), claimed first so that nothing else is
+    writing it."""
+    staging = staging_dir(final)
+    lock_run(staging)
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        release_run(staging)
+
+
+def shares_data(space: SearchSpace, folds: int) -> bool:
+    """Whether every trial reads the same records and splits them alike, so that they are read once: no data key
+    searched, nor the seed (it draws the hold-out), nor cross-fitting (it reads its own pool)."""
+    return folds == 1 and not any(key.startswith("data.") or key in ("train.seed", "train.folds")
+                                  for key in space.keys)

@@ -1,0 +1,202 @@
+"""`tune()`: a hyperparameter search over config keys, on Optuna, that resumes, prunes and scales out.
+
+    search:  recover orphaned trials -> while slots are left: ask -> train the trial -> tell -> keep the best K runs
+    finish:  best.yaml, parameter importances, (refit)
+
+The loop is Optuna's ask-and-tell interface rather than `study.optimize`, so that `trials` counts the study's
+trials in all (ledger.py: slots), a killed process's trial is retried from its checkpoint, and two processes
+that ask for the last slot at once do not both run it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from mlcls.config import Config
+from mlcls.errors import ConfigError, Interrupted
+from mlcls.run.layout import study_dir
+from mlcls.training.data import TrainingInterrupted
+from mlcls.training.interrupt import StopSignal
+from mlcls.tune import ledger
+from mlcls.tune.best import best_config, keep_best_runs, param_importances, refit_config, write_best_config
+from mlcls.tune.objective import Outcome, TrialSetup, run_trial, shares_data
+from mlcls.tune.report import best_of, study_view
+from mlcls.tune.space import SearchSpace
+from mlcls.tune.space_checks import load_space
+from mlcls.tune.study import (
+    Worker,
+    check_study_name,
+    heartbeat,
+    is_remote,
+    open_storage,
+    open_study,
+    require_optuna,
+    storage_url,
+    worker,
+)
+
+
+@dataclass
+class TuneResult:
+    study: str
+    storage: str  # what `optuna-dashboard` takes
+    folder: Path  # runs/tune-<study>
+    metric: str
+    keys: list[str]  # the searched keys
+    trials: list[Any]  # Optuna's FrozenTrials, every process's
+    best: Any | None  # the best complete trial
+    best_config: Path | None
+    complete: bool  # every slot done and nothing running
+    importances: dict[str, float] = field(default_factory=dict)  # the searched keys' share of the figure's variance
+    refit_run: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Search:
+    """One process's part in a study."""
+
+    optuna: Any
+    study: Any
+    storage: Any
+    setup: TrialSetup
+    total: int
+    keep_best: int
+    one_machine: bool  # every process keeps its lock in the study's folder (not an RDB server)
+
+
+def tune(config: Config, space: str | Path | SearchSpace, trials: int = 20, *, study: str = "default",
+         storage: str | None = None, timeout: float | None = None, pruner: Any = "median", keep_best: int = 3,
+         keep_pruned: bool = False, refit: bool = False, refit_folds: int = 3, console: Console | None = None,
+         stop: StopSignal | None = None) -> TuneResult:
+    """Search `space` (a YAML file's path, or a SearchSpace) around the base `config` until the study holds
+    `trials` trials in all (a resumed study counts the ones it has), or `timeout` seconds of this process have
+    passed. Trials run as runs in runs/tune-<study>/ (config.output.dir); the study lives in `storage` (default:
+    a SQLite file there; an RDB URL or a journal file's path otherwise). Several processes given one storage
+    share the study. `pruner`: median, hyperband, none, or an Optuna pruner. `refit`: then train the best config
+    on all of train (cross-fitting with `refit_folds` folds and train.refit) as an ordinary run."""
+    optuna = require_optuna()
+    console = console or Console(stderr=True)
+    _check(config, trials, keep_best, refit_folds)
+    base = config.to_dict()
+    space = space if isinstance(space, SearchSpace) else load_space(Path(space), base)
+    study = check_study_name(study)
+    folder = study_dir(Path(config.output.dir), study)
+    url = storage_url(folder, storage)
+    backend = open_storage(optuna, url, ledger.heartbeat_stale(optuna))
+    opened = open_study(optuna, study, backend, pruner, base)
+    setup = TrialSetup(base, space, folder, config.train.select_metric, console, keep_pruned, stop or StopSignal(),
+                       shares_data(space, config.train.folds))
+    search = Search(optuna, opened, backend, setup, trials, keep_best, not is_remote(url))
+    with worker(folder) as me:
+        _search(search, me, timeout)
+    result = _result(search, study, url)
+    if refit:
+        result.refit_run = refit_best(result, base, refit_folds, console)
+    return result
+
+
+def _check(config: Config, trials: int, keep_best: int, refit_folds: int) -> None:
+    if trials < 1 or keep_best < 0 or refit_folds < 2:
+        raise ConfigError("--trials must be at least 1, --keep-best at least 0 and --refit-folds at least 2")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # set by torchrun / accelerate launch
+        raise ConfigError("mlcls tune trains each trial in one process: start several `mlcls tune` processes on "
+                          "one --storage instead of accelerate launch / torchrun")
+    if config.train.folds == 1 and config.data.validation is None and config.data.val_fraction == 0:
+        raise ConfigError("mlcls tune compares trials on validation: set data.validation, data.val_fraction > 0 or "
+                          "train.folds > 1 (never test)")
+
+
+def _search(search: Search, me: Worker, timeout: float | None) -> None:
+    """Trials until the study's slots are taken (or the time is up)."""
+    optuna, study, setup = search.optuna, search.study, search.setup
+    started = time.monotonic()
+    with study_view(setup.console, search.setup.space.keys, setup.metric, search.total,
+                    study.get_trials(deepcopy=False)) as view:
+        while True:
+            for number in ledger.recover(optuna, study, setup.folder, search.one_machine):
+                setup.console.print(f"trial {number}: its process died; queued again", markup=False)
+            if timeout is not None and time.monotonic() - started >= timeout:
+                setup.console.print(f"note: --timeout {timeout:g} s reached: no new trial started", markup=False)
+                return
+            if ledger.all_taken(study.get_trials(deepcopy=False), search.total):
+                return
+            trial = study.ask()
+            if ledger.slots_taken(study.get_trials(deepcopy=False), below=trial.number) >= search.total:
+                trial.set_user_attr(ledger.SURPLUS, True)  # another process took the last slot first
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                return
+            trial.set_user_attr(ledger.WORKER_HOST, me.host)
+            trial.set_user_attr(ledger.WORKER_LOCK, me.lock)
+            view.show(study.get_trials(deepcopy=False))  # this trial as running
+            _one_trial(search, trial)
+            trials = study.get_trials(deepcopy=False)
+            write_best_config(setup.folder, study.study_name, setup.base, trials, setup.metric)
+            keep_best_runs(setup.folder, trials, search.keep_best)
+            view.finished(trials[trial.number], trials)
+
+
+def _one_trial(search: Search, trial) -> Outcome:
+    """Run a trial and tell the study how it ended. Ctrl-C or an error: the trial fails, its retry is queued (it
+    resumes from the run's checkpoint), and the exception goes on."""
+    optuna, study, setup = search.optuna, search.study, search.setup
+    TrialState = optuna.trial.TrialState
+    values = setup.space.sample(trial, setup.base)
+    setup.console.print(f"trial {trial.number}: " + ", ".join(f"{k}={v}" for k, v in values.items()), markup=False,
+                        highlight=False)
+    try:
+        with heartbeat(search.storage, trial):
+            outcome = run_trial(optuna, setup, trial, values)
+    except TrainingInterrupted as exc:
+        ledger.fail_and_retry(optuna, study, trial.number)
+        raise Interrupted(f"{str(exc).split('; continue with')[0]}; the search goes on (trial {trial.number} "
+                          "from that checkpoint) when the same mlcls tune command runs again") from None
+    except BaseException:
+        ledger.fail_and_retry(optuna, study, trial.number)
+        raise
+    if outcome.state == "complete":
+        study.tell(trial, outcome.value)
+    elif outcome.state == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+        setup.console.print(f"trial {trial.number}: pruned ({outcome.message})", markup=False)
+    else:
+        study.tell(trial, state=TrialState.FAIL)
+        setup.console.print(f"trial {trial.number}: the trainer refused its config: {outcome.message}", markup=False)
+    return outcome
+
+
+def _result(search: Search, study: str, url: str) -> TuneResult:
+    trials = search.study.get_trials(deepcopy=False)
+    setup = search.setup
+    best_config = write_best_config(setup.folder, study, setup.base, trials, setup.metric)
+    running = any(not t.state.is_finished() for t in trials)
+    complete = ledger.slots_taken(trials) >= search.total and not running
+    return TuneResult(study, url, setup.folder, setup.metric, setup.space.keys, list(trials), best_of(trials),
+                      best_config, complete, param_importances(search.optuna, search.study))
+
+
+def refit_best(result: TuneResult, base: dict[str, Any], folds: int, console: Console) -> Path | None:
+    """Train the best config on all of train, once the whole study is done (any process may finish it: the
+    one that finds the refit run missing trains it). None, with a note, when it cannot be yet."""
+    from mlcls.training.entry import train
+
+    name = f"{result.folder.name}-refit"
+    final = result.folder.parent / name
+    if result.best is None or not result.complete:
+        result.notes.append("refit: not yet: the study has trials left (or none done); run the same command again "
+                            "once they are")
+        return None
+    if final.exists():
+        result.notes.append(f"refit: {final} exists already")
+        return final
+    config, notes = refit_config(best_config(base, result.best), folds, name)
+    result.notes += notes
+    console.print(f"refit: the best config (trial {result.best.number}) on all of train: {config.train.folds} folds "
+                  f"+ a model on all of train, as {final}", markup=False)
+    return train(config, console).run_dir

@@ -1,0 +1,101 @@
+"""A study outlives its processes: a `mlcls tune` killed in the middle of a trial (SIGKILL: no handler runs) is
+resumed by the same command, the killed trial retried from its run's checkpoint, no trial lost or counted twice;
+and two processes on one study share it, its total exactly --trials."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from mlcls.cli import app
+from tests.tune.conftest import load_trials, sqlite_of, subprocess_env, tune_args
+
+# `mlcls tune`, whose trial KILL_TRIAL dies by SIGKILL at the end of its first epoch (after that epoch's checkpoint:
+# the training hook runs after it). Nothing of mlcls is replaced: the kill is added after the real hook.
+KILLED_IN_A_TRIAL = """
+import os, signal, sys
+from mlcls.tune import objective
+
+hook = objective.PruneOnEpoch.__call__
+
+def dying(self, end):
+    hook(self, end)
+    if self.trial.number == int(sys.argv[1]) and end.epoch == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+objective.PruneOnEpoch.__call__ = dying
+from mlcls.cli import app
+app(sys.argv[2:], prog_name="mlcls")
+"""
+
+
+def test_a_killed_search_resumes_with_the_same_command(tiny_base, tiny_space):
+    args = tune_args(tiny_base, tiny_space, "--trials", "2", "--pruner", "none", epochs=2)
+    killed = subprocess.run([sys.executable, "-c", KILLED_IN_A_TRIAL, "1", *args], env=subprocess_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    folder = tiny_base.parent / "runs" / "tune-tiny"
+    left = load_trials(sqlite_of(folder))
+    assert [t.state.name for t in left] == ["COMPLETE", "RUNNING"]  # what a killed process leaves in the storage
+    assert (folder / ".trial-0001.incomplete" / "checkpoint").is_dir()
+
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})  # the table's rows on one line each
+    assert result.exit_code == 0, result.output
+    assert "trial 1: its process died; queued again" in result.stderr
+    assert "trial 2: resuming trial-0001 from its checkpoint" in result.stderr
+    trials = load_trials(sqlite_of(folder))
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    killed_trial, retry = trials[1], trials[2]
+    assert retry.system_attrs["retry_history"] == [1] and retry.params == killed_trial.params
+    assert retry.user_attrs["run"] == "trial-0001"  # the killed trial's run, continued
+    assert sorted(retry.intermediate_values) == [1, 2]  # epoch 1 from before the kill, epoch 2 after it
+    # 2 trials in all (--trials), each with its own finished run: none lost, none twice.
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert sorted(t.user_attrs["run"] for t in complete) == ["trial-0000", "trial-0001"]
+    assert sorted(p.name for p in folder.glob("trial-*")) == ["trial-0000", "trial-0001"]
+    assert not list(folder.glob(".*incomplete")) and not list((folder / "workers").iterdir())
+    assert [line.split("│")[1].strip() for line in result.stdout.splitlines() if line.startswith("1 ")] == [
+        "retried as 2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage", ["journal", "sqlite"])
+def test_two_processes_share_one_study_and_run_exactly_its_trials(tiny_base, tiny_space, storage):
+    folder = tiny_base.parent / "runs" / "tune-tiny"
+    url = str(tiny_base.parent / "study.journal") if storage == "journal" else sqlite_of(tiny_base.parent)
+    args = tune_args(tiny_base, tiny_space, "--trials", "5", "--keep-best", "5", "--storage", url)
+    workers = [subprocess.Popen([sys.executable, "-m", "mlcls", *args], env=subprocess_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-2000:]
+    trials = load_trials(url)
+    done = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(done) == 5
+    # A trial beyond the 5 (both asked for the last slot at once) is failed as surplus, never run or counted.
+    assert all(t.user_attrs.get("surplus") for t in trials if t.state.name == "FAIL")
+    runs = [t.user_attrs["run"] for t in done]
+    assert len(set(runs)) == 5  # each trial its own run
+    assert sorted(p.name for p in folder.glob("trial-*")) == sorted(t.user_attrs["run"] for t in done
+                                                                    if t.state.name == "COMPLETE")
+
+
+def test_ctrl_c_in_a_trial_keeps_its_checkpoint_and_the_search_goes_on_from_it(tiny_base, tiny_space):
+    from mlcls.config import load_config
+    from mlcls.errors import Interrupted
+    from mlcls.training.interrupt import StopAfterStep
+    from mlcls.tune.search import tune
+
+    config = load_config(tiny_base, ["train.epochs=2", f"train.cache_dir={tiny_base.parent / 'cache'}"])
+    with pytest.raises(Interrupted, match="the search goes on .trial 0 from that checkpoint"):
+        tune(config, tiny_space, 1, study="ctrl-c", pruner="none", stop=StopAfterStep(4))  # Ctrl-C in epoch 2
+    folder = tiny_base.parent / "runs" / "tune-ctrl-c"
+    assert [t.state.name for t in load_trials(sqlite_of(folder), "ctrl-c")] == ["FAIL", "WAITING"]
+    result = tune(config, tiny_space, 1, study="ctrl-c", pruner="none")
+    assert [t.state.name for t in result.trials] == ["FAIL", "COMPLETE"] and result.complete
+    assert result.best.number == 1 and result.best.user_attrs["run"] == "trial-0000"
+    log = (folder / "trial-0000" / "train_log.jsonl").read_text().splitlines()
+    assert len(log) == 2  # one training of 2 epochs, continued mid-epoch, not begun again
