@@ -5,13 +5,16 @@ number of requests (bounded by --case-seconds too):
   - 1, 4 and 16 concurrent clients, each sending single-article requests one after another (keep-alive
     connections, http.client);
   - 4 concurrent clients sending 32-article requests.
-Per case: articles/s, request latency p50 / p95 / p99, errors (any answer but 200, or a broken connection), and
-the mean number of articles per scoring call (the server's /ready counters: what dynamic batching achieved).
-The server's RSS is read at the start (after a warm-up) and at the end. Then `mlcls predict` scores a file of
---predict-lines of the same articles; its throughput is taken net of start-up (the wall time of a one-article
-run subtracted), and the 16-client case is reported as a share of it (the goal: at least 80%).
-Articles are the JSONL records of --data (labels dropped), cycled; on the 2-core CPU the clients share the
-cores with the server, which costs the server some throughput.
+Per case: articles/s and its share of `mlcls predict`'s, request latency p50 / p95 / p99, errors (any answer but
+200, or a broken connection), the mean number of articles per scoring call and the share of the case's time the
+model was busy (the server's /ready counters: what dynamic batching achieved), and the CPU that the clients and
+the server used, as a share of all the machine's cores over the case: the clients are threads of this process on
+the same cores, so that column says how much of the machine they took from the server. The server's RSS is read
+at the start (after a warm-up) and at the end. Then `mlcls predict` scores a file of --predict-lines of the same
+articles; its throughput (and CPU time) is taken net of start-up (a one-article run subtracted). The summary line
+holds the issue's goals: 4 clients x 32 articles against predict, 16 single-article clients against predict, and
+the p50 latency of 1 client sending 1 article.
+Articles are the JSONL records of --data (labels dropped), cycled.
 
     python scripts/bench_serve.py --run runs/NAME --data data/reuters/test.jsonl
     python scripts/bench_serve.py --run runs/NAME --data data/reuters/test.jsonl --requests 2000 --predict-lines 4000
@@ -30,7 +33,9 @@ import http.client
 import itertools
 import json
 import math
+import os
 import re
+import resource
 import shlex
 import signal
 import subprocess
@@ -73,6 +78,13 @@ def rss_mib(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Server:
@@ -154,16 +166,16 @@ def run_case(port: int, articles: list[dict], clients: int, per_request: int, re
         connection.close()
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()  # this process's CPU: the clients' (the rest waits)
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     latencies.sort()
     return {"clients": clients, "per_request": per_request, "requests": len(latencies) + len(errors),
             "ok": len(latencies), "errors": len(errors), "first_error": errors[0] if errors else None,
-            "wall": wall, "articles_per_s": len(latencies) * per_request / wall,
+            "wall": wall, "articles_per_s": len(latencies) * per_request / wall, "client_cpu": cpu,
             "p50": 1000 * percentile(latencies, 0.50), "p95": 1000 * percentile(latencies, 0.95),
             "p99": 1000 * percentile(latencies, 0.99)}
 
@@ -171,19 +183,114 @@ def run_case(port: int, articles: list[dict], clients: int, per_request: int, re
 def predict_throughput(run: Path, articles: list[dict], lines: int, extra: list[str]) -> dict:
     """`mlcls predict` on a file of `lines` articles, and on one article (its start-up): net articles/s."""
     with tempfile.TemporaryDirectory() as folder:
-        walls = {}
+        walls, cpus = {}, {}
         for n in (1, lines):
             source = Path(folder) / f"in-{n}.jsonl"
             with open(source, "w", encoding="utf-8") as out:
                 for i in range(n):
                     out.write(json.dumps({**articles[i % len(articles)], "id": str(i)}, ensure_ascii=False) + "\n")
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), children_cpu()
             subprocess.run(mlcls_command("predict", str(source), "--model", str(run), "-o",
                                          str(Path(folder) / "out.jsonl"), *extra), check=True,
                            stdout=subprocess.DEVNULL)
-            walls[n] = time.perf_counter() - started
+            walls[n], cpus[n] = time.perf_counter() - started, children_cpu() - cpu
     net = max(walls[lines] - walls[1], 1e-9)
-    return {"lines": lines, "wall": walls[lines], "startup": walls[1], "articles_per_s": (lines - 1) / net}
+    return {"lines": lines, "wall": walls[lines], "startup": walls[1], "articles_per_s": (lines - 1) / net,
+            "cpu_ms_per_article": 1000 * (cpus[lines] - cpus[1]) / (lines - 1)}
+
+
+def children_cpu() -> float:
+    """User + system CPU time of the finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure_case(server: Server, articles: list[dict], clients: int, per_request: int, requests: int,
+                 seconds: float) -> dict:
+    """One case, with the server's counters and CPU read around it."""
+    before, server_cpu = server.get("/ready")["scored"], cpu_seconds(server.process.pid)
+    case = run_case(server.port, articles, clients, per_request, requests, seconds)
+    after, server_cpu = server.get("/ready")["scored"], cpu_seconds(server.process.pid) - server_cpu
+    calls = after["batches"] - before["batches"]
+    case["mean_batch"] = (after["records"] - before["records"]) / calls if calls else float("nan")
+    busy = after.get("busy_seconds", math.nan) - before.get("busy_seconds", math.nan)  # (an older server: none)
+    capacity = case["wall"] * (os.cpu_count() or 1)  # every core, over the case
+    case.update(busy=busy / case["wall"], client_share=case["client_cpu"] / capacity,
+                server_share=server_cpu / capacity, rss=rss_mib(server.process.pid))
+    print(f"{clients} clients x {per_request} articles/request: {case['articles_per_s']:.1f} articles/s, "
+          f"p50 {case['p50']:.1f} ms, p95 {case['p95']:.1f} ms, p99 {case['p99']:.1f} ms, "
+          f"{case['errors']} errors, {case['mean_batch']:.1f} articles per scoring call, model busy "
+          f"{percent(case['busy'])}, CPU: clients {100 * case['client_share']:.0f}% / server "
+          f"{100 * case['server_share']:.0f}% of the cores, RSS {case['rss']:.0f} MiB", flush=True)
+    if case["first_error"]:
+        print(f"  first error: {case['first_error']}", flush=True)
+    return case
+
+
+def serve_cases(args: argparse.Namespace, articles: list[dict], extra: list[str]) -> tuple[list[dict], dict]:
+    """Start the server, warm it up, run every case, stop it: (cases, the server's facts)."""
+    server = Server(args.run, ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), *extra])
+    cases = []
+    try:
+        facts = {"rss_boot": rss_mib(server.process.pid)}  # ready: the model loaded and one full batch scored
+        # warm-up: a few requests of each shape the cases send (the largest bodies included), so that RSS at the
+        # start holds the working set, and what follows shows whether it grows under load
+        run_case(server.port, articles, 2, 1, 8, 60)
+        run_case(server.port, articles, 4, 32, 8, 60)  # 4 clients, as the 32-article case: calls of 64
+        facts["model"], facts["rss_start"] = server.get("/v1/model"), rss_mib(server.process.pid)
+        plan = [(clients, 1, args.requests) for clients in args.clients]
+        plan += [(4, 32, args.big_requests)] if args.big_requests > 0 else []
+        for clients, per_request, requests in plan:
+            cases.append(measure_case(server, articles, clients, per_request, requests, args.case_seconds))
+        facts["rss_end"] = rss_mib(server.process.pid)
+    finally:
+        facts["code"] = server.stop()
+    print(f"server exit code after SIGTERM: {facts['code']}", flush=True)
+    return cases, facts
+
+
+def percent(fraction: float) -> str:
+    return "-" if math.isnan(fraction) else f"{100 * fraction:.0f}%"
+
+
+def share(case: dict | None, predict: dict | None) -> str:
+    return f"{100 * case['articles_per_s'] / predict['articles_per_s']:.0f}%" if case and predict else "-"
+
+
+def report(args: argparse.Namespace, command: str, cases: list[dict], facts: dict, predict: dict | None) -> str:
+    """The block for docs/benchmarks.md: the machine and command, one row per case, predict and the goals."""
+    model = facts["model"]
+    lines = [f"Machine: {machine()}; the server on {model.get('device', '?')}, the clients on the same machine "
+             f"(loopback). Run: `{args.run}` ({model.get('labels', '?')} labels, encoder "
+             f"`{model.get('encoder', '?')}`, max length {model.get('max_length', '?')}). Server: --max-batch "
+             f"{args.max_batch} --max-wait-ms {args.max_wait_ms:g}{' --int8' if args.int8 else ''}. "
+             f"Command: `{command}`.", "",
+             "| clients | articles/request | requests | articles/s | share of predict | p50 ms | p95 ms | p99 ms "
+             "| errors | articles per scoring call | model busy | CPU: clients / server, share of the cores "
+             "| server RSS MiB after |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for case in cases:
+        lines.append(f"| {case['clients']} | {case['per_request']} | {case['requests']} | {case['articles_per_s']:.1f}"
+                     f" | {share(case, predict)} | {case['p50']:.1f} | {case['p95']:.1f} | {case['p99']:.1f} "
+                     f"| {case['errors']} | {case['mean_batch']:.1f} | {percent(case['busy'])} "
+                     f"| {100 * case['client_share']:.0f}% / {100 * case['server_share']:.0f}% | {case['rss']:.0f} |")
+    find = {(c["clients"], c["per_request"]): c for c in cases}.get
+    goals = []  # issue 31's, for the cases this run has
+    for key, wording, goal in (((4, 32), "4 clients x 32 articles", 90), ((16, 1), "16 single-article clients", 80)):
+        if find(key) and predict:
+            goals.append(f"{wording}: {share(find(key), predict)} of predict (goal: at least {goal}%)")
+    if (one := find((1, 1))) is not None:
+        goals.append(f"1 client, 1 article: p50 {one['p50']:.1f} ms (goal: at most 30 ms)")
+    compared = (f"`mlcls predict` on a file of {predict['lines']} of the same articles: "
+                f"{predict['articles_per_s']:.1f} articles/s net of start-up ({predict['wall']:.1f} s wall, "
+                f"{predict['startup']:.1f} s of it start-up; {predict['cpu_ms_per_article']:.1f} ms of CPU per "
+                f"article). " if predict else "")
+    compared += f"Goals: {'; '.join(goals)}. " if goals else ""
+    growth = 100 * (facts["rss_end"] - facts["rss_start"]) / facts["rss_start"]
+    lines += ["", f"{compared}Server RSS: {facts['rss_boot']:.0f} MiB when ready, {facts['rss_start']:.0f} MiB "
+              f"after warm-up (a few requests of each shape), {facts['rss_end']:.0f} MiB at the end ({growth:+.1f}% "
+              f"over the load); exit code after SIGTERM: {facts['code']}."]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -205,65 +312,14 @@ def main(argv: list[str] | None = None) -> None:
 
     articles = read_articles(args.data)
     int8 = ["--int8"] if args.int8 else []
-    server = Server(args.run, ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), *int8])
-    cases = []
-    try:
-        rss_boot = rss_mib(server.process.pid)  # ready: the model loaded and one full batch scored
-        # warm-up: a few requests of each shape the cases send (the largest bodies included), so that RSS at the
-        # start holds the working set, and what follows shows whether it grows under load
-        run_case(server.port, articles, 2, 1, 8, 60)
-        run_case(server.port, articles, 4, 32, 8, 60)  # 4 clients, as the 32-article case: calls of 64
-        model = server.get("/v1/model")
-        rss_start = rss_mib(server.process.pid)
-        plan = [(clients, 1, args.requests) for clients in args.clients]
-        plan += [(4, 32, args.big_requests)] if args.big_requests > 0 else []
-        for clients, per_request, requests in plan:
-            before = server.get("/ready")["scored"]
-            case = run_case(server.port, articles, clients, per_request, requests, args.case_seconds)
-            after = server.get("/ready")["scored"]
-            calls = after["batches"] - before["batches"]
-            case["mean_batch"] = (after["records"] - before["records"]) / calls if calls else float("nan")
-            case["rss"] = rss_mib(server.process.pid)
-            cases.append(case)
-            print(f"{clients} clients x {per_request} articles/request: {case['articles_per_s']:.1f} articles/s, "
-                  f"p50 {case['p50']:.1f} ms, p95 {case['p95']:.1f} ms, p99 {case['p99']:.1f} ms, "
-                  f"{case['errors']} errors, {case['mean_batch']:.1f} articles per scoring call, "
-                  f"RSS {case['rss']:.0f} MiB", flush=True)
-            if case["first_error"]:
-                print(f"  first error: {case['first_error']}", flush=True)
-        rss_end = rss_mib(server.process.pid)
-    finally:
-        code = server.stop()
-    print(f"server exit code after SIGTERM: {code}", flush=True)
+    cases, facts = serve_cases(args, articles, int8)
     predict = predict_throughput(args.run, articles, args.predict_lines, int8) if args.predict_lines > 0 else None
     if predict:
         print(f"mlcls predict: {predict['lines']} lines in {predict['wall']:.1f} s (start-up "
-              f"{predict['startup']:.1f} s): {predict['articles_per_s']:.1f} articles/s net", flush=True)
-
-    sixteen = next((c for c in cases if c["clients"] == 16 and c["per_request"] == 1), None)
-    share = f"{100 * sixteen['articles_per_s'] / predict['articles_per_s']:.0f}%" if sixteen and predict else "-"
-    growth = 100 * (rss_end - rss_start) / rss_start
+              f"{predict['startup']:.1f} s): {predict['articles_per_s']:.1f} articles/s net, "
+              f"{predict['cpu_ms_per_article']:.1f} ms of CPU per article", flush=True)
     command = "python scripts/bench_serve.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    lines = [f"Machine: {machine()}; the server on {model.get('device', '?')}, the clients on the same machine "
-             f"(loopback). Run: `{args.run}` ({model.get('labels', '?')} labels, encoder "
-             f"`{model.get('encoder', '?')}`, max length {model.get('max_length', '?')}). Server: --max-batch "
-             f"{args.max_batch} --max-wait-ms {args.max_wait_ms:g}{' --int8' if args.int8 else ''}. "
-             f"Command: `{command}`.", "",
-             "| clients | articles/request | requests | articles/s | p50 ms | p95 ms | p99 ms | errors "
-             "| articles per scoring call | server RSS MiB after |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for case in cases:
-        lines.append(f"| {case['clients']} | {case['per_request']} | {case['requests']} | {case['articles_per_s']:.1f}"
-                     f" | {case['p50']:.1f} | {case['p95']:.1f} | {case['p99']:.1f} | {case['errors']} "
-                     f"| {case['mean_batch']:.1f} | {case['rss']:.0f} |")
-    compared = (f"`mlcls predict` on a file of {predict['lines']} of the same articles: "
-                f"{predict['articles_per_s']:.1f} articles/s net of start-up ({predict['wall']:.1f} s wall, "
-                f"{predict['startup']:.1f} s of it start-up). 16 single-article clients reach {share} of it. "
-                if predict else "")
-    lines += ["", f"{compared}Server RSS: {rss_boot:.0f} MiB when ready, {rss_start:.0f} MiB after warm-up (a few "
-              f"requests of each shape), {rss_end:.0f} MiB at the end ({growth:+.1f}% over the load); "
-              f"exit code after SIGTERM: {code}."]
-    table = "\n".join(lines)
+    table = report(args, command, cases, facts, predict)
     print(table)
     if not args.no_doc:
         import torch  # the GPU, when there is one, keeps its own block beside the CPU one
@@ -271,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
         suffix = ":cuda" if torch.cuda.is_available() else ""
         write_block(args.doc, f"{args.block}{suffix}", table, HEADING)
         print(f"written to {args.doc}")
-    if any(case["errors"] for case in cases) or code != 0:
+    if any(case["errors"] for case in cases) or facts["code"] != 0:
         raise SystemExit(1)
 
 

@@ -1,7 +1,10 @@
 """Batched inference shared by training (validation), `eval`, `predict` and `serve`.
 
-Input is consumed in chunks: each chunk is tokenized, sorted by length into batches (little padding),
-scored, and handed back in input order, so memory stays flat however long the input is.
+One scoring step, `score_chunk`: a list of records is tokenized into windows, the windows sorted by length into
+forward passes of `inference_batch_size` (little padding), scored, pooled per article, blended with the lexical
+model where the run has one, and handed back in input order. `predict` and `eval` run it over their input a
+chunk of CHUNK_RECORDS at a time (`score_records`: memory stays flat however long the input is); `serve` runs it
+on each dynamic batch of requests.
 """
 
 from __future__ import annotations
@@ -62,19 +65,27 @@ def inference_batch_size(device, asked: int | None) -> int:
     return GPU_BATCH_SIZE if torch.device(device).type == "cuda" else CPU_BATCH_SIZE
 
 
+def score_chunk(run: LoadedRun, records: Sequence[Record], batch_size: int | None = None) -> np.ndarray:
+    """Probabilities (records, labels) of `records`, in their order: the one scoring step of predict, eval and
+    serve. `batch_size` None: the default for run.device. Counts the windows scored on `run.windows` (what the
+    summaries of long-text modes report)."""
+    texts = [record.text for record in records]
+    if not texts:
+        return np.zeros((0, len(run.labels)), dtype=np.float32)
+    spec = WindowSpec.from_config(run.config.model)
+    windows = article_windows(run.tokenizer, texts, spec)
+    run.windows.add(windows)
+    scores = score_windows(run.model, windows, run.tokenizer.pad_token_id or 0,
+                           inference_batch_size(run.device, batch_size), run.device, run.precision, spec.pooling)
+    if run.lexical is not None:  # model.lexical: the blend the run's rule was tuned on
+        scores = run.lexical.blend(texts, scores)
+    return scores
+
+
 def score_records(
     run: LoadedRun, records: Iterable[Record], batch_size: int | None, chunk_records: int = CHUNK_RECORDS
 ) -> Iterator[tuple[list[Record], np.ndarray]]:
-    """Yield (records, scores) chunk by chunk, in input order. `batch_size` None: the default for run.device.
-    Counts the windows scored on `run.windows` (what the summaries of long-text modes report)."""
-    batch_size = inference_batch_size(run.device, batch_size)
+    """Yield (records, scores) chunk by chunk (`chunk_records` at a time), in input order (score_chunk)."""
     iterator = iter(records)
-    pad_id = run.tokenizer.pad_token_id or 0
-    spec = WindowSpec.from_config(run.config.model)
     while chunk := list(islice(iterator, chunk_records)):
-        windows = article_windows(run.tokenizer, [r.text for r in chunk], spec)
-        run.windows.add(windows)
-        scores = score_windows(run.model, windows, pad_id, batch_size, run.device, run.precision, spec.pooling)
-        if run.lexical is not None:  # model.lexical: the blend the run's rule was tuned on
-            scores = run.lexical.blend([r.text for r in chunk], scores)
-        yield chunk, scores
+        yield chunk, score_chunk(run, chunk, batch_size)

@@ -22,6 +22,7 @@ import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict
 from pathlib import PurePath
@@ -45,8 +46,10 @@ from mlcls.serving.settings import ServeSettings
 API_VERSION = "1"
 
 
-def create_app(run: LoadedRun, settings: ServeSettings | None = None) -> FastAPI:
-    """The app serving `run`; its state (read by the handlers in routes.py) is set here, once."""
+def create_app(run: LoadedRun, settings: ServeSettings | None = None,
+               inference: ThreadPoolExecutor | None = None) -> FastAPI:
+    """The app serving `run`; its state (read by the handlers in routes.py) is set here, once. `inference`: the
+    thread that loaded `run` and runs every scoring call (server.py); None: the batcher starts one of its own."""
     settings = settings or ServeSettings()
     app = FastAPI(
         title="mlcls serve",
@@ -64,7 +67,7 @@ def create_app(run: LoadedRun, settings: ServeSettings | None = None) -> FastAPI
     app.state.settings = settings
     app.state.fields = FieldSpec.from_config(run.config.data)
     app.state.batcher = DynamicBatcher(scorer(run, settings.batch_size), settings.max_batch,
-                                       settings.max_wait_ms / 1000)
+                                       settings.max_wait_ms / 1000, inference)
     app.state.card = model_card(run, settings)
     app.state.draining = False  # set from SIGTERM on (server.py): /ready answers 503 while requests finish
     app.state.drain = Drain(settings.drain_seconds)  # started by SIGTERM (server.py)
@@ -95,13 +98,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def scorer(run: LoadedRun, batch_size: int | None):
     """The scoring function the batcher calls on its worker thread: records -> probabilities (records, labels),
-    through the same code as `mlcls predict` (scoring.score_records: tokenize, length-sorted batches, the
-    lexical blend where the run has one)."""
+    by `mlcls predict`'s own scoring step (scoring.score_chunk: windows sorted by length into forward passes of
+    predict's batch size and padding, pooled per article, the lexical blend where the run has one, in order)."""
     from mlcls.inference import scoring  # looked up at each call, not bound at import: a test may count the calls
 
     def score(records: list[Record]) -> np.ndarray:
-        parts = [probs for _, probs in scoring.score_records(run, records, batch_size, max(1, len(records)))]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return scoring.score_chunk(run, records, batch_size)
 
     return score
 

@@ -54,7 +54,8 @@ async def predict(request: Request) -> JSONResponse:
     payload = parse_json(await read_body(request, limits.max_body_bytes))
     asked = parse_predict_request(payload, state.fields, limits, state.run.thresholds)
     try:
-        probs = await state.batcher.score(asked.records)
+        # the connection as the source: a client that asks again on each answer is waited for (batcher.py)
+        probs = await state.batcher.score(asked.records, source=request.client)
     except NotRunning as exc:
         raise ApiError(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
     labels = state.run.labels.labels
@@ -80,10 +81,12 @@ async def model(request: Request) -> dict[str, Any]:
 @guarded.get("/ready", tags=["service"], responses={**GUARDED_RESPONSES, 503: {"description": "Not ready"}})
 async def ready(request: Request) -> JSONResponse:
     """The model is loaded and predictions are taken (503 while starting or draining); with the records
-    scored so far, the number of scoring calls (batches) they took, and the records waiting now."""
+    scored so far, the number of scoring calls (batches) they took, the seconds the model spent in them, and the
+    records waiting now."""
     state = request.app.state
     batcher = state.batcher
-    scored = {"records": batcher.stats.records, "batches": batcher.stats.calls, "queued": batcher.queued}
+    scored = {"records": batcher.stats.records, "batches": batcher.stats.calls,
+              "busy_seconds": round(batcher.stats.busy_seconds, 6), "queued": batcher.queued}
     taking = batcher.running and not state.draining
     return JSONResponse({"ready": taking, "run": state.run.path.name, "scored": scored},
                         status_code=200 if taking else 503)

@@ -14,6 +14,7 @@ import ipaddress
 import signal
 import socket
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -80,31 +81,54 @@ def serve(run: Path | None, host: str, port: int, settings: ServeSettings, token
     """Serve `run` until SIGTERM or Ctrl-C; `note` prints a line for the user. `precision`: auto, fp32 or bf16
     (None: the run's model.inference_precision); `trust_remote_code`: --trust-remote-code (load_run's)."""
     require_extra()
-    # imported here, not at the top: uvicorn and FastAPI once the extra is known to be there, and torch (through
-    # the app and load_run) only when a server starts, never for `mlcls --help`
-    import uvicorn
-
-    from mlcls.inference.loading import load_run
-    from mlcls.serving.app import create_app, scorer
+    # imported here, not at the top: FastAPI once the extra is known to be there, and torch (through the app and
+    # load_run) only when a server starts, never for `mlcls --help`
+    from mlcls.serving.app import create_app
 
     if token_file is not None:
         settings = replace(settings, token=read_token(token_file))
-    token = settings.token
+    # Every torch call of the server runs on this one thread: loading the run, the start-up check, the warm-up and
+    # every scoring call, as `mlcls predict` runs them all on its one thread. torch's OpenMP keeps a pool of
+    # threads for each thread that runs parallel work; with two pools (the main thread's and the batcher's) a
+    # 2-core machine holds more OpenMP threads than cores, and libgomp then no longer spins between operations:
+    # its threads sleep after each one and are woken for the next, and the model scored 1.1-1.3x slower than on
+    # one thread (docs/benchmarks.md, "Serving").
+    inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlcls-inference")
+    try:
+        loaded = inference.submit(_load, run, settings.batch_size, int8, precision, trust_remote_code).result()
+        app = create_app(loaded, replace(settings, warm_up=True), inference)  # warm-up: one full batch at start
+        sock = bind(host, port)
+        shown = f"[{host}]" if ":" in host else host
+        note(f"serving {loaded.path} ({len(loaded.labels)} labels, {loaded.device}) on http://{shown}:"
+             f"{sock.getsockname()[1]} (docs: /docs); Ctrl-C or SIGTERM stops it after the requests in flight")
+        note(f"note: {loaded.precision_note}")
+        if not is_loopback(host) and settings.token is None:
+            note(f"warning: listening on {host} without --token-file: whoever reaches this port can use the model")
+        _run_uvicorn(app, sock, settings.drain_seconds)
+    finally:  # (the batcher has finished its work by now; a Ctrl-C while loading does not wait for the load)
+        inference.shutdown(wait=False, cancel_futures=True)
+    stats, drain = app.state.batcher.stats, app.state.drain
+    cut_off = (f"; {_count(drain.cut_off, 'request')} unfinished after the {drain.seconds:g} s drain answered 503"
+               if drain.cut_off else "")
+    note(f"stopped: {_count(stats.records, 'record')} scored in {_count(stats.calls, 'batch', 'batches')}{cut_off}")
+
+
+def _load(run: Path | None, batch_size: int | None, int8: bool, precision: str | None, trust_remote_code: bool):
+    """The run, loaded and made to score one record (on the inference thread)."""
+    from mlcls.inference.loading import load_run
+    from mlcls.serving.app import scorer
+
     loaded = load_run(run, int8=int8, precision=precision, trust_remote_code=trust_remote_code)
-    _try_once(loaded, scorer(loaded, settings.batch_size))
-    settings = replace(settings, warm_up=True)  # one full batch on the worker thread before the first request
-    app = create_app(loaded, settings)
-    sock = bind(host, port)
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
-    note(f"serving {loaded.path} ({len(loaded.labels)} labels, {loaded.device}) on http://{shown}:{bound} "
-         f"(docs: /docs); Ctrl-C or SIGTERM stops it after the requests in flight")
-    note(f"note: {loaded.precision_note}")
-    if not is_loopback(host) and token is None:
-        note(f"warning: listening on {host} without --token-file: whoever reaches this port can use the model")
+    _try_once(loaded, scorer(loaded, batch_size))
+    return loaded
+
+
+def _run_uvicorn(app, sock: socket.socket, drain_seconds: float) -> None:
+    """uvicorn on the bound socket until SIGTERM or Ctrl-C, with the drain's clock started by the signal."""
+    import uvicorn
 
     config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=settings.drain_seconds + UVICORN_MARGIN_SECONDS)
+                            timeout_graceful_shutdown=drain_seconds + UVICORN_MARGIN_SECONDS)
     server = uvicorn.Server(config)
     handle_exit = server.handle_exit
 
@@ -124,10 +148,6 @@ def serve(run: Path | None, host: str, port: int, settings: ServeSettings, token
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()
-    stats, drain = app.state.batcher.stats, app.state.drain
-    cut_off = (f"; {_count(drain.cut_off, 'request')} unfinished after the {drain.seconds:g} s drain answered 503"
-               if drain.cut_off else "")
-    note(f"stopped: {_count(stats.records, 'record')} scored in {_count(stats.calls, 'batch', 'batches')}{cut_off}")
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:

@@ -72,7 +72,7 @@ def test_health_ready_labels_and_model(client, run_dir):
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready").json()
     assert ready["ready"] is True and ready["run"] == "tiny"
-    assert set(ready["scored"]) == {"records", "batches", "queued"}
+    assert set(ready["scored"]) == {"records", "batches", "busy_seconds", "queued"}
     assert client.get("/v1/labels").json() == {"labels": ["cocoa", "grain", "oil"], "count": 3}
     card = client.get("/v1/model").json()
     assert card["name"] == "tiny" and card["labels"] == 3 and card["max_length"] == 32
@@ -310,19 +310,19 @@ def test_token_is_required_everywhere_but_health(loaded):
 # ------------------------------------------------------------------ dynamic batching
 
 
-def counting_score_records(monkeypatch) -> list[int]:
-    """Count the calls of the scoring function (scoring.score_records) and the records of each."""
+def counting_score_chunk(monkeypatch) -> list[int]:
+    """Count the calls of the scoring function (scoring.score_chunk) and the records of each."""
     from mlcls.inference import scoring
 
     calls: list[int] = []
-    real = scoring.score_records
+    real = scoring.score_chunk
 
     def counted(run, records, *args, **kwargs):
         records = list(records)
         calls.append(len(records))
         return real(run, records, *args, **kwargs)
 
-    monkeypatch.setattr(scoring, "score_records", counted)
+    monkeypatch.setattr(scoring, "score_chunk", counted)
     return calls
 
 
@@ -339,7 +339,7 @@ def test_concurrent_requests_are_scored_together(loaded, client, monkeypatch):
     """12 single-record requests at once, max_batch 12: the batcher waits for company until the batch is full
     (max_wait of two minutes is never reached, however slow the machine), so all 12 go in one call."""
     expected = client.post("/v1/predict", json={"records": REQUEST_RECORDS}).json()["predictions"]
-    calls = counting_score_records(monkeypatch)
+    calls = counting_score_chunk(monkeypatch)
     app = create_app(loaded, ServeSettings(max_batch=len(REQUEST_RECORDS), max_wait_ms=120_000))
     answers = asyncio.run(concurrent_posts(app, [{"records": [r]} for r in REQUEST_RECORDS]))
     assert [a.status_code for a in answers] == [200] * len(REQUEST_RECORDS)
@@ -388,7 +388,7 @@ def test_what_arrives_during_a_call_is_scored_together_by_the_next():
 
 def test_max_batch_caps_each_call_and_big_requests_are_split(loaded, client, monkeypatch):
     expected = client.post("/v1/predict", json={"records": REQUEST_RECORDS}).json()["predictions"]
-    calls = counting_score_records(monkeypatch)
+    calls = counting_score_chunk(monkeypatch)
     app = create_app(loaded, ServeSettings(max_batch=4, max_wait_ms=200))
     bodies = [{"records": REQUEST_RECORDS}, *({"records": [r]} for r in REQUEST_RECORDS[:6])]
     answers = asyncio.run(concurrent_posts(app, bodies))
@@ -483,28 +483,35 @@ def test_a_port_in_use_fails_at_start(run_dir):
 # holds the request, and blocks until uvicorn's graceful shutdown waits for the requests in flight (uvicorn's
 # private Server._wait_tasks_to_complete: if a uvicorn release renames it, the server fails to start here and
 # the test says so). So the request is in flight when the shutdown starts, by construction, whatever the
-# machine's speed, and it is answered only if the shutdown waits for it (DRAIN_SECONDS).
+# machine's speed, and it is answered only if the shutdown waits for it (DRAIN_SECONDS). Loading the run and each
+# model call also say on stderr which thread they ran on.
 GATED_SERVE = """
 import sys, threading
 import uvicorn
-from mlcls.inference import scoring
+from mlcls.inference import loading, scoring
 
 draining = threading.Event()
-real_wait, real_score = uvicorn.Server._wait_tasks_to_complete, scoring.score_records
+real_wait, real_score, real_load = uvicorn.Server._wait_tasks_to_complete, scoring.score_chunk, loading.load_run
+
+def load_run(*args, **kwargs):
+    print(f"thread: loaded on {threading.current_thread().name}", file=sys.stderr, flush=True)
+    return real_load(*args, **kwargs)
 
 async def wait_tasks_to_complete(self, *args, **kwargs):
     draining.set()
     await real_wait(self, *args, **kwargs)
 
-def score_records(run, records, *args, **kwargs):
+def score_chunk(run, records, *args, **kwargs):
     records = list(records)
+    print(f"thread: scored on {threading.current_thread().name}", file=sys.stderr, flush=True)
     if any(record.id == "held" for record in records):
         print("gate: holding the request in the model call", file=sys.stderr, flush=True)
         released = draining.wait(120)
         print("gate: released by the drain" if released else "gate: no drain came", file=sys.stderr, flush=True)
     return real_score(run, records, *args, **kwargs)
 
-uvicorn.Server._wait_tasks_to_complete, scoring.score_records = wait_tasks_to_complete, score_records
+uvicorn.Server._wait_tasks_to_complete, scoring.score_chunk = wait_tasks_to_complete, score_chunk
+loading.load_run = load_run
 sys.argv = ["mlcls", *sys.argv[1:]]
 from mlcls.cli import main
 main()
@@ -581,6 +588,9 @@ def test_sigterm_drains_requests_in_flight_and_exits_0(run_dir, tmp_path):
         status, body = answers[0]
         assert status == 200 and body["predictions"][0]["id"] == "held"
         wait_for_line(lines, r"stopped: 1 record scored in 1 batch", seen)
+        # the run loaded, tried once, warmed up and scored on one thread (server.py: one OpenMP pool, as predict)
+        threads = [line.split(" on ")[1].strip() for line in seen if line.startswith("thread: ")]
+        assert len(threads) == 4 and len(set(threads)) == 1 and threads[0].startswith("mlcls-inference"), seen
     finally:
         if process.poll() is None:
             process.kill()
@@ -601,14 +611,14 @@ def test_warm_up_scores_one_full_batch_on_the_worker_thread_before_requests(load
     from mlcls.inference import scoring
 
     seen = []
-    real = scoring.score_records
+    real = scoring.score_chunk
 
     def watched(run, records, *args, **kwargs):
         records = list(records)
         seen.append((len(records), max(len(r.text.split()) for r in records), threading.current_thread().name))
         return real(run, records, *args, **kwargs)
 
-    monkeypatch.setattr(scoring, "score_records", watched)
+    monkeypatch.setattr(scoring, "score_chunk", watched)
     app = create_app(loaded, ServeSettings(max_batch=8, warm_up=True))
     with TestClient(app) as warmed:
         assert seen and seen[0][0] == 8 and seen[0][1] >= loaded.config.model.max_length

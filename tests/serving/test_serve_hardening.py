@@ -58,9 +58,9 @@ from mlcls.inference import scoring
 from mlcls.serving import batcher
 
 stopping = threading.Event()
-real_score, real_stop = scoring.score_records, batcher.DynamicBatcher.stop
+real_score, real_stop = scoring.score_chunk, batcher.DynamicBatcher.stop
 
-def score_records(run, records, *args, **kwargs):
+def score_chunk(run, records, *args, **kwargs):
     records = list(records)
     if any(record.id == "held" for record in records):
         print("gate: holding the request in the model call", file=sys.stderr, flush=True)
@@ -73,7 +73,7 @@ async def stop(self):
     stopping.set()
     await real_stop(self)
 
-scoring.score_records, batcher.DynamicBatcher.stop = score_records, stop
+scoring.score_chunk, batcher.DynamicBatcher.stop = score_chunk, stop
 sys.argv = ["mlcls", *sys.argv[1:]]
 from mlcls.cli import main
 main()
@@ -159,7 +159,7 @@ def test_the_drain_deadline_in_process(loaded, monkeypatch):
     from mlcls.inference import scoring
 
     held, release = threading.Event(), threading.Event()
-    real = scoring.score_records
+    real = scoring.score_chunk
 
     def gated(run, records, *args, **kwargs):
         records = list(records)
@@ -168,7 +168,7 @@ def test_the_drain_deadline_in_process(loaded, monkeypatch):
             release.wait(120)
         return real(run, records, *args, **kwargs)
 
-    monkeypatch.setattr(scoring, "score_records", gated)
+    monkeypatch.setattr(scoring, "score_chunk", gated)
     app = create_app(loaded, ServeSettings(drain_seconds=0))
 
     async def scenario():
