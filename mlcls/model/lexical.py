@@ -36,7 +36,13 @@ class LexicalModel:
     intercept: np.ndarray  # (labels,)
     weight: float = 0.0  # the blend weight, chosen on the tuning scores
     settings: dict[str, Any] = field(default_factory=lambda: dict(VECTORIZER))
+    # (labels,) True where the training data annotated no article with the label (a label kept from a parent
+    # run, model.init_keep_labels): the lexical model knows nothing of it and leaves its score to the encoder.
+    # Its "prior" of 0 annotated articles would be 0.5 for every article, which a blend turns into a label that
+    # fires on everything. None: every label was annotated (and runs saved before this field).
+    abstain: np.ndarray | None = None
     _vectorizer: Any = field(default=None, repr=False, compare=False)
+    _coef_t: Any = field(default=None, repr=False, compare=False)  # coef.T, contiguous (probabilities)
 
     def vectorizer(self):
         if self._vectorizer is None:
@@ -50,13 +56,18 @@ class LexicalModel:
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """(texts, labels) probabilities of the lexical model alone."""
         x = self.vectorizer().transform(texts)
-        logits = np.asarray(x @ self.coef.T) + self.intercept
+        if self._coef_t is None:  # scipy copies a transposed (non-contiguous) matrix at every product: ~1 ms a
+            self._coef_t = np.ascontiguousarray(self.coef.T)  # call, what one served article costs (mlcls serve)
+        logits = np.asarray(x @ self._coef_t) + self.intercept
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
 
     def blend(self, texts: Sequence[str], encoder_probs: np.ndarray) -> np.ndarray:
         if self.weight == 0.0:
             return encoder_probs
-        return blend(encoder_probs, self.probabilities(texts), self.weight)
+        lexical = self.probabilities(texts)
+        if self.abstain is not None and self.abstain.any():
+            lexical[:, self.abstain] = encoder_probs[:, self.abstain]
+        return blend(encoder_probs, lexical, self.weight)
 
 
 def blend(encoder_probs: np.ndarray, lexical_probs: np.ndarray, weight: float) -> np.ndarray:
@@ -65,7 +76,8 @@ def blend(encoder_probs: np.ndarray, lexical_probs: np.ndarray, weight: float) -
 
 def fit_lexical(texts: Sequence[str], targets: np.ndarray, mask: np.ndarray) -> LexicalModel:
     """TF-IDF on `texts`, then one logistic regression per label on its annotated rows (confidence >= 0.5 is
-    positive). A label with no positive (or no negative) there gets zero weights and its prior as bias."""
+    positive). A label with no positive (or no negative) there gets zero weights and its prior as bias; a label with
+    no annotated row at all is left to the encoder (`abstain`)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -74,6 +86,7 @@ def fit_lexical(texts: Sequence[str], targets: np.ndarray, mask: np.ndarray) -> 
     labels = targets.shape[1]
     coef = np.zeros((labels, x.shape[1]), dtype=np.float32)
     intercept = np.zeros(labels, dtype=np.float32)
+    abstain = ~(mask > 0).any(axis=0)
     for j in range(labels):
         rows = mask[:, j] > 0
         y = targets[rows, j] >= 0.5
@@ -84,7 +97,8 @@ def fit_lexical(texts: Sequence[str], targets: np.ndarray, mask: np.ndarray) -> 
         fitted = LogisticRegression(C=C, solver="liblinear", max_iter=200).fit(x[rows], y)
         coef[j], intercept[j] = fitted.coef_[0], fitted.intercept_[0]
     vocabulary = {term: int(i) for term, i in vectorizer.vocabulary_.items()}
-    return LexicalModel(vocabulary, vectorizer.idf_.astype(np.float32), coef, intercept)
+    return LexicalModel(vocabulary, vectorizer.idf_.astype(np.float32), coef, intercept,
+                        abstain=abstain if abstain.any() else None)
 
 
 def out_of_fold_lexical(texts: Sequence[str], targets: np.ndarray, mask: np.ndarray, fold: np.ndarray) -> np.ndarray:

@@ -20,8 +20,11 @@ def save_lexical(run: Path, model: LexicalModel) -> None:
     folder = run / LEXICAL
     folder.mkdir(parents=True, exist_ok=True)
     (folder / LEXICAL_VOCABULARY).write_text(json.dumps(model.vocabulary, ensure_ascii=False), encoding="utf-8")
-    save_file({"idf": model.idf.astype(np.float32), "coef": model.coef.astype(np.float32),
-               "intercept": model.intercept.astype(np.float32)}, str(folder / LEXICAL_WEIGHTS))
+    tensors = {"idf": model.idf.astype(np.float32), "coef": model.coef.astype(np.float32),
+               "intercept": model.intercept.astype(np.float32)}
+    if model.abstain is not None:  # only where some label was never annotated: other runs' files are unchanged
+        tensors["abstain"] = model.abstain.astype(np.uint8)
+    save_file(tensors, str(folder / LEXICAL_WEIGHTS))
     (folder / LEXICAL_SETTINGS).write_text(json.dumps({"weight": model.weight, "vectorizer": model.settings, "C": C},
                                                       indent=1))
 
@@ -38,10 +41,12 @@ def load_lexical(run: Path) -> LexicalModel | None:
         settings = json.loads((folder / LEXICAL_SETTINGS).read_text())
         vocabulary = json.loads((folder / LEXICAL_VOCABULARY).read_text(encoding="utf-8"))
         model = LexicalModel(vocabulary, weights["idf"], weights["coef"], weights["intercept"],
-                             float(settings["weight"]), settings["vectorizer"])
+                             float(settings["weight"]), settings["vectorizer"],
+                             abstain=weights["abstain"].astype(bool) if "abstain" in weights else None)
     except (OSError, ValueError, KeyError) as exc:
         raise RunDirError(f"{folder}: the lexical model cannot be read ({exc})") from None
-    if model.coef.shape != (len(model.intercept), len(model.idf)) or len(vocabulary) != len(model.idf):
+    if (model.coef.shape != (len(model.intercept), len(model.idf)) or len(vocabulary) != len(model.idf)
+            or (model.abstain is not None and model.abstain.shape != model.intercept.shape)):
         raise RunDirError(f"{folder}: vocabulary, idf and coefficients do not match")
     return model
 

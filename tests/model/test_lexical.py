@@ -60,6 +60,23 @@ def test_a_label_without_positives_keeps_its_prior():
     assert model.probabilities(["crude oil barrel"])[0, 2] == pytest.approx(0.5 / (len(texts) + 1), rel=1e-4)
 
 
+def test_a_label_no_article_annotates_is_left_to_the_encoder(tmp_path):
+    # A label kept from a parent run (model.init_keep_labels) has no annotated row: a prior of 0 rows would be 0.5
+    # for every article, and the blend would make the label fire on everything (issue 30's benchmark found it).
+    texts, targets, mask = _tiny()
+    mask[:, 2] = 0.0
+    model = fit_lexical(texts, targets, mask)
+    model.weight = 0.6
+    assert model.abstain is not None and model.abstain.tolist() == [j == 2 for j in range(targets.shape[1])]
+    encoder = np.full((2, targets.shape[1]), 0.01, dtype=np.float32)
+    blended = model.blend(["crude oil barrel", "wheat harvest"], encoder)
+    np.testing.assert_allclose(blended[:, 2], encoder[:, 2])
+    assert (blended[:, [0, 1]] != encoder[:, [0, 1]]).any()  # the annotated labels are still blended
+    save_lexical(tmp_path, model)
+    np.testing.assert_array_equal(load_lexical(tmp_path).abstain, model.abstain)
+    assert fit_lexical(*_tiny()).abstain is None  # every label annotated: nothing stored, files as before
+
+
 def test_out_of_fold_scores_come_from_models_that_did_not_see_the_row():
     texts, targets, mask = _tiny()
     fold = np.arange(len(texts)) % 3
