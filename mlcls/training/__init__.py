@@ -6,6 +6,8 @@ crossfit.py    train.folds: K recipes on stratified folds, the rule tuned on out
 data.py        the training data (read and validated once) and a training's result
 claim.py       claiming a run: its name, lock, staging folder and config
 fusion.py      model.lexical at the end of training: blend weight and rule, chosen together
+init_from.py   model.init_from: the starting run read once, its labels matched to the new data, its weights
+hooks.py       the per-epoch hook (EpochEnd, OnEpoch): mlcls tune's pruning hears the validation figures
 resume.py      what a checkpoint carries besides tensors, and resuming from one exactly
 optimizer.py   AdamW parameter groups (head at its own rate), warm-up and decay
 split.py       the validation hold-out (stratified) and the folds
