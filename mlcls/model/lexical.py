@@ -64,14 +64,16 @@ class LexicalModel:
     def blend(self, texts: Sequence[str], encoder_probs: np.ndarray) -> np.ndarray:
         if self.weight == 0.0:
             return encoder_probs
-        lexical = self.probabilities(texts)
-        if self.abstain is not None and self.abstain.any():
-            lexical[:, self.abstain] = encoder_probs[:, self.abstain]
-        return blend(encoder_probs, lexical, self.weight)
+        return blend(encoder_probs, self.probabilities(texts), self.weight, self.abstain)
 
 
-def blend(encoder_probs: np.ndarray, lexical_probs: np.ndarray, weight: float) -> np.ndarray:
-    return ((1.0 - weight) * encoder_probs + weight * lexical_probs).astype(np.float32)
+def blend(encoder_probs: np.ndarray, lexical_probs: np.ndarray, weight: float,
+          abstain: np.ndarray | None = None) -> np.ndarray:
+    """The fused scores; where the lexical model abstains (a label it saw no annotation of), the encoder's."""
+    blended = ((1.0 - weight) * encoder_probs + weight * lexical_probs).astype(np.float32)
+    if abstain is not None and abstain.any():
+        blended[:, abstain] = encoder_probs[:, abstain]
+    return blended
 
 
 def fit_lexical(texts: Sequence[str], targets: np.ndarray, mask: np.ndarray) -> LexicalModel:

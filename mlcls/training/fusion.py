@@ -41,7 +41,7 @@ def fuse_lexical(config: Config, model: LexicalModel, encoder_probs: np.ndarray,
         return (f1["micro_f1"] + f1["macro_f1"]) / 2
 
     model.weight, tried = choose_weight(encoder_probs, lexical_probs, held_out)
-    blended = blend(encoder_probs, lexical_probs, model.weight)
+    blended = blend(encoder_probs, lexical_probs, model.weight, model.abstain)  # what predict will blend
     save_lexical(run_dir, model)
     summary = {"lexical_weight": model.weight,
                "lexical_weights_tried": {f"{w:.1f}": round(s, 4) for w, s in tried}}
