@@ -236,6 +236,7 @@ def serve_cases(args: argparse.Namespace, articles: list[dict], extra: list[str]
         # warm-up: a few requests of each shape the cases send (the largest bodies included), so that RSS at the
         # start holds the working set, and what follows shows whether it grows under load
         run_case(server.port, articles, 2, 1, 8, 60)
+        run_case(server.port, articles, 16, 1, 32, 60)  # 16 clients: calls of about 16 articles
         run_case(server.port, articles, 4, 32, 8, 60)  # 4 clients, as the 32-article case: calls of 64
         facts["model"], facts["rss_start"] = server.get("/v1/model"), rss_mib(server.process.pid)
         plan = [(clients, 1, args.requests) for clients in args.clients]

@@ -97,6 +97,42 @@ def test_a_call_starts_at_once_when_every_client_of_the_last_call_has_asked_agai
     assert [t.ravel().tolist() for t in together] == [[2.0], [2.0], [2.0]]
 
 
+def test_clients_just_answered_are_waited_for_so_two_cohorts_merge_into_one_call():
+    """Client a's call runs while b queues (and waits past max_wait_s). When a is answered, b's request alone is
+    not scored at once: a, which asks again on its answer, is given a quarter of max_wait_s to come back, and
+    the next call holds both. Without that grace a's and b's calls would alternate for good (the cohorts of
+    issue 31's 16 single-article clients: calls of 8.5 articles instead of 16)."""
+    calls: list[list] = []
+    b_queued = threading.Event()
+
+    def score(items):
+        calls.append(list(items))
+        if items == ["a1"]:  # the first call: b queues meanwhile, and its wait runs out before the answer
+            assert b_queued.wait(30)
+            threading.Event().wait(0.6)
+        return rows_of(items)
+
+    async def client_a(batcher):
+        await batcher.score(["a1"], source="a")
+        return await batcher.score(["a2"], source="a")  # on its answer, as a closed-loop client does
+
+    async def scenario():
+        batcher = DynamicBatcher(score, max_batch=8, max_wait_s=0.4)  # grace: 0.1 s after the answer
+        await batcher.start()
+        first = asyncio.ensure_future(client_a(batcher))
+        while not calls:
+            await asyncio.sleep(0.001)
+        second = asyncio.ensure_future(batcher.score(["b1"], source="b"))
+        while batcher.queued < 1:
+            await asyncio.sleep(0)
+        b_queued.set()
+        await asyncio.wait_for(asyncio.gather(first, second), 60)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert calls == [["a1"], ["b1", "a2"]]
+
+
 def test_the_model_time_is_counted_and_a_given_thread_runs_every_call_and_outlives_the_batcher():
     inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="given")
     given = inference.submit(lambda: threading.current_thread().name).result()
