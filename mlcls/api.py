@@ -33,6 +33,8 @@ _WHERE = {
     # the model's parts (benchmarks that time pieces of it)
     "resolve_encoder": "mlcls.model.classifier", "transformer_layers": "mlcls.model.classifier",
     "tokenize": "mlcls.data.batching", "inference_batches": "mlcls.data.batching", "pad_batch": "mlcls.data.batching",
+    "INFERENCE_PAD_MULTIPLE": "mlcls.data.batching",  # its value now (set_inference_pad_multiple changes it)
+    "WindowSpec": "mlcls.data.windows", "article_windows": "mlcls.data.windows",  # a long article's windows
     "LOSSES": "mlcls.loss_specs",
     "LexicalModel": "mlcls.model.lexical", "fit_lexical": "mlcls.model.lexical",
     "out_of_fold_lexical": "mlcls.model.lexical", "choose_weight": "mlcls.model.lexical",

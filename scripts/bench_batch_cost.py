@@ -37,7 +37,6 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from mlcls.api import load_run
-    from mlcls.inference.scoring import _inference_autocast
 
     run = load_run(args.run)
     model = run.model.eval()
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
                 times = []
                 for repeat in range(args.repeats + 1):
                     start = time.perf_counter()
-                    with _inference_autocast(run.device, run.precision):
+                    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.precision == "bf16"):
                         model(ids.to(run.device), mask.to(run.device))
                     if repeat:  # the first pass of a shape pays oneDNN's kernel creation
                         times.append(time.perf_counter() - start)
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def padded(width: int) -> int:
-    from mlcls.data.batching import INFERENCE_PAD_MULTIPLE
+    from mlcls.api import INFERENCE_PAD_MULTIPLE
 
     return -(-width // INFERENCE_PAD_MULTIPLE) * INFERENCE_PAD_MULTIPLE
 
@@ -100,9 +99,7 @@ def cheapest_cuts(lengths: list[int], size: int, call_tokens: float) -> list[tup
 
 
 def compare_cuts(run, data: str, articles: list[int], calls: int, call_tokens: float) -> None:
-    from mlcls.data.records import FieldSpec, read_records
-    from mlcls.data.windows import WindowSpec, article_windows
-    from mlcls.inference.scoring import inference_batch_size
+    from mlcls.api import FieldSpec, WindowSpec, article_windows, inference_batch_size, read_records
 
     texts = [r.text for r in read_records(data, FieldSpec.from_config(run.config.data), require_labels=False)]
     windows = [[len(w) for w in article] for article in

@@ -33,9 +33,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from mlcls.api import inference_batch_size, load_run
-    from mlcls.data.batching import INFERENCE_PAD_MULTIPLE
-    from mlcls.inference.scoring import _inference_autocast
+    from mlcls.api import INFERENCE_PAD_MULTIPLE, inference_batch_size, load_run
 
     run = load_run(args.run)
     model = run.model.eval()
@@ -45,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     def forward(rows: int, width: int) -> None:
         model(torch.full((rows, width), 1000), torch.ones(rows, width, dtype=torch.long))
 
-    with torch.inference_mode(), _inference_autocast(run.device, run.precision):
+    bf16 = torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.precision == "bf16")  # as predict
+    with torch.inference_mode(), bf16:
         forward(rows_max, widths[-1])
         print(f"loaded, one pass of {rows_max} x {widths[-1]}: {rss_mib():.0f} MiB", flush=True)
         started = time.perf_counter()
