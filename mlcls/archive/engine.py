@@ -10,8 +10,9 @@ output of an uninterrupted job.
 Bad input: under --on-error fail the first bad record stops the job with its one line (file and line), the
 shards already written kept for the rerun (which may go on under --on-error skip); under skip, bad records are
 counted by reason across workers and their lines kept in _rejects/, and a shard that cannot be read at all (a
-truncated gzip, no record) fails alone: the others are written, then the job says which failed and writes no
-manifest.
+truncated gzip, no record) fails alone, and so does a shard that cannot be written (a full disk): the others are
+written, then the job says which failed, by kind, and writes no manifest. A run that the workers cannot load
+stops the job at once under either policy.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
 
 from mlcls.archive.folder import REJECTS, OutputFolder
 from mlcls.archive.inputs import ShardTask, plan_inputs
@@ -71,13 +74,15 @@ def predict_archive(input_spec: str, job: ArchiveJob, rejects: Path | None = Non
         statuses: dict[int, dict[str, Any] | None] = {task.index: folder.done(task) for task in plan.tasks}
         pending = [task for task in plan.tasks if statuses[task.index] is None]
         notes = list(plan.notes)
+        # on every run, not only when shards are to do: a dead job's temporary files outlive the shards it left
+        removed = folder.remove_leftovers()
+        if removed:
+            notes.append(f"removed {removed} temporary files of a job that stopped before it finished them")
         if pending:
-            removed = folder.remove_leftovers()
-            if removed:
-                notes.append(f"removed {removed} temporary files of a job that stopped before it finished them")
-            notes += _run(job, pending, statuses, console)
+            _run(job, pending, statuses, console)
         ordered = [statuses[task.index] for task in plan.tasks]
         folder.write_manifest(job.identity(), input_spec, ordered)
+        notes += _unplanned_note(folder, plan.tasks)
         if rejects is not None:
             gathered = folder.gather_rejects(ordered, rejects)
             notes.append(f"{gathered} rejected lines gathered in {rejects}")
@@ -89,12 +94,14 @@ def predict_archive(input_spec: str, job: ArchiveJob, rejects: Path | None = Non
 
 
 def _run(job: ArchiveJob, pending: list[ShardTask], statuses: dict[int, dict[str, Any] | None],
-         console: Any) -> list[str]:
-    """The pending shards on Ray; their commit records go into `statuses`. Returns notes."""
+         console: Any) -> None:
+    """The pending shards on Ray; their commit records go into `statuses`."""
     by_output = {task.output: task for task in pending}
-    failed: list[str] = []
+    failed: list[dict[str, Any]] = []
     with ray_session(job) as ray:
         workers, note = worker_count(ray, job, len(pending))
+        if note:  # now, not with the notes at the end: the user watching a bar that does not move needs it
+            (console or Console(stderr=True)).print(f"note: {note}", markup=False, highlight=False)
         counter = record_counter(ray)
         with ArchiveProgress(len(pending), lambda: ray.get(counter.total.remote(), timeout=5), console) as progress:
             done_records, lines = 0, run_shards(ray, job, pending, workers, counter)
@@ -102,8 +109,8 @@ def _run(job: ArchiveJob, pending: list[ShardTask], statuses: dict[int, dict[str
                 for line in lines:
                     status = json.loads(line)
                     if "error" in status:
-                        failed.append(status["error"])
-                        if job.on_error == "fail":
+                        failed.append(status)
+                        if stops_the_job(job, status):
                             break
                     else:
                         statuses[by_output[status["output"]].index] = status
@@ -119,8 +126,13 @@ def _run(job: ArchiveJob, pending: list[ShardTask], statuses: dict[int, dict[str
                 lines.close()  # stops the execution: its workers go, with the shards they were writing
                 ray.kill(counter)  # a Ray this job did not start (a notebook's) keeps running: leave nothing in it
     if failed:
-        raise MlclsError(_failure(job, failed, len(pending), statuses))
-    return [note] if note else []
+        raise MlclsError(failure_line(job, failed, len(pending), statuses))
+
+
+def stops_the_job(job: ArchiveJob, error: dict[str, Any]) -> bool:
+    """Whether a shard's error stops the job now: every error under --on-error fail; under skip, a run that the
+    workers cannot load (every shard after it would fail the same way)."""
+    return job.on_error == "fail" or error.get("kind") == "run"
 
 
 def _kept(job: ArchiveJob, statuses: dict[int, dict[str, Any] | None], what: str = "") -> str:
@@ -129,13 +141,39 @@ def _kept(job: ArchiveJob, statuses: dict[int, dict[str, Any] | None], what: str
     return f"{what}: {kept}" if what else kept
 
 
-def _failure(job: ArchiveJob, failed: list[str], pending: int, statuses: dict[int, dict[str, Any] | None]) -> str:
-    """The error line: under fail, the bad record's own line; under skip, the shards that could not be read."""
+# an error's kind (shard.py, worker.py) -> what befell the shards, and what the user does about it
+SHARD_FAILURES = {"input": ("could not be read", "fix or remove those input shards"),
+                  "write": ("could not be written", "make room in (or fix the permissions of) the output folder")}
+
+
+def failure_line(job: ArchiveJob, failed: list[dict[str, Any]], pending: int,
+                 statuses: dict[int, dict[str, Any] | None]) -> str:
+    """The error line: a run the workers cannot load, whatever the policy; under fail, the first error's own
+    line; under skip, the shards that failed, by kind (unreadable input, an output that cannot be written)."""
+    run = next((error for error in failed if error.get("kind") == "run"), None)
+    if run is not None:
+        return f"a Ray worker cannot load the run: {run['error']} ({_kept(job, statuses)} once it is fixed)"
     if job.on_error == "fail":
-        return f"{failed[0]} ({_kept(job, statuses)} once it is fixed)"
-    more = f" (and {len(failed) - 1} more shards)" if len(failed) > 1 else ""
-    return (f"{len(failed)} of {pending} shards could not be read: {failed[0]}{more}; the others are written; fix or "
-            "remove those shards and rerun the same command")
+        return f"{failed[0]['error']} ({_kept(job, statuses)} once it is fixed)"
+    parts, fixes = [], []
+    for kind, (what, fix) in SHARD_FAILURES.items():
+        errors = [error["error"] for error in failed if error.get("kind", "input") == kind]
+        if errors:
+            more = f" (and {len(errors) - 1} more shards)" if len(errors) > 1 else ""
+            parts.append(f"{len(errors)} of {pending} shards {what}: {errors[0]}{more}")
+            fixes.append(fix)
+    return f"{'; '.join(parts)}; the others are written; {' and '.join(fixes)}, and rerun the same command"
+
+
+def _unplanned_note(folder: OutputFolder, tasks: list[ShardTask]) -> list[str]:
+    """Files among the output shards that this INPUT did not write (an earlier run's on a larger input): kept,
+    they are the user's, but a reader of the whole folder reads them with the rest."""
+    others = folder.unplanned_files({task.output for task in tasks})
+    if not others:
+        return []
+    return [f"{len(others)} files in {folder.root} are not output shards of this INPUT (e.g. {others[0]}, left by "
+            "an earlier run on more input?): the manifest leaves them out, a reader of the whole folder does not; "
+            "remove them if they are stale"]
 
 
 def _summary_notes(job: ArchiveJob, ordered: list[dict[str, Any]], pending: list[ShardTask]) -> list[str]:

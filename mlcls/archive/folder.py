@@ -5,7 +5,8 @@ OUT/
   _job.json                what the shards' rows depend on (the run, the decision options, the format, ...):
                            a rerun with other options is refused instead of mixing two jobs' rows
   _done/2020/wire-03.jsonl.json   a shard's commit record (its counts), written after the shard is renamed into
-                           place: a shard is done when both are there and the input has not changed since
+                           place: a shard is done when both are there and the input has not changed since;
+                           a shard written from another input file is not overwritten (refused in one line)
   _rejects/2020/wire-03.jsonl     under --on-error skip, the input's skipped lines (only where there were some)
   _manifest.json           every input shard -> its output shard, counts, skipped lines by reason: written last,
                            when every shard is done (a job that stopped has none)
@@ -99,19 +100,42 @@ class OutputFolder:
                              "--output")
 
     def done(self, task: ShardTask) -> dict[str, Any] | None:
-        """The commit record of a shard written whole from this very input, or None: it is to be predicted."""
+        """The commit record of a shard written whole from this very input, or None: it is to be predicted (also
+        when its input file changed since). A shard written from another input file is refused."""
         try:
             status = json.loads(done_record(self.root, task.output).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        same_input = isinstance(status, dict) and (status.get("input"), status.get("size"), status.get("mtime_ns")) \
-            == (task.input, task.size, task.mtime_ns)
-        if not same_input or not (self.root / task.output).is_file():
+        if not isinstance(status, dict) or not (self.root / task.output).is_file():
+            return None
+        self._check_same_source(task, status)
+        if (status.get("input"), status.get("size"), status.get("mtime_ns")) != (task.input, task.size, task.mtime_ns):
             return None
         rejects = status.get("rejects")
         if rejects is not None and not (self.root / REJECTS / str(rejects)).is_file():
             return None
         return status
+
+    def _check_same_source(self, task: ShardTask, status: dict[str, Any]) -> None:
+        """An output shard that another input file wrote (another INPUT into the same --output, whose shards have
+        the same names) is not this input's to overwrite. The same file named by another path (a symbolic link)
+        is the same input."""
+        kept = status.get("input")
+        if isinstance(kept, str) and kept != task.input and os.path.realpath(kept) != os.path.realpath(task.input):
+            raise MlclsError(f"{self.root / task.output}: predicted from {kept}, not {task.input}; choose another "
+                             f"--output for this INPUT, or remove {task.output} from {self.root} to replace it")
+
+    def unplanned_files(self, planned: set[str]) -> list[str]:
+        """The files a reader of the folder sees (names without a leading `_` or `.`, as Arrow and Spark read it)
+        that are not among `planned` output shards, relative and sorted."""
+        found = []
+        for folder, subfolders, names in os.walk(self.root):
+            subfolders[:] = sorted(name for name in subfolders if name[0] not in "._")
+            for name in names:
+                relative = (Path(folder) / name).relative_to(self.root).as_posix()
+                if name[0] not in "._" and relative not in planned:
+                    found.append(relative)
+        return sorted(found)
 
     def remove_leftovers(self) -> int:
         """Remove the temporary files of writers that died (this job holds the lock: none of them is alive), and

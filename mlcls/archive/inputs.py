@@ -118,6 +118,9 @@ def _record_suffix(name: str) -> bool:
 
 
 def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or in it, as the file system resolves both: `-o data/../data/tagged` or a
+    link to it is the folder `data/tagged`, never read as input."""
+    path, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
     return path == folder or folder in path.parents
 
 

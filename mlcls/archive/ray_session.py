@@ -6,9 +6,9 @@ those of `mlcls predict` (Ray's readers know none of them, and stop a whole read
 that is read, scored and written by one worker, under a temporary name renamed when whole, is what makes a job
 resumable exactly once per shard without a second bookkeeping of records. Ray Data still does what it is good
 at: a pool of actors that each load the run once (`map_batches` with a callable class, a fixed
-`ActorPoolStrategy`, `num_cpus` / `num_gpus` per worker), scheduling across the cluster, retries of a worker
-that dies, and streaming the finished shards back. A shard goes to a worker only once the worker is free
-(`max_tasks_in_flight_per_actor=1`), so shards of uneven sizes balance.
+`ActorPoolStrategy`, `num_cpus` / `num_gpus` per worker), scheduling across the cluster, restarts of a worker
+that dies (two at most: WORKER_RESTARTS), and streaming the finished shards back. A shard goes to a worker only
+once the worker is free (`max_tasks_in_flight_per_actor=1`), so shards of uneven sizes balance.
 
 The input, the output folder and the run are read by the workers where the driver names them: on a cluster
 they must be on a file system that every node mounts at the same path (NFS, a shared volume of the KubeRay
@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -32,6 +33,10 @@ from mlcls.errors import MlclsError
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the colours of Ray's messages
 RAY_MISSING = '--engine ray needs Ray: pip install "mlcls[ray]"'
+# A worker that dies (out of memory, a node lost) is restarted, and its shard retried, at most twice: Ray Data's
+# own default is without end (max_restarts=-1, max_task_retries=-1), so a shard that kills every worker it goes
+# to would never stop the job; after two, the job stops with "a Ray worker failed" (engine.py)
+WORKER_RESTARTS = {"max_restarts": 2, "max_task_retries": 2}
 
 
 def import_ray() -> Any:
@@ -46,27 +51,70 @@ def import_ray() -> Any:
 @contextmanager
 def ray_session(job: ArchiveJob) -> Iterator[Any]:
     """Ray, ready: the Ray this process already runs (a notebook, a test) as it is; else the cluster at
-    job.address; else a Ray started here with the CPUs the workers need, no dashboard, quiet, stopped at the end."""
+    job.address; else a Ray started here with the CPUs the workers need, no dashboard, quiet, stopped at the end.
+    One worker must fit in what that Ray has: else it is refused here, in one line, before anything runs."""
     ray = import_ray()
     started = False
     if not ray.is_initialized():
-        quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
-        try:
-            if job.address:
-                ray.init(address=job.address, **quiet)
-            else:
-                needed = (job.workers or 0) * job.threads_per_worker
-                ray.init(num_cpus=max(needed, os.cpu_count() or 1), include_dashboard=False, **quiet)
-        except Exception as exc:  # ConnectionError, a port taken, no shared memory, ...: say which, in one line
-            where = f"join the Ray cluster at {job.address}" if job.address else "start Ray on this machine"
-            raise MlclsError(f"cannot {where}: {error_line(exc)}") from exc
+        _start_or_join(ray, job)
         started = True
-    _quiet_ray_data(ray)
     try:
+        check_one_worker_fits(job, ray.cluster_resources(), _where(job, started))
+        _quiet_ray_data(ray)
         yield ray
     finally:
         if started:
             ray.shutdown()
+
+
+def _start_or_join(ray: Any, job: ArchiveJob) -> None:
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
+    # before ray.init: a worker too big for this machine is the user's one line, not "cannot start Ray"
+    num_cpus = None if job.address else local_num_cpus(job, os.cpu_count() or 1)
+    try:
+        if job.address:
+            ray.init(address=job.address, **quiet)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
+    except Exception as exc:  # ConnectionError, a port taken, no shared memory, ...: say which, in one line
+        where = f"join the Ray cluster at {job.address}" if job.address else "start Ray on this machine"
+        raise MlclsError(f"cannot {where}: {error_line(exc)}") from exc
+
+
+def _where(job: ArchiveJob, started: bool) -> str:
+    if not started:
+        return "the Ray this process runs"
+    return f"the Ray cluster at {job.address}" if job.address else "this machine"
+
+
+def local_num_cpus(job: ArchiveJob, cpu_count: int) -> int:
+    """The CPUs of a Ray started here: the machine's, or more when --workers ask for more (they share the cores,
+    as asked). A worker that asks for more threads than the machine has is refused: Ray would wait for a CPU
+    count that never comes, forever."""
+    _cpus_fit(job, cpu_count, "this machine")  # its GPUs: as Ray sees them, once it runs (ray_session)
+    return max((job.workers or 0) * job.threads_per_worker, cpu_count)
+
+
+def check_one_worker_fits(job: ArchiveJob, resources: dict[str, float], where: str) -> None:
+    """Refuse, in one line, a worker that asks for more CPUs or GPUs than `resources` (Ray's totals) hold. Ray
+    Data would wait for it without end: it waits for its actors with no time limit, and this job turns off
+    its no-progress timeout (a long shard is not a stuck one)."""
+    _cpus_fit(job, resources.get("CPU", 0), where)
+    _gpus_fit(job, resources.get("GPU", 0), where)
+
+
+def _cpus_fit(job: ArchiveJob, cpus: float, where: str) -> None:
+    if job.threads_per_worker > cpus:
+        fix = f"give --threads-per-worker {int(cpus)} or fewer" if cpus >= 1 else "add nodes with CPUs"
+        raise MlclsError(f"--threads-per-worker {job.threads_per_worker}: {where} has {cpus:g} CPUs, fewer than "
+                         f"one worker asks for; {fix}")
+
+
+def _gpus_fit(job: ArchiveJob, gpus: float, where: str) -> None:
+    if job.gpus_per_worker > gpus:
+        fix = f"give --gpus-per-worker {gpus:g} or less" if gpus > 0 else "leave --gpus-per-worker out (the CPU)"
+        raise MlclsError(f"--gpus-per-worker {job.gpus_per_worker:g}: {where} has {gpus:g} GPUs (as Ray sees "
+                         f"them), fewer than one worker asks for; {fix}")
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -122,12 +170,15 @@ def run_shards(ray: Any, job: ArchiveJob, tasks: list[ShardTask], workers: int, 
     from mlcls.archive.worker import ShardPredictor
 
     dataset = ray.data.from_items([asdict(task) for task in tasks], override_num_blocks=len(tasks))
-    dataset = dataset.map_batches(
-        ShardPredictor, batch_size=1, udf_modifying_row_count=False,
-        fn_constructor_kwargs={"settings": {**job.worker_settings(), "device": job.device}, "counter": counter},
-        compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
-        num_cpus=job.threads_per_worker, num_gpus=job.gpus_per_worker or None,
-    )
+    with warnings.catch_warnings():
+        # Ray 2.60 calls the actor options passed this way deprecated, yet names no other way to pass these two
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        dataset = dataset.map_batches(
+            ShardPredictor, batch_size=1, udf_modifying_row_count=False,
+            fn_constructor_kwargs={"settings": {**job.worker_settings(), "device": job.device}, "counter": counter},
+            compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
+            num_cpus=job.threads_per_worker, num_gpus=job.gpus_per_worker or None, **WORKER_RESTARTS,
+        )
     rows = iter(dataset.iter_rows())
     try:
         for row in rows:

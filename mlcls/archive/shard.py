@@ -66,8 +66,9 @@ def load_context(settings: dict[str, Any]) -> ShardContext:
 
 def predict_shard(context: ShardContext, task: ShardTask,
                   on_chunk: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Predict one shard into its output shard; return its commit record, or {"error": one line} when the shard
-    (or the disk) is at fault. `on_chunk(records)` is told after every chunk written (the progress bar)."""
+    """Predict one shard into its output shard; return its commit record, or {"error": one line, "kind": "input"
+    or "write"} when the shard or the disk is at fault. `on_chunk(records)` is told after every chunk written (the
+    progress bar)."""
     started = time.perf_counter()
     final = context.root / task.output
     temp = temporary_name(final)
@@ -103,10 +104,11 @@ def predict_shard(context: ShardContext, task: ShardTask,
         write_json_atomically(done_record(context.root, task.output), status)  # the commit: written last
         return status
     except (MlclsError, OSError) as exc:
-        if isinstance(exc, OSError) and not any(failed_write(exc, p) for p in (temp, rejects_temp) if p):
+        files = ((temp, final, "the predictions"), (rejects_temp, rejects_final, "the skipped lines"))
+        error = exc if isinstance(exc, MlclsError) else _write_error(exc, files)
+        if error is None:
             raise
-        message = str(exc) if isinstance(exc, MlclsError) else str(_write_error(final, exc))
-        return {"input": task.input, "output": task.output, "error": message}
+        return error_status(task, str(error), "write" if isinstance(error, WriteError) else "input")
     finally:
         for cleanup in cleanups:
             cleanup()
@@ -129,8 +131,20 @@ def _write_rows(context: ShardContext, records, writer, on_chunk: Callable[[int]
     return written
 
 
-def _write_error(final: Path, exc: OSError) -> WriteError:
-    return WriteError(f"{final}: cannot write the predictions ({describe_os_error(exc)})")
+def _write_error(exc: OSError, files: tuple[tuple[Path | None, Path, str], ...]) -> WriteError | None:
+    """The one line of a write to one of `files` (temporary name, final name, what it holds) that failed, named
+    after that file's final name (the output shard, or its rejects); None when `exc` came from elsewhere."""
+    for temp, final, what in files:
+        if temp is not None and failed_write(exc, temp):
+            return WriteError(f"{final}: cannot write {what} ({describe_os_error(exc)})")
+    return None
+
+
+def error_status(task: ShardTask, message: str, kind: str) -> dict[str, Any]:
+    """A shard's error, in place of its commit record. Its kind says what the driver tells the user: "input"
+    (the shard cannot be read: fix or remove it), "write" (the output folder cannot take it: make room),
+    "run" (the worker cannot load the run: every shard would fail, the job stops at once)."""
+    return {"input": task.input, "output": task.output, "error": message, "kind": kind}
 
 
 def _status(context: ShardContext, task: ShardTask, written: int, stats, windows: tuple[int, int],

@@ -47,13 +47,13 @@ class ShardPredictor:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        from mlcls.archive.shard import predict_shard
+        from mlcls.archive.shard import error_status, predict_shard
 
         statuses = []
         for row in range(len(batch["input"])):
             task = ShardTask(**{key: _plain(batch[key][row]) for key in TASK_FIELDS})
             if self.failure is not None:
-                status = {"input": task.input, "output": task.output, "error": self.failure}
+                status = error_status(task, self.failure, "run")
             else:
                 status = predict_shard(self.context, task, self._tell)
             statuses.append(json.dumps(status, ensure_ascii=False))

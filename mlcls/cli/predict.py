@@ -7,6 +7,7 @@ The evaluation and inference modules are imported inside the commands: they load
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -216,8 +217,9 @@ def _predict_on_ray(file: str, model: Path | None, output: Path | None, mode: in
     if output is None:
         raise MlclsError("--engine ray needs --output OUT_DIR: the folder the output shards go to")
     import_ray()  # a missing extra: one line, before anything else
-    job = ArchiveJob(resolve_job_run(model), output.absolute(), mode, fmt or "jsonl", *decisions, on_error or "fail",
-                     batch_size=batch_size, **loading, **ray_options)
+    # the folder as the file system resolves it (no `..`, no link): what the input is compared with
+    job = ArchiveJob(resolve_job_run(model), Path(os.path.realpath(output)), mode, fmt or "jsonl", *decisions,
+                     on_error or "fail", batch_size=batch_size, **loading, **ray_options)
     result = predict_archive(file, job, rejects, err)
     earlier = f", {result.already_done} of them written by an earlier run" if result.already_done else ""
     err.print(f"{result.records} predictions written to {output} in {result.shards} shards{earlier}", markup=False)

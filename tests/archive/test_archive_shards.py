@@ -12,17 +12,21 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
 
+from mlcls.archive.engine import failure_line, stops_the_job
 from mlcls.archive.folder import DONE, JOB, MANIFEST, REJECTS, OutputFolder, temporary_name
 from mlcls.archive.inputs import plan_inputs
 from mlcls.archive.job import ArchiveJob
 from mlcls.archive.shard import load_context, predict_shard
+from mlcls.atomic import open_for_writing
 from mlcls.cli import app
 from mlcls.errors import DataError, MlclsError
 from tests.archive.conftest import ARTICLES, read_rows, tiny_run
+from tests.conftest import needs_dev_full
 
 runner = CliRunner()
 
@@ -43,6 +47,28 @@ def test_a_folder_gives_its_record_files_sorted_with_output_names_after_them(arc
     assert [t.index for t in plan.tasks] == [0, 1, 2]
     assert plan.tasks[2].size == (archive / "a.jsonl").stat().st_size
     assert plan.notes == ["1 files in " + str(archive) + " are not record files and were left out: README.md"]
+
+
+def test_the_output_folder_is_never_input_however_it_is_named(archive, tmp_path):
+    (archive / "predictions").mkdir()
+    (archive / "predictions" / "a.jsonl").write_text('{"id": "x", "text": "old output"}\n')
+    (tmp_path / "link").symlink_to(archive / "predictions")
+    for out in (archive / "2020" / ".." / "predictions", tmp_path / "link"):
+        for spec in (str(archive), str(archive / "**" / "*.jsonl")):
+            assert "predictions/a.jsonl" not in [t.output for t in plan_inputs(spec, "jsonl", out).tasks]
+
+
+def test_the_command_gives_the_ray_job_its_folder_resolved(trained, archive, monkeypatch):
+    import mlcls.archive.engine as engine
+
+    jobs = []
+    monkeypatch.setattr(engine, "predict_archive", lambda spec, job, *rest: jobs.append(job) or
+                        engine.ArchiveResult(1, 0, 1))
+    given = archive / "2020" / ".." / "tagged"
+    result = runner.invoke(app, ["predict", str(archive), "--model", str(tiny_run(trained)), "--engine", "ray", "-o",
+                                 str(given)])
+    assert result.exit_code == 0, result.output
+    assert jobs[0].output == Path(os.path.realpath(archive / "tagged"))
 
 
 def test_a_glob_and_a_single_file(archive, tmp_path):
@@ -134,7 +160,7 @@ def test_a_bad_record_under_fail_is_the_shards_error_and_leaves_nothing(trained,
     context = _context(trained, out)
     task = plan_inputs(str(_bad_shard(tmp_path)), "jsonl", out).tasks[0]
     status = predict_shard(context, task)
-    assert status["error"].startswith(f"{task.input}:2: invalid JSON")
+    assert status["error"].startswith(f"{task.input}:2: invalid JSON") and status["kind"] == "input"
     assert not (out / "bad.jsonl").exists() and not (out / DONE).exists() and _leftovers(out) == []
 
 
@@ -164,7 +190,45 @@ def test_a_run_that_cannot_load_is_every_shards_one_line(trained, tmp_path):
     task = plan_inputs(str(_bad_shard(tmp_path)), "jsonl", tmp_path / "out").tasks[0]
     batch = {key: [getattr(task, key)] for key in ("index", "input", "output", "rejects", "size", "mtime_ns")}
     status = json.loads(worker(batch)["status"][0])
-    assert "no-run" in status["error"] and "\n" not in status["error"]
+    assert "no-run" in status["error"] and "\n" not in status["error"] and status["kind"] == "run"
+
+
+@needs_dev_full
+def test_rejects_that_cannot_be_written_are_named_as_such(trained, tmp_path, monkeypatch):
+    import mlcls.archive.shard as shard
+
+    def rejects_on_a_full_disk(path, mode="w", **kwargs):  # the output shard's writer opens its file elsewhere
+        return open_for_writing(path, mode, fd=os.open("/dev/full", os.O_WRONLY))
+
+    monkeypatch.setattr(shard, "open_for_writing", rejects_on_a_full_disk)
+    out = tmp_path / "out"
+    context = _context(trained, out, on_error="skip")
+    status = predict_shard(context, plan_inputs(str(_bad_shard(tmp_path)), "jsonl", out).tasks[0])
+    assert status["error"] == f"{out / REJECTS / 'bad.jsonl'}: cannot write the skipped lines (no space left on device)"
+    assert status["kind"] == "write"
+    assert not (out / "bad.jsonl").exists() and not (out / DONE).exists() and _leftovers(out) == []
+
+
+def _job_failed(on_error: str, *kinds: str) -> str:
+    job = ArchiveJob(Path("run"), Path("/out"), on_error=on_error)
+    failed = [{"error": f"shard{i}: {kind} trouble", "kind": kind} for i, kind in enumerate(kinds)]
+    return failure_line(job, failed, 5, {0: {"records": 1}, 1: None, 2: None, 3: None, 4: None})
+
+
+def test_a_failed_job_says_what_failed_by_kind():
+    assert _job_failed("fail", "write") == ("shard0: write trouble (1 of 5 shards are written in /out; the same "
+                                            "command continues from there once it is fixed)")
+    line = _job_failed("skip", "input", "write", "input")
+    assert line.startswith("2 of 5 shards could not be read: shard0: input trouble (and 1 more shards); 1 of 5 "
+                           "shards could not be written: shard1: write trouble; the others are written; fix or "
+                           "remove those input shards and make room")
+    assert _job_failed("skip", "write").startswith("1 of 5 shards could not be written: shard0: write trouble; the "
+                                                   "others are written; make room")
+    line = _job_failed("skip", "input", "run")
+    assert line.startswith("a Ray worker cannot load the run: shard1: run trouble (1 of 5 shards are written")
+    skip = ArchiveJob(Path("run"), Path("/out"), on_error="skip")
+    assert stops_the_job(skip, {"kind": "run"}) and not stops_the_job(skip, {"kind": "input"})
+    assert not stops_the_job(skip, {"kind": "write"}) and stops_the_job(replace(skip, on_error="fail"), {})
 
 
 # --------------------------------------------------------------------------- the output folder
@@ -183,6 +247,47 @@ def test_a_done_shard_is_known_again_until_its_input_or_output_changes(trained, 
     assert folder.done(task) is not None
     (out / "a.jsonl").unlink()  # the output went
     assert folder.done(task) is None
+
+
+def test_a_shard_of_another_input_is_not_overwritten(trained, archive, tmp_path):
+    out = tmp_path / "out"
+    predict_shard(_context(trained, out), plan_inputs(str(archive / "a.jsonl"), "jsonl", out).tasks[0])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.jsonl").write_text(json.dumps(ARTICLES[0]) + "\n")  # another file, the same output name
+    task = plan_inputs(str(other), "jsonl", out).tasks[0]
+    folder = OutputFolder(out)
+    with pytest.raises(MlclsError) as refused:
+        folder.done(task)
+    assert str(refused.value) == (f"{out / 'a.jsonl'}: predicted from {archive / 'a.jsonl'}, not {other / 'a.jsonl'}; "
+                                  f"choose another --output for this INPUT, or remove a.jsonl from {out} to replace it")
+    (tmp_path / "link").symlink_to(archive)  # the same file by another path: the same input (predicted again)
+    assert folder.done(plan_inputs(str(tmp_path / "link"), "jsonl", out).tasks[-1]) is None
+    (out / "a.jsonl").unlink()  # removed as the error says: predicted from the new input
+    assert folder.done(task) is None
+
+
+def test_a_finished_job_rerun_cleans_up_and_names_files_it_did_not_write(trained, archive, tmp_path):
+    from mlcls.archive.engine import predict_archive
+
+    out = tmp_path / "out"
+    job = ArchiveJob(tiny_run(trained).resolve(), out, scores="all")
+    out.mkdir()
+    OutputFolder(out).check_job(job.identity())
+    context = load_context({**job.worker_settings(), "device": "cpu"})
+    for task in plan_inputs(str(archive), "jsonl", out).tasks:
+        assert "error" not in predict_shard(context, task)
+    torn = temporary_name(out / "a.jsonl")  # a dead attempt's, beside shards that are all done
+    torn.write_text('{"id": "half')
+    (out / "2019").mkdir()
+    (out / "2019" / "d.jsonl").write_text("{}\n")  # an earlier run's, on an archive that had more
+    result = predict_archive(str(archive), job)  # nothing to do: Ray is not started
+    assert result.already_done == result.shards == 3 and not torn.exists()
+    assert "removed 1 temporary files of a job that stopped before it finished them" in result.notes
+    assert f"1 files in {out} are not output shards of this INPUT (e.g. 2019/d.jsonl, left by an earlier run on more " \
+           "input?)" in " ".join(result.notes)
+    assert (out / "2019" / "d.jsonl").exists() and (out / MANIFEST).exists()
+    assert OutputFolder(out).unplanned_files({"a.jsonl", "2020/b.jsonl", "2020/c.jsonl"}) == ["2019/d.jsonl"]
 
 
 def test_the_folder_is_claimed_and_keeps_one_jobs_settings(tmp_path):
@@ -303,3 +408,96 @@ def test_workers_follow_the_cluster_and_the_shards():
     assert worker_count(_Cluster(CPU=16.0, GPU=4.0), replace(job, gpus_per_worker=1.0), 100) == (4, None)
     workers, note = worker_count(_Cluster(CPU=2.0), replace(job, workers=4), 100)
     assert workers == 4 and "the Ray cluster has 2 and 0 now: they wait" in note
+
+
+def test_a_worker_that_does_not_fit_is_refused_not_waited_for():
+    from mlcls.archive.ray_session import check_one_worker_fits, local_num_cpus
+
+    job = ArchiveJob(Path("run"), Path("out"))
+    assert local_num_cpus(job, 2) == 2
+    assert local_num_cpus(replace(job, workers=3), 2) == 3  # --workers share the cores, as asked
+    with pytest.raises(MlclsError, match="^--threads-per-worker 4: this machine has 2 CPUs, fewer than one worker "
+                                         "asks for; give --threads-per-worker 2 or fewer$"):
+        local_num_cpus(replace(job, threads_per_worker=4), 2)
+    with pytest.raises(MlclsError, match=r"^--gpus-per-worker 1: the Ray cluster at auto has 0 GPUs \(as Ray sees "
+                                         r"them\), fewer than one worker asks for; leave --gpus-per-worker out"):
+        check_one_worker_fits(replace(job, gpus_per_worker=1.0), {"CPU": 64.0}, "the Ray cluster at auto")
+    with pytest.raises(MlclsError, match="has 0 CPUs, fewer than one worker asks for; add nodes with CPUs"):
+        check_one_worker_fits(job, {"GPU": 1.0}, "the Ray cluster at auto")
+    check_one_worker_fits(replace(job, threads_per_worker=4, gpus_per_worker=0.5), {"CPU": 4.0, "GPU": 1.0}, "x")
+
+
+class _FakeRay:
+    """Ray as ray_session and run_shards use it, without Ray: what they asked of it is kept."""
+
+    def __init__(self, running: bool = False, **resources):
+        self.running, self.resources, self.calls = running, resources, []
+        self.data = self
+
+    def is_initialized(self):
+        return self.running
+
+    def init(self, **options):
+        self.calls.append(("init", options))
+
+    def shutdown(self):
+        self.calls.append(("shutdown", {}))
+
+    def cluster_resources(self):
+        return self.resources
+
+    class DataContext:
+        @staticmethod
+        def get_current():
+            return SimpleNamespace()
+
+    def from_items(self, items, **options):
+        return self
+
+    def map_batches(self, fn, **options):
+        self.calls.append(("map_batches", options))
+        return self
+
+    def ActorPoolStrategy(self, **options):  # Ray's name
+        return options
+
+    def iter_rows(self):
+        return iter([{"status": "{}"}])
+
+
+def _start(job: ArchiveJob) -> None:
+    from mlcls.archive.ray_session import ray_session
+
+    with ray_session(job):
+        pass
+
+
+def test_ray_is_started_with_room_for_a_worker_or_not_at_all(monkeypatch):
+    import mlcls.archive.ray_session as session
+
+    job = ArchiveJob(Path("run"), Path("out"))
+    monkeypatch.setattr(session.os, "cpu_count", lambda: 2)
+    fake = _FakeRay(CPU=2.0)
+    monkeypatch.setattr(session, "import_ray", lambda: fake)
+    with pytest.raises(MlclsError, match="--threads-per-worker 4: this machine has 2 CPUs"):
+        _start(replace(job, threads_per_worker=4))
+    assert fake.calls == []  # refused before Ray started
+    with pytest.raises(MlclsError, match="--gpus-per-worker 1: this machine has 0 GPUs"):
+        _start(replace(job, gpus_per_worker=1.0))
+    assert [name for name, _ in fake.calls] == ["init", "shutdown"] and fake.calls[0][1]["num_cpus"] == 2
+    running = _FakeRay(running=True, CPU=1.0)
+    monkeypatch.setattr(session, "import_ray", lambda: running)
+    with pytest.raises(MlclsError, match="the Ray this process runs has 1 CPUs"):
+        _start(replace(job, threads_per_worker=2))
+    assert running.calls == []  # a Ray this job did not start is neither started nor stopped
+
+
+def test_a_dead_worker_is_restarted_twice_not_forever():
+    from mlcls.archive.inputs import ShardTask
+    from mlcls.archive.ray_session import run_shards
+
+    fake = _FakeRay()
+    task = ShardTask(0, "/in/a.jsonl", "a.jsonl", "a.jsonl", 1, 1)
+    assert list(run_shards(fake, ArchiveJob(Path("run"), Path("out")), [task], 1, None)) == ["{}"]
+    options = dict(fake.calls)["map_batches"]
+    assert options["max_restarts"] == 2 and options["max_task_retries"] == 2
