@@ -3,16 +3,21 @@ trials whose process died.
 
 A trial takes one of the N slots unless it failed and does not count: it was retried (its retry holds the slot:
 a trial killed, interrupted or stopped by an error), or it was surplus (two processes asked for the last slot at
-once: the one with the higher number gives it up). A trial whose config the trainer refuses fails and counts
-(the space allowed it: retrying gives the same config). A retry is Optuna's own form: a WAITING trial with the
-same parameters and the intermediate values reported so far, `failed_trial` / `retry_history` in its system
-attributes (as `RetryHeartbeatStaleTrialCallback` writes them), which the next `study.ask()` of any process
-takes. Its run is the retried trial's: resumed from its checkpoint when it has one.
+once: the one with the higher number gives it up; or a second retry of one trial, which only the first may
+hold). A trial whose config the trainer or its data refuses fails and counts (the space allowed it: retrying
+gives the same config). A retry is Optuna's own form: a WAITING trial with the same parameters and the
+intermediate values reported so far, `failed_trial` / `retry_history` in its system attributes (as
+`RetryHeartbeatStaleTrialCallback` writes them), which the next `study.ask()` of any process takes. Its run is the
+retried trial's: resumed from its checkpoint when it has one.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,9 @@ MAX_RETRIES = 3  # a trial that kills its process every time (out of memory, say
 
 # user attributes a trial carries (visible in optuna-dashboard)
 WORKER_HOST, WORKER_LOCK, RUN, ERROR, SURPLUS = "worker_host", "worker_lock", "run", "error", "surplus"
+ERROR_KIND = "error_kind"  # beside ERROR: "config" (the trainer refused the values) or "data" (the data did)
+# how many of the failures a retry continues were crashes or deaths: Ctrl-C, the way to pause, is not one
+CRASHES = "crashes"
 
 
 def retried(trials) -> set[int]:
@@ -30,22 +38,37 @@ def retried(trials) -> set[int]:
 
 
 def retries(trials) -> dict[int, int]:
-    """Retried trial -> the trial that retried it."""
-    return {t.system_attrs["retry_history"][-1]: t.number for t in trials if t.system_attrs.get("retry_history")}
+    """Retried trial -> the trial that retried it: the first one, when two processes both queued a retry of it
+    (the other is a duplicate: surplus)."""
+    found: dict[int, int] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        if trial.system_attrs.get("retry_history"):
+            found.setdefault(trial.system_attrs["retry_history"][-1], trial.number)
+    return found
 
 
-def takes_a_slot(trial, retried_numbers: set[int]) -> bool:
+def takes_a_slot(trial, retried_numbers: set[int], duplicates: frozenset[int] = frozenset()) -> bool:
     from optuna.trial import TrialState
 
+    if trial.number in duplicates:
+        return False  # whatever its state: the first retry holds the slot
     if trial.state != TrialState.FAIL:
         return True  # complete, pruned, or running / waiting (it will be one of those)
     return trial.number not in retried_numbers and not trial.user_attrs.get(SURPLUS)
 
 
+def duplicate_retries(trials) -> frozenset[int]:
+    """The numbers of the trials that retry a trial an earlier trial retries already (two processes both queued
+    its retry): they must not run (the config would be trained twice) nor hold a slot (counted twice)."""
+    first = retries(trials)
+    return frozenset(t.number for t in trials if t.system_attrs.get("retry_history")
+                     and first[t.system_attrs["retry_history"][-1]] != t.number)
+
+
 def slots_taken(trials, below: int | None = None) -> int:
     """How many of the N slots the trials hold (those numbered below `below`, when given)."""
-    again = retried(trials)
-    return sum(1 for t in trials if (below is None or t.number < below) and takes_a_slot(t, again))
+    again, duplicates = retried(trials), duplicate_retries(trials)
+    return sum(1 for t in trials if (below is None or t.number < below) and takes_a_slot(t, again, duplicates))
 
 
 def all_taken(trials, total: int) -> bool:
@@ -58,28 +81,58 @@ def root_number(trial) -> int:
     return trial.system_attrs.get("failed_trial", trial.number)
 
 
-def retry(optuna, study, trial) -> bool:
-    """Queue `trial` (failed, not by its own config) to run again with the same parameters; False when it has been
-    retried MAX_RETRIES times (it then stays failed, and counts)."""
+def crashes(trial) -> int:
+    """How many crashes or deaths the tries of `trial` so far ended in (a retry queued before this count was kept
+    counts every earlier try)."""
+    return int(trial.user_attrs.get(CRASHES, len(trial.system_attrs.get("retry_history", []))))
+
+
+def retry(optuna, study, trial, interrupted: bool = False) -> bool:
+    """Queue `trial` (failed, not by its own config) to run again with the same parameters; False when it has
+    crashed or died MAX_RETRIES + 1 times (it then stays failed, and counts). `interrupted`: it stopped for Ctrl-C,
+    which does not count towards MAX_RETRIES (pausing a search any number of times never ends a trial)."""
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
-    if len(history) > MAX_RETRIES:
+    crashed = crashes(trial) + (0 if interrupted else 1)
+    if crashed > MAX_RETRIES:
         return False
     study.add_trial(optuna.trial.create_trial(
         state=optuna.trial.TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        system_attrs={"failed_trial": history[0], "retry_history": history},
+        system_attrs={"failed_trial": history[0], "retry_history": history}, user_attrs={CRASHES: crashed},
         intermediate_values=dict(trial.intermediate_values)))
     return True
 
 
-def fail_and_retry(optuna, study, number: int) -> bool:
-    """Fail the running trial `number` (another process's, or this one's that stopped) and queue its retry; False
-    when another process got there first (the trial is finished already: it must not be retried twice)."""
+def fail(optuna, study, number: int) -> bool:
+    """Fail the running trial `number`; False when it is finished already (another process failed it first)."""
     try:
         study.tell(number, state=optuna.trial.TrialState.FAIL)
     except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
         return False
-    retry(optuna, study, study.get_trials(deepcopy=False)[number])  # a study's trials are numbered 0, 1, ...
     return True
+
+
+def fail_and_retry(optuna, study, number: int, interrupted: bool = False) -> bool:
+    """Fail the running trial `number` (another process's, or this one's that stopped) and queue its retry; whether
+    the retry was queued: False when another process got there first (the trial is finished already: it must not
+    be retried twice), or when it has crashed too often (retry: it stays failed, and counts)."""
+    with sigint_held_off():  # failed and not yet queued again, the trial would be lost to a second Ctrl-C
+        return fail(optuna, study, number) and retry(optuna, study, study.get_trials(deepcopy=False)[number],
+                                                      interrupted)  # a study's trials are numbered 0, 1, ...
+
+
+@contextmanager
+def sigint_held_off() -> Iterator[None]:
+    """Ctrl-C ignored for the block: a few storage writes that must happen together (the main thread only: no
+    other may set a signal handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        # None: a handler set outside Python, which cannot be put back; the default is the closest
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 def orphans(trials, folder: Path, one_machine: bool) -> list[Any]:
@@ -101,15 +154,19 @@ def orphans(trials, folder: Path, one_machine: bool) -> list[Any]:
     return found
 
 
-def recover(optuna, study, folder: Path, one_machine: bool) -> list[int]:
-    """Fail and retry every orphaned trial (and, with Optuna's heartbeat on, the heartbeat-stale ones); the
-    numbers of those this process retried."""
+def recover(optuna, study, folder: Path, one_machine: bool) -> dict[int, bool]:
+    """Fail and retry every orphaned trial (and, with Optuna's heartbeat on, the heartbeat-stale ones): the
+    numbers of those this process failed -> whether it queued their retry (False: they died too often)."""
     if not one_machine:  # Optuna's heartbeat, on for RDB servers (study.py)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-    return [t.number for t in orphans(study.get_trials(deepcopy=False), folder, one_machine)
-            if fail_and_retry(optuna, study, t.number)]
+    found = {}
+    for trial in orphans(study.get_trials(deepcopy=False), folder, one_machine):
+        with sigint_held_off():  # as in fail_and_retry
+            if fail(optuna, study, trial.number):  # else another process failed it first, and retries it
+                found[trial.number] = retry(optuna, study, study.get_trials(deepcopy=False)[trial.number])
+    return found
 
 
 def heartbeat_stale(optuna):

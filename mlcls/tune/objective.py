@@ -22,7 +22,7 @@ from mlcls.run.lifecycle import lock_run, release_run
 from mlcls.training.data import TrainingData
 from mlcls.training.hooks import EpochEnd
 from mlcls.training.interrupt import StopSignal
-from mlcls.tune.ledger import ERROR, RUN, root_number
+from mlcls.tune.ledger import ERROR, ERROR_KIND, RUN, root_number
 from mlcls.tune.schema import build, with_values
 from mlcls.tune.space import SearchSpace
 
@@ -55,7 +55,7 @@ class TrialSetup:
 
 @dataclass(frozen=True)
 class Outcome:
-    state: str  # "complete", "pruned" or "rejected" (the trainer refused the trial's config)
+    state: str  # "complete", "pruned" or "rejected" (the trainer refused the trial's config, or its data)
     value: float | None = None
     message: str = ""
 
@@ -93,6 +93,7 @@ def run_trial(optuna, setup: TrialSetup, trial, values: dict[str, Any]) -> Outco
         config = build(with_values(setup.base, {**values, "output.dir": str(setup.folder), "output.name": name}))
     except ConfigError as exc:  # a combination the space allows and the trainer refuses: the trial fails, counted
         trial.set_user_attr(ERROR, str(exc))
+        trial.set_user_attr(ERROR_KIND, "config")
         return Outcome("rejected", message=str(exc))
     if is_trained(final):  # a retry of a trial whose process died after its run was complete
         return Outcome("complete", _figure(peek_metrics(final) or {}, setup.metric, final))

@@ -15,7 +15,17 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from mlcls.tune.ledger import ERROR, RUN, SURPLUS, retried, retries, root_number, takes_a_slot
+from mlcls.tune.ledger import (
+    ERROR,
+    ERROR_KIND,
+    RUN,
+    SURPLUS,
+    duplicate_retries,
+    retried,
+    retries,
+    root_number,
+    takes_a_slot,
+)
 
 LIVE_ROWS = 8  # the trials the live table shows: the latest, and the best
 
@@ -26,14 +36,20 @@ def state_of(trial, again: dict[int, int]) -> str:
     if name == "fail":
         if trial.number in again:
             return f"retried as {again[trial.number]}"
-        if trial.user_attrs.get(ERROR):
-            return "failed: config refused"
+        if trial.user_attrs.get(ERROR):  # the reason in full is a note under the table (failure_notes)
+            return "failed: data error" if trial.user_attrs.get(ERROR_KIND) == "data" else "failed: config refused"
         return "failed"
     if name == "pruned":
         return f"pruned (epoch {trial.last_step})" if trial.last_step is not None else "pruned"
     if trial.system_attrs.get("failed_trial") is not None and name in ("running", "waiting"):
         return f"{name} (retry of {root_number(trial)})"
     return "done" if name == "complete" else name
+
+
+def failure_notes(trials) -> list[str]:
+    """Why each trial that failed by its own config or data failed, one line each (too long for the table)."""
+    return [f"trial {t.number} failed: {t.user_attrs[ERROR]}" for t in trials
+            if t.state.name == "FAIL" and t.user_attrs.get(ERROR)]
 
 
 def best_of(trials) -> Any | None:
@@ -81,8 +97,8 @@ def _cell_metric(trial) -> str:
 
 def status_line(trials, total: int, metric: str) -> Group:
     """The bar of slots done (complete, pruned or refused, across processes), and the best so far."""
-    again = retried(trials)
-    done = sum(1 for t in trials if t.state.is_finished() and takes_a_slot(t, again))
+    again, duplicates = retried(trials), duplicate_retries(trials)
+    done = sum(1 for t in trials if t.state.is_finished() and takes_a_slot(t, again, duplicates))
     best = best_of(trials)
     best_text = f"best val {metric} {best.value:.4f} (trial {best.number})" if best else "no trial done yet"
     running = sum(1 for t in trials if t.state.name == "RUNNING")

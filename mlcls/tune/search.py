@@ -1,11 +1,13 @@
 """`tune()`: a hyperparameter search over config keys, on Optuna, that resumes, prunes and scales out.
 
-    search:  recover orphaned trials -> while slots are left: ask -> train the trial -> tell -> keep the best K runs
+    search:  while slots are left: [recover orphaned trials -> ask -> name this process in it] -> train the
+             trial -> tell -> keep the best K runs
     finish:  best.yaml, parameter importances, (refit)
 
 The loop is Optuna's ask-and-tell interface rather than `study.optimize`, so that `trials` counts the study's
 trials in all (ledger.py: slots), a killed process's trial is retried from its checkpoint, and two processes
-that ask for the last slot at once do not both run it.
+that ask for the last slot at once do not both run it. The bracketed step holds the study's claim lock on one
+machine (study.py), so that two processes never both retry one dead trial.
 """
 
 from __future__ import annotations
@@ -19,19 +21,20 @@ from typing import Any
 from rich.console import Console
 
 from mlcls.config import Config
-from mlcls.errors import ConfigError, Interrupted
-from mlcls.run.layout import study_dir
+from mlcls.errors import ConfigError, DataError, Interrupted
+from mlcls.run.layout import staging_dir, study_dir
 from mlcls.training.data import TrainingInterrupted
 from mlcls.training.interrupt import StopSignal
 from mlcls.tune import ledger
 from mlcls.tune.best import best_config, keep_best_runs, param_importances, refit_config, write_best_config
-from mlcls.tune.objective import Outcome, TrialSetup, run_trial, shares_data
-from mlcls.tune.report import best_of, study_view
+from mlcls.tune.objective import Outcome, TrialSetup, discard_unfinished, run_trial, shares_data
+from mlcls.tune.report import best_of, failure_notes, study_view
 from mlcls.tune.space import SearchSpace
 from mlcls.tune.space_checks import load_space
 from mlcls.tune.study import (
     Worker,
     check_study_name,
+    claim,
     heartbeat,
     is_remote,
     open_storage,
@@ -86,11 +89,12 @@ def tune(config: Config, space: str | Path | SearchSpace, trials: int = 20, *, s
     _check(config, trials, keep_best, refit_folds)
     base = config.to_dict()
     space = space if isinstance(space, SearchSpace) else load_space(Path(space), base)
+    check_data_files(config, space)
     study = check_study_name(study)
     folder = study_dir(Path(config.output.dir), study)
     url = storage_url(folder, storage)
     backend = open_storage(optuna, url, ledger.heartbeat_stale(optuna))
-    opened = open_study(optuna, study, backend, pruner, base)
+    opened = open_study(optuna, study, backend, pruner, base, space)
     setup = TrialSetup(base, space, folder, config.train.select_metric, console, keep_pruned, stop or StopSignal(),
                        shares_data(space, config.train.folds))
     search = Search(optuna, opened, backend, setup, trials, keep_best, not is_remote(url))
@@ -113,27 +117,34 @@ def _check(config: Config, trials: int, keep_best: int, refit_folds: int) -> Non
                           "train.folds > 1 (never test)")
 
 
+def check_data_files(config: Config, space: SearchSpace) -> None:
+    """The base config's data files (those no trial replaces) are there and readable: a typo in data.train is one
+    line before the study is opened (or made, with that base config kept in it), not a failure in each trial."""
+    from mlcls.data.formats import input_kind, open_input
+
+    for key in ("data.train", "data.validation"):
+        value = getattr(config.data, key.partition(".")[2])
+        if not value or key in space.keys:
+            continue
+        path = Path(value)
+        if not path.is_file():
+            raise DataError(path, None, f"file not found ({key} of the base config)")
+        open_input(path, input_kind(path).compression).close()  # a one-line DataError when it cannot be read
+
+
 def _search(search: Search, me: Worker, timeout: float | None) -> None:
     """Trials until the study's slots are taken (or the time is up)."""
-    optuna, study, setup = search.optuna, search.study, search.setup
+    study, setup = search.study, search.setup
     started = time.monotonic()
     with study_view(setup.console, search.setup.space.keys, setup.metric, search.total,
                     study.get_trials(deepcopy=False)) as view:
         while True:
-            for number in ledger.recover(optuna, study, setup.folder, search.one_machine):
-                setup.console.print(f"trial {number}: its process died; queued again", markup=False)
             if timeout is not None and time.monotonic() - started >= timeout:
                 setup.console.print(f"note: --timeout {timeout:g} s reached: no new trial started", markup=False)
                 return
-            if ledger.all_taken(study.get_trials(deepcopy=False), search.total):
+            trial = next_trial(search, me)
+            if trial is None:
                 return
-            trial = study.ask()
-            if ledger.slots_taken(study.get_trials(deepcopy=False), below=trial.number) >= search.total:
-                trial.set_user_attr(ledger.SURPLUS, True)  # another process took the last slot first
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                return
-            trial.set_user_attr(ledger.WORKER_HOST, me.host)
-            trial.set_user_attr(ledger.WORKER_LOCK, me.lock)
             view.show(study.get_trials(deepcopy=False))  # this trial as running
             _one_trial(search, trial)
             trials = study.get_trials(deepcopy=False)
@@ -142,33 +153,85 @@ def _search(search: Search, me: Worker, timeout: float | None) -> None:
             view.finished(trials[trial.number], trials)
 
 
+def next_trial(search: Search, me: Worker):
+    """Recover the orphaned trials, then ask for the next trial and name this process in it; None when the slots
+    are taken. Under the study's claim lock (one machine): no other process's orphan recovery, slot count or
+    naming falls between these steps (two processes would otherwise both retry one dead trial)."""
+    with claim(search.setup.folder, search.one_machine):
+        return _claimed_next_trial(search, me)
+
+
+def _claimed_next_trial(search: Search, me: Worker):
+    optuna, study, console = search.optuna, search.study, search.setup.console
+    for number, queued in ledger.recover(optuna, study, search.setup.folder, search.one_machine).items():
+        console.print(f"trial {number}: its process died; " + ("queued again" if queued else
+                      f"it died {ledger.MAX_RETRIES + 1} times, so it stays failed and counts"), markup=False)
+    while not ledger.all_taken(study.get_trials(deepcopy=False), search.total):
+        trial = study.ask()
+        trials = study.get_trials(deepcopy=False)
+        duplicate = trial.number in ledger.duplicate_retries(trials)  # another process queued this retry as well
+        if duplicate or ledger.slots_taken(trials, below=trial.number) >= search.total:
+            trial.set_user_attr(ledger.SURPLUS, True)  # or another process took the last slot first
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            if duplicate:
+                continue
+            return None
+        trial.set_user_attr(ledger.WORKER_HOST, me.host)
+        trial.set_user_attr(ledger.WORKER_LOCK, me.lock)
+        return trial
+    return None
+
+
 def _one_trial(search: Search, trial) -> Outcome:
-    """Run a trial and tell the study how it ended. Ctrl-C or an error: the trial fails, its retry is queued (it
-    resumes from the run's checkpoint), and the exception goes on."""
+    """Run a trial and tell the study how it ended. A config or data error of the trial's own: it fails and counts,
+    and the search goes on. Ctrl-C or another error: the trial fails, its retry is queued (it resumes from the
+    run's checkpoint), and the exception goes on."""
     optuna, study, setup = search.optuna, search.study, search.setup
-    TrialState = optuna.trial.TrialState
-    values = setup.space.sample(trial, setup.base)
-    setup.console.print(f"trial {trial.number}: " + ", ".join(f"{k}={v}" for k, v in values.items()), markup=False,
-                        highlight=False)
     try:
+        values = setup.space.sample(trial, setup.base)  # in here: a failure must not leave the trial running
+        setup.console.print(f"trial {trial.number}: " + ", ".join(f"{k}={v}" for k, v in values.items()),
+                            markup=False, highlight=False)
         with heartbeat(search.storage, trial):
             outcome = run_trial(optuna, setup, trial, values)
+    except (ConfigError, DataError) as exc:  # the same values would fail the same way: no retry
+        outcome = _refused(search, trial, exc)
     except TrainingInterrupted as exc:
-        ledger.fail_and_retry(optuna, study, trial.number)
+        ledger.fail_and_retry(optuna, study, trial.number, interrupted=True)  # a pause: never counts as a crash
         raise Interrupted(f"{str(exc).split('; continue with')[0]}; the search goes on (trial {trial.number} "
                           "from that checkpoint) when the same mlcls tune command runs again") from None
-    except BaseException:
-        ledger.fail_and_retry(optuna, study, trial.number)
+    except BaseException as exc:
+        paused = isinstance(exc, KeyboardInterrupt | Interrupted)  # Ctrl-C outside the training loop
+        if not ledger.fail_and_retry(optuna, study, trial.number, interrupted=paused) and not paused \
+                and ledger.crashes(study.get_trials(deepcopy=False)[trial.number]) >= ledger.MAX_RETRIES:
+            setup.console.print(f"trial {trial.number}: it crashed {ledger.MAX_RETRIES + 1} times, so it stays "
+                                "failed and counts", markup=False)
         raise
+    _tell(search, trial, outcome)
+    return outcome
+
+
+def _refused(search: Search, trial, exc: ConfigError | DataError) -> Outcome:
+    """A trial whose config or data is refused: its reason kept in the trial (the table and the notes show it),
+    and the run it began removed (it is never retried: nothing would continue it)."""
+    trial.set_user_attr(ledger.ERROR, str(exc))
+    trial.set_user_attr(ledger.ERROR_KIND, "data" if isinstance(exc, DataError) else "config")
+    run = search.study.get_trials(deepcopy=False)[trial.number].user_attrs.get(ledger.RUN)
+    if run is not None and staging_dir(search.setup.folder / run).exists():
+        discard_unfinished(search.setup.folder / run)
+    return Outcome("rejected", message=str(exc))
+
+
+def _tell(search: Search, trial, outcome: Outcome) -> None:
+    optuna, study, console = search.optuna, search.study, search.setup.console
     if outcome.state == "complete":
         study.tell(trial, outcome.value)
     elif outcome.state == "pruned":
-        study.tell(trial, state=TrialState.PRUNED)
-        setup.console.print(f"trial {trial.number}: pruned ({outcome.message})", markup=False)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        console.print(f"trial {trial.number}: pruned ({outcome.message})", markup=False)
     else:
-        study.tell(trial, state=TrialState.FAIL)
-        setup.console.print(f"trial {trial.number}: the trainer refused its config: {outcome.message}", markup=False)
-    return outcome
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        console.print(f"trial {trial.number}: failed, and counts; the search goes on: {outcome.message}",
+                      markup=False)
 
 
 def _result(search: Search, study: str, url: str) -> TuneResult:
@@ -178,7 +241,8 @@ def _result(search: Search, study: str, url: str) -> TuneResult:
     running = any(not t.state.is_finished() for t in trials)
     complete = ledger.slots_taken(trials) >= search.total and not running
     return TuneResult(study, url, setup.folder, setup.metric, setup.space.keys, list(trials), best_of(trials),
-                      best_config, complete, param_importances(search.optuna, search.study))
+                      best_config, complete, param_importances(search.optuna, search.study),
+                      notes=failure_notes(trials))
 
 
 def refit_best(result: TuneResult, base: dict[str, Any], folds: int, console: Console) -> Path | None:

@@ -105,12 +105,25 @@ def read_space(path: Path) -> tuple[list[tuple[str, Any, int]], str]:
     entries, seen = [], set()
     for key_node, _ in node.value:
         line = key_node.start_mark.line + 1
-        key = key_node.value
+        key = _key_text(key_node, where, line)
         if key in seen:
             raise ConfigError(f"{where}:{line}: {key}: named twice")
         seen.add(key)
         entries.append((str(key), data[key], line))
     return entries, where
+
+
+def _key_text(key_node: yaml.Node, where: str, line: int) -> str:
+    """An entry's key as written; a one-line error for a key YAML reads as something else than a string (`on`,
+    `yes`: a bool; `1`; `null`): no config key is one, and the parsed mapping holds it under another name."""
+    if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:str":
+        return key_node.value
+    if not isinstance(key_node, yaml.ScalarNode):
+        raise ConfigError(f"{where}:{line}: a key is a config key (section.name, e.g. train.lr), not a list or a "
+                          "mapping")
+    kind = key_node.tag.rsplit(":", 1)[-1]  # bool, int, float, null, timestamp, merge
+    raise ConfigError(f"{where}:{line}: {key_node.value}: YAML reads this key as {kind}, not as a config key "
+                      "(section.name, e.g. train.lr)")
 
 
 def parse_param(key: str, spec: Any, line: int, where: str) -> Param:

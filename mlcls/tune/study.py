@@ -11,10 +11,17 @@ file of its own in the study's workers/ folder for as long as it runs, and write
 trial it runs; the kernel drops the lock when the process dies, so another process on the same machine sees
 at once that the trial is orphaned (ledger.py retries it). Machines do not share locks: with an RDB server,
 Optuna's heartbeat (a beat a minute, stale after ten) catches a trial whose machine is gone.
+
+Claiming. On one machine (a SQLite file or a journal), a process takes its next trial under an flock on the
+study's workers/.claim (claim): recovering orphans, counting the slots, asking and naming itself in the trial
+are one step that no other process interleaves with. Optuna's own check (failing a finished trial raises) is no
+lock on SQLite: two processes started together could otherwise both fail and retry one dead trial.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import socket
 import threading
@@ -29,9 +36,12 @@ from typing import Any
 from mlcls.atomic import describe_os_error, release_lock, try_lock
 from mlcls.errors import ConfigError, MlclsError
 from mlcls.run.layout import STUDY_DB, WORKERS
+from mlcls.tune.space import SearchSpace
 
 MISSING_OPTUNA = 'mlcls tune needs Optuna: pip install "mlcls[tune]"'
 BASE_CONFIG_ATTR = "base_config"  # the study's user attribute that holds its base config
+SPACE_ATTR = "search_space"  # ... and the search space, as canonical_space gives it
+CLAIM = ".claim"  # in workers/: held while a process takes its next trial (not a *.lock: no process's liveness)
 HEARTBEAT_SECONDS = 60  # RDB servers only: how often a running trial says it is alive
 STALE_SECONDS = 600  # ... and how long it may stay silent before it is failed and retried
 
@@ -90,6 +100,18 @@ def open_storage(optuna, url: str, on_stale) -> Any:
 
 
 @contextmanager
+def claim(folder: Path, one_machine: bool) -> Iterator[None]:
+    """The study's claim lock for the block, waited for (module docstring); nothing to hold when processes on
+    other machines share the study (an RDB server): they could not see it."""
+    if not one_machine:
+        yield
+        return
+    (folder / WORKERS).mkdir(parents=True, exist_ok=True)
+    with _held(folder / WORKERS / CLAIM):
+        yield
+
+
+@contextmanager
 def _held(path: Path) -> Iterator[None]:
     """An exclusive flock on `path` for the block, waited for. (SQLite locks with fcntl, which flock does not
     touch: this lock is only between `mlcls tune` processes opening the file.)"""
@@ -114,9 +136,10 @@ def make_pruner(optuna, pruner: Any):
     raise ConfigError(f"unknown pruner {pruner!r} (valid: median, hyperband, none)")
 
 
-def open_study(optuna, name: str, storage: Any, pruner: Any, base: dict[str, Any]):
-    """Create the study, or load it to resume. The base config it was begun with is kept in it: a resume (or a
-    second process) with another base would mix trials of two searches, whose figures do not compare."""
+def open_study(optuna, name: str, storage: Any, pruner: Any, base: dict[str, Any], space: SearchSpace | None = None):
+    """Create the study, or load it to resume. The base config and the search space it was begun with are kept in
+    it: a resume (or a second process) with another base or space would mix trials of two searches, whose figures
+    do not compare (and a queued retry's values might lie outside the new space)."""
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
                                 pruner=make_pruner(optuna, pruner), sampler=optuna.samplers.TPESampler())
     held = study.user_attrs.get(BASE_CONFIG_ATTR)
@@ -126,7 +149,42 @@ def open_study(optuna, name: str, storage: Any, pruner: Any, base: dict[str, Any
         key, before, now = _first_difference(held, base)
         raise ConfigError(f"study {name!r} was begun with another base config ({key}: {before!r} then, {now!r} now):"
                           " resume it with the same config and --set options, or start another with --study NAME")
+    if space is not None:
+        _check_space(study, name, space)
     return study
+
+
+def canonical_space(space: SearchSpace) -> list[dict[str, Any]]:
+    """The space as the study keeps it: each key's kind, bounds, choices and conditions, by key (neither the file's
+    lines nor its order change what a trial draws), in JSON's shapes (Optuna stores attributes as JSON)."""
+    entries = [{name: value for name, value in dataclasses.asdict(p).items() if name != "line"} for p in space.params]
+    return json.loads(json.dumps(sorted(entries, key=lambda e: e["key"])))
+
+
+def _check_space(study, name: str, space: SearchSpace) -> None:
+    """Keep the space in a new study (or one begun before spaces were kept); refuse another one in one line."""
+    now = canonical_space(space)
+    held = study.user_attrs.get(SPACE_ATTR)
+    if held is None:
+        study.set_user_attr(SPACE_ATTR, now)
+    elif held != now:
+        raise ConfigError(f"{space.source}: study {name!r} was begun with another search space "
+                          f"({_space_difference(held, now)}): put the space back to resume it, or use a new --study "
+                          "name")
+
+
+def _space_difference(held: list[dict[str, Any]], now: list[dict[str, Any]]) -> str:
+    before, after = {e["key"]: e for e in held}, {e["key"]: e for e in now}
+    for key in sorted(set(before) | set(after)):
+        if key not in after:
+            return f"{key} was searched"
+        if key not in before:
+            return f"{key} was not searched"
+        if before[key] != after[key]:
+            field = next(f for f in sorted(set(before[key]) | set(after[key]))
+                         if before[key].get(f) != after[key].get(f))
+            return f"{key}: {field} {before[key].get(field)!r} then, {after[key].get(field)!r} now"
+    return "its entries differ"
 
 
 def _first_difference(held: dict[str, Any], base: dict[str, Any]) -> tuple[str, Any, Any]:

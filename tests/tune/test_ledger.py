@@ -1,5 +1,6 @@
-"""--trials counts a study's trials in all: retried and surplus trials give their slot up, a retry takes it; a running
-trial whose process died (its flock free) is failed and queued again, exactly once."""
+"""--trials counts a study's trials in all: retried and surplus trials give their slot up, a retry takes it (the first
+one, when two were queued); a running trial whose process died (its flock free) is failed and queued again, exactly
+once; Ctrl-C never uses up a trial's retries, nor loses its retry."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
+
+import pytest
 
 from mlcls.tune import ledger
 from mlcls.tune.study import require_optuna, worker
@@ -63,7 +66,7 @@ def test_a_trial_that_keeps_dying_stops_being_retried_and_then_counts():
     for _ in range(ledger.MAX_RETRIES):
         assert ledger.fail_and_retry(optuna, study, number)
         number = study.ask().number  # the retry runs ... and dies too
-    assert ledger.fail_and_retry(optuna, study, number)  # failed, but not queued again
+    assert not ledger.fail_and_retry(optuna, study, number)  # failed, but not queued again
     trials = study.trials
     assert [t.state for t in trials] == [State.FAIL] * (ledger.MAX_RETRIES + 1)
     assert trials[-1].system_attrs["retry_history"] == list(range(ledger.MAX_RETRIES))
@@ -94,8 +97,8 @@ def test_a_running_trial_is_an_orphan_once_its_process_lock_is_free(tmp_path):
             assert orphaned == [1, 2]  # 1's lock is free; 2 names none and no other process is left
             # With an RDB server, processes on other machines lock elsewhere: an unnamed trial is left to the heartbeat
             assert [t.number for t in ledger.orphans(study.trials, tmp_path, one_machine=False)] == [1]
-            assert ledger.recover(optuna, study, tmp_path, one_machine=True) == [1, 2]
-            assert ledger.recover(optuna, study, tmp_path, one_machine=True) == []  # once
+            assert ledger.recover(optuna, study, tmp_path, one_machine=True) == {1: True, 2: True}  # queued again
+            assert ledger.recover(optuna, study, tmp_path, one_machine=True) == {}  # once
         finally:
             holder.kill()
             holder.wait()
@@ -109,3 +112,111 @@ def test_a_trial_of_another_machine_is_not_judged_here(tmp_path):
     with worker(tmp_path):
         assert ledger.orphans(study.trials, tmp_path, one_machine=True) == []
 
+
+
+def test_ctrl_c_never_uses_up_a_trials_retries():
+    study = study_with(None)
+    number = 0
+    for _ in range(2 * ledger.MAX_RETRIES):  # paused again and again: each pause queues the trial again
+        assert ledger.fail_and_retry(optuna, study, number, interrupted=True)
+        number = study.ask().number
+    assert ledger.crashes(study.trials[number]) == 0
+    for _ in range(ledger.MAX_RETRIES):  # crashes still stop the retries, after MAX_RETRIES of them
+        assert ledger.fail_and_retry(optuna, study, number)
+        number = study.ask().number
+    assert not ledger.fail_and_retry(optuna, study, number)
+    assert ledger.slots_taken(study.trials) == 1
+
+
+def test_a_second_retry_of_one_trial_is_surplus_and_never_counted():
+    """Two processes that both failed trial 0 (a storage that does not refuse the second tell) queue two retries
+    of it: the first holds the slot, the second holds none, whatever its state."""
+    study = study_with(None)
+    assert ledger.fail_and_retry(optuna, study, 0)
+    ledger.retry(optuna, study, study.trials[0])  # the other process's
+    trials = study.trials
+    assert [t.state for t in trials] == [State.FAIL, State.WAITING, State.WAITING]
+    assert ledger.retries(trials) == {0: 1} and ledger.duplicate_retries(trials) == {2}
+    assert ledger.slots_taken(trials) == 1
+    study.tell(study.ask(), 0.5)  # the first retry runs
+    study.ask()  # ... and a process takes the second before seeing that it is one
+    assert ledger.slots_taken(study.trials) == 1
+
+
+def test_a_second_ctrl_c_between_failing_a_trial_and_queuing_its_retry_loses_nothing(monkeypatch):
+    study = study_with(None)
+    queue = study.add_trial
+
+    def pressed_then_queue(trial):  # Ctrl-C arrives between the two writes
+        signal.raise_signal(signal.SIGINT)
+        queue(trial)
+
+    monkeypatch.setattr(study, "add_trial", pressed_then_queue)
+    try:
+        assert ledger.fail_and_retry(optuna, study, 0)
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C stopped the retry of a failed trial from being queued")
+    assert [t.state for t in study.trials] == [State.FAIL, State.WAITING]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again after
+
+
+def search_over(folder, study, total: int):
+    """A Search of `study` whose trials no test trains (next_trial only asks for them)."""
+    import io
+
+    from rich.console import Console
+
+    from mlcls.tune.objective import TrialSetup
+    from mlcls.tune.search import Search
+    from mlcls.tune.space import SearchSpace
+
+    setup = TrialSetup({}, SearchSpace(()), folder, "micro_f1", Console(file=io.StringIO()))
+    return Search(optuna, study, None, setup, total, keep_best=3, one_machine=True)
+
+
+def test_a_process_takes_its_next_trial_only_under_the_study_claim(tmp_path):
+    """Recovering, counting, asking and naming are one step per process: while another process holds the claim
+    (it may be retrying the very trial this one would), this one waits, and asks for nothing."""
+    import threading
+    import time
+
+    from mlcls.tune.search import next_trial
+
+    search = search_over(tmp_path, optuna.create_study(direction="maximize"), total=2)
+    (tmp_path / "workers").mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "workers" / ".claim")],
+                              stdout=subprocess.PIPE, text=True)
+    taken = []
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with worker(tmp_path) as me:
+            waiting = threading.Thread(target=lambda: taken.append(next_trial(search, me)))
+            waiting.start()
+            time.sleep(1.0)
+            assert waiting.is_alive() and search.study.trials == []  # waits for the claim, asks for nothing
+            holder.kill()
+            waiting.join(timeout=30)
+            assert not waiting.is_alive()
+    finally:
+        holder.kill()
+        holder.wait()
+    [trial] = taken
+    assert trial.number == 0 and search.study.trials[0].user_attrs[ledger.WORKER_LOCK] == me.lock
+
+
+def test_a_duplicate_retry_is_never_run(tmp_path):
+    study = study_with(None)
+    assert ledger.fail_and_retry(optuna, study, 0)
+    ledger.retry(optuna, study, study.trials[0])  # another process's retry of the same trial
+    search = search_over(tmp_path, study, total=2)
+    with worker(tmp_path) as me:
+        from mlcls.tune.search import next_trial
+
+        first = next_trial(search, me)
+        assert first.number == 1
+        study.tell(first, 0.5)
+        fresh = next_trial(search, me)  # trial 2 is given up as surplus; a new trial takes the second slot
+        assert fresh.number == 3 and not study.trials[3].system_attrs.get("retry_history")
+    trials = study.trials
+    assert trials[2].state == State.FAIL and trials[2].user_attrs[ledger.SURPLUS]
+    assert ledger.slots_taken(trials) == 2

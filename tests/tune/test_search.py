@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from mlcls.cli import app
 from mlcls.config import load_config
+from tests.conftest import one_line
 from tests.tune.conftest import load_trials, sqlite_of, tune_args
 
 runner = CliRunner()
@@ -120,3 +121,81 @@ def test_refit_trains_the_best_config_on_all_of_train_as_an_ordinary_run(tiny_ba
     assert (runs / "latest").resolve() == refit.resolve()
     evaluated = runner.invoke(app, ["eval", str(refit)])
     assert evaluated.exit_code == 0, evaluated.output
+
+
+def test_a_trial_whose_training_refuses_its_config_or_data_fails_and_counts_and_the_search_goes_on(tiny_base,
+                                                                                                    tmp_path):
+    """A ConfigError or DataError raised inside training is the trial's own (the same values fail the same way):
+    it fails and counts, is never retried, its reason is kept, and the search goes on to the next trial."""
+    import optuna
+
+    from mlcls.tune.report import state_of
+    from mlcls.tune.search import tune
+
+    records, missing = tmp_path / "tiny.jsonl", tmp_path / "missing.jsonl"
+    space = tmp_path / "refused.yaml"
+    space.write_text(f"train.folds: [1, 2]\ndata.train: ['{records}', '{missing}']\n")
+    storage = f"sqlite:///{tmp_path / 'refused.db'}"
+    queued = optuna.create_study(study_name="refused", storage=storage, direction="maximize")
+    queued.enqueue_trial({"train.folds": 2, "data.train": str(records)})  # cross-fitting refuses data.validation
+    queued.enqueue_trial({"train.folds": 1, "data.train": str(missing)})
+    result = tune(load_config(tiny_base), space, 2, study="refused", storage=storage)
+    assert [t.state.name for t in result.trials] == ["FAIL", "FAIL"] and result.complete  # no retry queued
+    config_error = "train.folds > 1 validates on folds of data.train: set data.validation to null"
+    data_error = f"{missing}: file not found"
+    assert [t.user_attrs["error"] for t in result.trials] == [config_error, data_error]
+    assert [state_of(t, {}) for t in result.trials] == ["failed: config refused", "failed: data error"]
+    assert result.notes == [f"trial 0 failed: {config_error}", f"trial 1 failed: {data_error}"]
+    assert not list(result.folder.glob("*trial-*"))  # nothing was trained, nothing left behind
+
+
+def test_a_missing_data_file_is_one_line_before_the_study_is_made(tiny_base, tmp_path):
+    from mlcls.errors import DataError
+    from mlcls.tune.search import tune
+
+    config = load_config(tiny_base, [f"data.train={tmp_path / 'tiny.jsonl.typo'}"])
+    with pytest.raises(DataError) as caught:
+        tune(config, _space(tmp_path), 1, study="typo")
+    assert one_line(caught.value) == f"{tmp_path / 'tiny.jsonl.typo'}: file not found (data.train of the base config)"
+    assert not (tmp_path / "runs").exists()  # no study (its base config kept), no trial
+
+
+def test_a_resume_with_another_space_is_refused_naming_the_space_and_the_study(tiny_base, tmp_path):
+    """The study keeps its space: a resume with an edited space is one line, before any trial; the same space
+    written otherwise (keys reordered, comments) is the same search."""
+    from mlcls.errors import ConfigError
+    from mlcls.tune.search import tune
+
+    space = tmp_path / "space.yaml"
+    space.write_text("train.folds: [2]\nmodel.dropout: {low: 0.0, high: 0.2}\n")  # each trial refused: no training
+    config = load_config(tiny_base)
+    assert len(tune(config, space, 1, study="edited").trials) == 1
+    space.write_text("# the same search\nmodel.dropout: {low: 0.0, high: 0.2}\n\ntrain.folds: [2]\n")
+    assert len(tune(config, space, 2, study="edited").trials) == 2
+    space.write_text("train.folds: [2]\nmodel.dropout: {low: 0.0, high: 0.3}\n")
+    with pytest.raises(ConfigError) as caught:
+        tune(config, space, 3, study="edited")
+    assert one_line(caught.value) == (f"{space}: study 'edited' was begun with another search space (model.dropout: "
+                                      "high 0.2 then, 0.3 now): put the space back to resume it, or use a new "
+                                      "--study name")
+    assert len(load_trials(sqlite_of(tiny_base.parent / "runs" / "tune-edited"), "edited")) == 2
+
+
+def test_a_trial_whose_values_cannot_be_drawn_is_not_left_running(tiny_base, tmp_path, monkeypatch):
+    from mlcls.tune.search import tune
+    from mlcls.tune.space import SearchSpace
+
+    def broken(self, trial, base):
+        raise RuntimeError("the sampler broke")
+
+    monkeypatch.setattr(SearchSpace, "sample", broken)
+    with pytest.raises(RuntimeError, match="the sampler broke"):
+        tune(load_config(tiny_base), _space(tmp_path), 1, study="broken")
+    trials = load_trials(sqlite_of(tiny_base.parent / "runs" / "tune-broken"), "broken")
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]  # failed and queued again, not left running
+
+
+def _space(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("train.lr: {low: 5.0e-4, high: 3.0e-3, log: true}\n")
+    return path

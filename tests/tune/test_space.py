@@ -84,6 +84,9 @@ BAD_SPACES = [
     ("train.lr: 1.0e-4", ":1: train.lr: expected {low: .., high: ..} or {choices: [..]}"),
     ("train.lr: {low: 1.0e-5, hgh: 1.0e-4}", ":1: train.lr: unknown field 'hgh'"),
     ("train.lr: {low: 1.0e-5, high: 1.0e-4}\ntrain.lr: {low: 1.0e-5, high: 2.0e-4}", ":2: train.lr: named twice"),
+    ("on: [1, 2]", ":1: on: YAML reads this key as bool, not as a config key"),  # YAML 1.1: on, yes are true
+    ("train.lr: [1.0e-4]\n1: [2, 3]", ":2: 1: YAML reads this key as int"),
+    ("null: [1, 2]", ":1: null: YAML reads this key as null"),
     ("train.lr: [1.0e-4\n", ": invalid YAML"),
     ("- train.lr", ": a search space is a mapping of config keys"),
 ]
