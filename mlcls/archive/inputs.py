@@ -48,7 +48,8 @@ def plan_inputs(spec: str, fmt: str, output: Path) -> InputPlan:
     never input (it may sit inside INPUT's folder)."""
     if spec == "-":
         raise MlclsError("--engine ray reads files (a file, a folder of shards or a glob), not stdin")
-    files, base, notes = _input_files(spec, output)
+    # as the file system resolves it (once): `-o data/../data/tagged` or a link to it is data/tagged
+    files, base, notes = _input_files(spec, Path(os.path.realpath(output)))
     tasks, owners = [], {}
     for index, path in enumerate(files):
         relative = path.relative_to(base)
@@ -118,9 +119,9 @@ def _record_suffix(name: str) -> bool:
 
 
 def _inside(path: Path, folder: Path) -> bool:
-    """Whether `path` is `folder` or in it, as the file system resolves both: `-o data/../data/tagged` or a
-    link to it is the folder `data/tagged`, never read as input."""
-    path, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    """Whether `path`, as the file system resolves it, is `folder` (resolved: plan_inputs) or in it: the output
+    folder is never read as input, however INPUT names it."""
+    path = Path(os.path.realpath(path))
     return path == folder or folder in path.parents
 
 
