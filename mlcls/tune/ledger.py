@@ -111,13 +111,14 @@ def fail(optuna, study, number: int) -> bool:
     return True
 
 
-def fail_and_retry(optuna, study, number: int, interrupted: bool = False) -> bool:
-    """Fail the running trial `number` (another process's, or this one's that stopped) and queue its retry; whether
-    the retry was queued: False when another process got there first (the trial is finished already: it must not
-    be retried twice), or when it has crashed too often (retry: it stays failed, and counts)."""
+def fail_and_retry(optuna, study, number: int, interrupted: bool = False) -> bool | None:
+    """Fail the running trial `number` (another process's, or this one's that stopped) and queue its retry: True
+    when queued; False when it has crashed too often (retry: it stays failed, and counts); None when another
+    process got there first (the trial is finished already: it must not be retried twice)."""
     with sigint_held_off():  # failed and not yet queued again, the trial would be lost to a second Ctrl-C
-        return fail(optuna, study, number) and retry(optuna, study, study.get_trials(deepcopy=False)[number],
-                                                      interrupted)  # a study's trials are numbered 0, 1, ...
+        if not fail(optuna, study, number):
+            return None
+        return retry(optuna, study, study.get_trials(deepcopy=False)[number], interrupted)  # trials are numbered 0..
 
 
 @contextmanager
@@ -163,9 +164,9 @@ def recover(optuna, study, folder: Path, one_machine: bool) -> dict[int, bool]:
             optuna.storages.fail_stale_trials(study)
     found = {}
     for trial in orphans(study.get_trials(deepcopy=False), folder, one_machine):
-        with sigint_held_off():  # as in fail_and_retry
-            if fail(optuna, study, trial.number):  # else another process failed it first, and retries it
-                found[trial.number] = retry(optuna, study, study.get_trials(deepcopy=False)[trial.number])
+        queued = fail_and_retry(optuna, study, trial.number)
+        if queued is not None:  # else another process failed it first, and retries it
+            found[trial.number] = queued
     return found
 
 

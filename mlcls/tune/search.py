@@ -201,8 +201,7 @@ def _one_trial(search: Search, trial) -> Outcome:
                           "from that checkpoint) when the same mlcls tune command runs again") from None
     except BaseException as exc:
         paused = isinstance(exc, KeyboardInterrupt | Interrupted)  # Ctrl-C outside the training loop
-        if not ledger.fail_and_retry(optuna, study, trial.number, interrupted=paused) and not paused \
-                and ledger.crashes(study.get_trials(deepcopy=False)[trial.number]) >= ledger.MAX_RETRIES:
+        if ledger.fail_and_retry(optuna, study, trial.number, interrupted=paused) is False:  # crashed too often
             setup.console.print(f"trial {trial.number}: it crashed {ledger.MAX_RETRIES + 1} times, so it stays "
                                 "failed and counts", markup=False)
         raise
