@@ -46,6 +46,8 @@ def tune(
                                         "trainings).")] = False,
     refit_folds: Annotated[int, typer.Option("--refit-folds", min=2, help="Folds of the refit (its decision rule "
                                              "is tuned on their out-of-fold scores).")] = 3,
+    base_trial: Annotated[bool, typer.Option("--base-trial/--no-base-trial", help="Make one of the trials the base "
+                                             "config's own values, so that the search is compared with it.")] = True,
     out_dir: Annotated[Path | None, option("output.dir", "--out")] = None,
 ) -> None:
     """Search hyperparameters (Optuna): trials of the base config with values from --space, compared on validation.
@@ -62,8 +64,27 @@ def tune(
     name = study or (config.stem if config is not None else "default")
     result = run_search(cfg, space, trials, study=name, storage=storage, timeout=timeout, pruner=value_of(pruner),
                         keep_best=keep_best, keep_pruned=keep_pruned, refit=refit, refit_folds=refit_folds,
-                        console=err)
+                        base_trial=base_trial, console=err)
     _render(result)
+
+
+def _against_base(result) -> str:
+    """The best trial against the base config's, the question a search answers."""
+    base, best = result.base, result.best
+    if base is None:
+        return "the base config: not a trial of this study"
+    state = base.state.name
+    if state == "PRUNED":
+        return f"the base config (trial {base.number}): pruned after epoch {base.last_step}: the search beat it there"
+    if state == "FAIL":
+        return f"the base config (trial {base.number}): failed"
+    if state != "COMPLETE":
+        return f"the base config (trial {base.number}): not trained yet"
+    if best.value <= base.value:
+        tie = f" (trial {best.number} ties it)" if best.number != base.number else ""
+        return f"the base config (trial {base.number}) is the best: no trial beats it{tie}"
+    return (f"the base config (trial {base.number}): validation {result.metric} {base.value:.4f}; the best beats it "
+            f"by {best.value - base.value:+.4f}")
 
 
 def _render(result) -> None:
@@ -75,6 +96,7 @@ def _render(result) -> None:
     else:
         out.print(f"best: trial {result.best.number}, validation {result.metric} {result.best.value:.4f}",
                   markup=False)
+        out.print(_against_base(result), markup=False)
         out.print(f"best config: {result.best_config}; train it: "
                   f"{shell_command('mlcls', 'train', '-c', result.best_config)}", markup=False, highlight=False)
     if result.importances:

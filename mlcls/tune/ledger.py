@@ -30,6 +30,7 @@ WORKER_HOST, WORKER_LOCK, RUN, ERROR, SURPLUS = "worker_host", "worker_lock", "r
 ERROR_KIND = "error_kind"  # beside ERROR: "config" (the trainer refused the values) or "data" (the data did)
 # how many of the failures a retry continues were crashes or deaths: Ctrl-C, the way to pause, is not one
 CRASHES = "crashes"
+BASE = "base_config"  # the trial of the base config's own values (base_trial.py); its retries carry it too
 
 
 def retried(trials) -> set[int]:
@@ -97,7 +98,12 @@ def retry(optuna, study, trial, interrupted: bool = False) -> bool:
         return False
     study.add_trial(optuna.trial.create_trial(
         state=optuna.trial.TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        system_attrs={"failed_trial": history[0], "retry_history": history}, user_attrs={CRASHES: crashed},
+        # the values an enqueued trial was given go with it: a try that died before drawing them all would
+        # otherwise have the rest drawn at random (the base config's trial would no longer be the base config)
+        system_attrs={"failed_trial": history[0], "retry_history": history,
+                      **({"fixed_params": trial.system_attrs["fixed_params"]} if "fixed_params" in trial.system_attrs
+                         else {})},
+        user_attrs={CRASHES: crashed, **({BASE: True} if trial.user_attrs.get(BASE) else {})},
         intermediate_values=dict(trial.intermediate_values)))
     return True
 

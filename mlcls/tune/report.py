@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mlcls.tune.ledger import (
+    BASE,
     ERROR,
     ERROR_KIND,
     RUN,
@@ -31,7 +32,12 @@ LIVE_ROWS = 8  # the trials the live table shows: the latest, and the best
 
 
 def state_of(trial, again: dict[int, int]) -> str:
-    """How a trial stands, in a few words."""
+    """How a trial stands, in a few words (the trial of the base config's own values says so)."""
+    state = _state(trial, again)
+    return f"{state}, base config" if trial.user_attrs.get(BASE) else state
+
+
+def _state(trial, again: dict[int, int]) -> str:
     name = trial.state.name.lower()
     if name == "fail":
         if trial.number in again:
@@ -112,7 +118,8 @@ def trial_line(trial, metric: str) -> str:
     state = trial.state.name.lower()
     figure = f" val {metric} {trial.value:.4f}" if trial.value is not None and state == "complete" else ""
     error = f": {trial.user_attrs[ERROR]}" if trial.user_attrs.get(ERROR) else ""
-    return f"trial {trial.number} {state}{figure}{error} ({params})"
+    base = ", the base config" if trial.user_attrs.get(BASE) else ""
+    return f"trial {trial.number} {state}{figure}{error} ({params}{base})"
 
 
 class StudyView:

@@ -26,6 +26,7 @@ from mlcls.run.layout import staging_dir, study_dir
 from mlcls.training.data import TrainingInterrupted
 from mlcls.training.interrupt import StopSignal
 from mlcls.tune import ledger
+from mlcls.tune.base_trial import base_params, duplicate_base, enqueue_base, the_base_trial
 from mlcls.tune.best import best_config, keep_best_runs, param_importances, refit_config, write_best_config
 from mlcls.tune.objective import Outcome, TrialSetup, discard_unfinished, run_trial, shares_data
 from mlcls.tune.report import best_of, failure_notes, study_view
@@ -57,6 +58,7 @@ class TuneResult:
     best_config: Path | None
     complete: bool  # every slot done and nothing running
     importances: dict[str, float] = field(default_factory=dict)  # the searched keys' share of the figure's variance
+    base: Any | None = None  # the trial of the base config's own values (its latest try), when the study has one
     refit_run: Path | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -72,18 +74,20 @@ class Search:
     total: int
     keep_best: int
     one_machine: bool  # every process keeps its lock in the study's folder (not an RDB server)
+    base_params: dict[str, Any] | None = None  # the base config's values, queued as a trial when a slot is free
 
 
 def tune(config: Config, space: str | Path | SearchSpace, trials: int = 20, *, study: str = "default",
          storage: str | None = None, timeout: float | None = None, pruner: Any = "median", keep_best: int = 3,
-         keep_pruned: bool = False, refit: bool = False, refit_folds: int = 3, console: Console | None = None,
-         stop: StopSignal | None = None) -> TuneResult:
+         keep_pruned: bool = False, refit: bool = False, refit_folds: int = 3, base_trial: bool = True,
+         console: Console | None = None, stop: StopSignal | None = None) -> TuneResult:
     """Search `space` (a YAML file's path, or a SearchSpace) around the base `config` until the study holds
     `trials` trials in all (a resumed study counts the ones it has), or `timeout` seconds of this process have
     passed. Trials run as runs in runs/tune-<study>/ (config.output.dir); the study lives in `storage` (default:
     a SQLite file there; an RDB URL or a journal file's path otherwise). Several processes given one storage
     share the study. `pruner`: median, hyperband, none, or an Optuna pruner. `refit`: then train the best config
-    on all of train (cross-fitting with `refit_folds` folds and train.refit) as an ordinary run."""
+    on all of train (cross-fitting with `refit_folds` folds and train.refit) as an ordinary run. `base_trial`:
+    one of the trials is the base config's own values (base_trial.py), so that the search is compared with it."""
     optuna = require_optuna()
     console = console or Console(stderr=True)
     _check(config, trials, keep_best, refit_folds)
@@ -98,6 +102,11 @@ def tune(config: Config, space: str | Path | SearchSpace, trials: int = 20, *, s
     setup = TrialSetup(base, space, folder, config.train.select_metric, console, keep_pruned, stop or StopSignal(),
                        shares_data(space, config.train.folds))
     search = Search(optuna, opened, backend, setup, trials, keep_best, not is_remote(url))
+    if base_trial:
+        search.base_params, why_not = base_params(space, base)
+        if why_not:
+            console.print(f"note: the base config is not one of the trials: {why_not} (--no-base-trial says "
+                          "so and silences this)", markup=False, highlight=False)
     with worker(folder) as me:
         _search(search, me, timeout)
     result = _result(search, study, url)
@@ -166,10 +175,15 @@ def _claimed_next_trial(search: Search, me: Worker):
     for number, queued in ledger.recover(optuna, study, search.setup.folder, search.one_machine).items():
         console.print(f"trial {number}: its process died; " + ("queued again" if queued else
                       f"it died {ledger.MAX_RETRIES + 1} times, so it stays failed and counts"), markup=False)
+    if search.base_params is not None and enqueue_base(study, search.base_params, search.total):
+        console.print("queued: a trial of the base config's own values (" + ", ".join(
+            f"{k}={v}" for k, v in search.base_params.items()) + "), to compare the search with",
+            markup=False, highlight=False)
     while not ledger.all_taken(study.get_trials(deepcopy=False), search.total):
         trial = study.ask()
         trials = study.get_trials(deepcopy=False)
-        duplicate = trial.number in ledger.duplicate_retries(trials)  # another process queued this retry as well
+        # another process queued this retry as well, or (an RDB server: no claim lock) a base trial of its own
+        duplicate = trial.number in ledger.duplicate_retries(trials) or duplicate_base(trials, trials[trial.number])
         if duplicate or ledger.slots_taken(trials, below=trial.number) >= search.total:
             trial.set_user_attr(ledger.SURPLUS, True)  # or another process took the last slot first
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -239,8 +253,9 @@ def _result(search: Search, study: str, url: str) -> TuneResult:
     best_config = write_best_config(setup.folder, study, setup.base, trials, setup.metric)
     running = any(not t.state.is_finished() for t in trials)
     complete = ledger.slots_taken(trials) >= search.total and not running
+    base = the_base_trial(trials)
     return TuneResult(study, url, setup.folder, setup.metric, setup.space.keys, list(trials), best_of(trials),
-                      best_config, complete, param_importances(search.optuna, search.study),
+                      best_config, complete, param_importances(search.optuna, search.study), base=base,
                       notes=failure_notes(trials))
 
 
