@@ -22,6 +22,7 @@ from mlcls.run.lifecycle import lock_run, release_run
 from mlcls.training.data import TrainingData
 from mlcls.training.hooks import EpochEnd
 from mlcls.training.interrupt import StopSignal
+from mlcls.tune.base_trial import is_base
 from mlcls.tune.ledger import ERROR, ERROR_KIND, RUN, root_number
 from mlcls.tune.schema import build, with_values
 from mlcls.tune.space import SearchSpace
@@ -64,8 +65,8 @@ class PruneOnEpoch:
     """The training hook of a trial: report the kept validation figure after each epoch; stop a trial the pruner
     gives up on (never after its last epoch: nothing would be saved)."""
 
-    def __init__(self, optuna, trial, metric: str):
-        self.optuna, self.trial, self.metric = optuna, trial, metric
+    def __init__(self, optuna, trial, metric: str, prunable: bool = True):
+        self.optuna, self.trial, self.metric, self.prunable = optuna, trial, metric, prunable
         # a retry carries the figures its first try reported; a step is reported once
         self.reported = set(trial.study.get_trials(deepcopy=False)[trial.number].intermediate_values)
 
@@ -76,7 +77,7 @@ class PruneOnEpoch:
         if end.step not in self.reported:
             self.trial.report(float(value), end.step)
             self.reported.add(end.step)
-        if not end.ends_training and self.trial.should_prune():
+        if self.prunable and not end.ends_training and self.trial.should_prune():
             raise self.optuna.TrialPruned(f"epoch {end.epoch}: {self.metric} {value:.4f}")
 
 
@@ -105,7 +106,8 @@ def run_trial(optuna, setup: TrialSetup, trial, values: dict[str, Any]) -> Outco
         setup.console.print(f"trial {trial.number}: resuming {name} from its checkpoint", markup=False)
     try:
         result = train(config, setup.console, resume=resume, stop=setup.stop, data=setup.training_data(config),
-                       on_epoch=PruneOnEpoch(optuna, trial, setup.metric))
+                       # the base config's trial is what the others are compared with: it runs to the end
+                       on_epoch=PruneOnEpoch(optuna, trial, setup.metric, prunable=not is_base(frozen)))
     except optuna.TrialPruned as exc:
         if not setup.keep_pruned:
             discard_unfinished(final)

@@ -142,3 +142,17 @@ def test_a_second_base_trial_queued_by_another_process_is_the_duplicate():
     retry = _trial(3, "WAITING", base=True)
     retry.system_attrs = {"failed_trial": 0, "retry_history": [0]}  # a retry of the first is the base trial still
     assert not duplicate_base([*trials, retry], retry)
+
+
+def test_the_base_trial_is_never_pruned(tiny_base, tiny_space):
+    """It is what the others are compared with: a pruner that gives up on every trial stops the sampled one after
+    its first epoch and lets the base trial run to the end."""
+    import optuna
+
+    from mlcls.tune.search import tune
+
+    config = load_config(tiny_base, ["train.epochs=2", f"train.cache_dir={tiny_base.parent / 'cache'}"])
+    result = tune(config, tiny_space, 2, study="unpruned", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    assert [(t.state.name, bool(t.user_attrs.get("base_config"))) for t in result.trials] == [
+        ("COMPLETE", True), ("PRUNED", False)]
+    assert list(result.trials[0].intermediate_values) == [1, 2] and result.base.number == 0 == result.best.number

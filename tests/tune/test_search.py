@@ -67,7 +67,7 @@ def test_a_pruned_trial_stops_after_its_epoch_and_its_run_is_removed_or_kept(tin
     config = load_config(tiny_base, ["train.epochs=2", f"train.cache_dir={tiny_base.parent / 'cache'}"])
     # Every figure is below 2: the pruner gives up on each trial after its first epoch (never after its last).
     result = tune(config, tiny_space, 2, study="pruned", pruner=optuna.pruners.ThresholdPruner(lower=2.0),
-                  keep_pruned=keep_pruned)
+                  keep_pruned=keep_pruned, base_trial=False)  # the base trial is never pruned (test_base_trial.py)
     assert [t.state.name for t in result.trials] == ["PRUNED", "PRUNED"]
     assert all(list(t.intermediate_values) == [1] for t in result.trials)  # reported epoch 1, stopped there
     assert result.best is None and result.best_config is None and result.complete
