@@ -98,7 +98,7 @@ def tune(config: Config, space: str | Path | SearchSpace, trials: int = 20, *, s
     folder = study_dir(Path(config.output.dir), study)
     url = storage_url(folder, storage)
     backend = open_storage(optuna, url, ledger.heartbeat_stale(optuna))
-    opened = open_study(optuna, study, backend, pruner, base, space)
+    opened = open_study(optuna, study, backend, pruner, base, space, total=trials)
     setup = TrialSetup(base, space, folder, config.train.select_metric, console, keep_pruned, stop or StopSignal(),
                        shares_data(space, config.train.folds))
     search = Search(optuna, opened, backend, setup, trials, keep_best, not is_remote(url))

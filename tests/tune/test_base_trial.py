@@ -156,3 +156,20 @@ def test_the_base_trial_is_never_pruned(tiny_base, tiny_space):
     assert [(t.state.name, bool(t.user_attrs.get("base_config"))) for t in result.trials] == [
         ("COMPLETE", True), ("PRUNED", False)]
     assert list(result.trials[0].intermediate_values) == [1, 2] and result.base.number == 0 == result.best.number
+
+
+def test_tpe_models_the_trials_once_a_third_of_the_study_is_done(tiny_base, tiny_space, monkeypatch):
+    """Optuna's default random start (10 trials) would make the 6 to 10 trials a CPU affords a random search."""
+    import optuna
+
+    from mlcls.tune import search
+    from mlcls.tune.study import startup_trials
+
+    assert [startup_trials(n) for n in (1, 6, 10, 20, 30, 100)] == [3, 3, 4, 7, 10, 10]
+    samplers = []
+    create = optuna.create_study
+    monkeypatch.setattr(optuna, "create_study", lambda **kw: samplers.append(kw["sampler"]) or create(**kw))
+    config = load_config(tiny_base, [f"train.cache_dir={tiny_base.parent / 'cache'}"])
+    search.tune(config, tiny_space, 10, study="sampler", timeout=0)  # the study opened, no trial started
+    [sampler] = samplers
+    assert isinstance(sampler, optuna.samplers.TPESampler) and sampler._n_startup_trials == 4
