@@ -64,7 +64,8 @@ def best_of(trials) -> Any | None:
     return min(complete, key=lambda t: (-t.value, t.number), default=None)
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A trial's value as the table and the log lines show it (3 significant digits: what tells trials apart)."""
     if isinstance(value, float):
         return f"{value:.3g}"
     return "-" if value is None else str(value)
@@ -88,7 +89,7 @@ def trial_table(trials, keys: list[str], metric: str, rows: int | None = None) -
     for header in ("#", "state", *keys, f"val {metric}", "min", "run"):
         table.add_column(header, justify="right" if header in ("#", f"val {metric}", "min") else "left")
     for trial in shown:
-        table.add_row(str(trial.number), state_of(trial, again), *(_cell(trial.params.get(key)) for key in keys),
+        table.add_row(str(trial.number), state_of(trial, again), *(cell(trial.params.get(key)) for key in keys),
                       _cell_metric(trial), _minutes(trial), trial.user_attrs.get(RUN, ""),
                       style="bold green" if best is not None and trial.number == best.number else None)
     return table
@@ -114,7 +115,7 @@ def status_line(trials, total: int, metric: str) -> Group:
 
 def trial_line(trial, metric: str) -> str:
     """One finished trial in one line (the log form)."""
-    params = ", ".join(f"{key}={_cell(value)}" for key, value in trial.params.items())
+    params = ", ".join(f"{key}={cell(value)}" for key, value in trial.params.items())
     state = trial.state.name.lower()
     figure = f" val {metric} {trial.value:.4f}" if trial.value is not None and state == "complete" else ""
     error = f": {trial.user_attrs[ERROR]}" if trial.user_attrs.get(ERROR) else ""

@@ -29,7 +29,7 @@ from mlcls.tune import ledger
 from mlcls.tune.base_trial import base_params, duplicate_base, enqueue_base, the_base_trial
 from mlcls.tune.best import best_config, keep_best_runs, param_importances, refit_config, write_best_config
 from mlcls.tune.objective import Outcome, TrialSetup, discard_unfinished, run_trial, shares_data
-from mlcls.tune.report import best_of, failure_notes, study_view
+from mlcls.tune.report import best_of, cell, failure_notes, study_view
 from mlcls.tune.space import SearchSpace
 from mlcls.tune.space_checks import load_space
 from mlcls.tune.study import (
@@ -177,7 +177,7 @@ def _claimed_next_trial(search: Search, me: Worker):
                       f"it died {ledger.MAX_RETRIES + 1} times, so it stays failed and counts"), markup=False)
     if search.base_params is not None and enqueue_base(study, search.base_params, search.total):
         console.print("queued: a trial of the base config's own values (" + ", ".join(
-            f"{k}={v}" for k, v in search.base_params.items()) + "), to compare the search with",
+            f"{k}={cell(v)}" for k, v in search.base_params.items()) + "), to compare the search with",
             markup=False, highlight=False)
     while not ledger.all_taken(study.get_trials(deepcopy=False), search.total):
         trial = study.ask()
@@ -203,7 +203,7 @@ def _one_trial(search: Search, trial) -> Outcome:
     optuna, study, setup = search.optuna, search.study, search.setup
     try:
         values = setup.space.sample(trial, setup.base)  # in here: a failure must not leave the trial running
-        setup.console.print(f"trial {trial.number}: " + ", ".join(f"{k}={v}" for k, v in values.items()),
+        setup.console.print(f"trial {trial.number}: " + ", ".join(f"{k}={cell(v)}" for k, v in values.items()),
                             markup=False, highlight=False)
         with heartbeat(search.storage, trial):
             outcome = run_trial(optuna, setup, trial, values)
