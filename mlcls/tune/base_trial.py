@@ -13,7 +13,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from mlcls.tune.ledger import BASE, SURPLUS, duplicate_retries, retried, root_number, slots_taken, takes_a_slot
+from mlcls.tune.ledger import (
+    BASE,
+    SURPLUS,
+    duplicate_retries,
+    is_base,
+    retried,
+    root_number,
+    slots_taken,
+    takes_a_slot,
+)
 from mlcls.tune.schema import base_value
 from mlcls.tune.space import Param, SearchSpace
 
@@ -64,10 +73,6 @@ def _allowed(param: Param) -> str:
     if param.kind == "choice":
         return "choices " + ", ".join(repr(c) for c in param.choices)
     return f"{param.low} to {param.high}" + (f" in steps of {param.step}" if param.step else "")
-
-
-def is_base(trial) -> bool:
-    return bool(trial.user_attrs.get(BASE))
 
 
 def duplicate_base(trials, trial) -> bool:

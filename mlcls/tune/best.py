@@ -13,7 +13,7 @@ from typing import Any
 from mlcls.atomic import atomic_open
 from mlcls.config import Config, commented_yaml
 from mlcls.run.layout import BEST_CONFIG, LATEST
-from mlcls.tune.ledger import BASE, RUN
+from mlcls.tune.ledger import RUN, is_base
 from mlcls.tune.report import best_of
 from mlcls.tune.schema import build, with_values
 
@@ -30,7 +30,7 @@ def write_best_config(folder: Path, study: str, base: dict[str, Any], trials, me
     if best is None:
         return None
     path = folder / BEST_CONFIG
-    itself = " It is the base config's own trial: no trial beats it so far." if best.user_attrs.get(BASE) else ""
+    itself = " It is the base config's own trial: no trial beats it so far." if is_base(best) else ""
     header = (f"# The best trial of mlcls tune's study {study!r} so far: trial {best.number}, validation {metric} "
               f"{best.value:.4f} (run {folder / best.user_attrs.get(RUN, '?')}).{itself}\n"
               f"# Searched: {', '.join(f'{k}={v}' for k, v in best.params.items())}. The rest is the base config; data "

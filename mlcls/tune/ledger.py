@@ -33,6 +33,11 @@ CRASHES = "crashes"
 BASE = "base_config"  # the trial of the base config's own values (base_trial.py); its retries carry it too
 
 
+def is_base(trial) -> bool:
+    """Whether `trial` is (a try of) the trial of the base config's own values."""
+    return bool(trial.user_attrs.get(BASE))
+
+
 def retried(trials) -> set[int]:
     """The numbers of the trials that a later trial retries."""
     return set(retries(trials))
@@ -103,7 +108,7 @@ def retry(optuna, study, trial, interrupted: bool = False) -> bool:
         system_attrs={"failed_trial": history[0], "retry_history": history,
                       **({"fixed_params": trial.system_attrs["fixed_params"]} if "fixed_params" in trial.system_attrs
                          else {})},
-        user_attrs={CRASHES: crashed, **({BASE: True} if trial.user_attrs.get(BASE) else {})},
+        user_attrs={CRASHES: crashed, **({BASE: True} if is_base(trial) else {})},
         intermediate_values=dict(trial.intermediate_values)))
     return True
 

@@ -22,8 +22,7 @@ from mlcls.run.lifecycle import lock_run, release_run
 from mlcls.training.data import TrainingData
 from mlcls.training.hooks import EpochEnd
 from mlcls.training.interrupt import StopSignal
-from mlcls.tune.base_trial import is_base
-from mlcls.tune.ledger import ERROR, ERROR_KIND, RUN, root_number
+from mlcls.tune.ledger import ERROR, ERROR_KIND, RUN, is_base, root_number
 from mlcls.tune.schema import build, with_values
 from mlcls.tune.space import SearchSpace
 

@@ -16,12 +16,12 @@ from rich.table import Table
 from rich.text import Text
 
 from mlcls.tune.ledger import (
-    BASE,
     ERROR,
     ERROR_KIND,
     RUN,
     SURPLUS,
     duplicate_retries,
+    is_base,
     retried,
     retries,
     root_number,
@@ -34,7 +34,7 @@ LIVE_ROWS = 8  # the trials the live table shows: the latest, and the best
 def state_of(trial, again: dict[int, int]) -> str:
     """How a trial stands, in a few words (the trial of the base config's own values says so)."""
     state = _state(trial, again)
-    return f"{state}, base config" if trial.user_attrs.get(BASE) else state
+    return f"{state}, base config" if is_base(trial) else state
 
 
 def _state(trial, again: dict[int, int]) -> str:
@@ -119,7 +119,7 @@ def trial_line(trial, metric: str) -> str:
     state = trial.state.name.lower()
     figure = f" val {metric} {trial.value:.4f}" if trial.value is not None and state == "complete" else ""
     error = f": {trial.user_attrs[ERROR]}" if trial.user_attrs.get(ERROR) else ""
-    base = ", the base config" if trial.user_attrs.get(BASE) else ""
+    base = ", the base config" if is_base(trial) else ""
     return f"trial {trial.number} {state}{figure}{error} ({params}{base})"
 
 

@@ -144,8 +144,8 @@ def startup_trials(total: int) -> int:
     return min(10, max(3, math.ceil(total / 3)))
 
 
-def open_study(optuna, name: str, storage: Any, pruner: Any, base: dict[str, Any], space: SearchSpace | None = None,
-               total: int = 30):
+def open_study(optuna, name: str, storage: Any, pruner: Any, base: dict[str, Any], space: SearchSpace | None, *,
+               total: int):
     """Create the study, or load it to resume. The base config and the search space it was begun with are kept in
     it: a resume (or a second process) with another base or space would mix trials of two searches, whose figures
     do not compare (and a queued retry's values might lie outside the new space). `total`: the study's trials

@@ -90,8 +90,8 @@ def test_a_study_gets_one_base_trial_even_when_resumed_from_one_begun_without(ti
 def test_a_retry_of_the_base_trial_is_still_the_base_trial():
     import optuna
 
-    from mlcls.tune.base_trial import enqueue_base, is_base
-    from mlcls.tune.ledger import fail_and_retry, slots_taken
+    from mlcls.tune.base_trial import enqueue_base
+    from mlcls.tune.ledger import fail_and_retry, is_base, slots_taken
 
     study = optuna.create_study(direction="maximize")
     assert enqueue_base(study, {"train.lr": 1.0e-3}, total=2)
