@@ -31,15 +31,18 @@ from mlcls.api import (
     tune_rule,
 )
 
-# (shown as, rule, min_positives): min_positives only matters to per_label and hybrid
+# (shown as, rule, min_positives, quantile_scale): min_positives only matters to per_label and hybrid, the scale
+# to prior_quantile and hybrid
 RULES = [
-    ("fixed 0.5", "fixed", 3),
-    ("global", "global", 3),
-    ("per_label (min_positives 3)", "per_label", 3),
-    ("per_label (min_positives 5)", "per_label", 5),
-    ("top_k 1", "top_k", 3),
-    ("prior_quantile (scale 1.0)", "prior_quantile", 3),
-    ("hybrid (min_positives 5)", "hybrid", 5),
+    ("fixed 0.5", "fixed", 3, 1.0),
+    ("global", "global", 3, 1.0),
+    ("per_label (min_positives 3)", "per_label", 3, 1.0),
+    ("per_label (min_positives 5)", "per_label", 5, 1.0),
+    ("top_k 1", "top_k", 3, 1.0),
+    ("prior_quantile (scale 1.0)", "prior_quantile", 3, 1.0),
+    ("hybrid (min_positives 3)", "hybrid", 3, 1.0),
+    ("hybrid (min_positives 5)", "hybrid", 5, 1.0),
+    ("hybrid (min_positives 3, scale auto)", "hybrid", 3, "auto"),
 ]
 MIN_LABELS = (0, 1)
 HEADING = "## Decision rules on fine-tuned scores (`scripts/bench_thresholds.py`)"
@@ -51,10 +54,10 @@ def rule_rows(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, priors: 
     """One row per rule and min_labels: tuned on (probs, targets, mask), scored there and on test. The row
     with the best tuning macro-F1 (the first of equals: the simpler rule) gets "picked": True."""
     rows = []
-    for shown, name, min_positives in RULES:
+    for shown, name, min_positives, scale in RULES:
         for min_labels in MIN_LABELS:
             rule = tune_rule(probs, targets, mask, labels, name, default=0.5, min_positives=min_positives, top_k=1,
-                             min_labels=min_labels, priors=priors, quantile_scale=1.0)
+                             min_labels=min_labels, priors=priors, quantile_scale=scale)
             tuning = compute_metrics(targets, mask, rule.apply(probs, labels), labels)
             test = compute_metrics(te_targets, te_mask, rule.apply(test_scores, labels), labels)
             groups = frequency_group_scores(test["per_label"], counts)

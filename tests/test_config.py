@@ -99,3 +99,12 @@ def test_loss_params_of_the_file_are_dropped_with_a_note_when_the_loss_changes(t
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("does/not/exist.yaml")
+
+
+def test_quantile_scale_takes_a_number_or_auto():
+    assert load_config(overrides=["threshold.quantile_scale=auto"]).threshold.quantile_scale == "auto"
+    assert load_config(overrides=["threshold.quantile_scale=0.5"]).threshold.quantile_scale == 0.5
+    with pytest.raises(ConfigError, match=r"threshold.quantile_scale: expected a number or auto, got 'fast'"):
+        load_config(overrides=["threshold.quantile_scale=fast"])
+    with pytest.raises(ConfigError, match="threshold.quantile_scale must be positive, or auto"):
+        load_config(overrides=["threshold.quantile_scale=-1"])

@@ -122,8 +122,8 @@ def rule_table(script):
 
 def test_rule_rows_cover_every_rule_with_and_without_min_labels(rule_table):
     bench, by_key, rows = rule_table
-    assert len(rows) == 14
-    assert [r["rule"] for r in rows[::2]] == [shown for shown, _, _ in bench.RULES]
+    assert len(rows) == 2 * len(bench.RULES) == 18
+    assert [r["rule"] for r in rows[::2]] == [shown for shown, *_ in bench.RULES]
     assert [r["min_labels"] for r in rows[:2]] == [0, 1]
 
 
@@ -163,7 +163,7 @@ def test_markdown_marks_the_pick_and_shows_empty_groups_as_a_dash(rule_table):
         r["run"] = "tiny"
     text = bench.markdown(rows, "python scripts/bench_thresholds.py runs/tiny")
     table = [line for line in text.splitlines() if line.startswith("| tiny |")]
-    assert len(table) == 14
+    assert len(table) == 2 * len(bench.RULES)
     assert table[2].startswith("| tiny | **global** | 0 | **100.00 / 100.00** |")
     assert table[0] == "| tiny | fixed 0.5 | 0 | 0.00 / 0.00 | 80.00 | 83.33 | 100.00 / - / 66.67 |"
     assert "never used for choosing" in text
@@ -178,7 +178,7 @@ def test_bench_thresholds_on_a_trained_run_agrees_with_mlcls_eval(script, traine
     if not (run / "tuning_scores.npz").is_file():
         pytest.skip("this mlcls does not save tuning_scores.npz yet")
     rows = {(r["rule"], r["min_labels"]): r for r in script("bench_thresholds").run_rows(run, 8)}
-    assert len(rows) == 14 and {r["run"] for r in rows.values()} == {"tiny"}
+    assert len(rows) == 18 and {r["run"] for r in rows.values()} == {"tiny"}
     fixed = evaluate_runs([run], None, 8, DecisionOverrides(threshold=0.5)).reports[0]
     assert rows[("fixed 0.5", 0)]["test_micro_f1"] == pytest.approx(fixed["micro_f1"])
     assert rows[("fixed 0.5", 0)]["test_macro_f1"] == pytest.approx(fixed["macro_f1"])

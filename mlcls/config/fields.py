@@ -48,7 +48,14 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return coerce(value, inner[0], key)
+        if len(inner) == 1:
+            return coerce(value, inner[0], key)
+        for option in inner:  # the first type that takes the value (`float | Literal["auto"]`: 0.5 or auto)
+            try:
+                return coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: expected {' or '.join(map(_expected, inner))}, got {value!r}")
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, args))}")
@@ -86,3 +93,10 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
     raise AssertionError(f"unsupported config type {tp} for {key}")  # a bug in this module, not user error
+
+
+def _expected(tp: Any) -> str:
+    """What a value of type `tp` looks like, for the error of a field that takes one of several types."""
+    if typing.get_origin(tp) is Literal:
+        return ", ".join(map(str, typing.get_args(tp)))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))

@@ -179,14 +179,17 @@ class ThresholdConfig:
         "top_k | prior_quantile | hybrid | auto (README: Decision rules)")
     default: float = setting(0.5, "the fixed rule's cut-off; also the rule when there is no validation data")
     min_positives: int = setting(3, "per_label / hybrid: labels with fewer validation positives fall back")
-    quantile_scale: float = setting(1.0, "prior_quantile / hybrid: a label fires on about this x its training rate")
+    quantile_scale: float | Literal["auto"] = setting(
+        1.0, "prior_quantile / hybrid: a label fires on about this x its training rate; auto: the scale of "
+        "0.25-2 with the best held-out F1 on validation")
     top_k: int = setting(1, "top_k: labels per article")
     min_labels: int = setting(0, "1: an article left with no label gets its highest-scoring one")
 
     def validate(self) -> None:
         check(0.0 < self.default < 1.0, "threshold.default must be in (0, 1)")
         check(self.min_positives >= 1, "threshold.min_positives must be at least 1")
-        check(self.quantile_scale > 0, "threshold.quantile_scale must be positive")
+        check(self.quantile_scale == "auto" or self.quantile_scale > 0,
+              "threshold.quantile_scale must be positive, or auto")
         check(self.top_k >= 1, "threshold.top_k must be at least 1")
         check(self.min_labels in (0, 1), "threshold.min_labels must be 0 or 1")
 

@@ -42,6 +42,8 @@ class DecisionRule:
     # rule auto: each candidate's held-out mean of micro- and macro-F1 (the rule above is the best of them)
     auto_scores: dict[str, float] | None = None
     quantile_scale: float = 1.0  # prior_quantile / hybrid: multiplier on the training positive rate
+    # quantile_scale auto: each scale tried and its held-out mean of micro- and macro-F1 (the scale above won)
+    scale_scores: dict[str, float] | None = None
 
     def cutoffs(self, labels: list[str]) -> np.ndarray:
         return np.array([self.per_label.get(name, self.threshold) for name in labels], dtype=np.float32)
@@ -78,12 +80,20 @@ class DecisionRule:
             unscored = len(self.fallback_labels)
             fallback = f", {unscored} at the global {self.threshold:.2f}" if unscored else ""
             quantile = len(self.per_label) - len(self.fallback_labels)
-            return f"prior-quantile x{float(self.quantile_scale)} ({quantile} labels{fallback}){extra}"
+            return (f"prior-quantile x{float(self.quantile_scale)}{self._scale_search()} ({quantile} labels"
+                    f"{fallback}){extra}")
         if self.rule == "hybrid":
             tuned = len(self.per_label) - len(self.fallback_labels)
-            scale = f" x{float(self.quantile_scale)}" if self.quantile_scale != 1.0 else ""
-            return f"hybrid ({tuned} F1-tuned, {len(self.fallback_labels)} prior-quantile{scale}){extra}"
+            scale = f" x{float(self.quantile_scale)}" if self.quantile_scale != 1.0 or self.scale_scores else ""
+            return (f"hybrid ({tuned} F1-tuned, {len(self.fallback_labels)} prior-quantile{scale}"
+                    f"{self._scale_search()}){extra}")
         return f"{self.rule} {self.threshold:.2f}{extra}"
+
+    def _scale_search(self) -> str:
+        if not self.scale_scores:
+            return ""
+        tried = [float(scale) for scale in self.scale_scores]
+        return f" (auto, of {min(tried):g}-{max(tried):g})"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,6 +146,7 @@ _FIELDS = {
     "fallback_labels": ("a list of label names", _is_names),
     "auto_scores": ("null or an object of rule -> score", _is_scores),
     "quantile_scale": ("a number > 0", lambda v: is_number(v) and v > 0),
+    "scale_scores": ("null or an object of scale -> score", _is_scores),
 }
 
 

@@ -179,3 +179,62 @@ def test_prior_rules_without_training_frequencies_are_an_error():
             tune(probs, gold, mask, LABELS, name, priors=np.array([0.1, 0.2]))
     with pytest.raises(MlclsError, match="unknown decision rule"):
         tune(probs, gold, mask, LABELS, "per-label")
+
+
+def rare_topics_case(seed: int = 0):
+    """One common label and four rare ones. Each rare label is 8% of training (the priors below) but 2% of these
+    tuning rows, where its positives are its top scores: firing at its full training rate (scale 1) buys four
+    false positives per true one; a quarter of the rate (scale 0.25) fires on exactly its positives."""
+    rng = np.random.default_rng(seed)
+    n, rare = 400, 4
+    gold = np.zeros((n, 1 + rare), dtype=np.float32)
+    gold[:, 0] = rng.random(n) < 0.4
+    probs = np.empty_like(gold)
+    probs[:, 0] = np.where(gold[:, 0] > 0, rng.uniform(0.6, 1.0, n), rng.uniform(0.0, 0.4, n))
+    for j in range(1, 1 + rare):
+        gold[rng.choice(n, 8, replace=False), j] = 1
+        probs[:, j] = np.where(gold[:, j] > 0, rng.uniform(0.5, 0.6, n), rng.uniform(0.0, 0.45, n))
+    labels = ["common"] + [f"rare{j}" for j in range(1, 1 + rare)]
+    priors = np.array([0.4] + [0.08] * rare)
+    return probs, gold, np.ones_like(gold), labels, priors
+
+
+def test_quantile_scale_auto_keeps_the_scale_with_the_best_held_out_f1():
+    from mlcls.decision.tuning import SCALE_GRID, tune_rule
+
+    probs, gold, mask, labels, priors = rare_topics_case()
+    rule = tune_rule(probs, gold, mask, labels, "prior_quantile", priors=priors, quantile_scale="auto")
+    assert rule.quantile_scale == 0.25
+    assert list(rule.scale_scores) == [f"{s:g}" for s in SCALE_GRID]
+    assert rule.scale_scores["0.25"] == max(rule.scale_scores.values()) > rule.scale_scores["1"]
+    # the chosen rule is the one a fixed scale of 0.25 gives, tuned on every row
+    fixed = tune_rule(probs, gold, mask, labels, "prior_quantile", priors=priors, quantile_scale=0.25)
+    assert rule.per_label == fixed.per_label
+    assert "x0.25 (auto, of 0.25-2)" in rule.describe()
+    new_probs, new_gold, new_mask, _, _ = rare_topics_case(seed=1)  # and it holds on new rows
+    at_one = tune_rule(probs, gold, mask, labels, "prior_quantile", priors=priors, quantile_scale=1.0)
+    assert macro_of(new_probs, new_gold, new_mask, rule, labels) > macro_of(new_probs, new_gold, new_mask, at_one,
+                                                                          labels)
+
+
+def macro_of(probs, gold, mask, rule, labels):
+    return compute_metrics(gold, mask, rule.apply(probs, labels), labels)["macro_f1"]
+
+
+def test_quantile_scale_auto_under_rule_auto_and_for_rules_without_a_scale(tmp_path):
+    from mlcls.decision.tuning import tune_rule
+
+    probs, gold, mask, labels, priors = rare_topics_case()
+    searched = tune_rule(probs, gold, mask, labels, "auto", priors=priors, quantile_scale="auto")
+    at_one = tune_rule(probs, gold, mask, labels, "auto", priors=priors, quantile_scale=1.0)
+    assert set(searched.auto_scores) == {"global", "per_label", "hybrid", "prior_quantile"}
+    # under rule auto, prior_quantile competes at its best scale (0.25 here), no longer at 1
+    assert searched.auto_scores["prior_quantile"] > at_one.auto_scores["prior_quantile"]
+    assert searched.auto_scores["global"] == at_one.auto_scores["global"]
+    # a rule that reads no scale ignores auto; a saved rule with its search round-trips
+    assert tune_rule(probs, gold, mask, labels, "global", quantile_scale="auto").scale_scores is None
+    hybrid = tune_rule(probs, gold, mask, labels, "hybrid", priors=priors, quantile_scale="auto")
+    write_rule(tmp_path, hybrid)
+    assert read_rule(tmp_path) == hybrid
+    with pytest.raises(MlclsError, match="training label frequencies"):
+        tune_rule(probs, gold, mask, labels, "hybrid", quantile_scale="auto")

@@ -49,7 +49,7 @@ def _set(key, value):
                          "got null"),
     (lambda data: data.pop("threshold"), "field threshold: missing"),
     (_set("extra", 1), 'unknown field "extra" (the fields: rule, threshold, per_label, top_k, min_labels, tuned_on, '
-                       "fallback_labels, auto_scores, quantile_scale)"),
+                       "fallback_labels, auto_scores, quantile_scale, scale_scores)"),
 ], ids=["top_k-string", "top_k-0", "min_labels-string", "per_label-string", "per_label-list", "fallback-numbers",
         "quantile_scale-null", "threshold-bool", "auto_scores-string", "tuned_on-number", "rule-null",
         "threshold-missing", "unknown-field"])
