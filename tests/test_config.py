@@ -108,3 +108,9 @@ def test_quantile_scale_takes_a_number_or_auto():
         load_config(overrides=["threshold.quantile_scale=fast"])
     with pytest.raises(ConfigError, match="threshold.quantile_scale must be positive, or auto"):
         load_config(overrides=["threshold.quantile_scale=-1"])
+
+
+def test_quantile_scale_auto_with_a_rule_that_has_no_scale_is_a_note():
+    assert load_config(overrides=["threshold.quantile_scale=auto"]).notes == [
+        "threshold.quantile_scale auto: rule per_label has no scale to choose (prior_quantile, hybrid and auto have)"]
+    assert load_config(overrides=["threshold.quantile_scale=auto", "threshold.rule=hybrid"]).notes == []

@@ -55,6 +55,10 @@ def load_config(
                 f"'{file_loss.get('name', 'bce')}' and are not used with '{raw['loss']['name']}'"
             )
     config = Config.from_dict(raw)
+    threshold = config.threshold
+    if threshold.quantile_scale == "auto" and threshold.rule not in ("prior_quantile", "hybrid", "auto"):
+        notes.append(f"threshold.quantile_scale auto: rule {threshold.rule} has no scale to choose (prior_quantile, "
+                     "hybrid and auto have)")
     config.notes = notes
     config.explicit = frozenset(explicit)  # type: ignore[misc]  # the instance's own
     return config

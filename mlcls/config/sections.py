@@ -181,7 +181,7 @@ class ThresholdConfig:
     min_positives: int = setting(3, "per_label / hybrid: labels with fewer validation positives fall back")
     quantile_scale: float | Literal["auto"] = setting(
         1.0, "prior_quantile / hybrid: a label fires on about this x its training rate; auto: the scale of "
-        "0.25-2 with the best held-out F1 on validation")
+        "0.25-2 with the best held-out F1 on the tuning scores")
     top_k: int = setting(1, "top_k: labels per article")
     min_labels: int = setting(0, "1: an article left with no label gets its highest-scoring one")
 

@@ -84,19 +84,23 @@ class DecisionRule:
                     f"{fallback}){extra}")
         if self.rule == "hybrid":
             tuned = len(self.per_label) - len(self.fallback_labels)
-            scale = f" x{float(self.quantile_scale)}" if self.quantile_scale != 1.0 or self.scale_scores else ""
+            searched = self.scale_scores and self.fallback_labels
+            scale = f" x{float(self.quantile_scale)}" if self.quantile_scale != 1.0 or searched else ""
             return (f"hybrid ({tuned} F1-tuned, {len(self.fallback_labels)} prior-quantile{scale}"
-                    f"{self._scale_search()}){extra}")
+                    f"{self._scale_search() if searched else ''}){extra}")
         return f"{self.rule} {self.threshold:.2f}{extra}"
 
     def _scale_search(self) -> str:
         if not self.scale_scores:
             return ""
-        tried = [float(scale) for scale in self.scale_scores]
-        return f" (auto, of {min(tried):g}-{max(tried):g})"
+        tried = [float(scale) for scale in self.scale_scores]  # from_dict checked that each is a number
+        return f", the best held-out of {min(tried):g}-{max(tried):g}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        saved = asdict(self)
+        if saved["scale_scores"] is None:  # left out: an mlcls from before quantile_scale auto reads the file
+            del saved["scale_scores"]
+        return saved
 
     @classmethod
     def from_dict(cls, raw: Any) -> DecisionRule:
@@ -126,6 +130,17 @@ def _is_cutoff(value: Any) -> bool:
     return is_number(value) and 0.0 <= value <= 1.0
 
 
+def _is_scale_scores(value: Any) -> bool:
+    return value is None or _is_scores(value) and all(_is_scale(name) for name in value)
+
+
+def _is_scale(text: str) -> bool:
+    try:
+        return float(text) > 0  # "nan" and "inf" parse, and nan > 0 is False
+    except ValueError:
+        return False
+
+
 def _is_names(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(name, str) for name in value)
 
@@ -146,7 +161,7 @@ _FIELDS = {
     "fallback_labels": ("a list of label names", _is_names),
     "auto_scores": ("null or an object of rule -> score", _is_scores),
     "quantile_scale": ("a number > 0", lambda v: is_number(v) and v > 0),
-    "scale_scores": ("null or an object of scale -> score", _is_scores),
+    "scale_scores": ("null or an object of scale (a number > 0) -> score", _is_scale_scores),
 }
 
 

@@ -75,40 +75,55 @@ def tune(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, labels: list[
          priors: np.ndarray | None = None, quantile_scale: float = 1.0) -> DecisionRule:
     """The decision rule of `rule`, tuned on validation scores (never on test). `priors`: each label's positive
     rate in training (LabelStats.prior()), needed by prior_quantile and hybrid."""
+    return tune_at_scales(probs, targets, mask, labels, rule, default, min_positives, top_k, min_labels, priors,
+                          (quantile_scale,))[0]
+
+
+def tune_at_scales(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, labels: list[str], rule: str,
+                   default: float, min_positives: int, top_k: int, min_labels: int, priors: np.ndarray | None,
+                   scales: tuple[float, ...]) -> list[DecisionRule]:
+    """`tune`'s rule at each quantile scale of `scales` (a rule that reads no scale: the same rule each time).
+    The F1 counts over the cut-off grid, the costly part, are computed once for them all."""
     if rule not in RULES:  # the rule name is saved with the run, and load() refuses unknown ones
         raise MlclsError(f"unknown decision rule {rule!r} (one of: {', '.join(RULES)})")
-    if rule in ("prior_quantile", "hybrid"):  # checked first: a missing input should fail before any work
-        priors = _check_priors(priors, quantile_scale, labels, rule)
+    if rule in QUANTILE_RULES:  # checked first: a missing input should fail before any work
+        for scale in scales:
+            priors = _check_priors(priors, scale, labels, rule)
     if rule == "fixed":
-        return DecisionRule("fixed", default, min_labels=min_labels)
+        return [DecisionRule("fixed", default, min_labels=min_labels) for _ in scales]
     if rule == "top_k":
-        return DecisionRule("top_k", default, top_k=top_k, min_labels=min_labels)
+        return [DecisionRule("top_k", default, top_k=top_k, min_labels=min_labels) for _ in scales]
     gold = gold_matrix(targets, mask).astype(bool)
     annotated = mask > 0
     micro, per_label_f1 = f1_per_threshold(probs, gold, annotated)
     global_cut = float(GRID[_best(micro, 0.5)])
     if rule == "global":
-        return DecisionRule("global", global_cut, min_labels=min_labels, tuned_on="validation")
-    if rule in ("prior_quantile", "hybrid"):
-        quantile_cuts = prior_quantile_cutoffs(probs, annotated, priors, quantile_scale)
-    cutoffs, fallback = {}, []
+        return [DecisionRule("global", global_cut, min_labels=min_labels, tuned_on="validation") for _ in scales]
     positives = gold.sum(axis=0)
-    for j, name in enumerate(labels):
-        if rule != "prior_quantile" and positives[j] >= min_positives:
-            cutoffs[name] = float(GRID[_best(per_label_f1[:, j], global_cut)])
-            continue
-        if rule == "per_label":
-            cutoffs[name] = global_cut
-            fallback.append(name)
-            continue
-        # A label never annotated in the tuning scores has no quantile: it takes the global cut-off. In hybrid
-        # it still counts among the fallback labels (it was not F1-tuned); in prior_quantile it is the fallback.
-        cut = quantile_cuts[j]
-        cutoffs[name] = global_cut if np.isnan(cut) else float(cut)
-        if rule == "hybrid" or np.isnan(cut):
-            fallback.append(name)
-    return DecisionRule(rule, global_cut, cutoffs, min_labels=min_labels, tuned_on="validation",
-                        fallback_labels=fallback, quantile_scale=quantile_scale if rule != "per_label" else 1.0)
+    f1_tuned = {j: float(GRID[_best(per_label_f1[:, j], global_cut)]) for j in range(len(labels))
+                if rule != "prior_quantile" and positives[j] >= min_positives}
+    rules = []
+    for scale in scales:
+        if rule in QUANTILE_RULES:
+            quantile_cuts = prior_quantile_cutoffs(probs, annotated, priors, scale)
+        cutoffs, fallback = {}, []
+        for j, name in enumerate(labels):
+            if j in f1_tuned:
+                cutoffs[name] = f1_tuned[j]
+                continue
+            if rule == "per_label":
+                cutoffs[name] = global_cut
+                fallback.append(name)
+                continue
+            # A label never annotated in the tuning scores has no quantile: it takes the global cut-off. In hybrid
+            # it still counts among the fallback labels (it was not F1-tuned); in prior_quantile it is the fallback.
+            cut = quantile_cuts[j]
+            cutoffs[name] = global_cut if np.isnan(cut) else float(cut)
+            if rule == "hybrid" or np.isnan(cut):
+                fallback.append(name)
+        rules.append(DecisionRule(rule, global_cut, cutoffs, min_labels=min_labels, tuned_on="validation",
+                                  fallback_labels=fallback, quantile_scale=scale if rule != "per_label" else 1.0))
+    return rules
 
 
 def tune_rule(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, labels: list[str], rule: str = "per_label",
@@ -118,43 +133,50 @@ def tune_rule(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, labels: 
     macro-F1, tuned on all rows. Why held out: scored on the rows it was tuned on, a rule with a cut-off per
     label always looks best (each cut-off fits its few positives), and prior_quantile, which fits nearly
     nothing, always looks worst; on new articles that order can turn round (the rare topics).
-    quantile_scale "auto": the prior_quantile / hybrid rule takes the SCALE_GRID value with the best held-out
-    mean F1 (under rule auto each of them competes with its best scale, a slight edge over global and
-    per_label, which have nothing to choose)."""
+    quantile_scale "auto": prior_quantile and hybrid take the SCALE_GRID value with the best held-out mean F1
+    (scale_search); under rule auto that search runs inside each fold, so their scores stay held out too."""
 
-    def make(candidate: str, scale: float):
+    def make(candidate: str):
         def rule_of(p, t, m):
+            if candidate in QUANTILE_RULES and quantile_scale == "auto":
+                return scale_search(p, t, m, labels, candidate, min_positives, min_labels, priors, seed)
+            scale = 1.0 if quantile_scale == "auto" else quantile_scale
             return tune(p, t, m, labels, candidate, default, min_positives, top_k, min_labels, priors, scale)
         return rule_of
 
-    def held_out(candidate: str, scale: float) -> float:
-        f1 = held_out_f1(probs, targets, mask, labels, make(candidate, scale), seed=seed)
-        return round((f1["micro_f1"] + f1["macro_f1"]) / 2, 6)
-
-    def scored(candidate: str) -> tuple[DecisionRule, float]:
-        """The candidate tuned on all rows, and its held-out mean F1 (at its best scale when the scale is auto)."""
-        if candidate not in QUANTILE_RULES:
-            return make(candidate, 1.0)(probs, targets, mask), held_out(candidate, 1.0)
-        if quantile_scale != "auto":
-            return make(candidate, quantile_scale)(probs, targets, mask), held_out(candidate, quantile_scale)
-        _check_priors(priors, 1.0, labels, candidate)  # a missing input fails before the search
-        tried = {scale: held_out(candidate, scale) for scale in SCALE_GRID}
-        best = max(tried.values())
-        near_best = [s for s in SCALE_GRID if tried[s] >= best - 1e-12]
-        scale = min(near_best, key=lambda s: abs(np.log(s)))  # ties: the scale nearest 1
-        chosen = make(candidate, scale)(probs, targets, mask)
-        chosen.scale_scores = {f"{s:g}": score for s, score in tried.items()}
-        return chosen, tried[scale]
-
     if rule != "auto":
-        if rule in QUANTILE_RULES and quantile_scale == "auto":
-            return scored(rule)[0]
-        return make(rule, 1.0 if quantile_scale == "auto" else quantile_scale)(probs, targets, mask)
-    results = {candidate: scored(candidate) for candidate in AUTO_CANDIDATES}
-    scores = {candidate: score for candidate, (_, score) in results.items()}
+        return make(rule)(probs, targets, mask)
+    if quantile_scale == "auto":  # a missing input fails before the search
+        _check_priors(priors, 1.0, labels, "auto")
+    scores = {}
+    for candidate in AUTO_CANDIDATES:
+        f1 = held_out_f1(probs, targets, mask, labels, make(candidate), seed=seed)
+        scores[candidate] = round((f1["micro_f1"] + f1["macro_f1"]) / 2, 6)
     best = max(AUTO_CANDIDATES, key=lambda c: scores[c])  # ties: the earlier, simpler candidate
-    chosen = results[best][0]
+    chosen = make(best)(probs, targets, mask)
     chosen.auto_scores = scores
+    return chosen
+
+
+def scale_search(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, labels: list[str], rule: str,
+                 min_positives: int, min_labels: int, priors: np.ndarray | None, seed: int = 0) -> DecisionRule:
+    """quantile_scale auto: the prior_quantile or hybrid rule at the SCALE_GRID scale with the best held-out mean
+    of micro- and macro-F1 (ties: the scale nearest 1), tuned on all rows; `scale_scores` keeps each scale's
+    score. A hybrid rule that leaves no label to the quantile has nothing to search: it is tuned at scale 1."""
+    at_scales = tune_at_scales(probs, targets, mask, labels, rule, 0.5, min_positives, 1, min_labels, priors,
+                               SCALE_GRID)
+    if rule == "hybrid" and not at_scales[0].fallback_labels:
+        return at_scales[SCALE_GRID.index(1.0)]
+
+    def rules_of(p, t, m):
+        return tune_at_scales(p, t, m, labels, rule, 0.5, min_positives, 1, min_labels, priors, SCALE_GRID)
+
+    f1s = held_out_f1s(probs, targets, mask, labels, rules_of, seed=seed)
+    tried = {scale: round((f1["micro_f1"] + f1["macro_f1"]) / 2, 6) for scale, f1 in zip(SCALE_GRID, f1s, strict=True)}
+    best = max(tried.values())
+    scale = min((s for s in SCALE_GRID if tried[s] >= best - 1e-12), key=lambda s: abs(np.log(s)))
+    chosen = at_scales[SCALE_GRID.index(scale)]
+    chosen.scale_scores = {f"{s:g}": score for s, score in tried.items()}
     return chosen
 
 
@@ -162,17 +184,30 @@ def held_out_f1(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, labels
                 make_rule, folds: int = 5, seed: int = 0) -> dict[str, float]:
     """Micro- and macro-F1 of a rule on rows it was not tuned on: the rows split in `folds` stratified parts,
     the rule tuned on the others and applied to each part in turn, the decisions pooled."""
+    return held_out_f1s(probs, targets, mask, labels, lambda p, t, m: [make_rule(p, t, m)], folds, seed)[0]
+
+
+def held_out_f1s(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, labels: list[str],
+                 make_rules, folds: int = 5, seed: int = 0) -> list[dict[str, float]]:
+    """held_out_f1 of several rules at once, tuned on the same folds: `make_rules` gives them as a list."""
     gold = gold_matrix(targets, mask)
     part = iterative_stratification(gold, [1.0 / folds] * folds, seed)
-    predicted = np.zeros(probs.shape, dtype=bool)
+    predicted: list[np.ndarray] = []
     for k in range(folds):
         held = part == k
         if not held.any():
             continue
-        rule = make_rule(probs[~held], targets[~held], mask[~held])
-        predicted[held] = rule.apply(probs[held], labels)
-    metrics = compute_metrics(targets, mask, predicted, labels)
-    return {"micro_f1": metrics["micro_f1"], "macro_f1": metrics["macro_f1"]}
+        rules = make_rules(probs[~held], targets[~held], mask[~held])
+        predicted = predicted or [np.zeros(probs.shape, dtype=bool) for _ in rules]
+        for decisions, rule in zip(predicted, rules, strict=True):
+            decisions[held] = rule.apply(probs[held], labels)
+    if not predicted:  # no rows to hold out: each rule decides nothing
+        predicted = [np.zeros(probs.shape, dtype=bool) for _ in make_rules(probs, targets, mask)]
+    scores = []
+    for decisions in predicted:
+        metrics = compute_metrics(targets, mask, decisions, labels)
+        scores.append({"micro_f1": metrics["micro_f1"], "macro_f1": metrics["macro_f1"]})
+    return scores
 
 
 def choose_thresholds(config: Config, probs, targets, mask, labels: list[str], priors: np.ndarray) -> DecisionRule:

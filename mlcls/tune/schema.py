@@ -62,8 +62,10 @@ def key_type(key: str) -> KeyType:
 
 
 def _kind(tp: Any) -> Literal["int", "float", "other"]:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):  # X | None: what X takes
-        inner = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        # X | None, or a number with named values (`float | Literal["auto"]`): a range spans the number
+        inner = [arg for arg in typing.get_args(tp)
+                 if arg is not type(None) and typing.get_origin(arg) is not Literal]
         tp = inner[0] if len(inner) == 1 else tp
     if tp is int:
         return "int"

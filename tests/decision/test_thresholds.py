@@ -210,7 +210,7 @@ def test_quantile_scale_auto_keeps_the_scale_with_the_best_held_out_f1():
     # the chosen rule is the one a fixed scale of 0.25 gives, tuned on every row
     fixed = tune_rule(probs, gold, mask, labels, "prior_quantile", priors=priors, quantile_scale=0.25)
     assert rule.per_label == fixed.per_label
-    assert "x0.25 (auto, of 0.25-2)" in rule.describe()
+    assert "prior-quantile x0.25, the best held-out of 0.25-2" in rule.describe()
     new_probs, new_gold, new_mask, _, _ = rare_topics_case(seed=1)  # and it holds on new rows
     at_one = tune_rule(probs, gold, mask, labels, "prior_quantile", priors=priors, quantile_scale=1.0)
     assert macro_of(new_probs, new_gold, new_mask, rule, labels) > macro_of(new_probs, new_gold, new_mask, at_one,
@@ -221,7 +221,7 @@ def macro_of(probs, gold, mask, rule, labels):
     return compute_metrics(gold, mask, rule.apply(probs, labels), labels)["macro_f1"]
 
 
-def test_quantile_scale_auto_under_rule_auto_and_for_rules_without_a_scale(tmp_path):
+def test_quantile_scale_auto_under_rule_auto(monkeypatch):
     from mlcls.decision.tuning import tune_rule
 
     probs, gold, mask, labels, priors = rare_topics_case()
@@ -231,10 +231,45 @@ def test_quantile_scale_auto_under_rule_auto_and_for_rules_without_a_scale(tmp_p
     # under rule auto, prior_quantile competes at its best scale (0.25 here), no longer at 1
     assert searched.auto_scores["prior_quantile"] > at_one.auto_scores["prior_quantile"]
     assert searched.auto_scores["global"] == at_one.auto_scores["global"]
-    # a rule that reads no scale ignores auto; a saved rule with its search round-trips
-    assert tune_rule(probs, gold, mask, labels, "global", quantile_scale="auto").scale_scores is None
-    hybrid = tune_rule(probs, gold, mask, labels, "hybrid", priors=priors, quantile_scale="auto")
+    # under rule auto the scale is searched inside each fold: a fresh search per fold, not one on all rows
+    calls = []
+    import mlcls.decision.tuning as tuning
+
+    original = tuning.scale_search
+    monkeypatch.setattr(tuning, "scale_search", lambda p, *a, **k: calls.append(len(p)) or original(p, *a, **k))
+    tune_rule(probs, gold, mask, labels, "auto", priors=priors, quantile_scale="auto")
+    # prior_quantile and hybrid, 5 folds each, on the 4/5 of the rows tuned on (global won: no search on all rows)
+    assert calls == [320] * 10
+
+
+def test_hybrid_scale_auto_searches_the_labels_left_to_the_quantile_and_round_trips(tmp_path):
+    from mlcls.decision.tuning import tune_rule
+
+    probs, gold, mask, labels, priors = rare_topics_case()
+    # min_positives 10: the rare labels (8 positives each) are left to the quantile, at the scale that fits them
+    hybrid = tune_rule(probs, gold, mask, labels, "hybrid", min_positives=10, priors=priors, quantile_scale="auto")
+    assert hybrid.fallback_labels == labels[1:] and hybrid.quantile_scale == 0.25
+    assert "hybrid (1 F1-tuned, 4 prior-quantile x0.25, the best held-out of 0.25-2)" in hybrid.describe()
     write_rule(tmp_path, hybrid)
     assert read_rule(tmp_path) == hybrid
+    # with enough positives for every label there is no scale to choose: no search, no scale in the description
+    f1_only = tune_rule(probs, gold, mask, labels, "hybrid", min_positives=3, priors=priors, quantile_scale="auto")
+    assert f1_only.scale_scores is None and f1_only.describe() == "hybrid (5 F1-tuned, 0 prior-quantile)"
     with pytest.raises(MlclsError, match="training label frequencies"):
         tune_rule(probs, gold, mask, labels, "hybrid", quantile_scale="auto")
+
+
+def test_scales_that_tie_go_to_the_one_nearest_1():
+    from mlcls.decision.tuning import tune_rule
+
+    probs, gold, mask, labels, priors = rare_topics_case()
+    mask[:, 1:] = 0  # the rare labels have no annotated row: no quantile, every scale decides the same
+    rule = tune_rule(probs, gold, mask, labels, "hybrid", min_positives=3, priors=priors, quantile_scale="auto")
+    assert len(set(rule.scale_scores.values())) == 1 and rule.quantile_scale == 1.0
+
+
+def test_a_rule_saved_without_a_scale_search_leaves_the_field_out(tmp_path):
+    import json
+
+    write_rule(tmp_path, tune(*constructed_case(), LABELS, "per_label"))
+    assert "scale_scores" not in json.loads((tmp_path / "thresholds.json").read_text())

@@ -45,14 +45,16 @@ def _set(key, value):
     (_set("auto_scores", {"global": "high"}), 'field auto_scores: expected null or an object of rule -> score, '
                                               'got {"global": "high"}'),
     (_set("tuned_on", 3), "field tuned_on: expected a string or null, got 3"),
+    (_set("scale_scores", {"best": 0.5}), 'field scale_scores: expected null or an object of scale (a number > 0) '
+                                          '-> score, got {"best": 0.5}'),
     (_set("rule", None), "field rule: expected one of per_label, global, fixed, top_k, prior_quantile, hybrid, "
                          "got null"),
     (lambda data: data.pop("threshold"), "field threshold: missing"),
     (_set("extra", 1), 'unknown field "extra" (the fields: rule, threshold, per_label, top_k, min_labels, tuned_on, '
                        "fallback_labels, auto_scores, quantile_scale, scale_scores)"),
 ], ids=["top_k-string", "top_k-0", "min_labels-string", "per_label-string", "per_label-list", "fallback-numbers",
-        "quantile_scale-null", "threshold-bool", "auto_scores-string", "tuned_on-number", "rule-null",
-        "threshold-missing", "unknown-field"])
+        "quantile_scale-null", "threshold-bool", "auto_scores-string", "tuned_on-number", "scale_scores-name",
+        "rule-null", "threshold-missing", "unknown-field"])
 def test_a_thresholds_field_of_the_wrong_type_is_named(trained, tmp_path, change, expected):
     run = _run_copy(trained, tmp_path)
     _edit(run, "thresholds.json", change)

@@ -141,3 +141,11 @@ def test_a_trial_of_another_loss_starts_from_that_loss_defaults():
     focal = load_config(None, ["loss.name=focal", "loss.gamma=3.5"]).to_dict()
     assert with_values(focal, {"loss.name": "asl"})["loss"] == {"name": "asl"}  # gamma was focal's
     assert with_values(focal, {"loss.name": "focal", "train.lr": 1e-3})["loss"]["gamma"] == 3.5
+
+
+def test_a_number_that_also_takes_auto_is_searched_as_a_range_or_with_auto_among_its_choices(tmp_path):
+    # threshold.quantile_scale is `float | Literal["auto"]`: a range spans its numbers, and auto is a choice
+    searched = load_space(space(tmp_path, "threshold.quantile_scale: {low: 0.25, high: 2.0, log: true}\n"), BASE)
+    assert [(p.kind, p.low, p.high, p.log) for p in searched.params] == [("float", 0.25, 2.0, True)]
+    searched = load_space(space(tmp_path, "threshold.quantile_scale: [0.5, 1.0, auto]\n"), BASE)
+    assert [(p.kind, p.choices) for p in searched.params] == [("choice", (0.5, 1.0, "auto"))]
