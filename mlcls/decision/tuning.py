@@ -16,8 +16,8 @@ GRID = np.round(np.arange(0.02, 0.981, 0.01), 2)
 AUTO_CANDIDATES = ("global", "per_label", "hybrid", "prior_quantile")
 # threshold.quantile_scale: auto tries these (each about 1.4x the one before) and keeps the one whose rule has
 # the best held-out F1. On Reuters' CPU default (3 seeds' validation scores) the held-out mean of micro- and
-# macro-F1 peaked at 0.35-0.5; on test the same runs moved by +0.19 micro / -0.36 macro-F1, within noise: a label
-# with no validation positive shows only its false positives here (docs/benchmarks.md, "Long texts").
+# macro-F1 peaked at 0.35-0.5; on test the same runs moved by +0.19 micro / -0.36 macro-F1, within noise: 1-2
+# validation articles per quantile topic are too few to choose on (docs/benchmarks.md, "Long texts").
 SCALE_GRID = (0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
 QUANTILE_RULES = ("prior_quantile", "hybrid")  # the rules that read quantile_scale
 # prior_quantile cut-offs are kept inside this range: a cut-off of 0 (a label as frequent as every article)
