@@ -151,7 +151,7 @@ def tune_rule(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, labels: 
     scores = {}
     for candidate in AUTO_CANDIDATES:
         f1 = held_out_f1(probs, targets, mask, labels, make(candidate), seed=seed)
-        scores[candidate] = round((f1["micro_f1"] + f1["macro_f1"]) / 2, 6)
+        scores[candidate] = _mean_f1(f1)
     best = max(AUTO_CANDIDATES, key=lambda c: scores[c])  # ties: the earlier, simpler candidate
     chosen = make(best)(probs, targets, mask)
     chosen.auto_scores = scores
@@ -172,12 +172,18 @@ def scale_search(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, label
         return tune_at_scales(p, t, m, labels, rule, 0.5, min_positives, 1, min_labels, priors, SCALE_GRID)
 
     f1s = held_out_f1s(probs, targets, mask, labels, rules_of, seed=seed)
-    tried = {scale: round((f1["micro_f1"] + f1["macro_f1"]) / 2, 6) for scale, f1 in zip(SCALE_GRID, f1s, strict=True)}
+    tried = {scale: _mean_f1(f1) for scale, f1 in zip(SCALE_GRID, f1s, strict=True)}
     best = max(tried.values())
     scale = min((s for s in SCALE_GRID if tried[s] >= best - 1e-12), key=lambda s: abs(np.log(s)))
     chosen = at_scales[SCALE_GRID.index(scale)]
     chosen.scale_scores = {f"{s:g}": score for s, score in tried.items()}
     return chosen
+
+
+def _mean_f1(f1: dict[str, float]) -> float:
+    """What rule auto and quantile_scale auto rank by: the mean of micro- and macro-F1, rounded so that rules
+    equal but for float noise tie (and the earlier, simpler one wins)."""
+    return round((f1["micro_f1"] + f1["macro_f1"]) / 2, 6)
 
 
 def held_out_f1(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, labels: list[str],
