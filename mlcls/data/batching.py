@@ -14,6 +14,16 @@ batch. Measured (`mlcls predict --int8`, scripts/bench_predict.py): 847 MiB peak
 over 36k lines). Pinning glibc's mmap threshold also kept memory flat (and lower) but mapped and zeroed
 every activation afresh: 1.22x slower. PyTorch has no caching allocator on CPU that would do this for us. The
 padded positions are masked, so scores do not change (tests/test_batching.py).
+
+A pass shorter than the batch size (the last of a chunk; a server's call of a few articles) is filled up to the
+next power of two rows with copies of its last row, whose scores are dropped. On a CPU, oneDNN compiles and
+keeps kernels for every (rows, width) a pass has (~2 MiB each: scripts/bench_shape_memory.py); rows of any
+count from 1 to 16 times 8 widths are 128 shapes, powers of two 40. A server's memory then stops growing once
+it has met them, and it meets fewer first-time compiles (docs/benchmarks.md, "Serving": RSS over the load
++9-14% -> +0-3%). The copies cost compute where a pass holds just over a power of two (9 rows run as 16): a
+server's calls of ~4 articles slow by about a tenth; predict's partial passes are one per chunk. Measured and
+not kept: splitting such a pass (9 = 8 + 1) was no faster there; rows of 1, 2, 3, 4, 6, 8, 12 or 16 (less
+filling) kept most of the growth (+8-10%).
 """
 
 from __future__ import annotations
@@ -78,17 +88,28 @@ def pad_batch(token_ids: Sequence[Sequence[int]], pad_id: int, multiple: int = 1
     return input_ids, attention_mask
 
 
+def bucket_rows(rows: int, batch_size: int) -> int:
+    """The rows a pass of `rows` texts is filled up to: the next power of two, at most `batch_size` (a full pass, or
+    one of a --batch-size that is no power of two, stays as it is)."""
+    if rows >= batch_size:
+        return rows
+    return min(1 << (rows - 1).bit_length(), batch_size)
+
+
 @torch.inference_mode()
 def rows_by_length(model, compute, token_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int, device,
                    width: int) -> np.ndarray:
     """`compute(input_ids, attention_mask)` -> (batch, width) over length-sorted batches padded to a multiple of
-    INFERENCE_PAD_MULTIPLE tokens, with `model` in eval mode (restored after); rows come back in the order of
-    `token_ids`, as float32."""
+    INFERENCE_PAD_MULTIPLE tokens and filled to `bucket_rows` rows, with `model` in eval mode (restored after); rows
+    come back in the order of `token_ids`, as float32."""
     was_training = model.training
     model.eval()
     out = np.zeros((len(token_ids), width), dtype=np.float32)
     for batch in inference_batches([len(ids) for ids in token_ids], batch_size):
-        input_ids, attention_mask = pad_batch([token_ids[i] for i in batch], pad_id, INFERENCE_PAD_MULTIPLE)
-        out[batch] = compute(input_ids.to(device), attention_mask.to(device)).float().cpu().numpy()
+        texts = [token_ids[i] for i in batch]
+        texts += [texts[-1]] * (bucket_rows(len(texts), batch_size) - len(texts))  # the shortest, again
+        input_ids, attention_mask = pad_batch(texts, pad_id, INFERENCE_PAD_MULTIPLE)
+        rows = compute(input_ids.to(device), attention_mask.to(device))[: len(batch)]
+        out[batch] = rows.float().cpu().numpy()
     model.train(was_training)
     return out

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import mlcls.data.batching
-from mlcls.data.batching import pad_batch, rows_by_length, tokenize
+from mlcls.data.batching import bucket_rows, pad_batch, rows_by_length, tokenize
 from tests.conftest import TINY_RECORDS
 
 
@@ -50,3 +50,30 @@ def test_scores_do_not_change_when_batches_are_padded_to_a_multiple(tiny_encoder
 def test_pad_batch_needs_a_positive_multiple(multiple):
     with pytest.raises(ValueError, match="at least 1"):
         pad_batch([[1, 2]], pad_id=0, multiple=multiple)
+
+
+@pytest.mark.parametrize(("rows", "batch_size", "bucket"), [
+    (1, 16, 1), (2, 16, 2), (3, 16, 4), (5, 16, 8), (9, 16, 16), (16, 16, 16),  # powers of two up to the batch
+    (17, 24, 24), (13, 24, 16), (30, 24, 30),  # a batch size that is none: capped at it; a full pass as it is
+])
+def test_a_partial_pass_is_filled_up_to_a_power_of_two_rows(rows, batch_size, bucket):
+    assert bucket_rows(rows, batch_size) == bucket
+
+
+def test_the_copies_filling_a_pass_change_no_score(tiny_encoder):
+    from mlcls.model.classifier import MultiLabelClassifier, load_encoder
+
+    encoder, tokenizer = load_encoder(str(tiny_encoder))
+    torch.manual_seed(0)
+    model = MultiLabelClassifier(encoder, 3).eval()
+    ids = tokenize(tokenizer, [r["text"] for r in TINY_RECORDS], 32)[:7]  # passes of 4: 4, then 3 filled to 4
+    shapes = []
+
+    def compute(input_ids, attention_mask):
+        shapes.append(tuple(input_ids.shape))
+        return torch.sigmoid(model(input_ids, attention_mask))
+
+    batched = rows_by_length(model, compute, ids, 0, 4, "cpu", 3)
+    alone = np.concatenate([rows_by_length(model, compute, [one], 0, 1, "cpu", 3) for one in ids])
+    assert [rows for rows, _ in shapes[:2]] == [4, 4]
+    np.testing.assert_allclose(batched, alone, rtol=0, atol=1e-6)

@@ -69,10 +69,12 @@ def test_a_chunk_is_scored_in_length_sorted_passes_of_the_default_size_and_answe
 
     size = scoring.inference_batch_size(chunked_run.device, None)  # 16 on a CPU, 64 on a GPU: predict's
     rows = [n for (n, _), _ in recorder.passes]
-    assert rows[:-1] == [size] * (len(rows) - 1) and 0 < rows[-1] <= size
-    assert sum(rows) == sum(len(w) for w in windows)  # every window once
+    total = sum(len(w) for w in windows)
+    assert total % size and rows[:-1] == [size] * (len(rows) - 1)  # full passes, then a partial one
+    assert rows[-1] == batching.bucket_rows(total % size, size)  # filled up to a power of two rows
     lengths = [length for _, real in recorder.passes for length in real]
-    assert lengths == sorted(lengths, reverse=True)  # longest first, across the passes
+    assert lengths[:total] == sorted(lengths[:total], reverse=True)  # every window once, longest first
+    assert set(lengths[total:]) <= {lengths[total - 1]}  # then copies of the shortest
     multiple = batching.INFERENCE_PAD_MULTIPLE
     for (_, width), real in recorder.passes:  # padded to the pass's longest, rounded up to the multiple
         assert width % multiple == 0 and width - multiple < max(real) <= width
