@@ -11,11 +11,16 @@ over ray 1x1 (>= 1.7: it scales). Memory: local predict's peak RSS (os.wait4) ag
 RSS its process reports with every shard, in the job's _manifest.json; the largest shard's figure). The "busy"
 rate is Ray's records over the longest time one worker spent in its shards (reading, scoring, writing): the
 rate without Ray's and the workers' start.
---memory-lines N ...: local and ray 2x1 at each size (peak RSS flat from 10k to 100k articles?).
+--memory-lines N ...: local and ray 2x1 at each size (peak RSS flat from 10k to 100k articles?). With
+--shard-lines, shards of that many lines (more shards for more lines) instead of --shards of them: then a worker's
+peak after its first shard against after its last tells growth over the job from growth with the shard's size
+(ru_maxrss only rises, so a worker's shards sorted by their peak are in the order it finished them).
 --gpu: on a GPU machine, local predict on the GPU against one Ray worker with the GPU (--gpus-per-worker 1).
 
     python scripts/bench_ray_predict.py --run runs/cpu-chunks128-seed1 --lines 20000 --shards 8
     python scripts/bench_ray_predict.py --run runs/cpu-chunks128-seed1 --memory-lines 10000 100000 --no-speed
+    python scripts/bench_ray_predict.py --run runs/cpu-chunks128-seed1 --memory-lines 100000 --shard-lines 1250 \
+        --no-speed
     python scripts/bench_ray_predict.py --run RUN --lines 20000 --gpu
 """
 
@@ -36,12 +41,13 @@ from benchlib import machine, write_block  # scripts/ is on sys.path when a scri
 HEADING = "## Tagging an archive on Ray Data (`scripts/bench_ray_predict.py`)"
 
 
-def make_input(source: Path, lines: int, shards: int, folder: Path) -> tuple[Path, Path]:
-    """(one JSONL file of `lines` articles, a folder of `shards` JSONL shards holding the same lines in order)."""
+def make_input(source: Path, lines: int, shards: int, folder: Path, per_shard: int | None = None) -> tuple[Path, Path]:
+    """(one JSONL file of `lines` articles, a folder of `shards` JSONL shards holding the same lines in order: of
+    `per_shard` lines each, the last one the rest, or of equal shares)."""
     rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
     whole, parts = folder / f"all-{lines}.jsonl", folder / f"shards-{lines}"
     parts.mkdir()
-    per_shard = -(-lines // shards)
+    per_shard = per_shard or -(-lines // shards)
     handles = [open(parts / f"part-{k:03d}.jsonl", "w") for k in range(shards)]  # noqa: SIM115 (closed below)
     with open(whole, "w") as out:
         for i, row in zip(range(lines), itertools.cycle(rows), strict=False):
@@ -69,12 +75,19 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float,
 def workers_of(out: Path) -> tuple[dict[str, float], float, int]:
     """From a job's manifest: each worker's peak RSS (MiB), the longest time one worker was busy, the records."""
     manifest = json.loads((out / "_manifest.json").read_text())
-    peaks: dict[str, float] = {}
     busy: dict[str, float] = {}
     for shard in manifest["outputs"]:
-        peaks[shard["worker"]] = max(peaks.get(shard["worker"], 0.0), shard["peak_rss_mib"])
         busy[shard["worker"]] = busy.get(shard["worker"], 0.0) + shard["seconds"]
+    peaks = {worker: curve[-1] for worker, curve in peak_curves(manifest).items()}
     return peaks, max(busy.values()), manifest["records"]
+
+
+def peak_curves(manifest: dict) -> dict[str, list[float]]:
+    """Each worker's peak RSS after each of its shards, in the order it finished them (ru_maxrss never falls)."""
+    curves: dict[str, list[float]] = {}
+    for shard in manifest["outputs"]:
+        curves.setdefault(shard["worker"], []).append(shard["peak_rss_mib"])
+    return {worker: sorted(curve) for worker, curve in curves.items()}
 
 
 def contenders(args: argparse.Namespace, whole: Path, parts: Path, folder: Path) -> list[tuple[str, list, dict]]:
@@ -125,20 +138,32 @@ def speed_table(args: argparse.Namespace, folder: Path) -> list[str]:
 def memory_table(args: argparse.Namespace, folder: Path) -> list[str]:
     ray = "1 worker x 1 GPU" if args.gpu else "2 workers x 1 thread"
     lines = [f"Peak RSS by input size (local predict's process; each Ray worker's, {ray}):", "",
-             "| articles | local wall s | local peak RSS MiB | ray wall s | ray workers' peak RSS MiB |",
-             "|---|---|---|---|---|"]
+             "| articles | shards | local wall s | local peak RSS MiB | ray wall s | ray workers' peak RSS MiB | "
+             "each worker's peak after its first shard -> its middle one -> its last (shards) |",
+             "|---|---|---|---|---|---|---|"]
     for n in args.memory_lines:
         sized = folder / f"memory-{n}"
         sized.mkdir()
-        whole, parts = make_input(args.data, n, args.shards, sized)
+        shards = -(-n // args.shard_lines) if args.shard_lines else args.shards
+        whole, parts = make_input(args.data, n, shards, sized, args.shard_lines)
         commands = contenders(args, whole, parts, sized)
         local_wall, local_peak = timed(commands[0][1], commands[0][2])
         ray_wall, _ = timed(commands[1][1], commands[1][2])
-        peaks = workers_of(Path(commands[1][1][commands[1][1].index("-o") + 1]))[0]
-        lines.append(f"| {n} | {local_wall:.1f} | {local_peak:.0f} | {ray_wall:.1f} | "
-                     f"{' / '.join(f'{p:.0f}' for p in sorted(peaks.values()))} |")
+        out = Path(commands[1][1][commands[1][1].index("-o") + 1])
+        curves = peak_curves(json.loads((out / "_manifest.json").read_text()))
+        ends = " / ".join(f"{curve[-1]:.0f}" for curve in sorted(curves.values(), key=lambda c: c[-1]))
+        firsts = " / ".join(f"{curve[0]:.0f} -> {curve[len(curve) // 2]:.0f} -> {curve[-1]:.0f} ({len(curve)})"
+                            for curve in sorted(curves.values(), key=lambda c: c[-1]))
+        lines.append(f"| {n} | {shards} | {local_wall:.1f} | {local_peak:.0f} | {ray_wall:.1f} | {ends} | {firsts} |")
         print(lines[-1], flush=True)
     return lines + [""]
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def main() -> None:
@@ -149,7 +174,8 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--local-threads", type=int, default=2, help="torch threads of local predict")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="passed to every contender")
-    parser.add_argument("--memory-lines", type=int, nargs="*", default=[])
+    parser.add_argument("--memory-lines", type=positive, nargs="*", default=[])
+    parser.add_argument("--shard-lines", type=positive, help="memory runs: shards of this many lines, not --shards")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--gpu", action="store_true", help="local predict on the GPU against 1 Ray worker with it")
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
@@ -157,7 +183,8 @@ def main() -> None:
     command = (f"python scripts/bench_ray_predict.py --run {args.run}"
                + ("" if args.no_speed else f" --lines {args.lines} --shards {args.shards}")
                + (f" --precision {args.precision}" if args.precision else "") + (" --gpu" if args.gpu else "")
-               + (f" --memory-lines {' '.join(map(str, args.memory_lines))} --shards {args.shards}"
+               + (f" --memory-lines {' '.join(map(str, args.memory_lines))}"
+                  + (f" --shard-lines {args.shard_lines}" if args.shard_lines else f" --shards {args.shards}")
                   if args.memory_lines else "") + (" --no-speed" if args.no_speed else ""))
     head = [f"Machine: {machine()}. Model: `{args.run}`. Wall time includes process start, Ray's start and model "
             f"loading. Command: `{command}`.", ""]

@@ -13,7 +13,7 @@ batch. Measured (`mlcls predict --int8`, scripts/bench_predict.py): 847 MiB peak
 100k; with tight padding it kept rising (scripts/bench_predict_allocator.py, one layer: 1,041 -> 1,206 MiB
 over 36k lines). Pinning glibc's mmap threshold also kept memory flat (and lower) but mapped and zeroed
 every activation afresh: 1.22x slower. PyTorch has no caching allocator on CPU that would do this for us. The
-padded positions are masked, so scores do not change (tests/test_batching.py).
+padded positions are masked, so scores do not change (tests/data/test_batching.py).
 
 A pass shorter than the batch size (the last of a chunk; a server's call of a few articles) is filled up to the
 next power of two rows with copies of its last row, whose scores are dropped. On a CPU, oneDNN compiles and
@@ -89,8 +89,8 @@ def pad_batch(token_ids: Sequence[Sequence[int]], pad_id: int, multiple: int = 1
 
 
 def bucket_rows(rows: int, batch_size: int) -> int:
-    """The rows a pass of `rows` texts is filled up to: the next power of two, at most `batch_size` (a full pass, or
-    one of a --batch-size that is no power of two, stays as it is)."""
+    """The rows a pass of `rows` texts is filled up to: the next power of two, capped at `batch_size` (a full pass
+    stays as it is)."""
     if rows >= batch_size:
         return rows
     return min(1 << (rows - 1).bit_length(), batch_size)
