@@ -10,10 +10,11 @@ Per case: articles/s and its share of `mlcls predict`'s, request latency p50 / p
 model was busy (the server's /ready counters: what dynamic batching achieved), and the CPU that the clients and
 the server used, as a share of all the machine's cores over the case: the clients are threads of this process on
 the same cores, so that column says how much of the machine they took from the server. The server's RSS is read
-at the start (after a warm-up) and at the end. Then `mlcls predict` scores a file of --predict-lines of the same
-articles; its throughput (and CPU time) is taken net of start-up (a one-article run subtracted). The summary line
-holds the issue's goals: 4 clients x 32 articles against predict, 16 single-article clients against predict, and
-the p50 latency of 1 client sending 1 article.
+at the start (after a warm-up) and at the end. `mlcls predict` scores a file of --predict-lines of the same
+articles before the server starts and after it stops (--predict-runs 2; the shares are of the two runs' mean: on
+a shared machine one run drifts by a fifth); its throughput (and CPU time) is taken net of start-up (a
+one-article run subtracted). The summary line holds the issue's goals: 4 clients x 32 articles against predict,
+16 single-article clients against predict, and the p50 latency of 1 client sending 1 article.
 Articles are the JSONL records of --data (labels dropped), cycled.
 
     python scripts/bench_serve.py --run runs/NAME --data data/reuters/test.jsonl
@@ -38,6 +39,7 @@ import re
 import resource
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -199,6 +201,25 @@ def predict_throughput(run: Path, articles: list[dict], lines: int, extra: list[
             "cpu_ms_per_article": 1000 * (cpus[lines] - cpus[1]) / (lines - 1)}
 
 
+def predict_run(args: argparse.Namespace, articles: list[dict], extra: list[str]) -> dict:
+    predict = predict_throughput(args.run, articles, args.predict_lines, extra)
+    print(f"mlcls predict: {predict['lines']} lines in {predict['wall']:.1f} s (start-up "
+          f"{predict['startup']:.1f} s): {predict['articles_per_s']:.1f} articles/s net, "
+          f"{predict['cpu_ms_per_article']:.1f} ms of CPU per article", flush=True)
+    return predict
+
+
+def mean_predict(runs: list[dict]) -> dict | None:
+    """The predict runs as one yardstick: their mean times (the rate net of start-up from them), and each run's
+    articles/s (`each`)."""
+    if not runs:
+        return None
+    mean = {key: statistics.fmean(run[key] for run in runs) for key in ("wall", "startup", "cpu_ms_per_article")}
+    lines = runs[0]["lines"]
+    return {"lines": lines, **mean, "articles_per_s": (lines - 1) / max(mean["wall"] - mean["startup"], 1e-9),
+            "each": [run["articles_per_s"] for run in runs]}
+
+
 def children_cpu() -> float:
     """User + system CPU time of the finished child processes so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -282,8 +303,10 @@ def report(args: argparse.Namespace, command: str, cases: list[dict], facts: dic
             goals.append(f"{wording}: {share(find(key), predict)} of predict (goal: at least {goal}%)")
     if (one := find((1, 1))) is not None:
         goals.append(f"1 client, 1 article: p50 {one['p50']:.1f} ms (goal: at most 30 ms)")
+    runs = (f" (the mean of {' and '.join(f'{rate:.1f}' for rate in predict['each'])}: one run before the "
+            f"server's cases, one after; the shares are of the mean)" if predict and len(predict["each"]) > 1 else "")
     compared = (f"`mlcls predict` on a file of {predict['lines']} of the same articles: "
-                f"{predict['articles_per_s']:.1f} articles/s net of start-up ({predict['wall']:.1f} s wall, "
+                f"{predict['articles_per_s']:.1f} articles/s net of start-up{runs} ({predict['wall']:.1f} s wall, "
                 f"{predict['startup']:.1f} s of it start-up; {predict['cpu_ms_per_article']:.1f} ms of CPU per "
                 f"article). " if predict else "")
     compared += f"Goals: {'; '.join(goals)}. " if goals else ""
@@ -303,6 +326,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--case-seconds", type=float, default=120.0, help="each case stops after this long")
     parser.add_argument("--predict-lines", type=int, default=2000, help="0: no `mlcls predict` run")
+    parser.add_argument("--predict-runs", type=int, choices=(1, 2), default=2,
+                        help="2: predict before the server's cases and after, the shares taken of the mean")
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
     parser.add_argument("--int8", action="store_true")
@@ -310,15 +335,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-doc", action="store_true", help="print the table only")
     parser.add_argument("--block", default="bench_serve", help="the block of --doc to write (a load test: its own)")
     args = parser.parse_args(argv)
+    if args.predict_lines == 1:
+        parser.error("--predict-lines: 0 (no predict run) or at least 2 (one article is the start-up run)")
 
     articles = read_articles(args.data)
     int8 = ["--int8"] if args.int8 else []
+    runs = []  # predict before the server's cases and after them: on a shared machine one run is no yardstick
+    if args.predict_lines > 0 and args.predict_runs > 1:
+        runs.append(predict_run(args, articles, int8))
     cases, facts = serve_cases(args, articles, int8)
-    predict = predict_throughput(args.run, articles, args.predict_lines, int8) if args.predict_lines > 0 else None
-    if predict:
-        print(f"mlcls predict: {predict['lines']} lines in {predict['wall']:.1f} s (start-up "
-              f"{predict['startup']:.1f} s): {predict['articles_per_s']:.1f} articles/s net, "
-              f"{predict['cpu_ms_per_article']:.1f} ms of CPU per article", flush=True)
+    if args.predict_lines > 0:
+        runs.append(predict_run(args, articles, int8))
+    predict = mean_predict(runs)
     command = "python scripts/bench_serve.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     table = report(args, command, cases, facts, predict)
     print(table)

@@ -122,6 +122,25 @@ def _linear_dtypes(loaded) -> list[torch.dtype]:
     return seen
 
 
+def test_a_run_loaded_for_bf16_keeps_its_linear_weights_in_bf16_and_scores_the_same(trained, monkeypatch):
+    import mlcls.inference.loading as loading
+    from mlcls.data.records import read_records
+
+    folder, data, _ = trained
+    texts = [r.text for r in read_records(data)]
+
+    def linear_dtypes(loaded):
+        return {m.weight.dtype for m in loaded.model.modules() if isinstance(m, torch.nn.Linear)}
+
+    cast = loading.load_run(_run(trained), device="cpu", precision="bf16")
+    assert linear_dtypes(cast) == {torch.bfloat16}  # the head's too
+    assert loading.load_run(_run(trained), device="cpu", precision="fp32").model.head.weight.dtype == torch.float32
+    monkeypatch.setattr(loading, "linear_weights_in_bf16", lambda model: 0)  # autocast casts at every pass instead
+    per_pass = loading.load_run(_run(trained), device="cpu", precision="bf16")
+    assert linear_dtypes(per_pass) == {torch.float32}
+    np.testing.assert_allclose(_scores(cast, texts), _scores(per_pass, texts), rtol=0, atol=1e-6)
+
+
 def test_bf16_scores_stay_close_to_fp32_with_the_same_clear_decisions(trained):
     from mlcls.data.records import read_records
     from mlcls.inference.loading import load_run

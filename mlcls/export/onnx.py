@@ -137,7 +137,8 @@ def quantize_int8(fp32: Path, int8: Path, external: bool) -> None:
 
 def export_onnx(source: Path, out: Path, quantize: str | None, note: Callable[[str], None],
                 trust_remote_code: bool = False) -> ExportResult:
-    loaded = load_run(source, device="cpu", trust_remote_code=trust_remote_code)
+    # fp32: the graph is exported in fp32 (a run loaded for bf16 scoring keeps its linear layers in bf16)
+    loaded = load_run(source, device="cpu", precision="fp32", trust_remote_code=trust_remote_code)
     model, tokenizer = loaded.model, loaded.tokenizer
     members = len(model.members) if isinstance(model, FoldEnsemble) else 1
     token_types = takes_token_types(model, tokenizer)

@@ -9,7 +9,7 @@ from mlcls.errors import MlclsError
 from mlcls.inference.loaded import LoadedRun, load_run_files
 from mlcls.inference.onnx_run import load_onnx_run
 from mlcls.model.classifier import FoldEnsemble, quiet_transformers
-from mlcls.precision import PRECISIONS, choose_inference_precision
+from mlcls.precision import PRECISIONS, choose_inference_precision, linear_weights_in_bf16
 from mlcls.run.files import export_format, peek_manifest, read_onnx_manifest
 from mlcls.run.find import resolve_run
 from mlcls.run.layout import CARD, ENCODER, MANIFEST, ONNX_MODEL, model_folders
@@ -67,6 +67,8 @@ def load_run(run: str | Path | None, device: str = "auto", int8: bool = False, p
     if int8:
         for member in getattr(model, "members", [model]):
             member.replace_encoder(quantized_int8(member.encoder))
+    if chosen == "bf16":  # scored under bf16 autocast only: cast once, not at every pass (the same logits)
+        linear_weights_in_bf16(model)
     return LoadedRun(path, config, labels, thresholds, model, tokenizer, torch.device(device), load_lexical(path),
                      chosen, note)
 
