@@ -82,14 +82,18 @@ def linear_weights_in_bf16(model) -> int:
     """Store `model`'s linear layers' weights and biases in bf16, for scoring under bf16 autocast; how many layers.
 
     Autocast casts each linear layer's fp32 weights to bf16 at every forward pass, and on a CPU that copy is much
-    of a small pass's cost (bundled MiniLM, 2-core Xeon with AMX: 9-10 ms -> 4.9 ms for one window of 16 tokens,
-    13 -> 9 ms for one of 128, 73 -> 71 ms for 16 x 128; scripts/bench_bf16_weights.py). Cast once, the logits are
-    the same bits: autocast feeds linear layers bf16 either way. Embeddings and layer norms stay fp32, as
-    autocast runs them; the model is then for autocast only (not for training, not for an fp32 export).
+    of a small pass's cost: a pass is 1.04-1.52x faster with the weights cast once (one window of 16 tokens 1.5x,
+    16 x 128 1.04x; docs/benchmarks.md, "bf16 scoring"). The logits are the same bits: autocast feeds linear
+    layers bf16 either way. Embeddings and layer norms stay fp32, as autocast runs them, and so does a linear
+    layer whose weight another kind of module shares (a decoder tied to the embeddings). The model is then for
+    scoring under bf16 autocast only: not for training, nor an fp32 export, nor a call outside autocast.
     """
     import torch
 
-    layers = [module for module in model.modules() if isinstance(module, torch.nn.Linear)]
+    shared = {id(parameter) for module in model.modules() if not isinstance(module, torch.nn.Linear)
+              for parameter in module.parameters(recurse=False)}
+    layers = [module for module in model.modules() if isinstance(module, torch.nn.Linear)
+              and not any(id(parameter) in shared for parameter in module.parameters(recurse=False))]
     for layer in layers:
         layer.to(torch.bfloat16)
     return len(layers)

@@ -106,7 +106,7 @@ def matrix_floor_worker(run: Path, input_path: Path) -> None:
         transformer_layers,
     )
 
-    loaded = load_run(run)
+    loaded = load_run(run, device="cpu", precision="fp32")  # fp32 weights: the floor calls its layers as they are
     batch_size = inference_batch_size(loaded.device, None)  # mlcls predict's default; the floor batches the same way
     linears = [m for layer in transformer_layers(loaded.model.encoder) for m in layer.modules()
                if isinstance(m, torch.nn.Linear)]

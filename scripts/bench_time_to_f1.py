@@ -202,7 +202,7 @@ def mlcls_worker(args: argparse.Namespace) -> list[dict]:
             state = {"step": -(-m["train_records"] // config.train.batch_size) * m["epochs_trained"],
                      "samples_seen": m["train_records"] * m["epochs_trained"], "train_seconds": m["train_seconds"],
                      "finished": True}
-            f1 = test_micro_f1(load_run(result.run_dir).model.state_dict())
+            f1 = test_micro_f1(load_run(result.run_dir, device="cpu", precision="fp32").model.state_dict())
         points.append({"step": state["step"], "samples": state["samples_seen"], "seconds": state["train_seconds"],
                        "micro_f1": f1})
         print(json.dumps(points[-1]), file=sys.stderr, flush=True)

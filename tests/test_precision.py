@@ -262,3 +262,19 @@ def test_onnx_exports_ignore_bf16(tmp_path):
         assert chosen == kind and note == f"precision {kind} (an ONNX export, run by ONNX Runtime as exported)"
         chosen, note = onnx_precision(folder, "bf16")
         assert chosen == kind and note.endswith("bf16 does not apply to ONNX exports and is ignored")
+
+
+def test_a_linear_layer_tied_to_an_embedding_stays_fp32():
+    from mlcls.precision import linear_weights_in_bf16
+
+    class Tied(torch.nn.Module):  # a decoder sharing the embeddings' matrix, as some language models do
+        def __init__(self):
+            super().__init__()
+            self.embeddings, self.decoder = torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10, bias=False)
+            self.decoder.weight = self.embeddings.weight
+            self.dense = torch.nn.Linear(4, 4)
+
+    model = Tied()
+    assert linear_weights_in_bf16(model) == 1
+    assert model.dense.weight.dtype == model.dense.bias.dtype == torch.bfloat16
+    assert model.embeddings.weight.dtype == model.decoder.weight.dtype == torch.float32

@@ -45,7 +45,9 @@ def load_run(run: str | Path | None, device: str = "auto", int8: bool = False, p
     `precision` (auto, fp32, bf16; None: the run's model.inference_precision) is resolved for the device here
     (choose_inference_precision) and travels with the run to score_records. `trust_remote_code`: whether the
     user allowed this command to run code that the run carries (--trust-remote-code); a run that asks for it
-    without that is refused in one line, whatever its own config says."""
+    without that is refused in one line, whatever its own config says. Loaded for bf16, the model's linear layers
+    are bf16 (precision.linear_weights_in_bf16): it scores under bf16 autocast (score_records does), and a caller
+    that wants the fp32 model (to export it, to run it by hand) asks for precision="fp32"."""
     import torch
 
     path = resolve_run(run)

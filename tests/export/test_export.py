@@ -192,6 +192,25 @@ def test_cross_fitted_run_with_lexical_model_exports_as_one_graph(trained, tmp_p
     assert "blends its TF-IDF model" in (out / "README.md").read_text()
 
 
+def test_a_run_that_scores_in_bf16_exports_in_fp32(trained, tmp_path):
+    """Loaded for bf16 scoring, a run keeps its linear layers in bf16 (precision.linear_weights_in_bf16); the
+    export loads it in fp32, so the graph is fp32 and agrees with the fp32 torch model as any export does."""
+    import shutil
+
+    import onnx
+
+    run = tmp_path / "bf16-run"
+    shutil.copytree(_run(trained), run)
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("inference_precision: fp32", "inference_precision: bf16"))
+    assert "inference_precision: bf16" in config.read_text()
+    out = tmp_path / "bf16-onnx"
+    assert "agrees with the torch model" in _export(run, out).stdout
+    graph = onnx.load(str(out / "model.onnx"))
+    types = {init.data_type for init in graph.graph.initializer if len(init.dims) == 2}  # weight matrices
+    assert onnx.TensorProto.FLOAT in types and onnx.TensorProto.BFLOAT16 not in types
+
+
 # ------------------------------------------------------------------------------------------ bad input
 
 
