@@ -82,11 +82,11 @@ def linear_weights_in_bf16(model) -> int:
     """Store `model`'s linear layers' weights and biases in bf16, for scoring under bf16 autocast; how many layers.
 
     Autocast casts each linear layer's fp32 weights to bf16 at every forward pass, and on a CPU that copy is much
-    of a small pass's cost: a pass is 1.04-1.52x faster with the weights cast once (one window of 16 tokens 1.5x,
-    16 x 128 1.04x; docs/benchmarks.md, "bf16 scoring"). The logits are the same bits: autocast feeds linear
-    layers bf16 either way. Embeddings and layer norms stay fp32, as autocast runs them, and so does a linear
-    layer whose weight another kind of module shares (a decoder tied to the embeddings). The model is then for
-    scoring under bf16 autocast only: not for training, nor an fp32 export, nor a call outside autocast.
+    of a small pass's cost: a pass is 1.04-1.62x faster with the weights cast once (one window of 16 tokens
+    1.5-1.6x, 16 x 128 1.04-1.05x; docs/benchmarks.md, "bf16 scoring"). The logits are the same bits: autocast
+    feeds linear layers bf16 either way. Embeddings and layer norms stay fp32, as autocast runs them, and so does
+    a linear layer whose weight another kind of module shares (a decoder tied to the embeddings). The model is
+    then for scoring under bf16 autocast only: not for training, nor an fp32 export, nor a call outside autocast.
     """
     import torch
 

@@ -14,6 +14,7 @@ import argparse
 import copy
 import statistics
 import time
+from pathlib import Path
 
 from benchlib import machine, write_block  # scripts/ is on sys.path when a script runs
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shapes", nargs="+", default=["1x16", "1x128", "4x128", "16x64", "16x128"],
                         help="ROWSxWIDTH of each pass timed")
     parser.add_argument("--repeats", type=int, default=21)
-    parser.add_argument("--doc", default="docs/benchmarks.md")
+    parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args(argv)
 
