@@ -138,3 +138,13 @@ def _cli(*args: str, input: str | None = None):
     from mlcls.cli import app
 
     return CliRunner().invoke(app, list(args), input=input)
+
+
+@pytest.fixture
+def terminal_ctrl_c():
+    """SIGINT raising KeyboardInterrupt, as in a terminal: a background job (`cmd &`, nohup) starts with it ignored."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -279,16 +279,6 @@ def test_two_cpu_processes_train_one_run(tmp_path, tiny_encoder):
     assert ev.exit_code == 0, ev.output
 
 
-@pytest.fixture
-def terminal_ctrl_c():
-    """SIGINT raising KeyboardInterrupt, as in a terminal: a background job (`cmd &`, nohup) starts with it ignored."""
-    import signal
-
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 def test_first_ctrl_c_sets_the_flag_and_a_second_one_interrupts(terminal_ctrl_c):
     import signal
 

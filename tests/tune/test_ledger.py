@@ -143,16 +143,6 @@ def test_a_second_retry_of_one_trial_is_surplus_and_never_counted():
     assert ledger.slots_taken(study.trials) == 1
 
 
-@pytest.fixture
-def terminal_ctrl_c():
-    """SIGINT raising KeyboardInterrupt, as in a terminal: a background job (`cmd &`, nohup) starts with it ignored."""
-    import signal
-
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 def test_a_second_ctrl_c_between_failing_a_trial_and_queuing_its_retry_loses_nothing(monkeypatch, terminal_ctrl_c):
     study = study_with(None)
     queue = study.add_trial
