@@ -33,8 +33,13 @@ class RunDirError(MlclsError):
 
 
 class Interrupted(Exception):
-    """Ctrl-C, handled: the work done so far was kept (a checkpoint, a partial output) and the message says
-    how to continue. The CLI prints it and exits with 130. Not an MlclsError: nothing was wrong."""
+    """Ctrl-C (or, for training, SIGTERM), handled: the work done so far was kept (a checkpoint, a partial
+    output) and the message says how to continue. The CLI prints it and exits with `exit_code`: 130 for Ctrl-C,
+    143 for SIGTERM (128 + the signal's number, the shell's convention). Not an MlclsError: nothing was wrong."""
+
+    def __init__(self, message: str = "", exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class RunUnfinished(RunDirError):

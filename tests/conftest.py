@@ -148,3 +148,20 @@ def terminal_ctrl_c():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+
+def sigterm_at_step(at: int = 2):
+    """A StopSignal that receives a real SIGTERM (a scheduler's stop) during optimizer step `at`, sent to this
+    process by itself, so the handler that training installs is what turns it into a stop request."""
+    import signal
+
+    from mlcls.training.interrupt import StopSignal
+
+    class SigtermAtStep(StopSignal):
+        def should_stop(self, step: int) -> bool:
+            if step == at and not self.requested:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return self.requested
+
+    return SigtermAtStep()

@@ -8,7 +8,8 @@ This module holds the app, its own options, the error wrapper every command runs
 torch and transformers are imported inside the commands, never at module level: `mlcls --help` and
 usage errors answer at once.
 
-Exit codes: 0 success, 1 runtime or data error (one line on stderr), 2 usage error, 130 interrupted.
+Exit codes: 0 success, 1 runtime or data error (one line on stderr), 2 usage error, 130 interrupted,
+143 training stopped by SIGTERM (a checkpoint kept).
 """
 
 from __future__ import annotations
@@ -66,9 +67,9 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
-        except Interrupted as exc:  # Ctrl-C with the work so far kept: the message says how to go on
+        except Interrupted as exc:  # Ctrl-C (SIGTERM) with the work so far kept: the message says how to go on
             err.print(str(exc), markup=False)
-            raise typer.Exit(130) from None
+            raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted", markup=False)
             raise typer.Exit(130) from None

@@ -84,7 +84,7 @@ def train_folds(config: Config, console: Console, rejects: IO[bytes] | None, res
             refit = refit_model(config, pool, results, staging, console, stop) if config.train.refit else None
         except TrainingInterrupted as exc:  # a fold's message names the fold; the whole run is what resumes
             raise TrainingInterrupted(f"{str(exc).split('; continue with')[0]}; finished folds are kept; continue "
-                                      f"with: {resume_command(final)}") from None
+                                      f"with: {resume_command(final)}", exc.exit_code) from None
         return _finish(config, pool, fold, probs, results, refit, staging, final, started)
     finally:
         release_run(staging)

@@ -27,7 +27,7 @@ class TrainResult:
 
 
 class TrainingInterrupted(Interrupted):
-    """Ctrl-C: a checkpoint was saved; the message says how to continue."""
+    """Ctrl-C or SIGTERM: a checkpoint was saved; the message says how to continue."""
 
 
 @dataclass

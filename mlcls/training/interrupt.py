@@ -1,8 +1,12 @@
-"""Ctrl-C during training: finish the optimizer step in progress, save a checkpoint, exit cleanly.
+"""Ctrl-C or SIGTERM during training: finish the optimizer step in progress, save a checkpoint, exit cleanly.
 
 Python's default turns SIGINT into a KeyboardInterrupt wherever the program happens to be, which may be
 halfway through `optimizer.step()` with half of the weights updated. Instead, the first Ctrl-C only
 sets a flag that the loop reads between optimizer steps; a second one interrupts at once.
+
+SIGTERM is the same request from a machine rather than a person: a batch scheduler's time limit or preemption
+(SLURM, Kubernetes), `timeout`, `docker stop`, `kill`. By default it ends the process where it stands and
+the run keeps only its last epoch's checkpoint; handled like Ctrl-C, the run resumes from the step it reached.
 """
 
 from __future__ import annotations
@@ -12,31 +16,44 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
 
 class StopSignal:
     def __init__(self) -> None:
-        self.requested = False
+        self.signum: int | None = None  # the first stop signal received, if any
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def exit_code(self) -> int:
+        """What the command exits with once it has stopped: 128 + the signal's number (130 for Ctrl-C)."""
+        return 128 + (self.signum or signal.SIGINT)
 
     def should_stop(self, step: int) -> bool:
         """Read by the loop after optimizer step `step` (1-based, counted over the whole run)."""
         return self.requested
 
     @contextmanager
-    def on_ctrl_c(self) -> Iterator[None]:
+    def on_signals(self) -> Iterator[None]:
+        """Ctrl-C and SIGTERM set the flag while the block runs; a second one of either stops at once."""
         if threading.current_thread() is not threading.main_thread():
             yield  # signal handlers can only be set from the main thread
             return
 
         def handler(signum, frame) -> None:
             if self.requested:
-                raise KeyboardInterrupt  # a second Ctrl-C: stop now, the checkpoint is not waited for
-            self.requested = True
+                raise KeyboardInterrupt  # a second signal: stop now, the checkpoint is not waited for
+            self.signum = signum
 
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in HANDLED}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, old in previous.items():  # None: a handler not set from Python; the default is the best guess
+                signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
 class StopAfterStep(StopSignal):

@@ -3,13 +3,14 @@ best) -> finish (write the run).
 
 The data is read and validated before anything heavy exists, so a bad file fails in a second. Devices,
 precision and data parallelism live in devices.py; this file is the recipe (entry.py chooses it or
-cross-fitting). Ctrl-C is a request read
+cross-fitting). Ctrl-C (or SIGTERM) is a request read
 between optimizer steps: the loop checkpoints and raises `TrainingInterrupted` from one place.
 """
 
 from __future__ import annotations
 
 import math
+import signal
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -102,7 +103,7 @@ def train_one(config: Config, data: TrainingData, console: Console, resume: Path
     held_before = held_runs()
     try:
         trainer = prepare(config, data, accelerator, console, resume)
-        with _progress(console) as progress, stop.on_ctrl_c():
+        with _progress(console) as progress, stop.on_signals():
             fit(trainer, progress, stop, on_epoch)
         return finish(trainer, started)
     finally:  # the run name is free again once this training ends, however it ends
@@ -166,7 +167,7 @@ def prepare(config: Config, data: TrainingData, accelerator, console: Console, r
 
 
 def fit(t: Trainer, progress: Progress, stop: StopSignal, on_epoch: OnEpoch | None = None) -> None:
-    """Epochs until the last one, or early stopping; Ctrl-C checkpoints and raises TrainingInterrupted."""
+    """Epochs until the last one, or early stopping; Ctrl-C or SIGTERM checkpoints and raises TrainingInterrupted."""
     task = progress.add_task("train", total=t.total_steps, completed=t.state.step, loss=float("nan"), rate=0.0)
     epochs = t.config.train.epochs
     for epoch in range(t.state.epoch + 1, epochs + 1):
@@ -176,7 +177,7 @@ def fit(t: Trainer, progress: Progress, stop: StopSignal, on_epoch: OnEpoch | No
         end_of_epoch(t, epoch, progress)
         last = epoch == epochs or t.state.stopped_early
         if not last and any_process(t.accelerator, stop.should_stop(t.state.step)):  # Ctrl-C in its last step
-            interrupt(t, epoch)
+            interrupt(t, epoch, stop)
         every = t.config.train.checkpoint_every
         if every and epoch % every == 0 and not last:
             checkpoint(t)
@@ -225,7 +226,7 @@ def train_epoch(t: Trainer, epoch: int, progress: Progress, task, stop: StopSign
                         rate=state.samples_seen / elapsed, description=f"epoch {epoch}/{cfg.epochs}")
         if state.batches_done < len(batches) and any_process(accelerator, stop.should_stop(state.step)):
             state.train_seconds += time.perf_counter() - epoch_start
-            interrupt(t, epoch)
+            interrupt(t, epoch, stop)
     state.train_seconds += time.perf_counter() - epoch_start
 
 
@@ -288,11 +289,13 @@ def checkpoint(t: Trainer) -> None:
     t.accelerator.wait_for_everyone()
 
 
-def interrupt(t: Trainer, epoch: int) -> None:
+def interrupt(t: Trainer, epoch: int, stop: StopSignal) -> None:
     """The one way out of a stopped run: save a checkpoint and say how to continue."""
     checkpoint(t)
-    raise TrainingInterrupted(f"interrupted in epoch {epoch}, after step {t.state.step}/{t.total_steps}: checkpoint "
-                              f"saved in {t.staging / CHECKPOINT}; continue with: {resume_command(t.final)}")
+    how = "stopped by SIGTERM" if stop.signum == signal.SIGTERM else "interrupted"
+    raise TrainingInterrupted(f"{how} in epoch {epoch}, after step {t.state.step}/{t.total_steps}: checkpoint "
+                              f"saved in {t.staging / CHECKPOINT}; continue with: {resume_command(t.final)}",
+                              stop.exit_code)
 
 
 # -------------------------------------------------------------------- finish

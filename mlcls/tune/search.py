@@ -212,7 +212,7 @@ def _one_trial(search: Search, trial) -> Outcome:
     except TrainingInterrupted as exc:
         ledger.fail_and_retry(optuna, study, trial.number, interrupted=True)  # a pause: never counts as a crash
         raise Interrupted(f"{str(exc).split('; continue with')[0]}; the search goes on (trial {trial.number} "
-                          "from that checkpoint) when the same mlcls tune command runs again") from None
+                          "from that checkpoint) when the same mlcls tune command runs again", exc.exit_code) from None
     except BaseException as exc:
         paused = isinstance(exc, KeyboardInterrupt | Interrupted)  # Ctrl-C outside the training loop
         if ledger.fail_and_retry(optuna, study, trial.number, interrupted=paused) is False:  # crashed too often

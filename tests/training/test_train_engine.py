@@ -27,7 +27,7 @@ from mlcls.training.data import TrainingInterrupted
 from mlcls.training.devices import process_share
 from mlcls.training.entry import train
 from mlcls.training.interrupt import StopAfterStep, StopSignal
-from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
+from tests.conftest import TINY_RECORDS, sigterm_at_step, tiny_config, write_jsonl
 
 runner = CliRunner()
 quiet = Console(stderr=True, quiet=True)
@@ -283,12 +283,49 @@ def test_first_ctrl_c_sets_the_flag_and_a_second_one_interrupts(terminal_ctrl_c)
     import signal
 
     stop = StopSignal()
-    with stop.on_ctrl_c():
+    with stop.on_signals():
         os.kill(os.getpid(), signal.SIGINT)
-        assert stop.requested and stop.should_stop(1)
+        assert stop.requested and stop.should_stop(1) and stop.exit_code == 130
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the previous handler is back
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_sigterm_is_a_stop_request_like_ctrl_c_and_a_second_signal_interrupts(terminal_ctrl_c):
+    import signal
+
+    stop = StopSignal()
+    with stop.on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested and stop.signum == signal.SIGTERM and stop.exit_code == 143
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_sigterm_checkpoints_exits_143_and_the_run_resumes(tmp_path, tiny_encoder, monkeypatch):
+    import signal
+
+    import mlcls.training.entry as entry
+
+    _config(tmp_path, tiny_encoder, "term")  # writes tiny.yaml
+    sets = ["train.epochs=2", "train.batch_size=2", "train.grad_accum=2", f"train.cache_dir={tmp_path / 'cache'}"]
+    monkeypatch.setattr(entry, "StopSignal", sigterm_at_step)  # what `mlcls train` builds for itself
+    stopped = runner.invoke(app, ["train", "-c", str(tmp_path / "tiny.yaml"), "--name", "term",
+                                  *[a for kv in sets for a in ("--set", kv)]])
+    assert stopped.exit_code == 143, stopped.output
+    assert "stopped by SIGTERM in epoch 1, after step 2/6" in stopped.output
+    assert "continue with: mlcls train --resume" in stopped.output
+    staging = tmp_path / "runs" / ".term.incomplete"
+    assert load_checkpoint(find_checkpoint(staging)).state["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler lives only while training runs
+
+    monkeypatch.setattr(entry, "StopSignal", StopSignal)
+    done = runner.invoke(app, ["train", "--resume", str(tmp_path / "runs" / "term")])
+    assert done.exit_code == 0, done.output
+    assert "step 2" in done.output  # continued from the step SIGTERM stopped at, not from the start
+    assert json.loads((tmp_path / "runs" / "term" / "metrics.json").read_text())["epochs_trained"] == 2
 
 
 @pytest.mark.parametrize("first, second", [("fp32", "bf16"), ("bf16", "fp32")])

@@ -84,6 +84,30 @@ def test_two_processes_share_one_study_and_run_exactly_its_trials(tiny_base, tin
                                                                     if t.state.name == "COMPLETE")
 
 
+def test_sigterm_in_a_trial_exits_143_and_the_trial_goes_on_from_its_checkpoint(tiny_base, tiny_space, monkeypatch):
+    """A scheduler stopping `mlcls tune` (SIGTERM) pauses the search as Ctrl-C does, not as a crash."""
+    import mlcls.tune.search as search
+    from mlcls.training.interrupt import StopSignal
+    from tests.conftest import sigterm_at_step
+
+    monkeypatch.setattr(search, "StopSignal", lambda: sigterm_at_step(4))  # a real SIGTERM in epoch 2
+    stopped = CliRunner().invoke(app, tune_args(tiny_base, tiny_space, "--trials", "1", "--study", "term",
+                                                "--pruner", "none", epochs=2))
+    assert stopped.exit_code == 143, stopped.output
+    assert "stopped by SIGTERM in epoch 2" in stopped.output and "the search goes on (trial 0" in stopped.output
+    folder = tiny_base.parent / "runs" / "tune-term"
+    trials = load_trials(sqlite_of(folder), "term")
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
+    assert trials[1].user_attrs["crashes"] == 0  # a pause, not one of the crashes that end a trial's retries
+
+    monkeypatch.setattr(search, "StopSignal", StopSignal)
+    done = CliRunner().invoke(app, tune_args(tiny_base, tiny_space, "--trials", "1", "--study", "term",
+                                             "--pruner", "none", epochs=2))
+    assert done.exit_code == 0, done.output
+    log = (folder / "trial-0000" / "train_log.jsonl").read_text().splitlines()
+    assert len(log) == 2  # the 2 epochs of one training, continued from the checkpoint
+
+
 def test_ctrl_c_in_a_trial_keeps_its_checkpoint_and_the_search_goes_on_from_it(tiny_base, tiny_space):
     from mlcls.config import load_config
     from mlcls.errors import Interrupted
