@@ -13,5 +13,5 @@ optimizer.py   AdamW parameter groups (head at its own rate), warm-up and decay
 split.py       the validation hold-out (stratified) and the folds
 devices.py     Accelerate: device, data-parallel helpers, trackers
 cache.py       token ids and frozen-encoder embeddings cached on disk
-interrupt.py   Ctrl-C as a request to stop at the next step boundary
+interrupt.py   Ctrl-C or SIGTERM as a request to stop at the next step boundary
 """
