@@ -48,7 +48,10 @@ class StopSignal:
                 raise KeyboardInterrupt  # a second signal: stop now, the checkpoint is not waited for
             self.signum = signum
 
-        previous = {sig: signal.signal(sig, handler) for sig in HANDLED}
+        # A SIGTERM that whoever started us chose to ignore stays ignored. SIGINT is taken even then: a
+        # background job (`cmd &` in a script) starts with it ignored, and `kill -INT` is how one stops it.
+        previous = {sig: signal.signal(sig, handler) for sig in HANDLED
+                    if sig == signal.SIGINT or signal.getsignal(sig) is not signal.SIG_IGN}
         try:
             yield
         finally:

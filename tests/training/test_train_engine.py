@@ -304,6 +304,21 @@ def test_sigterm_is_a_stop_request_like_ctrl_c_and_a_second_signal_interrupts(te
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def test_an_ignored_sigterm_stays_ignored():
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        stop = StopSignal()
+        with stop.on_signals():
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert not stop.requested
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_sigterm_checkpoints_exits_143_and_the_run_resumes(tmp_path, tiny_encoder, monkeypatch):
     import signal
 
