@@ -79,15 +79,29 @@ def train_folds(config: Config, console: Console, rejects: IO[bytes] | None, res
         console.print(f"cross-fitting: {k} folds of {len(pool.train)} records (stratified), "
                       f"{np.bincount(fold, minlength=k).tolist()} held out in turn", markup=False)
         try:
-            results = [train_fold(config, pool, fold, i, staging, console, stop, on_epoch) for i in range(k)]
-            probs = out_of_fold_scores(pool, fold, results)
-            refit = refit_model(config, pool, results, staging, console, stop) if config.train.refit else None
+            # Ctrl-C or SIGTERM between two folds' loops (a fold's scoring and writing) sets the flag too, read at
+            # the next step or before the next fold: the K trainings stop at a point they resume from.
+            with stop.on_signals():
+                results = []
+                for i in range(k):
+                    _stop_between(stop, f"after fold {i}/{k}" if i else "before fold 1")
+                    results.append(train_fold(config, pool, fold, i, staging, console, stop, on_epoch))
+                probs = out_of_fold_scores(pool, fold, results)
+                if config.train.refit:
+                    _stop_between(stop, "before the refit")
+                refit = refit_model(config, pool, results, staging, console, stop) if config.train.refit else None
         except TrainingInterrupted as exc:  # a fold's message names the fold; the whole run is what resumes
             raise TrainingInterrupted(f"{str(exc).split('; continue with')[0]}; finished folds are kept; continue "
                                       f"with: {resume_command(final)}", exc.exit_code) from None
         return _finish(config, pool, fold, probs, results, refit, staging, final, started)
     finally:
         release_run(staging)
+
+
+def _stop_between(stop: StopSignal, where: str) -> None:
+    """A stop that came during a fold's last steps (the fold then finishes): the next training does not begin."""
+    if stop.requested:
+        raise TrainingInterrupted(f"{stop.what} {where}", stop.exit_code)
 
 
 def train_fold(config: Config, pool: TrainingData, fold: np.ndarray, i: int, staging: Path, console: Console,

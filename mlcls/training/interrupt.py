@@ -7,6 +7,9 @@ sets a flag that the loop reads between optimizer steps; a second one interrupts
 SIGTERM is the same request from a machine rather than a person: a batch scheduler's time limit or preemption
 (SLURM, Kubernetes), `timeout`, `docker stop`, `kill`. By default it ends the process where it stands and
 the run keeps only its last epoch's checkpoint; handled like Ctrl-C, the run resumes from the step it reached.
+A repeated SIGTERM changes nothing (under `accelerate launch` a worker may get the scheduler's signal and the
+launcher's forwarded copy); only Ctrl-C escalates. SIGTERM is taken only from its default disposition: a
+program that embeds mlcls (mlcls.api) with a SIGTERM handler of its own, or a parent that ignores SIGTERM, keeps it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-HANDLED = (signal.SIGINT, signal.SIGTERM)
+_OURS = "_mlcls_stop_handler"  # marks the handlers installed here: a nested block may replace them
 
 
 class StopSignal:
@@ -32,31 +35,45 @@ class StopSignal:
         """What the command exits with once it has stopped: 128 + the signal's number (130 for Ctrl-C)."""
         return 128 + (self.signum or signal.SIGINT)
 
+    @property
+    def what(self) -> str:
+        """How the stop is named in messages."""
+        return "stopped by SIGTERM" if self.signum == signal.SIGTERM else "interrupted"
+
     def should_stop(self, step: int) -> bool:
         """Read by the loop after optimizer step `step` (1-based, counted over the whole run)."""
         return self.requested
 
     @contextmanager
     def on_signals(self) -> Iterator[None]:
-        """Ctrl-C and SIGTERM set the flag while the block runs; a second one of either stops at once."""
+        """Ctrl-C and SIGTERM set the flag while the block runs; a Ctrl-C after either stops at once."""
         if threading.current_thread() is not threading.main_thread():
             yield  # signal handlers can only be set from the main thread
             return
 
         def handler(signum, frame) -> None:
             if self.requested:
-                raise KeyboardInterrupt  # a second signal: stop now, the checkpoint is not waited for
+                if signum == signal.SIGINT:
+                    raise KeyboardInterrupt  # a second Ctrl-C: stop now, the checkpoint is not waited for
+                return  # a repeated SIGTERM: the stop is under way
             self.signum = signum
 
-        # A SIGTERM that whoever started us chose to ignore stays ignored. SIGINT is taken even then: a
-        # background job (`cmd &` in a script) starts with it ignored, and `kill -INT` is how one stops it.
-        previous = {sig: signal.signal(sig, handler) for sig in HANDLED
-                    if sig == signal.SIGINT or signal.getsignal(sig) is not signal.SIG_IGN}
+        setattr(handler, _OURS, True)
+        # SIGINT is taken whatever its handler: a background job (`cmd &` in a script) starts with it ignored,
+        # and `kill -INT` is how one stops it.
+        taken = [sig for sig in (signal.SIGINT, signal.SIGTERM) if sig == signal.SIGINT or _free(sig)]
+        previous = {sig: signal.signal(sig, handler) for sig in taken}
         try:
             yield
         finally:
             for sig, old in previous.items():  # None: a handler not set from Python; the default is the best guess
                 signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+
+def _free(sig: int) -> bool:
+    """Whether `sig` may be taken: it has its default disposition, or a handler of this module's."""
+    current = signal.getsignal(sig)
+    return current is signal.SIG_DFL or getattr(current, _OURS, False)
 
 
 class StopAfterStep(StopSignal):

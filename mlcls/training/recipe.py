@@ -10,7 +10,6 @@ between optimizer steps: the loop checkpoints and raises `TrainingInterrupted` f
 from __future__ import annotations
 
 import math
-import signal
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -292,8 +291,7 @@ def checkpoint(t: Trainer) -> None:
 def interrupt(t: Trainer, epoch: int, stop: StopSignal) -> None:
     """The one way out of a stopped run: save a checkpoint and say how to continue."""
     checkpoint(t)
-    how = "stopped by SIGTERM" if stop.signum == signal.SIGTERM else "interrupted"
-    raise TrainingInterrupted(f"{how} in epoch {epoch}, after step {t.state.step}/{t.total_steps}: checkpoint "
+    raise TrainingInterrupted(f"{stop.what} in epoch {epoch}, after step {t.state.step}/{t.total_steps}: checkpoint "
                               f"saved in {t.staging / CHECKPOINT}; continue with: {resume_command(t.final)}",
                               stop.exit_code)
 

@@ -107,12 +107,23 @@ def tune(config: Config, space: str | Path | SearchSpace, trials: int = 20, *, s
         if why_not:
             console.print(f"note: the base config is not one of the trials: {why_not} (--no-base-trial says "
                           "so and silences this)", markup=False, highlight=False)
-    with worker(folder) as me:
-        _search(search, me, timeout)
-    result = _result(search, study, url)
-    if refit:
-        result.refit_run = refit_best(result, base, refit_folds, console)
+    # Ctrl-C or SIGTERM anywhere in the search sets the flag: read at a trial's next step (it checkpoints and is
+    # retried from there) or before the next trial; a second Ctrl-C stops at once.
+    with setup.stop.on_signals():
+        with worker(folder) as me:
+            _search(search, me, timeout)
+        result = _result(search, study, url)
+        if refit:
+            _stop_here(setup.stop, "before the refit")
+            result.refit_run = refit_best(result, base, refit_folds, console, setup.stop)
     return result
+
+
+def _stop_here(stop: StopSignal, where: str) -> None:
+    """A stop that came during a trial's last steps (the trial then finishes) or between trials: none begins."""
+    if stop.requested:
+        raise Interrupted(f"{stop.what} {where}; the search goes on when the same mlcls tune command runs again",
+                          stop.exit_code)
 
 
 def _check(config: Config, trials: int, keep_best: int, refit_folds: int) -> None:
@@ -151,6 +162,7 @@ def _search(search: Search, me: Worker, timeout: float | None) -> None:
             if timeout is not None and time.monotonic() - started >= timeout:
                 setup.console.print(f"note: --timeout {timeout:g} s reached: no new trial started", markup=False)
                 return
+            _stop_here(setup.stop, "between trials")
             trial = next_trial(search, me)
             if trial is None:
                 return
@@ -259,7 +271,8 @@ def _result(search: Search, study: str, url: str) -> TuneResult:
                       notes=failure_notes(trials))
 
 
-def refit_best(result: TuneResult, base: dict[str, Any], folds: int, console: Console) -> Path | None:
+def refit_best(result: TuneResult, base: dict[str, Any], folds: int, console: Console,
+               stop: StopSignal | None = None) -> Path | None:
     """Train the best config on all of train, once the whole study is done (any process may finish it: the
     one that finds the refit run missing trains it). None, with a note, when it cannot be yet."""
     from mlcls.training.entry import train
@@ -277,4 +290,4 @@ def refit_best(result: TuneResult, base: dict[str, Any], folds: int, console: Co
     result.notes += notes
     console.print(f"refit: the best config (trial {result.best.number}) on all of train: {config.train.folds} folds "
                   f"+ a model on all of train, as {final}", markup=False)
-    return train(config, console).run_dir
+    return train(config, console, stop=stop).run_dir

@@ -104,6 +104,29 @@ def test_cross_fitting_resumes_fold_by_fold(tmp_path, tiny_encoder):
     assert (tmp_path / "runs" / "cf" / "thresholds.json").is_file()
 
 
+def test_a_sigterm_in_a_folds_last_epoch_lets_it_finish_and_starts_no_other(tmp_path, tiny_encoder):
+    import os
+    import signal
+
+    config, _ = _config(tmp_path, tiny_encoder, "cft")
+
+    def sigterm_after_fold_1(end):  # the signal arrives after fold 1's last optimizer step
+        if end.fold == 1 and end.last:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM after fold 1/3; finished folds are kept; "
+                                                  "continue with: mlcls train --resume") as stopped:
+        train(config, quiet, on_epoch=sigterm_after_fold_1)
+    assert stopped.value.exit_code == 143
+    staging = tmp_path / "runs" / ".cft.incomplete"
+    assert (staging / "folds" / "fold-1" / "metrics.json").is_file()
+    assert not (staging / "folds" / "fold-2").exists()  # not begun
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path / "runs" / "cft")])
+    assert result.exit_code == 0, result.output
+    assert "fold-1: finished earlier, kept" in result.stderr
+
+
 def test_refit_predicts_with_one_model_trained_on_everything(tmp_path, tiny_encoder):
     config, _ = _config(tmp_path, tiny_encoder, "refit", "train.refit=true")
     result = train(config, quiet)

@@ -292,29 +292,51 @@ def test_first_ctrl_c_sets_the_flag_and_a_second_one_interrupts(terminal_ctrl_c)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-def test_sigterm_is_a_stop_request_like_ctrl_c_and_a_second_signal_interrupts(terminal_ctrl_c):
+def test_sigterm_is_a_stop_request_a_repeated_one_changes_nothing_and_ctrl_c_then_interrupts(terminal_ctrl_c):
     import signal
 
     stop = StopSignal()
     with stop.on_signals():
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # taken while the block runs
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.requested and stop.signum == signal.SIGTERM and stop.exit_code == 143
+        # `accelerate launch`: a worker gets the scheduler's SIGTERM and the launcher's forwarded copy
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signum == signal.SIGTERM
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-def test_an_ignored_sigterm_stays_ignored():
+def test_a_nested_block_takes_the_signals_over_and_gives_them_back(terminal_ctrl_c):
     import signal
 
-    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    outer, inner = StopSignal(), StopSignal()
+    with outer.on_signals():
+        outers = signal.getsignal(signal.SIGTERM)
+        with inner.on_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert inner.requested and not outer.requested
+        assert signal.getsignal(signal.SIGTERM) is outers
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.parametrize("theirs", ["ignored", "a handler"])
+def test_a_sigterm_disposition_of_the_host_program_is_left_alone(theirs):
+    """A parent that ignores SIGTERM, or a program embedding mlcls.api with its own handler, keeps it."""
+    import signal
+
+    heard = []
+    own = signal.SIG_IGN if theirs == "ignored" else (lambda signum, frame: heard.append(signum))
+    previous = signal.signal(signal.SIGTERM, own)
     try:
         stop = StopSignal()
         with stop.on_signals():
-            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is own
             os.kill(os.getpid(), signal.SIGTERM)
             assert not stop.requested
-        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is own
+        assert heard == ([] if theirs == "ignored" else [signal.SIGTERM])
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -330,7 +352,7 @@ def test_sigterm_checkpoints_exits_143_and_the_run_resumes(tmp_path, tiny_encode
     stopped = runner.invoke(app, ["train", "-c", str(tmp_path / "tiny.yaml"), "--name", "term",
                                   *[a for kv in sets for a in ("--set", kv)]])
     assert stopped.exit_code == 143, stopped.output
-    assert "stopped by SIGTERM in epoch 1, after step 2/6" in stopped.output
+    assert "stopped by SIGTERM in epoch 1, after step 2/6" in stopped.output  # sent at the end of step 2
     assert "continue with: mlcls train --resume" in stopped.output
     staging = tmp_path / "runs" / ".term.incomplete"
     assert load_checkpoint(find_checkpoint(staging)).state["step"] == 2

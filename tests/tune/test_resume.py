@@ -108,6 +108,36 @@ def test_sigterm_in_a_trial_exits_143_and_the_trial_goes_on_from_its_checkpoint(
     assert len(log) == 2  # the 2 epochs of one training, continued from the checkpoint
 
 
+def test_sigterm_between_trials_starts_no_other_trial(tiny_base, tiny_space, monkeypatch):
+    """SIGTERM outside a training loop (here while the study's best config is written) is taken by the search too:
+    without that, the default action would kill the process and the next start would count a death."""
+    import os
+    import signal
+
+    import mlcls.tune.search as search
+
+    write = search.write_best_config
+
+    def write_then_sigterm(*args, **kwargs):
+        write(*args, **kwargs)
+        assert getattr(signal.getsignal(signal.SIGTERM), "_mlcls_stop_handler", False)  # else it would kill pytest
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(search, "write_best_config", write_then_sigterm)
+    args = tune_args(tiny_base, tiny_space, "--trials", "2", "--study", "between", "--pruner", "none")
+    stopped = CliRunner().invoke(app, args)
+    assert stopped.exit_code == 143, stopped.output
+    assert "stopped by SIGTERM between trials; the search goes on" in stopped.output
+    folder = tiny_base.parent / "runs" / "tune-between"
+    assert [t.state.name for t in load_trials(sqlite_of(folder), "between")] == ["COMPLETE"]  # trial 1 not begun
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+    monkeypatch.setattr(search, "write_best_config", write)
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert [t.state.name for t in load_trials(sqlite_of(folder), "between")] == ["COMPLETE", "COMPLETE"]
+
+
 def test_ctrl_c_in_a_trial_keeps_its_checkpoint_and_the_search_goes_on_from_it(tiny_base, tiny_space):
     from mlcls.config import load_config
     from mlcls.errors import Interrupted
