@@ -119,9 +119,9 @@ def tune(config: Config, space: str | Path | SearchSpace, trials: int = 20, *, s
     return result
 
 
-def _stop_here(stop: StopSignal, where: str) -> None:
+def _stop_here(stop: StopSignal | None, where: str) -> None:
     """A stop that came during a trial's last steps (the trial then finishes) or between trials: none begins."""
-    if stop.requested:
+    if stop is not None and stop.requested:
         raise Interrupted(f"{stop.what} {where}; the search goes on when the same mlcls tune command runs again",
                           stop.exit_code)
 
@@ -178,7 +178,8 @@ def next_trial(search: Search, me: Worker):
     """Recover the orphaned trials, then ask for the next trial and name this process in it; None when the slots
     are taken. Under the study's claim lock (one machine): no other process's orphan recovery, slot count or
     naming falls between these steps (two processes would otherwise both retry one dead trial)."""
-    with claim(search.setup.folder, search.one_machine):
+    stop = search.setup.stop
+    with claim(search.setup.folder, search.one_machine, lambda: _stop_here(stop, "between trials")):
         return _claimed_next_trial(search, me)
 
 
@@ -214,6 +215,8 @@ def _one_trial(search: Search, trial) -> Outcome:
     run's checkpoint), and the exception goes on."""
     optuna, study, setup = search.optuna, search.study, search.setup
     try:
+        # a stop that came while this trial was claimed: it is failed and queued again as a pause, not begun
+        _stop_here(setup.stop, f"before trial {trial.number}")
         values = setup.space.sample(trial, setup.base)  # in here: a failure must not leave the trial running
         setup.console.print(f"trial {trial.number}: " + ", ".join(f"{k}={cell(v)}" for k, v in values.items()),
                             markup=False, highlight=False)

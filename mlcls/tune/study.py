@@ -26,9 +26,10 @@ import math
 import os
 import socket
 import threading
+import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,25 +102,36 @@ def open_storage(optuna, url: str, on_stale) -> Any:
 
 
 @contextmanager
-def claim(folder: Path, one_machine: bool) -> Iterator[None]:
+def claim(folder: Path, one_machine: bool, while_waiting: Callable[[], None] | None = None) -> Iterator[None]:
     """The study's claim lock for the block, waited for (module docstring); nothing to hold when processes on
-    other machines share the study (an RDB server): they could not see it."""
+    other machines share the study (an RDB server): they could not see it. `while_waiting`: called now and then
+    while another process holds the lock (it raises to stop waiting: a Ctrl-C or SIGTERM that only set a flag)."""
     if not one_machine:
         yield
         return
     (folder / WORKERS).mkdir(parents=True, exist_ok=True)
-    with _held(folder / WORKERS / CLAIM):
+    with _held(folder / WORKERS / CLAIM, while_waiting):
         yield
 
 
 @contextmanager
-def _held(path: Path) -> Iterator[None]:
+def _held(path: Path, while_waiting: Callable[[], None] | None = None) -> Iterator[None]:
     """An exclusive flock on `path` for the block, waited for. (SQLite locks with fcntl, which flock does not
-    touch: this lock is only between `mlcls tune` processes opening the file.)"""
+    touch: this lock is only between `mlcls tune` processes opening the file.) A blocking flock would outlast a
+    signal whose handler returns (Python retries it), so with `while_waiting` the lock is polled."""
     import fcntl
 
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        if while_waiting is None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        else:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    while_waiting()
+                    time.sleep(0.05)
         yield
 
 

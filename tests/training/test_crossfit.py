@@ -104,24 +104,37 @@ def test_cross_fitting_resumes_fold_by_fold(tmp_path, tiny_encoder):
     assert (tmp_path / "runs" / "cf" / "thresholds.json").is_file()
 
 
-def test_a_sigterm_in_a_folds_last_epoch_lets_it_finish_and_starts_no_other(tmp_path, tiny_encoder):
+@pytest.mark.parametrize(("after_fold", "refit", "message"), [(1, False, "after fold 1/3"),
+                                                             (3, True, "before the refit")])
+def test_a_sigterm_between_folds_begins_no_other_training(tmp_path, tiny_encoder, monkeypatch, after_fold, refit,
+                                                          message):
+    """The signal arrives after a fold's training has ended (its own handler is gone): cross-fitting's handler
+    takes it, and the next fold (or the refit) does not begin."""
     import os
     import signal
 
-    config, _ = _config(tmp_path, tiny_encoder, "cft")
+    import mlcls.training.crossfit as crossfit
 
-    def sigterm_after_fold_1(end):  # the signal arrives after fold 1's last optimizer step
-        if end.fold == 1 and end.last:
+    config, _ = _config(tmp_path, tiny_encoder, "cft", f"train.refit={str(refit).lower()}")
+    fold_training = crossfit.train_fold
+
+    def fold_then_sigterm(*args, **kwargs):
+        result = fold_training(*args, **kwargs)
+        if args[3] == after_fold - 1:
+            assert getattr(signal.getsignal(signal.SIGTERM), "_mlcls_stop_handler", False)  # else: pytest killed
             os.kill(os.getpid(), signal.SIGTERM)
+        return result
 
-    with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM after fold 1/3; finished folds are kept; "
+    monkeypatch.setattr(crossfit, "train_fold", fold_then_sigterm)
+    with pytest.raises(TrainingInterrupted, match=f"stopped by SIGTERM {message}; finished folds are kept; "
                                                   "continue with: mlcls train --resume") as stopped:
-        train(config, quiet, on_epoch=sigterm_after_fold_1)
+        train(config, quiet)
     assert stopped.value.exit_code == 143
     staging = tmp_path / "runs" / ".cft.incomplete"
-    assert (staging / "folds" / "fold-1" / "metrics.json").is_file()
-    assert not (staging / "folds" / "fold-2").exists()  # not begun
+    assert (staging / "folds" / f"fold-{after_fold}" / "metrics.json").is_file()
+    assert not (staging / "folds" / f"fold-{after_fold + 1}").exists() and not (staging / "refit").exists()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    monkeypatch.setattr(crossfit, "train_fold", fold_training)
     result = runner.invoke(app, ["train", "--resume", str(tmp_path / "runs" / "cft")])
     assert result.exit_code == 0, result.output
     assert "fold-1: finished earlier, kept" in result.stderr

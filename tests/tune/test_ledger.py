@@ -204,6 +204,34 @@ def test_a_process_takes_its_next_trial_only_under_the_study_claim(tmp_path):
     assert trial.number == 0 and search.study.trials[0].user_attrs[ledger.WORKER_LOCK] == me.lock
 
 
+def test_a_stop_ends_the_wait_for_another_process_s_claim(tmp_path):
+    """A Ctrl-C or SIGTERM only sets a flag in a search; a blocking flock would then wait on (Python retries it
+    after the handler), for ever if the holder is stopped. The wait polls and asks whether to go on."""
+    from mlcls.tune.study import claim
+
+    (tmp_path / "workers").mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "workers" / ".claim")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        asked = []
+
+        def stop_after_three_polls():
+            asked.append(1)
+            if len(asked) == 3:
+                raise KeyboardInterrupt  # what the search's check raises once the flag is set
+
+        with pytest.raises(KeyboardInterrupt), claim(tmp_path, True, stop_after_three_polls):
+            pytest.fail("the claim was taken while another process held it")
+        assert len(asked) == 3
+    finally:
+        holder.kill()
+        holder.wait()
+    with claim(tmp_path, True, stop_after_three_polls):  # free again: taken at once, nothing asked
+        pass
+    assert len(asked) == 3
+
+
 def test_a_duplicate_retry_is_never_run(tmp_path):
     study = study_with(None)
     assert ledger.fail_and_retry(optuna, study, 0)

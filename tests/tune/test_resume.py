@@ -138,6 +138,52 @@ def test_sigterm_between_trials_starts_no_other_trial(tiny_base, tiny_space, mon
     assert [t.state.name for t in load_trials(sqlite_of(folder), "between")] == ["COMPLETE", "COMPLETE"]
 
 
+def test_a_stop_while_a_trial_is_claimed_does_not_begin_it(tiny_base, tiny_space, monkeypatch):
+    import os
+    import signal
+
+    import mlcls.tune.search as search
+
+    claimed = search._claimed_next_trial
+
+    def claim_then_sigterm(*args):
+        trial = claimed(*args)
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives before the trial's training begins
+        return trial
+
+    monkeypatch.setattr(search, "_claimed_next_trial", claim_then_sigterm)
+    stopped = CliRunner().invoke(app, tune_args(tiny_base, tiny_space, "--trials", "1", "--study", "claimed",
+                                                "--pruner", "none"))
+    assert stopped.exit_code == 143, stopped.output
+    assert "stopped by SIGTERM before trial 0; the search goes on" in stopped.output
+    folder = tiny_base.parent / "runs" / "tune-claimed"
+    trials = load_trials(sqlite_of(folder), "claimed")
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"] and trials[1].user_attrs["crashes"] == 0
+    assert not (folder / "trial-0000").exists() and not list(folder.glob(".trial-0000*"))  # never begun
+
+
+def test_a_stop_before_the_refit_leaves_it_for_the_next_command(tiny_base, tiny_space, monkeypatch):
+    import os
+    import signal
+
+    import mlcls.tune.search as search
+
+    result_of = search._result
+
+    def result_then_sigterm(*args):
+        result = result_of(*args)
+        os.kill(os.getpid(), signal.SIGTERM)  # the search is done; the refit has not begun
+        return result
+
+    monkeypatch.setattr(search, "_result", result_then_sigterm)
+    args = tune_args(tiny_base, tiny_space, "--trials", "1", "--study", "prerefit", "--pruner", "none", "--refit",
+                     "--refit-folds", "2")
+    stopped = CliRunner().invoke(app, args)
+    assert stopped.exit_code == 143, stopped.output
+    assert "stopped by SIGTERM before the refit; the search goes on" in stopped.output
+    assert not (tiny_base.parent / "runs" / "tune-prerefit-refit").exists()
+
+
 def test_ctrl_c_in_a_trial_keeps_its_checkpoint_and_the_search_goes_on_from_it(tiny_base, tiny_space):
     from mlcls.config import load_config
     from mlcls.errors import Interrupted
