@@ -151,17 +151,26 @@ def terminal_ctrl_c():
 
 
 
+def sigterm_to_self() -> None:
+    """A real SIGTERM to this process, as a scheduler sends it, once mlcls's stop handler holds SIGTERM (were it
+    missing, the default action would kill the test run instead of failing the test)."""
+    import signal
+
+    from mlcls.training import interrupt
+
+    assert getattr(signal.getsignal(signal.SIGTERM), interrupt._OURS, False), "no mlcls stop handler holds SIGTERM"
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def sigterm_at_step(at: int = 2):
     """A StopSignal that receives a real SIGTERM (a scheduler's stop) during optimizer step `at`, sent to this
     process by itself, so the handler that training installs is what turns it into a stop request."""
-    import signal
-
     from mlcls.training.interrupt import StopSignal
 
     class SigtermAtStep(StopSignal):
         def should_stop(self, step: int) -> bool:
             if step == at and not self.requested:
-                os.kill(os.getpid(), signal.SIGTERM)
+                sigterm_to_self()
             return self.requested
 
     return SigtermAtStep()

@@ -7,7 +7,7 @@ the trial; its unfinished run is then removed, or kept (`--keep-pruned`: `mlcls 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ class TrialSetup:
     metric: str  # train.select_metric
     console: Console
     keep_pruned: bool = False
-    stop: StopSignal | None = None
+    stop: StopSignal = field(default_factory=StopSignal)  # Ctrl-C / SIGTERM, read by every trial and between them
     share_data: bool = False  # every trial reads the same records and splits them alike (shares_data)
     data: TrainingData | None = None  # then read once, at the first trial that trains
 

@@ -119,9 +119,9 @@ def tune(config: Config, space: str | Path | SearchSpace, trials: int = 20, *, s
     return result
 
 
-def _stop_here(stop: StopSignal | None, where: str) -> None:
+def _stop_here(stop: StopSignal, where: str) -> None:
     """A stop that came during a trial's last steps (the trial then finishes) or between trials: none begins."""
-    if stop is not None and stop.requested:
+    if stop.requested:
         raise Interrupted(f"{stop.what} {where}; the search goes on when the same mlcls tune command runs again",
                           stop.exit_code)
 
@@ -275,7 +275,7 @@ def _result(search: Search, study: str, url: str) -> TuneResult:
 
 
 def refit_best(result: TuneResult, base: dict[str, Any], folds: int, console: Console,
-               stop: StopSignal | None = None) -> Path | None:
+               stop: StopSignal) -> Path | None:
     """Train the best config on all of train, once the whole study is done (any process may finish it: the
     one that finds the refit run missing trains it). None, with a note, when it cannot be yet."""
     from mlcls.training.entry import train

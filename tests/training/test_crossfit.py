@@ -18,7 +18,7 @@ from mlcls.training.data import TrainingInterrupted
 from mlcls.training.entry import train
 from mlcls.training.interrupt import StopSignal
 from mlcls.training.split import fold_of_each_record, iterative_stratification
-from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
+from tests.conftest import TINY_RECORDS, sigterm_to_self, tiny_config, write_jsonl
 
 runner = CliRunner()
 quiet = Console(stderr=True, quiet=True)
@@ -110,7 +110,6 @@ def test_a_sigterm_between_folds_begins_no_other_training(tmp_path, tiny_encoder
                                                           message):
     """The signal arrives after a fold's training has ended (its own handler is gone): cross-fitting's handler
     takes it, and the next fold (or the refit) does not begin."""
-    import os
     import signal
 
     import mlcls.training.crossfit as crossfit
@@ -121,8 +120,7 @@ def test_a_sigterm_between_folds_begins_no_other_training(tmp_path, tiny_encoder
     def fold_then_sigterm(*args, **kwargs):
         result = fold_training(*args, **kwargs)
         if args[3] == after_fold - 1:
-            assert getattr(signal.getsignal(signal.SIGTERM), "_mlcls_stop_handler", False)  # else: pytest killed
-            os.kill(os.getpid(), signal.SIGTERM)
+            sigterm_to_self()  # after the fold's own handler is gone: cross-fitting's must hold SIGTERM
         return result
 
     monkeypatch.setattr(crossfit, "train_fold", fold_then_sigterm)

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlcls.cli import app
+from tests.conftest import sigterm_at_step, sigterm_to_self
 from tests.tune.conftest import load_trials, sqlite_of, subprocess_env, tune_args
 
 # `mlcls tune`, whose trial KILL_TRIAL dies by SIGKILL at the end of its first epoch (after that epoch's checkpoint:
@@ -88,7 +89,6 @@ def test_sigterm_in_a_trial_exits_143_and_the_trial_goes_on_from_its_checkpoint(
     """A scheduler stopping `mlcls tune` (SIGTERM) pauses the search as Ctrl-C does, not as a crash."""
     import mlcls.tune.search as search
     from mlcls.training.interrupt import StopSignal
-    from tests.conftest import sigterm_at_step
 
     monkeypatch.setattr(search, "StopSignal", lambda: sigterm_at_step(4))  # a real SIGTERM in epoch 2
     stopped = CliRunner().invoke(app, tune_args(tiny_base, tiny_space, "--trials", "1", "--study", "term",
@@ -111,7 +111,6 @@ def test_sigterm_in_a_trial_exits_143_and_the_trial_goes_on_from_its_checkpoint(
 def test_sigterm_between_trials_starts_no_other_trial(tiny_base, tiny_space, monkeypatch):
     """SIGTERM outside a training loop (here while the study's best config is written) is taken by the search too:
     without that, the default action would kill the process and the next start would count a death."""
-    import os
     import signal
 
     import mlcls.tune.search as search
@@ -120,8 +119,7 @@ def test_sigterm_between_trials_starts_no_other_trial(tiny_base, tiny_space, mon
 
     def write_then_sigterm(*args, **kwargs):
         write(*args, **kwargs)
-        assert getattr(signal.getsignal(signal.SIGTERM), "_mlcls_stop_handler", False)  # else it would kill pytest
-        os.kill(os.getpid(), signal.SIGTERM)
+        sigterm_to_self()  # outside any training: the search's own handler must hold SIGTERM
 
     monkeypatch.setattr(search, "write_best_config", write_then_sigterm)
     args = tune_args(tiny_base, tiny_space, "--trials", "2", "--study", "between", "--pruner", "none")
@@ -139,8 +137,6 @@ def test_sigterm_between_trials_starts_no_other_trial(tiny_base, tiny_space, mon
 
 
 def test_a_stop_while_a_trial_is_claimed_does_not_begin_it(tiny_base, tiny_space, monkeypatch):
-    import os
-    import signal
 
     import mlcls.tune.search as search
 
@@ -148,7 +144,7 @@ def test_a_stop_while_a_trial_is_claimed_does_not_begin_it(tiny_base, tiny_space
 
     def claim_then_sigterm(*args):
         trial = claimed(*args)
-        os.kill(os.getpid(), signal.SIGTERM)  # arrives before the trial's training begins
+        sigterm_to_self()  # arrives before the trial's training begins
         return trial
 
     monkeypatch.setattr(search, "_claimed_next_trial", claim_then_sigterm)
@@ -163,8 +159,6 @@ def test_a_stop_while_a_trial_is_claimed_does_not_begin_it(tiny_base, tiny_space
 
 
 def test_a_stop_before_the_refit_leaves_it_for_the_next_command(tiny_base, tiny_space, monkeypatch):
-    import os
-    import signal
 
     import mlcls.tune.search as search
 
@@ -172,7 +166,7 @@ def test_a_stop_before_the_refit_leaves_it_for_the_next_command(tiny_base, tiny_
 
     def result_then_sigterm(*args):
         result = result_of(*args)
-        os.kill(os.getpid(), signal.SIGTERM)  # the search is done; the refit has not begun
+        sigterm_to_self()  # the search is done; the refit has not begun
         return result
 
     monkeypatch.setattr(search, "_result", result_then_sigterm)
