@@ -54,15 +54,15 @@ def lexical_scores(run: Path, config, ids: list[str], cache: dict) -> tuple[np.n
         labels = json.loads((run / "labels.json").read_text())["labels"]
         targets, mask = encode(pool, labels)
         fold = fold_of_each_record(pool, folds, config.train.seed)
-        tuning = out_of_fold_lexical([r.text for r in pool], targets, mask, fold)
+        tuning = out_of_fold_lexical([r.text for r in pool], targets, mask, fold, config.model.lexical_c)
         order = {r.id: i for i, r in enumerate(pool)}
         tuning = tuning[[order[i] for i in ids]]
-        model = fit_lexical([r.text for r in pool], targets, mask)
+        model = fit_lexical([r.text for r in pool], targets, mask, config.model.lexical_c)
     else:
         train, val = training_split(config)
         labels = json.loads((run / "labels.json").read_text())["labels"]
         targets, mask = encode(train, labels)
-        model = fit_lexical([r.text for r in train], targets, mask)
+        model = fit_lexical([r.text for r in train], targets, mask, config.model.lexical_c)
         by_id = {r.id: r for r in val}
         tuning = model.probabilities([by_id[i].text for i in ids])
     cache[key] = (tuning, model.probabilities([r.text for r in test]))

@@ -72,6 +72,9 @@ class ModelConfig:
         "mean of their probabilities")
     lexical: Literal["none", "tfidf"] = setting(
         "none", "tfidf: blend a TF-IDF + logistic-regression scorer in, at a weight chosen on validation (0: off)")
+    lexical_c: float = setting(
+        10.0, "tfidf: the logistic regressions' inverse regularisation strength C (larger: closer to the training "
+        "articles' words)")
     trust_remote_code: bool = setting(False, "training: run code from the encoder's repository (only if you "
                                       "trust it); eval / predict / serve / export run a run's code only when "
                                       "given --trust-remote-code, whatever this says")
@@ -99,6 +102,7 @@ class ModelConfig:
         check(self.chunk_overlap >= 0 and (self.long_text != "chunks" or self.chunk_overlap <= self.max_length // 2),
                "model.chunk_overlap must be in [0, max_length / 2]")
         check(self.max_chunks >= 1, "model.max_chunks must be at least 1")
+        check(self.lexical_c > 0, "model.lexical_c must be above 0")
         check(self.init_from is None or self.init_from.strip() != "",
               "model.init_from must name a run directory (or be null)")
         check(self.init_from is not None or not self.init_keep_labels, "model.init_keep_labels needs model.init_from")

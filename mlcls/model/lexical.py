@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 # Sublinear tf, words seen in at least 2 articles: the usual strong setting for news topics (Joachims 1998;
-# the TF-IDF + linear SVM row in docs/benchmarks.md). C = 10: little regularisation, since the vocabulary is
-# large and the rare topics have few articles.
+# the TF-IDF + linear SVM row in docs/benchmarks.md). The regression's C is model.lexical_c (default 10: little
+# regularisation, since the vocabulary is large and the rare topics have few articles).
 VECTORIZER = {"sublinear_tf": True, "min_df": 2, "lowercase": True, "dtype": "float32"}
-C = 10.0
+DEFAULT_C = 10.0
 WEIGHTS = tuple(round(w, 2) for w in np.arange(0.0, 0.81, 0.1))
 
 
@@ -36,6 +36,7 @@ class LexicalModel:
     intercept: np.ndarray  # (labels,)
     weight: float = 0.0  # the blend weight, chosen on the tuning scores
     settings: dict[str, Any] = field(default_factory=lambda: dict(VECTORIZER))
+    c: float = DEFAULT_C  # the regressions' C it was fitted with (recorded; scoring does not use it)
     # (labels,) True where the training data annotated no article with the label (a label kept from a parent
     # run, model.init_keep_labels): the lexical model knows nothing of it and leaves its score to the encoder.
     # Its "prior" of 0 annotated articles would be 0.5 for every article, which a blend turns into a label that
@@ -76,10 +77,10 @@ def blend(encoder_probs: np.ndarray, lexical_probs: np.ndarray, weight: float,
     return blended
 
 
-def fit_lexical(texts: Sequence[str], targets: np.ndarray, mask: np.ndarray) -> LexicalModel:
-    """TF-IDF on `texts`, then one logistic regression per label on its annotated rows (confidence >= 0.5 is
-    positive). A label with no positive (or no negative) there gets zero weights and its prior as bias; a label with
-    no annotated row at all is left to the encoder (`abstain`)."""
+def fit_lexical(texts: Sequence[str], targets: np.ndarray, mask: np.ndarray, c: float = DEFAULT_C) -> LexicalModel:
+    """TF-IDF on `texts`, then one logistic regression per label (inverse regularisation `c`) on its annotated
+    rows (confidence >= 0.5 is positive). A label with no positive (or no negative) there gets zero weights and its
+    prior as bias; a label with no annotated row at all is left to the encoder (`abstain`)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -96,20 +97,22 @@ def fit_lexical(texts: Sequence[str], targets: np.ndarray, mask: np.ndarray) -> 
             prior = (y.sum() + 0.5) / (len(y) + 1.0)
             intercept[j] = np.log(prior / (1 - prior))
             continue
-        fitted = LogisticRegression(C=C, solver="liblinear", max_iter=200).fit(x[rows], y)
+        fitted = LogisticRegression(C=c, solver="liblinear", max_iter=200).fit(x[rows], y)
         coef[j], intercept[j] = fitted.coef_[0], fitted.intercept_[0]
     vocabulary = {term: int(i) for term, i in vectorizer.vocabulary_.items()}
-    return LexicalModel(vocabulary, vectorizer.idf_.astype(np.float32), coef, intercept,
+    return LexicalModel(vocabulary, vectorizer.idf_.astype(np.float32), coef, intercept, c=c,
                         abstain=abstain if abstain.any() else None)
 
 
-def out_of_fold_lexical(texts: Sequence[str], targets: np.ndarray, mask: np.ndarray, fold: np.ndarray) -> np.ndarray:
+def out_of_fold_lexical(texts: Sequence[str], targets: np.ndarray, mask: np.ndarray, fold: np.ndarray,
+                        c: float = DEFAULT_C) -> np.ndarray:
     """Every row's lexical probabilities from a model fitted on the other folds (the folds of cross-fitting)."""
     probs = np.zeros(targets.shape, dtype=np.float32)
     texts = list(texts)
     for k in np.unique(fold):
         held = fold == k
-        model = fit_lexical([t for t, h in zip(texts, held, strict=True) if not h], targets[~held], mask[~held])
+        model = fit_lexical([t for t, h in zip(texts, held, strict=True) if not h], targets[~held], mask[~held],
+                            c)
         probs[held] = model.probabilities([t for t, h in zip(texts, held, strict=True) if h])
     return probs
 

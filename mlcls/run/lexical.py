@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mlcls.errors import RunDirError
-from mlcls.model.lexical import C, LexicalModel
+from mlcls.model.lexical import DEFAULT_C, LexicalModel
 from mlcls.run.files import peek_dict, peek_metrics
 from mlcls.run.layout import LEXICAL, LEXICAL_SETTINGS, LEXICAL_VOCABULARY, LEXICAL_WEIGHTS
 
@@ -25,8 +25,8 @@ def save_lexical(run: Path, model: LexicalModel) -> None:
     if model.abstain is not None:  # only where some label was never annotated: other runs' files are unchanged
         tensors["abstain"] = model.abstain.astype(np.uint8)
     save_file(tensors, str(folder / LEXICAL_WEIGHTS))
-    (folder / LEXICAL_SETTINGS).write_text(json.dumps({"weight": model.weight, "vectorizer": model.settings, "C": C},
-                                                      indent=1))
+    settings = {"weight": model.weight, "vectorizer": model.settings, "C": model.c}
+    (folder / LEXICAL_SETTINGS).write_text(json.dumps(settings, indent=1))
 
 
 def load_lexical(run: Path) -> LexicalModel | None:
@@ -41,7 +41,7 @@ def load_lexical(run: Path) -> LexicalModel | None:
         settings = json.loads((folder / LEXICAL_SETTINGS).read_text())
         vocabulary = json.loads((folder / LEXICAL_VOCABULARY).read_text(encoding="utf-8"))
         model = LexicalModel(vocabulary, weights["idf"], weights["coef"], weights["intercept"],
-                             float(settings["weight"]), settings["vectorizer"],
+                             float(settings["weight"]), settings["vectorizer"], float(settings.get("C", DEFAULT_C)),
                              abstain=weights["abstain"].astype(bool) if "abstain" in weights else None)
     except (OSError, ValueError, KeyError) as exc:
         raise RunDirError(f"{folder}: the lexical model cannot be read ({exc})") from None

@@ -219,8 +219,8 @@ def _lexical_fusion(config: Config, pool: TrainingData, fold: np.ndarray, encode
     """The lexical model's out-of-fold scores on the same folds, its weight and the rule chosen on the blended
     out-of-fold scores (fusion.py), and the model refitted on all of train for prediction."""
     texts, enc = [r.text for r in pool.train], pool.train_enc
-    lexical_probs = out_of_fold_lexical(texts, enc.targets, enc.mask, fold)
-    model = fit_lexical(texts, enc.targets, enc.mask)
+    lexical_probs = out_of_fold_lexical(texts, enc.targets, enc.mask, fold, config.model.lexical_c)
+    model = fit_lexical(texts, enc.targets, enc.mask, config.model.lexical_c)
     fusion = fuse_lexical(config, model, encoder_probs, lexical_probs, enc, pool.labels.labels, pool.stats.prior(),
                           staging)
     return fusion.rule, fusion.probs, fusion.parts, fusion.summary

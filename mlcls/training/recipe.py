@@ -366,7 +366,8 @@ def lexical_fusion(t: Trainer, encoder_probs: np.ndarray, summary: dict[str, Any
     """model.lexical: fit TF-IDF + logistic regression on the training records and fuse it with the kept epoch's
     validation scores (fusion.py). Returns (rule, blended scores, the parts for tuning_scores.npz)."""
     train_enc, val_enc, labels = t.data.train_enc, t.data.val_enc, t.data.labels.labels
-    model = fit_lexical([r.text for r in t.data.train], train_enc.targets, train_enc.mask)
+    model = fit_lexical([r.text for r in t.data.train], train_enc.targets, train_enc.mask,
+                        t.config.model.lexical_c)
     lexical_probs = model.probabilities([r.text for r in t.data.validation])
     fusion = fuse_lexical(t.config, model, encoder_probs, lexical_probs, val_enc, labels, t.data.stats.prior(),
                           t.staging)
