@@ -71,6 +71,7 @@ def test_yaml_1e_notation_is_a_number(tmp_path):
     ("train:\n  epochs: 0\n", [], "train.epochs must be at least 1"),
     ("model:\n  pooling: max\n", [], "model.pooling: 'max' is not one of mean, cls"),
     ("data:\n  val_fraction: 1.5\n", [], "data.val_fraction must be in [0, 1)"),
+    ("", ["model.lexical_c=0"], "model.lexical_c must be above 0"),
     ("loss:\n  name: nope\n", [], "unknown loss 'nope' (valid: bce, weighted, confidence, focal, asl, cb, db,"),
     ("", ["train.epochs"], "expected key=value"),
     ("", ["nosuch.key=1"], "unknown key 'nosuch'"),

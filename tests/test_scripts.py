@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from mlcls.api import DecisionOverrides, compute_metrics, evaluate_runs
+from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 SCRIPT_FILES = sorted(SCRIPTS.glob("*.py"))
@@ -190,6 +191,29 @@ def test_bench_thresholds_on_a_trained_run_agrees_with_mlcls_eval(script, traine
 def test_bench_thresholds_explains_a_run_without_tuning_scores(script, tmp_path):
     with pytest.raises(SystemExit, match="tuning_scores.npz: not found"):
         script("bench_thresholds").tuning_scores(tmp_path, 2)
+
+
+# ------------------------------------------------------------------ bench_lexical_c: training's own choice
+
+
+def test_bench_lexical_c_at_the_runs_c_makes_the_choice_training_made(script, tmp_path, tiny_encoder):
+    """At the C the run was trained with, the study refits the same lexical model on the same rows and must choose
+    the weight that training chose, by the held-out figure that training recorded for it."""
+    from rich.console import Console
+
+    from mlcls.api import load_config, train
+
+    data = write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS * 2)
+    # One slow epoch: the encoder alone is imperfect (0.62 held out), so the weight chosen is not the tie-break 0
+    config = load_config(tiny_config(tmp_path, tiny_encoder, data),
+                         ["train.epochs=1", "train.head_lr=1e-3", "model.lexical=tfidf", "model.lexical_c=3"],
+                         {"output.name": "lex"})
+    result = train(config, Console(stderr=True, quiet=True))
+    weight = result.metrics["lexical_weight"]
+    [row] = script("bench_lexical_c").study(result.run_dir, [3.0], None)
+    assert row["weight"] == weight > 0
+    recorded = result.metrics["lexical_weights_tried"][f"{weight:.1f}"]
+    assert (row["micro"] + row["macro"]) / 200 == pytest.approx(recorded, abs=1e-4)
 
 
 # ------------------------------------------------------------------ bench_losses: one code path, one flag

@@ -3,6 +3,8 @@ with the transformer at a weight chosen on the tuning scores."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from rich.console import Console
@@ -31,23 +33,25 @@ def _tiny():
     return texts, targets, np.ones_like(targets)
 
 
-def test_lexical_scores_are_scikit_learns_and_survive_save_and_load(tmp_path):
+@pytest.mark.parametrize("c", [None, 0.05])  # None: the default C (10), else model.lexical_c
+def test_lexical_scores_are_scikit_learns_and_survive_save_and_load(tmp_path, c):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     texts, targets, mask = _tiny()
-    model = fit_lexical(texts, targets, mask)
+    model = fit_lexical(texts, targets, mask) if c is None else fit_lexical(texts, targets, mask, c)
     # Independent reference: the same scikit-learn pipeline, label by label, predict_proba.
     x = TfidfVectorizer(sublinear_tf=True, min_df=2).fit_transform(texts)
-    reference = np.stack([LogisticRegression(C=10.0, solver="liblinear", max_iter=200).fit(x, targets[:, j])
+    reference = np.stack([LogisticRegression(C=c or 10.0, solver="liblinear", max_iter=200).fit(x, targets[:, j])
                           .predict_proba(x)[:, 1] for j in range(3)], axis=1)
     np.testing.assert_allclose(model.probabilities(texts), reference, atol=1e-5)
     model.weight = 0.3
     save_lexical(tmp_path, model)
     assert sorted(p.name for p in (tmp_path / "lexical").iterdir()) == ["settings.json", "vocabulary.json",
                                                                        "weights.safetensors"]  # no pickle
+    assert json.loads((tmp_path / "lexical" / "settings.json").read_text())["C"] == (c or 10.0)
     loaded = load_lexical(tmp_path)
-    assert loaded.weight == 0.3
+    assert loaded.weight == 0.3 and loaded.c == (c or 10.0)
     np.testing.assert_allclose(loaded.probabilities(texts + ["unseen words only"]),
                                model.probabilities(texts + ["unseen words only"]), atol=1e-6)
 
@@ -99,10 +103,11 @@ def test_choose_weight_prefers_the_transformer_on_a_tie():
 def test_a_fused_run_predicts_the_blend_its_rule_was_tuned_on(tmp_path, tiny_encoder):
     data = write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS * 2)
     config = load_config(tiny_config(tmp_path, tiny_encoder, data),
-                         ["train.epochs=2", "model.lexical=tfidf", f"train.cache_dir={tmp_path / 'cache'}"],
-                         {"output.name": "fused"})
+                         ["train.epochs=2", "model.lexical=tfidf", "model.lexical_c=0.5",
+                          f"train.cache_dir={tmp_path / 'cache'}"], {"output.name": "fused"})
     result = train(config, quiet)
     assert (result.run_dir / "lexical" / "weights.safetensors").is_file()
+    assert load_lexical(result.run_dir).c == 0.5  # model.lexical_c reached the regressions
     weight = result.metrics["lexical_weight"]
     assert set(result.metrics["lexical_weights_tried"]) == {f"{w / 10:.1f}" for w in range(9)}
     run = load_run(result.run_dir)

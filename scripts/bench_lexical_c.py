@@ -1,0 +1,113 @@
+"""The lexical model's regularisation (model.lexical_c) studied offline on trained runs' saved validation scores.
+
+For each run (a validation hold-out; not cross-fitted): the encoder's own validation scores from
+RUN/tuning_scores.npz, and the lexical model refitted on the run's training part (the same seeded hold-out as
+`mlcls train`) at each C. The blend weight is chosen as training chooses it, by the held-out mean of micro- and
+macro-F1 on validation (`mlcls.training.fusion`), and that figure is reported; no test file is read.
+
+    python scripts/bench_lexical_c.py runs/cpu-chunks128-seed1 runs/cpu-chunks128-seed2 --c 10 30 100 300 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from benchlib import machine, write_block  # scripts/ is on sys.path when a script runs
+
+from mlcls.api import (
+    LabelSpace,
+    blend,
+    choose_thresholds,
+    choose_weight,
+    fit_lexical,
+    held_out_f1,
+    load_config,
+    peek_label_stats,
+    training_split,
+)
+
+
+def study(run: Path, cs: list[float], data: Path | None) -> list[dict]:
+    config = load_config(run / "config.yaml")
+    if (json.loads((run / "metrics.json").read_text()).get("folds") or 1) > 1:
+        raise SystemExit(f"{run}: cross-fitted (its tuning scores are out-of-fold); this study takes hold-out runs")
+    if data is not None:
+        config.data.train = str(data / "train.jsonl")
+    saved = np.load(run / "tuning_scores.npz", allow_pickle=False)
+    if "encoder_probs" not in saved:
+        raise SystemExit(f"{run}: tuning_scores.npz has no encoder_probs (a run without model.lexical: tfidf)")
+    labels = json.loads((run / "labels.json").read_text())["labels"]
+    stats = peek_label_stats(run)
+    if stats is None:
+        raise SystemExit(f"{run}: no readable label statistics (label_stats.json)")
+    train, validation = training_split(config)
+    by_id = {r.id: r for r in validation}
+    texts = [by_id[i].text for i in saved["ids"].tolist()]
+    encoded = LabelSpace(labels).encode(train)
+
+    def make_rule(p, t, m):
+        return choose_thresholds(config, p, t, m, labels, stats.prior())
+
+    def held_out(probs: np.ndarray) -> dict[str, float]:
+        return held_out_f1(probs, saved["targets"], saved["mask"], labels, make_rule, seed=config.train.seed)
+
+    rows = []
+    for c in cs:
+        started = time.perf_counter()
+        model = fit_lexical([r.text for r in train], encoded.targets, encoded.mask, c)
+        fit_s = time.perf_counter() - started
+        lexical = model.probabilities(texts)
+        weight, _ = choose_weight(saved["encoder_probs"], lexical,
+                                  lambda p: (lambda f: (f["micro_f1"] + f["macro_f1"]) / 2)(held_out(p)))
+        fused, alone = held_out(blend(saved["encoder_probs"], lexical, weight, model.abstain)), held_out(lexical)
+        rows.append({"run": run.name, "c": c, "weight": weight, "micro": 100 * fused["micro_f1"],
+                     "macro": 100 * fused["macro_f1"], "alone_micro": 100 * alone["micro_f1"],
+                     "alone_macro": 100 * alone["macro_f1"], "fit_s": fit_s})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def markdown(rows: list[dict], cs: list[float], command: str, seconds: float) -> str:
+    lines = ["Held-out validation F1 (each rule tuned on 4/5 of the validation rows, scored on the other 1/5 in turn): "
+             "what training chooses the blend weight by. Fused = encoder and lexical model blended at the weight "
+             "chosen; alone = the lexical model by itself.",
+             f"Machine: {machine()}; {seconds / 60:.1f} min.", "",
+             "| run | C | weight chosen | fused micro / macro-F1 | mean of the two | lexical alone micro / macro-F1 "
+             "| fit s |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['c']:g} | {r['weight']:.1f} | {r['micro']:.2f} / {r['macro']:.2f} | "
+                     f"{(r['micro'] + r['macro']) / 2:.2f} | {r['alone_micro']:.2f} / {r['alone_macro']:.2f} | "
+                     f"{r['fit_s']:.1f} |")
+    for c in cs:
+        mine = [(r["micro"] + r["macro"]) / 2 for r in rows if r["c"] == c]
+        lines.append(f"| mean of {len(mine)} runs | {c:g} | | | {statistics.mean(mine):.2f} | | |")
+    lines += ["", f"Command: `{command}`."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path, nargs="+")
+    parser.add_argument("--c", type=float, nargs="+", default=[10.0, 30.0, 100.0, 300.0, 1000.0])
+    parser.add_argument("--data", type=Path, help="a folder with the runs' train.jsonl (default: their config's)")
+    parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    rows = [row for run in args.runs for row in study(run, args.c, args.data)]
+    table = markdown(rows, args.c, "python scripts/bench_lexical_c.py " + " ".join(sys.argv[1:]),
+                     time.perf_counter() - started)
+    print(table)
+    if not args.no_record:
+        write_block(args.doc, "bench_lexical_c", table, "## The lexical model's regularisation "
+                    "(`scripts/bench_lexical_c.py`)")
+
+
+if __name__ == "__main__":
+    main()
