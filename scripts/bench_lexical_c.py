@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--c", type=float, nargs="+", default=[10.0, 30.0, 100.0, 300.0, 1000.0])
     parser.add_argument("--data", type=Path, help="a folder with the runs' train.jsonl (default: their config's)")
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--block", default="bench_lexical_c", help="the docs block the table goes to")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -105,7 +106,7 @@ def main() -> None:
                      time.perf_counter() - started)
     print(table)
     if not args.no_record:
-        write_block(args.doc, "bench_lexical_c", table, "## The lexical model's regularisation "
+        write_block(args.doc, args.block, table, "## The lexical model's regularisation "
                     "(`scripts/bench_lexical_c.py`)")
 
 
