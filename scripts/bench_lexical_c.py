@@ -57,6 +57,7 @@ def study(run: Path, cs: list[float], data: Path | None) -> list[dict]:
     def held_out(probs: np.ndarray) -> dict[str, float]:
         return held_out_f1(probs, saved["targets"], saved["mask"], labels, make_rule, seed=config.train.seed)
 
+    label = run.name if run.parent.name == "runs" else f"{run.parent.name}/{run.name}"  # a tune study's trial
     rows = []
     for c in cs:
         started = time.perf_counter()
@@ -66,7 +67,7 @@ def study(run: Path, cs: list[float], data: Path | None) -> list[dict]:
         weight, _ = choose_weight(saved["encoder_probs"], lexical,
                                   lambda p: (lambda f: (f["micro_f1"] + f["macro_f1"]) / 2)(held_out(p)))
         fused, alone = held_out(blend(saved["encoder_probs"], lexical, weight, model.abstain)), held_out(lexical)
-        rows.append({"run": run.name, "c": c, "weight": weight, "micro": 100 * fused["micro_f1"],
+        rows.append({"run": label, "c": c, "weight": weight, "micro": 100 * fused["micro_f1"],
                      "macro": 100 * fused["macro_f1"], "alone_micro": 100 * alone["micro_f1"],
                      "alone_macro": 100 * alone["macro_f1"], "fit_s": fit_s})
         print(json.dumps(rows[-1]), flush=True)
