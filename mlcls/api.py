@@ -20,6 +20,7 @@ _WHERE = {
     "training_split": "mlcls.training.split", "fold_of_each_record": "mlcls.training.split",
     # training
     "train": "mlcls.training.entry", "TrainResult": "mlcls.training.data",
+    "keep_freed_memory": "mlcls.training.host_malloc",  # what `mlcls train` sets before training
     "TrainingInterrupted": "mlcls.training.data", "StopSignal": "mlcls.training.interrupt",
     "StopAfterStep": "mlcls.training.interrupt",
     # a finished run: load, score, decide, evaluate

@@ -14,6 +14,8 @@ articles it would not group at all.
     `group_by_length`; bf16 too where this machine runs it fast (see --bf16);
   - mlcls: mlcls's training loop with configs/reuters.yaml's recipe (length-grouped batches, dynamic
     padding, precision auto), stopped after STEPS steps as Ctrl-C stops it.
+  - mlcls-glibc (only when named in --arms): the same, with glibc's malloc as it comes, where `mlcls train`
+    sets it to keep freed activation memory for the next step (mlcls/training/host_malloc.py).
 
 Samples/s are training samples over the training loop's time: Trainer's `train_runtime`, mlcls's
 `train_seconds` from its checkpoint (both exclude model loading and tokenisation).
@@ -90,13 +92,16 @@ def hf_worker(args: argparse.Namespace, best: bool) -> dict:
     return {"seconds": metrics["train_runtime"], "samples": args.steps * args.batch_size}
 
 
-def mlcls_worker(args: argparse.Namespace) -> dict:
+def mlcls_worker(args: argparse.Namespace, glibc_as_it_comes: bool = False) -> dict:
     """Runs in its own process: `mlcls train` on configs/reuters.yaml's recipe over the whole training file,
     stopped after STEPS optimizer steps the way Ctrl-C stops it (a StopSignal); the checkpoint it saves
     holds the loop's own time and sample count."""
     from rich.console import Console
 
-    from mlcls.api import StopAfterStep, TrainingInterrupted, load_config, train
+    from mlcls.api import StopAfterStep, TrainingInterrupted, keep_freed_memory, load_config, train
+
+    if not glibc_as_it_comes:
+        keep_freed_memory()  # what `mlcls train` does before training
 
     folder = Path(tempfile.mkdtemp())
     val_file = folder / "validation.jsonl"  # not used before the stop; keeps the training pool = the whole file
@@ -139,8 +144,7 @@ def markdown(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
         seconds = ", ".join(f"{r['seconds']:.1f}" for r in runs)
         ratio = "" if arm == "mlcls" else f"**{rate['mlcls'] / rate[arm]:.2f}x**"
         lines.append(f"| {arm} | {rate[arm]:.2f} | {seconds} | {ratio} |")
-    lines += ["", f"Command: `python scripts/bench_train.py --steps {args.steps} --max-length {args.max_length} "
-              f"--batch-size {args.batch_size} --repeats {args.repeats}{' --bf16' if args.bf16 else ''}`."]
+    lines += ["", f"Command: `python scripts/bench_train.py {' '.join(sys.argv[1:])}`."]
     return "\n".join(lines)
 
 
@@ -154,11 +158,12 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="hf-best uses bf16 (only where the hardware runs it fast)")
     parser.add_argument("--arms", nargs="+", default=["hf-default", "hf-best", "mlcls"])
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--block", help="the docs block the table goes to (default: bench_train:lenMAX_LENGTH)")
     parser.add_argument("--no-record", action="store_true")
-    parser.add_argument("--worker", choices=["hf-default", "hf-best", "mlcls"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["hf-default", "hf-best", "mlcls", "mlcls-glibc"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker == "mlcls":
-        print(json.dumps(mlcls_worker(args)))
+    if args.worker in ("mlcls", "mlcls-glibc"):
+        print(json.dumps(mlcls_worker(args, glibc_as_it_comes=args.worker == "mlcls-glibc")))
         return
     if args.worker:
         print(json.dumps(hf_worker(args, best=args.worker == "hf-best")))
@@ -176,7 +181,7 @@ def main() -> None:
     table = markdown(results, args)
     print(table)
     if not args.no_record:
-        write_block(args.docs, f"bench_train:len{args.max_length}", table)
+        write_block(args.docs, args.block or f"bench_train:len{args.max_length}", table)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,9 @@ def train(
     print_notes(cfg.notes)
     # Function-local: the training loop pulls in torch and transformers, which `mlcls --help` must not load.
     from mlcls.training.entry import train as run_training
+    from mlcls.training.host_malloc import keep_freed_memory
 
+    keep_freed_memory()  # glibc keeps each step's freed activations for the next (unless MALLOC_* is set)
     with rejects_file(rejects) as rejected:
         result = run_training(cfg, err, rejected, resume=resume_dir)
     if not result.main_process:

@@ -59,7 +59,10 @@ def tune(
     require_optuna()  # before any reading: the one-line install hint
     cfg = load_config(config, set_ or [], {"output.dir": out_dir and str(out_dir)})
     print_notes(cfg.notes)
+    from mlcls.training.host_malloc import keep_freed_memory
     from mlcls.tune.search import tune as run_search
+
+    keep_freed_memory()  # the trials train in this process: as `mlcls train` does
 
     name = study or (config.stem if config is not None else "default")
     result = run_search(cfg, space, trials, study=name, storage=storage, timeout=timeout, pruner=value_of(pruner),
