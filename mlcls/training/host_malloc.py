@@ -4,11 +4,11 @@ Why: a training step allocates and frees the same large blocks at every step (ac
 tens of MiB for a batch of 32 articles in 128-token windows). glibc hands a block above its mmap threshold
 (dynamic, at most 32 MiB) back to the kernel when it is freed, and trims the free top of its heap beyond the trim
 threshold, so the next step faults the same memory in again, page by page. mallopt pins the mmap threshold at
-its 32 MiB ceiling, trims only beyond 1 GiB and grows the heap 256 MiB at a time: on this project's 2-core Xeon,
-2.5x fewer page faults and a faster loop (docs/benchmarks.md, "Training engine": `scripts/bench_train.py --arms
-mlcls-glibc mlcls`). PyTorch keeps no caching allocator on the CPU (it has one on the GPU); jemalloc or tcmalloc,
-which Intel's PyTorch tuning guide advises, must be installed and LD_PRELOADed before the process starts, while
-mallopt is glibc's own switch and needs neither.
+its 32 MiB ceiling, trims only beyond 1 GiB and grows the heap 256 MiB at a time: on this project's 2-core Xeon
+the loop ran 1.25x and 1.41x faster in two interleaved benchmarks (docs/benchmarks.md, "Training engine":
+`scripts/bench_train.py --arms mlcls-glibc mlcls`). PyTorch keeps no caching allocator on the CPU (it has one
+on the GPU); jemalloc or tcmalloc, which Intel's PyTorch tuning guide advises, must be installed and
+LD_PRELOADed before the process starts, while mallopt is glibc's own switch and needs neither.
 
 The CLI's `mlcls train` and `mlcls tune` call it, once, before training; a program that imports mlcls.api keeps
 its own allocator. It leaves glibc alone where the user has set it (any MALLOC_* variable, or GLIBC_TUNABLES),
