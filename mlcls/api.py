@@ -28,7 +28,7 @@ _WHERE = {
     "score_records": "mlcls.inference.scoring", "CHUNK_RECORDS": "mlcls.inference.scoring",
     "inference_batch_size": "mlcls.inference.scoring",
     "DecisionRule": "mlcls.decision.rules", "tune_rule": "mlcls.decision.tuning",  # a decision rule tuned on scores
-    "held_out_f1": "mlcls.decision.tuning", "choose_thresholds": "mlcls.decision.tuning",
+    "held_out_f1": "mlcls.decision.tuning",
     "evaluate_runs": "mlcls.evaluation.evaluate", "DecisionOverrides": "mlcls.evaluation.evaluate",
     "compute_metrics": "mlcls.decision.metrics", "frequency_group_scores": "mlcls.decision.metrics",
     # the model's parts (benchmarks that time pieces of it)
@@ -40,6 +40,7 @@ _WHERE = {
     "LexicalModel": "mlcls.model.lexical", "fit_lexical": "mlcls.model.lexical",
     "out_of_fold_lexical": "mlcls.model.lexical", "choose_weight": "mlcls.model.lexical",
     "blend": "mlcls.model.lexical",
+    "held_out_f1_of": "mlcls.training.fusion", "fusion_objective": "mlcls.training.fusion",  # how the weight is chosen
     "build_model": "mlcls.model.classifier",
     "set_inference_pad_multiple": "mlcls.data.batching",
     # a run's files, read as mlcls reads them

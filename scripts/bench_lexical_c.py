@@ -23,10 +23,10 @@ from benchlib import machine, write_block  # scripts/ is on sys.path when a scri
 from mlcls.api import (
     LabelSpace,
     blend,
-    choose_thresholds,
     choose_weight,
     fit_lexical,
-    held_out_f1,
+    fusion_objective,
+    held_out_f1_of,
     load_config,
     peek_label_stats,
     training_split,
@@ -51,11 +51,7 @@ def study(run: Path, cs: list[float], data: Path | None) -> list[dict]:
     texts = [by_id[i].text for i in saved["ids"].tolist()]
     encoded = LabelSpace(labels).encode(train)
 
-    def make_rule(p, t, m):
-        return choose_thresholds(config, p, t, m, labels, stats.prior())
-
-    def held_out(probs: np.ndarray) -> dict[str, float]:
-        return held_out_f1(probs, saved["targets"], saved["mask"], labels, make_rule, seed=config.train.seed)
+    held_out = held_out_f1_of(config, saved["targets"], saved["mask"], labels, stats.prior())  # as training
 
     label = run.name if run.parent.name == "runs" else f"{run.parent.name}/{run.name}"  # a tune study's trial
     rows = []
@@ -64,8 +60,7 @@ def study(run: Path, cs: list[float], data: Path | None) -> list[dict]:
         model = fit_lexical([r.text for r in train], encoded.targets, encoded.mask, c)
         fit_s = time.perf_counter() - started
         lexical = model.probabilities(texts)
-        weight, _ = choose_weight(saved["encoder_probs"], lexical,
-                                  lambda p: (lambda f: (f["micro_f1"] + f["macro_f1"]) / 2)(held_out(p)))
+        weight, _ = choose_weight(saved["encoder_probs"], lexical, lambda p: fusion_objective(held_out(p)))
         fused, alone = held_out(blend(saved["encoder_probs"], lexical, weight, model.abstain)), held_out(lexical)
         rows.append({"run": label, "c": c, "weight": weight, "micro": 100 * fused["micro_f1"],
                      "macro": 100 * fused["macro_f1"], "alone_micro": 100 * alone["micro_f1"],

@@ -5,6 +5,7 @@ rule together, write the model into the run, and say what was chosen (model/lexi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,17 +34,28 @@ def fuse_lexical(config: Config, model: LexicalModel, encoder_probs: np.ndarray,
     mean of micro- and macro-F1 (0: the transformer alone), tune the rule on that blend, and save the model
     into `run_dir`."""
 
-    def make_rule(p, t, m):
-        return choose_thresholds(config, p, t, m, labels, priors)
-
-    def held_out(probs: np.ndarray) -> float:
-        f1 = held_out_f1(probs, enc.targets, enc.mask, labels, make_rule, seed=config.train.seed)
-        return (f1["micro_f1"] + f1["macro_f1"]) / 2
-
-    model.weight, tried = choose_weight(encoder_probs, lexical_probs, held_out)
+    held_out = held_out_f1_of(config, enc.targets, enc.mask, labels, priors)
+    model.weight, tried = choose_weight(encoder_probs, lexical_probs, lambda p: fusion_objective(held_out(p)))
     blended = blend(encoder_probs, lexical_probs, model.weight, model.abstain)  # what predict will blend
     save_lexical(run_dir, model)
     summary = {"lexical_weight": model.weight,
                "lexical_weights_tried": {f"{w:.1f}": round(s, 4) for w, s in tried}}
-    return Fusion(make_rule(blended, enc.targets, enc.mask), blended,
+    return Fusion(choose_thresholds(config, blended, enc.targets, enc.mask, labels, priors), blended,
                   {"encoder_probs": encoder_probs, "lexical_probs": lexical_probs}, summary)
+
+
+def held_out_f1_of(config: Config, targets: np.ndarray, mask: np.ndarray, labels: list[str],
+                   priors: np.ndarray) -> Callable[[np.ndarray], dict[str, float]]:
+    """Scores -> the configured rule's held-out micro- and macro-F1 on these rows (each rule tuned on 4/5 of them
+    and scored on the other 1/5: decision.tuning.held_out_f1). The blend weight is chosen by it
+    (scripts/bench_lexical_c.py chooses the same way)."""
+
+    def make_rule(p, t, m):
+        return choose_thresholds(config, p, t, m, labels, priors)
+
+    return lambda probs: held_out_f1(probs, targets, mask, labels, make_rule, seed=config.train.seed)
+
+
+def fusion_objective(f1: dict[str, float]) -> float:
+    """What the blend weight maximises: the mean of held-out micro- and macro-F1."""
+    return (f1["micro_f1"] + f1["macro_f1"]) / 2
