@@ -20,13 +20,15 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+from collections.abc import Mapping
 
 # mallopt's parameters (glibc's malloc.h)
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
 SETTINGS = ((M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 1 << 30), (M_TOP_PAD, 256 << 20))
 
 
-def user_set_malloc(environ: dict[str, str] | os._Environ = os.environ) -> bool:
+def user_set_malloc(environ: Mapping[str, str] = os.environ) -> bool:
+    """True when the environment already configures glibc's malloc (its MALLOC_* variables or GLIBC_TUNABLES)."""
     return "GLIBC_TUNABLES" in environ or any(k.startswith("MALLOC_") for k in environ)
 
 
