@@ -84,11 +84,11 @@ def train_folds(config: Config, console: Console, rejects: IO[bytes] | None, res
             with stop.on_signals():
                 results = []
                 for i in range(k):
-                    _stop_between(stop, f"after fold {i}/{k}" if i else "before fold 1")
+                    stop.raise_if_requested(TrainingInterrupted, f"after fold {i}/{k}" if i else "before fold 1")
                     results.append(train_fold(config, pool, fold, i, staging, console, stop, on_epoch))
                 probs = out_of_fold_scores(pool, fold, results)
                 if config.train.refit:
-                    _stop_between(stop, "before the refit")
+                    stop.raise_if_requested(TrainingInterrupted, "before the refit")
                 refit = refit_model(config, pool, results, staging, console, stop) if config.train.refit else None
         except TrainingInterrupted as exc:  # a fold's message names the fold; the whole run is what resumes
             raise TrainingInterrupted(f"{str(exc).split('; continue with')[0]}; finished folds are kept; continue "
@@ -96,12 +96,6 @@ def train_folds(config: Config, console: Console, rejects: IO[bytes] | None, res
         return _finish(config, pool, fold, probs, results, refit, staging, final, started)
     finally:
         release_run(staging)
-
-
-def _stop_between(stop: StopSignal, where: str) -> None:
-    """A stop that came during a fold's last steps (the fold then finishes): the next training does not begin."""
-    if stop.requested:
-        raise TrainingInterrupted(f"{stop.what} {where}", stop.exit_code)
 
 
 def train_fold(config: Config, pool: TrainingData, fold: np.ndarray, i: int, staging: Path, console: Console,

@@ -40,6 +40,12 @@ class StopSignal:
         """How the stop is named in messages."""
         return "stopped by SIGTERM" if self.signum == signal.SIGTERM else "interrupted"
 
+    def raise_if_requested(self, exception: type[Exception], where: str) -> None:
+        """Between two pieces of work (folds, trials, a refit): a stop that came during the last one's final steps
+        (which then finished) lets the next not begin. Raises `exception`("<what> <where>", exit code)."""
+        if self.requested:
+            raise exception(f"{self.what} {where}", self.exit_code)
+
     def should_stop(self, step: int) -> bool:
         """Read by the loop after optimizer step `step` (1-based, counted over the whole run)."""
         return self.requested

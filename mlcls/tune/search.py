@@ -121,9 +121,7 @@ def tune(config: Config, space: str | Path | SearchSpace, trials: int = 20, *, s
 
 def _stop_here(stop: StopSignal, where: str) -> None:
     """A stop that came during a trial's last steps (the trial then finishes) or between trials: none begins."""
-    if stop.requested:
-        raise Interrupted(f"{stop.what} {where}; the search goes on when the same mlcls tune command runs again",
-                          stop.exit_code)
+    stop.raise_if_requested(Interrupted, f"{where}; the search goes on when the same mlcls tune command runs again")
 
 
 def _check(config: Config, trials: int, keep_best: int, refit_folds: int) -> None:
