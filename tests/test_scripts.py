@@ -276,3 +276,22 @@ def test_mlcls_command_runs_this_interpreters_cli(script, capsys):
     assert benchlib.eval_command(Path("runs/x"), Path("out")) == [
         sys.executable, "-m", "mlcls", "eval", "runs/x", "--json", str(Path("out") / "x.eval.json")]
     assert "$ mlcls eval runs/x" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ bench_train_malloc: the setting changes no result
+
+
+def test_bench_train_malloc_runs_both_arms_and_finds_the_same_figures(script, tmp_path, tiny_encoder):
+    """Both arms are the real `mlcls train` in a child process; the kept arm sets glibc's malloc (on glibc Linux) and
+    the other does not, and a training's figures must not depend on the allocator."""
+    import argparse
+
+    bench = script("bench_train_malloc")
+    data = write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS)
+    args = argparse.Namespace(config=str(tiny_config(tmp_path, tiny_encoder, data)), seed=3,
+                              set=["train.epochs=1"], repeats=1)
+    results = [bench.run_arm(arm, args, tmp_path / arm) for arm in ("kept", "glibc")]
+    assert all(r["train_s"] > 0 and r["peak_rss_mib"] > 0 for r in results)
+    assert results[0]["figures"] == results[1]["figures"]
+    assert results[0]["figures"]["thresholds"]  # the thresholds file was read, not an empty comparison
+    assert "the same in every run" in bench.table(results, args)
