@@ -43,6 +43,8 @@ _WHERE = {
     "held_out_f1_of": "mlcls.training.fusion", "fusion_objective": "mlcls.training.fusion",  # how the weight is chosen
     "build_model": "mlcls.model.classifier",
     "set_inference_pad_multiple": "mlcls.data.batching",
+    "set_unpadded_scoring": "mlcls.model.unpadded",  # scoring on real tokens only (on by default)
+    "score_chunk": "mlcls.inference.scoring",
     # a run's files, read as mlcls reads them
     "read_rule": "mlcls.run.files", "read_labels": "mlcls.run.files", "peek_label_stats": "mlcls.run.files",
     "peek_tuning_scores": "mlcls.run.files",

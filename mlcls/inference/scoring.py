@@ -19,6 +19,7 @@ from mlcls.data.batching import rows_by_length
 from mlcls.data.records import Record
 from mlcls.data.windows import WindowSpec, article_windows, flatten, pool_logits
 from mlcls.inference.loading import LoadedRun
+from mlcls.model import unpadded
 
 CHUNK_RECORDS = 2048
 
@@ -31,7 +32,7 @@ def score_windows(model, windows: Sequence[Sequence[Sequence[int]]], pad_id: int
     flat, counts = flatten(windows)
 
     def logits(input_ids, attention_mask):
-        with _inference_autocast(device, precision):
+        with _inference_autocast(device, precision), unpadded.enabled():  # real tokens only where it pays
             return model(input_ids, attention_mask).float()
 
     rows = rows_by_length(model, logits, flat, pad_id, batch_size, device, model.num_labels)

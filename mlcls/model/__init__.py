@@ -5,5 +5,6 @@ classifier.py   the two heads (model.head): the encoder (a transformers `AutoMod
 losses.py       the loss modules (torch) and `build_loss` (names and parameters: mlcls/loss_specs.py, which
                 config.py checks without torch)
 lexical.py      model.lexical: a TF-IDF + logistic-regression scorer blended with the transformer
+unpadded.py     scoring a BERT encoder on its real tokens only (the linear layers skip padding), CPU inference
 warm_start.py   model.init_from: a finished run's model with a head row per label of a new training
 """

@@ -14,6 +14,7 @@ from torch import nn
 
 from mlcls.config import BUNDLED_ENCODER, ModelConfig
 from mlcls.errors import ConfigError, MlclsError
+from mlcls.model import unpadded
 
 
 def quiet_transformers() -> None:
@@ -84,7 +85,11 @@ class MultiLabelClassifier(nn.Module):
     def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
              **encoder_inputs: torch.Tensor) -> torch.Tensor:
         """One vector per text: the mean of its token vectors (padding excluded), or the [CLS] vector."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **encoder_inputs).last_hidden_state
+        if not encoder_inputs and unpadded.applies(self.encoder, attention_mask):  # scoring: real tokens only
+            hidden = unpadded.last_hidden_state(self.encoder, input_ids, attention_mask)
+        else:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                  **encoder_inputs).last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]
         weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
