@@ -9,16 +9,18 @@ quarter of a 16 x 128 pass on the bundled MiniLM), so this forward runs those on
 (tokens, d), and pads only for attention, which needs the (batch, heads, length, length) layout.
 
 It is taken only where it is safe and pays, the rest keeps the model's own forward:
-- inside `enabled()`: the scoring step of validation, eval, predict and serve enters it; training (autograd) and
-  exports (their graphs are traced from the model's own forward) never do;
-- a BERT model (model_type "bert": the bundled MiniLM and BERT checkpoints), absolute positions, no decoder;
+- inside `enabled()`: the scoring step of validation (during training too), eval, predict and serve enters it;
+  training steps (autograd) and exports (their graphs are traced from the model's own forward) never do;
+- transformers' BertModel (the bundled MiniLM and BERT checkpoints; not remote code), no decoder;
 - on a CPU: a GPU pays per kernel launch, not per padded token, and `nonzero` would synchronise it;
 - a pass with enough padding to pay for the gathers and the fill (MAX_REAL_SHARE, packed_rows).
 
 transformers has no such path for this encoder on a CPU (its padding-free attention needs flash-attention on a
 GPU; BetterTransformer, which packed tokens, was removed), hence this short forward over the model's own
 modules: their weights, quantised (--int8) or cast (bf16) copies included. tests/model/test_unpadded.py checks
-it against the model's own forward.
+it against the model's own forward, in fp32, under bf16 autocast with the weights cast as load_run casts them,
+and with --int8's quantised layers. (--int8 quantises activations per call: over the real tokens and the fill
+rows here, over the padded pass there, so its scores move by quantisation noise.)
 """
 
 from __future__ import annotations
@@ -63,11 +65,18 @@ def applies(encoder: torch.nn.Module, attention_mask: torch.Tensor) -> bool:
     if not (_ALLOWED and _ENABLED.get()) or encoder.training or torch.is_grad_enabled():
         return False
     config = getattr(encoder, "config", None)
-    if (attention_mask.device.type != "cpu" or getattr(config, "model_type", None) != "bert" or config.is_decoder
+    if (attention_mask.device.type != "cpu" or not _is_transformers_bert(encoder) or config.is_decoder
             or config.add_cross_attention or getattr(config, "position_embedding_type", "absolute") != "absolute"
             or getattr(config, "chunk_size_feed_forward", 0)):
         return False
     return packed_rows(attention_mask) <= MAX_REAL_SHARE * attention_mask.numel()
+
+
+def _is_transformers_bert(encoder: torch.nn.Module) -> bool:
+    """transformers' own BertModel (a --int8 copy keeps its class), not a remote-code model whose config says
+    "bert" (MosaicBERT's layers differ)."""
+    kind = type(encoder)
+    return kind.__name__ == "BertModel" and kind.__module__.startswith("transformers.models.bert.")
 
 
 def packed_rows(attention_mask: torch.Tensor) -> int:
