@@ -75,11 +75,17 @@ def inference_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarra
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def round_up(count: int, multiple: int) -> int:
+    """`count` rounded up to a multiple of `multiple`: a padded pass's width (pad_batch), and the rows the unpadded
+    forward fills its packed tokens to (mlcls/model/unpadded.py)."""
+    return -(-count // multiple) * multiple
+
+
 def pad_batch(token_ids: Sequence[Sequence[int]], pad_id: int, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask) padded to the longest text, rounded up to a multiple of `multiple` tokens."""
     if multiple < 1:
         raise ValueError(f"multiple must be at least 1, got {multiple}")
-    width = -(-max(len(ids) for ids in token_ids) // multiple) * multiple
+    width = round_up(max(len(ids) for ids in token_ids), multiple)
     input_ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(token_ids), width), dtype=torch.long)
     for row, ids in enumerate(token_ids):
