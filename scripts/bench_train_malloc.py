@@ -15,7 +15,7 @@ the run's figures are the same as the other arm's (training on the CPU is determ
 change a result).
 
     python scripts/bench_train_malloc.py --config configs/reuters.yaml --seed 1
-    python scripts/bench_train_malloc.py --config configs/demo.yaml --repeats 2 --no-record   # a quick probe
+    python scripts/bench_train_malloc.py --config configs/default.yaml --repeats 2 --no-record   # a quick probe
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--config", default="configs/reuters.yaml")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], help="a config override, key=value (repeatable)")
-    parser.add_argument("--repeats", type=int, default=1, help="rounds of the two arms (kept first, then glibc)")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of the two arms (which goes first alternates)")
     parser.add_argument("--docs", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--block", default="bench_train_malloc")
     parser.add_argument("--no-record", action="store_true")

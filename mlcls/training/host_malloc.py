@@ -6,7 +6,8 @@ tens of MiB for a batch of 32 articles in 128-token windows). glibc hands a bloc
 threshold, so the next step faults the same memory in again, page by page. mallopt pins the mmap threshold at
 its 32 MiB ceiling, trims only beyond 1 GiB and grows the heap 256 MiB at a time: on this project's 2-core Xeon
 the loop ran 1.25x and 1.41x faster in two interleaved benchmarks (docs/benchmarks.md, "Training engine":
-`scripts/bench_train.py --arms mlcls-glibc mlcls`). PyTorch keeps no caching allocator on the CPU (it has one
+`scripts/bench_train.py --arms mlcls-glibc mlcls`), and a whole `mlcls train -c configs/reuters.yaml` 1.08x, with the
+same figures (`scripts/bench_train_malloc.py`). PyTorch keeps no caching allocator on the CPU (it has one
 on the GPU); jemalloc or tcmalloc, which Intel's PyTorch tuning guide advises, must be installed and
 LD_PRELOADed before the process starts, while mallopt is glibc's own switch and needs neither.
 
