@@ -28,7 +28,8 @@ _WHERE = {
     "score_records": "mlcls.inference.scoring", "CHUNK_RECORDS": "mlcls.inference.scoring",
     "inference_batch_size": "mlcls.inference.scoring",
     "DecisionRule": "mlcls.decision.rules", "tune_rule": "mlcls.decision.tuning",  # a decision rule tuned on scores
-    "held_out_f1": "mlcls.decision.tuning",
+    "held_out_f1": "mlcls.decision.tuning", "choose_thresholds": "mlcls.decision.tuning",  # the configured rule
+    "iterative_stratification": "mlcls.data.stratify",  # multi-label stratified parts (hold-outs, folds)
     "evaluate_runs": "mlcls.evaluation.evaluate", "DecisionOverrides": "mlcls.evaluation.evaluate",
     "compute_metrics": "mlcls.decision.metrics", "frequency_group_scores": "mlcls.decision.metrics",
     # the model's parts (benchmarks that time pieces of it)

@@ -216,6 +216,41 @@ def test_bench_lexical_c_at_the_runs_c_makes_the_choice_training_made(script, tm
     assert (row["micro"] + row["macro"]) / 200 == pytest.approx(recorded, abs=1e-4)
 
 
+# ------------------------------------------------------------------ bench_lexical_refit: no leak into the scored half
+
+
+def test_bench_lexical_refit_adds_the_tuning_half_and_never_the_scored_one(script, tmp_path, tiny_encoder,
+                                                                           monkeypatch):
+    """The kept model is fitted on `mlcls train`'s training part; each refit on that part plus the half that the
+    weight and rule were chosen on, and the two directions' additions are the validation rows, each once."""
+    from collections import Counter
+
+    from mlcls.api import load_config, training_split
+
+    records = [{**r, "id": f"{r['id']}-{i}"} for i in range(4) for r in TINY_RECORDS]
+    data = write_jsonl(tmp_path / "tiny.jsonl", records)
+    path = tiny_config(tmp_path, tiny_encoder, data)
+    path.write_text(path.read_text().replace(f"validation: {data}", "validation: null, val_fraction: 0.5"))
+    config = load_config(path)
+    module = script("bench_lexical_refit")
+    fitted, real = [], module.fit_lexical
+
+    def recording(texts, targets, mask, c):
+        fitted.append(list(texts))
+        return real(texts, targets, mask, c)
+
+    monkeypatch.setattr(module, "fit_lexical", recording)
+    rows = module.study_alone(path, seed=config.train.seed, splits=1)
+
+    train, validation = training_split(config)
+    kept, *refits = fitted
+    assert kept == [r.text for r in train] and len(refits) == len(rows) == 2
+    added = [refit[len(kept):] for refit in refits]
+    assert all(refit[:len(kept)] == kept for refit in refits) and all(added)
+    assert Counter(added[0]) + Counter(added[1]) == Counter(r.text for r in validation)
+    assert all(0 <= row[key] <= 100 for row in rows for key in ("kept_micro", "kept_macro", "refit_micro"))
+
+
 # ------------------------------------------------------------------ bench_losses: one code path, one flag
 
 
