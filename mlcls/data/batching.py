@@ -16,14 +16,15 @@ every activation afresh: 1.22x slower. PyTorch has no caching allocator on CPU t
 padded positions are masked, so scores do not change (tests/data/test_batching.py).
 
 A pass shorter than the batch size (the last of a chunk; a server's call of a few articles) is filled up to the
-next power of two rows with copies of its last row, whose scores are dropped. On a CPU, oneDNN compiles and
-keeps kernels for every (rows, width) a pass has (~2 MiB each: scripts/bench_shape_memory.py); rows of any
-count from 1 to 16 times 8 widths are 128 shapes, powers of two 40. A server's memory then stops growing once
-it has met them, and it meets fewer first-time compiles (docs/benchmarks.md, "Serving": RSS over the load
-+9-14% -> +0-3%). The copies cost compute where a pass holds just over a power of two (9 rows run as 16): a
-server's calls of ~4 articles slow by about a tenth; predict's partial passes are one per chunk. Measured and
-not kept: splitting such a pass (9 = 8 + 1) was no faster there; rows of 1, 2, 3, 4, 6, 8, 12 or 16 (less
-filling) kept most of the growth (+8-10%).
+next power of two rows with rows of one token (its last row's first), whose scores are dropped. On a CPU,
+oneDNN compiles and keeps kernels for every (rows, width) a pass has (~2 MiB each:
+scripts/bench_shape_memory.py); rows of any count from 1 to 16 times 8 widths are 128 shapes, powers of two 40.
+A server's memory then stops growing once it has met them, and it meets fewer first-time compiles
+(docs/benchmarks.md, "Serving": RSS over the load +9-14% -> +0-3%). Padded, the filling rows cost compute where
+a pass holds just over a power of two (9 rows run as 16); the CPU scoring step that skips padding
+(model/unpadded.py) computes one token of each. They were copies of the last row until that step existed, which
+then computed every copied token. Measured and not kept: splitting such a pass (9 = 8 + 1) was no faster; rows
+of 1, 2, 3, 4, 6, 8, 12 or 16 (less filling) kept most of the growth (+8-10%).
 """
 
 from __future__ import annotations
@@ -109,13 +110,22 @@ def rows_by_length(model, compute, token_ids: Sequence[Sequence[int]], pad_id: i
     INFERENCE_PAD_MULTIPLE tokens and filled to `bucket_rows` rows, with `model` in eval mode (restored after); rows
     come back in the order of `token_ids`, as float32."""
     was_training = model.training
-    model.eval()
+    # eval() and train() set the flag on every submodule through nn.Module.__setattr__: 2-3 ms a call on the
+    # bundled MiniLM, a tenth of what one served article costs. A loaded run is in eval mode already.
+    # (An ONNX export's model, inference/onnx_run.py, has `training` and no submodules.)
+    modules = model.modules() if isinstance(model, torch.nn.Module) else ()
+    switched = model.training or any(module.training for module in modules)
+    if switched:
+        model.eval()
     out = np.zeros((len(token_ids), width), dtype=np.float32)
     for batch in inference_batches([len(ids) for ids in token_ids], batch_size):
         texts = [token_ids[i] for i in batch]
-        texts += [texts[-1]] * (bucket_rows(len(texts), batch_size) - len(texts))  # the shortest, again
+        # Rows that fill the pass: one token each (the shortest window's first). Padded, they cost what any row
+        # costs; the CPU scoring step that skips padding (model/unpadded.py) computes one token for each.
+        texts += [texts[-1][:1]] * (bucket_rows(len(texts), batch_size) - len(texts))
         input_ids, attention_mask = pad_batch(texts, pad_id, INFERENCE_PAD_MULTIPLE)
         rows = compute(input_ids.to(device), attention_mask.to(device))[: len(batch)]
         out[batch] = rows.float().cpu().numpy()
-    model.train(was_training)
+    if switched:
+        model.train(was_training)
     return out

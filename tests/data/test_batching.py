@@ -60,7 +60,7 @@ def test_a_partial_pass_is_filled_up_to_a_power_of_two_rows(rows, batch_size, bu
     assert bucket_rows(rows, batch_size) == bucket
 
 
-def test_the_copies_filling_a_pass_change_no_score(tiny_encoder):
+def test_the_rows_filling_a_pass_change_no_score(tiny_encoder):
     from mlcls.model.classifier import MultiLabelClassifier, load_encoder
 
     encoder, tokenizer = load_encoder(str(tiny_encoder))
@@ -77,3 +77,39 @@ def test_the_copies_filling_a_pass_change_no_score(tiny_encoder):
     alone = np.concatenate([rows_by_length(model, compute, [one], 0, 1, "cpu", 3) for one in ids])
     assert [rows for rows, _ in shapes[:2]] == [4, 4]
     np.testing.assert_allclose(batched, alone, rtol=0, atol=1e-6)
+
+
+def test_scoring_runs_in_eval_mode_and_leaves_the_mode_as_it_found_it(tiny_encoder, monkeypatch):
+    """A model in training (validation between epochs) is scored in eval mode and handed back training; a model in
+    eval mode already (a loaded run: every served call) is not switched at all, since switching walks every
+    submodule; one submodule left training is still switched off for the call."""
+    from mlcls.model.classifier import MultiLabelClassifier, load_encoder
+
+    encoder, tokenizer = load_encoder(str(tiny_encoder))
+    model = MultiLabelClassifier(encoder, 3)
+    ids = tokenize(tokenizer, [r["text"] for r in TINY_RECORDS], 32)[:5]
+    seen = []
+
+    def compute(input_ids, attention_mask):
+        seen.append(any(module.training for module in model.modules()))
+        return model(input_ids, attention_mask)
+
+    switches = []
+    real_train = type(model).train
+    monkeypatch.setattr(type(model), "train", lambda self, mode=True: switches.append(mode) or real_train(self, mode))
+
+    model.train()
+    switches.clear()
+    rows_by_length(model, compute, ids, 0, 4, "cpu", 3)
+    assert not any(seen) and switches == [False, True] and model.training and model.encoder.training
+
+    model.eval()
+    switches.clear(), seen.clear()
+    rows_by_length(model, compute, ids, 0, 4, "cpu", 3)
+    assert not any(seen) and switches == [] and not model.training
+
+    model.encoder.encoder.layer[0].train()  # one submodule left training under an eval-mode model
+    switches.clear(), seen.clear()
+    rows_by_length(model, compute, ids, 0, 4, "cpu", 3)
+    assert not any(seen) and switches == [False, False]
+    assert not any(module.training for module in model.modules())

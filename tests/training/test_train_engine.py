@@ -161,8 +161,9 @@ def test_frozen_encoder_cache_is_reused_and_invalidated(tmp_path, tiny_encoder, 
         original = model.pool
 
         def pool(input_ids, attention_mask):
-            # The texts, not the copies that fill a pass's rows (data/batching.bucket_rows): distinct rows.
-            computed.append(len({tuple(row.tolist()) for row in input_ids}))
+            # The texts, not the one-token rows that fill a pass (data/batching.rows_by_length): distinct rows.
+            computed.append(len({tuple(row.tolist()) for row, real in zip(input_ids, attention_mask, strict=True)
+                                 if real.sum() > 1}))
             return original(input_ids, attention_mask)
 
         model.pool = pool
