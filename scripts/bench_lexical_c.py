@@ -17,8 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from benchlib import machine, write_block  # scripts/ is on sys.path when a script runs
+from benchlib import hold_out_run, machine, write_block  # scripts/ is on sys.path when a script runs
 
 from mlcls.api import (
     LabelSpace,
@@ -27,31 +26,14 @@ from mlcls.api import (
     fit_lexical,
     fusion_objective,
     held_out_f1_of,
-    load_config,
-    peek_label_stats,
-    training_split,
 )
 
 
 def study(run: Path, cs: list[float], data: Path | None) -> list[dict]:
-    config = load_config(run / "config.yaml")
-    if (json.loads((run / "metrics.json").read_text()).get("folds") or 1) > 1:
-        raise SystemExit(f"{run}: cross-fitted (its tuning scores are out-of-fold); this study takes hold-out runs")
-    if data is not None:
-        config.data.train = str(data / "train.jsonl")
-    saved = np.load(run / "tuning_scores.npz", allow_pickle=False)
-    if "encoder_probs" not in saved:
-        raise SystemExit(f"{run}: tuning_scores.npz has no encoder_probs (a run without model.lexical: tfidf)")
-    labels = json.loads((run / "labels.json").read_text())["labels"]
-    stats = peek_label_stats(run)
-    if stats is None:
-        raise SystemExit(f"{run}: no readable label statistics (label_stats.json)")
-    train, validation = training_split(config)
-    by_id = {r.id: r for r in validation}
-    texts = [by_id[i].text for i in saved["ids"].tolist()]
+    config, labels, train, texts, saved, priors = hold_out_run(run, data / "train.jsonl" if data is not None else None)
     encoded = LabelSpace(labels).encode(train)
 
-    held_out = held_out_f1_of(config, saved["targets"], saved["mask"], labels, stats.prior())  # as training
+    held_out = held_out_f1_of(config, saved["targets"], saved["mask"], labels, priors)  # as training
 
     label = run.name if run.parent.name == "runs" else f"{run.parent.name}/{run.name}"  # a tune study's trial
     rows = []

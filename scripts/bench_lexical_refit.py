@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import machine, write_block  # scripts/ is on sys.path when a script runs
+from benchlib import hold_out_run, machine, write_block  # scripts/ is on sys.path when a script runs
 
 from mlcls.api import (
     LabelSpace,
+    LabelStats,
     blend,
     choose_thresholds,
     choose_weight,
@@ -35,7 +36,6 @@ from mlcls.api import (
     held_out_f1_of,
     iterative_stratification,
     load_config,
-    peek_label_stats,
     training_split,
 )
 
@@ -47,18 +47,9 @@ def f1(targets, mask, decisions, labels) -> tuple[float, float]:
 
 def study(run: Path, splits: int) -> list[dict]:
     """A trained run: its encoder's saved validation scores, blended as training blends them."""
-    config = load_config(run / "config.yaml")
-    if (json.loads((run / "metrics.json").read_text()).get("folds") or 1) > 1:
-        raise SystemExit(f"{run}: cross-fitted (it refits already); this study takes hold-out runs")
-    saved = np.load(run / "tuning_scores.npz", allow_pickle=False)
-    if "encoder_probs" not in saved:
-        raise SystemExit(f"{run}: tuning_scores.npz has no encoder_probs (a run without model.lexical: tfidf)")
-    labels = json.loads((run / "labels.json").read_text())["labels"]
-    train, validation = training_split(config)
-    by_id = {r.id: r for r in validation}
-    texts = [by_id[i].text for i in saved["ids"].tolist()]
+    config, labels, train, texts, saved, priors = hold_out_run(run)
     return compare(run.name, config, train, labels, texts, saved["targets"], saved["mask"], saved["encoder_probs"],
-                   peek_label_stats(run).prior(), splits)
+                   priors, splits)
 
 
 def study_alone(config_path: Path, seed: int, splits: int) -> list[dict]:
@@ -68,16 +59,17 @@ def study_alone(config_path: Path, seed: int, splits: int) -> list[dict]:
     train, validation = training_split(config)
     labels = sorted({name for r in train for name in r.labels})
     val_enc = LabelSpace(labels).encode(validation)
-    train_enc = LabelSpace(labels).encode(train)  # priors as LabelStats.prior computes them
-    priors = np.clip((train_enc.targets.sum(axis=0) + 0.5) / (train_enc.mask.sum(axis=0) + 1.0), 1e-4, 1 - 1e-4)
     return compare(f"lexical alone, seed {seed}", config, train, labels, [r.text for r in validation],
-                   val_enc.targets, val_enc.mask, None, priors, splits)
+                   val_enc.targets, val_enc.mask, None, None, splits)
 
 
 def compare(name: str, config, train, labels: list[str], texts: list[str], targets: np.ndarray, mask: np.ndarray,
-            enc_probs: np.ndarray | None, priors: np.ndarray, splits: int) -> list[dict]:
+            enc_probs: np.ndarray | None, priors: np.ndarray | None, splits: int) -> list[dict]:
+    """`enc_probs` None: the lexical model alone; `priors` None: the training part's, as training computes them."""
     texts = np.array(texts, dtype=object)
     train_enc = LabelSpace(labels).encode(train)
+    if priors is None:
+        priors = LabelStats.from_encoded(labels, train_enc.targets, train_enc.mask).prior()
     train_texts = [r.text for r in train]
     kept = fit_lexical(train_texts, train_enc.targets, train_enc.mask, config.model.lexical_c)
     kept_probs = kept.probabilities(list(texts))

@@ -1,5 +1,6 @@
-"""What the benchmark scripts share, in one place: running the `mlcls` CLI, naming the machine, and writing
-tables into docs/benchmarks.md. Scripts import this module and `mlcls.api`, never each other.
+"""What the benchmark scripts share, in one place: running the `mlcls` CLI, naming the machine, reading a trained
+hold-out run's validation rows, and writing tables into docs/benchmarks.md. Scripts import this module and
+`mlcls.api`, never each other.
 
     from benchlib import eval_command, machine, mlcls_command, run_all, write_block  # scripts/ is on sys.path
 
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 
 def mlcls_command(*args: str) -> list[str]:
@@ -75,6 +77,43 @@ def pct(value: float | None) -> str:
     """An F1 (0..1) as percentage points for a table; a frequency group with no label to score has no F1
     (null), which is not 0."""
     return "-" if value is None else f"{100 * value:.2f}"
+
+
+class HoldOutRun(NamedTuple):
+    config: Any  # mlcls.api.Config
+    labels: list[str]
+    train: list  # the training part `mlcls train` drew (mlcls.api.Record)
+    texts: list[str]  # the validation articles' texts, in the order of `saved`
+    saved: Any  # RUN/tuning_scores.npz: ids, targets, mask, encoder_probs (and the blend's probs)
+    priors: Any  # each label's training rate (RUN/label_stats.json), what prior_quantile and hybrid read
+
+
+def hold_out_run(run: Path, train_file: Path | None = None) -> HoldOutRun:
+    """A trained run with a validation hold-out and model.lexical: tfidf, as the lexical studies read it: its
+    config (with `train_file` as data.train when given), labels, the seeded training part that `mlcls train` drew,
+    its saved validation scores with their texts, and its label priors. SystemExit for a cross-fitted run
+    (out-of-fold scores), one without the encoder's own scores or without readable label statistics."""
+    import json
+
+    import numpy as np
+
+    from mlcls.api import load_config, peek_label_stats, training_split
+
+    config = load_config(run / "config.yaml")
+    if (json.loads((run / "metrics.json").read_text()).get("folds") or 1) > 1:
+        raise SystemExit(f"{run}: cross-fitted (its tuning scores are out-of-fold); this study takes hold-out runs")
+    if train_file is not None:
+        config.data.train = str(train_file)
+    saved = np.load(run / "tuning_scores.npz", allow_pickle=False)
+    if "encoder_probs" not in saved:
+        raise SystemExit(f"{run}: tuning_scores.npz has no encoder_probs (a run without model.lexical: tfidf)")
+    stats = peek_label_stats(run)
+    if stats is None:
+        raise SystemExit(f"{run}: no readable label statistics (label_stats.json)")
+    labels = json.loads((run / "labels.json").read_text())["labels"]
+    train, validation = training_split(config)
+    by_id = {r.id: r for r in validation}
+    return HoldOutRun(config, labels, train, [by_id[i].text for i in saved["ids"].tolist()], saved, stats.prior())
 
 
 def write_block(doc: Path, name: str, table: str, heading: str | None = None) -> None:
