@@ -7,7 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from mlcls.cli.options import ConfigFile, OnError, Overrides, Rejects, choices, option, value_of
+from mlcls.cli.options import (
+    ConfigFile,
+    OnError,
+    Overrides,
+    Rejects,
+    choices,
+    option,
+    value_of,
+)
 from mlcls.cli.output import err, out, print_notes, rejects_file
 from mlcls.config import Config, load_config
 from mlcls.errors import MlclsError, shell_command
@@ -20,6 +28,9 @@ TrainData = Annotated[
 ]
 Resume = Annotated[Path | None, typer.Option("--resume", help="Continue an interrupted run (runs/<name>) from its "
                                              "checkpoint; it keeps its own config.")]
+TrustRemoteCode = Annotated[bool, typer.Option(
+    "--trust-remote-code", help="Allow code from the encoder's repository (sets model.trust_remote_code); with "
+    "--resume, the code that the run's own config asks for. Only for sources you trust.")]
 InitFrom = Annotated[Path | None, option("model.init_from", "--init-from", show_default=False)]
 KeepLabels = Annotated[bool | None, option("model.init_keep_labels", "--init-keep-labels", show_default=False)]
 
@@ -47,6 +58,7 @@ def train(
     init_keep_labels: KeepLabels = None,
     on_error: OnError = None,
     rejects: Rejects = None,
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Fine-tune a classifier and write a self-contained run directory (runs/<name>, runs/latest).
 
@@ -61,7 +73,7 @@ def train(
         "model.init_from": init_from and str(init_from), "model.init_keep_labels": init_keep_labels,
         **_data_options(data),
     }
-    cfg, resume_dir = _resolve(config, set_, options, resume)
+    cfg, resume_dir = _resolve(config, set_, options, resume, trust_remote_code)
     print_notes(cfg.notes)
     # Function-local: the training loop pulls in torch and transformers, which `mlcls --help` must not load.
     from mlcls.training.entry import train as run_training
@@ -81,10 +93,16 @@ def train(
 
 
 def _resolve(config: Path | None, set_: list[str] | None, options: dict[str, Any],
-             resume: Path | None) -> tuple[Config, Path | None]:
+             resume: Path | None, trust_remote_code: bool = False) -> tuple[Config, Path | None]:
     """The config to train with, and the run to resume (None: a new run). A resumed run keeps the config it
-    was started with, so any other setting is a usage error rather than silently ignored."""
+    was started with, so any other setting is a usage error rather than silently ignored.
+
+    --trust-remote-code: a new run's model.trust_remote_code (the user's own encoder); on --resume, the user's
+    leave for the run's config.yaml to ask for remote code. An unfinished run may come from someone else, and
+    its config is its author's, not the user's: as predict does, mlcls then runs none of its code unless told."""
     if resume is None:
+        if trust_remote_code:
+            options = {**options, "model.trust_remote_code": True}
         return load_config(config, set_ or [], options), None
     given = [k for k, v in options.items() if v is not None] + (["--config"] if config else []) + (
         ["--set"] if set_ else [])
@@ -92,9 +110,12 @@ def _resolve(config: Path | None, set_: list[str] | None, options: dict[str, Any
         raise typer.BadParameter(f"--resume continues a run with its own config; remove the other "
                                  f"settings ({', '.join(given)})")
     from mlcls.run.find import resumable_run
+    from mlcls.run.model_files import check_remote_code
 
     resume_dir = resumable_run(resume)
-    return load_config(resume_dir / CONFIG), resume_dir
+    resumed = load_config(resume_dir / CONFIG)
+    check_remote_code(resume_dir, [], resumed, trust_remote_code)
+    return resumed, resume_dir
 
 
 def _data_options(data: Path | None) -> dict[str, Any]:

@@ -7,6 +7,8 @@ Weights are checked through their safetensors headers (a truncated file fails th
 longer cover the file), so no model is built and no tensor is read: this costs milliseconds, and a broken run
 fails with one line naming the file before minutes of loading or, worse, before it scores anything.
 
+No file of the run may be a link out of its folder (an export copies what the run holds).
+
 What it cannot see without loading the tokenizer (a tokenizer file that belongs to another model) is
 checked after loading, by `loading.check_tokenizer_fits`. Bytes flipped inside a weights file whose header
 is intact are not detected (safetensors keeps no checksum).
@@ -50,6 +52,7 @@ def validate_run(path: str | Path) -> None:
     """Raise RunDirError (one line naming the file and the problem) unless `path` is a whole, consistent run."""
     path = Path(path)
     _need(path, folder=True)
+    _no_links_out(path)
     for name in REQUIRED:
         _need(path / name)
     config = read_config(path)
@@ -85,6 +88,30 @@ def _need(path: Path, folder: bool = False) -> None:
             os.close(os.open(path, os.O_RDONLY))
     except OSError as exc:
         raise RunDirError(f"{path}: cannot read ({describe_os_error(exc)})") from None
+
+
+def _no_links_out(run: Path) -> None:
+    """No file or folder in the run is a link to something outside it. A run is data that people pass around,
+    and loading or exporting it reads (and an export copies) its files: a link to ~/.ssh/id_rsa named
+    provenance.json would carry that file into an export the user then publishes. Links inside the run are
+    harmless and allowed; the run folder itself may be a link (runs/latest)."""
+    root = Path(os.path.realpath(run))
+    folders = [root]
+    while folders:
+        folder = folders.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # an unreadable folder: the checks of the files the run needs name it
+            continue
+        for entry in entries:
+            if entry.is_symlink():  # from the directory listing: no call that an unreadable file could fail
+                target = Path(os.path.realpath(entry.path))  # a loop resolves to a path too (and fails later)
+                if not target.is_relative_to(root):
+                    raise RunDirError(f"{run / Path(entry.path).relative_to(root)}: a link to {target}, outside the "
+                                      "run directory; mlcls reads no run file through a link out of it (copy the "
+                                      "file in instead)")
+            elif entry.is_dir(follow_symlinks=False):
+                folders.append(Path(entry.path))
 
 
 # ------------------------------------------------------------------------------------------ model files
@@ -153,7 +180,12 @@ def _encoder_weights(encoder: Path) -> None:
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not weight_map:
             raise RunDirError(f"{encoder / SHARDED_WEIGHTS}: corrupt (no weight_map)")
-        shards = [encoder / str(name) for name in sorted(set(weight_map.values()))]
+        names = sorted({str(name) for name in weight_map.values()})
+        for name in names:  # read before transformers is: a name like ../../x would open a file outside the run
+            if Path(name).name != name or name in (".", ".."):
+                raise RunDirError(f"{encoder / SHARDED_WEIGHTS}: corrupt (the shard {name!r} is not a file name "
+                                  "in this folder)")
+        shards = [encoder / name for name in names]
     else:
         other = [p.name for p in encoder.glob("*.bin")] + [p.name for p in encoder.glob("*.pt")]
         extra = f" ({', '.join(other)} found: weights are loaded only from safetensors)" if other else ""

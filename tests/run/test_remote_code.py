@@ -76,3 +76,93 @@ def test_the_flag_is_the_users_opt_in(trained, tmp_path):
                            input='{"id": "a", "text": "oil"}\n')
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.splitlines()[0])["id"] == "a"
+
+
+def test_resuming_a_run_whose_config_asks_for_code_needs_the_flag(tmp_path, tiny_encoder):
+    """`train --resume` takes the unfinished run's own config.yaml, which may come from someone else: its
+    model.trust_remote_code is refused without --trust-remote-code, before any encoder is loaded."""
+    from rich.console import Console
+
+    from mlcls.config import load_config
+    from mlcls.training.data import TrainingInterrupted
+    from mlcls.training.entry import train
+    from mlcls.training.interrupt import StopAfterStep
+    from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
+
+    encoder = tmp_path / "evil-encoder"  # the encoder the received config names: it maps AutoModel to its module
+    shutil.copytree(tiny_encoder, encoder)
+    marker = tmp_path / "code-ran"
+    (encoder / "evil.py").write_text(MODULE.format(marker=str(marker)))
+    encoder_config = json.loads((encoder / "config.json").read_text())
+    encoder_config["auto_map"] = {"AutoModel": "evil.EvilModel"}
+    (encoder / "config.json").write_text(json.dumps(encoder_config))
+
+    data = write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS)
+    config = load_config(tiny_config(tmp_path, tiny_encoder, data), ["train.batch_size=2"], {"output.name": "cut"})
+    with pytest.raises(TrainingInterrupted):
+        train(config, Console(stderr=True, quiet=True), stop=StopAfterStep(1))
+    staging = tmp_path / "runs" / ".cut.incomplete"
+    received = yaml.safe_load((staging / "config.yaml").read_text())
+    received["model"].update(encoder=str(encoder), trust_remote_code=True)
+    (staging / "config.yaml").write_text(yaml.safe_dump(received))
+
+    refused = runner.invoke(app, ["train", "--resume", str(tmp_path / "runs" / "cut")])
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.count("\n") == 1
+    assert "model.trust_remote_code: true" in refused.stderr and "--trust-remote-code" in refused.stderr
+    assert not marker.exists() and staging.is_dir()  # nothing ran, and the run can still be resumed
+
+    allowed = runner.invoke(app, ["train", "--resume", str(tmp_path / "runs" / "cut"), "--trust-remote-code"])
+    assert marker.exists(), allowed.output  # the user's opt-in: the run's code did run
+
+
+def test_train_trust_remote_code_sets_the_new_runs_key(tmp_path, tiny_encoder):
+    from mlcls.cli.train import _resolve
+    from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
+
+    path = tiny_config(tmp_path, tiny_encoder, write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS))
+    assert _resolve(path, [], {}, None, trust_remote_code=True)[0].model.trust_remote_code
+    assert not _resolve(path, [], {}, None)[0].model.trust_remote_code
+
+
+@pytest.mark.parametrize("where", ["provenance.json", "encoder/notes.txt", "lexical-like-folder"])
+def test_a_link_out_of_the_run_is_refused_before_loading_or_export(trained, tmp_path, where):
+    """A received run must not carry a file from outside it (a link to ~/.ssh/id_rsa named provenance.json)
+    into what mlcls reads, and so into an export."""
+    folder, _, _ = trained
+    run = tmp_path / "linked-run"
+    shutil.copytree(folder / "runs" / "tiny", run)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("AWS_SECRET=hunter2")
+    if where == "lexical-like-folder":
+        (tmp_path / "outside").mkdir()
+        (run / "extra").symlink_to(tmp_path / "outside", target_is_directory=True)
+    else:
+        (run / where).unlink(missing_ok=True)
+        (run / where).symlink_to(secret)
+    with pytest.raises(RunDirError, match="outside the run directory"):
+        load_run(run, device="cpu")
+    result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "exported")])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "a link to" in result.stderr
+    assert not (tmp_path / "exported").exists()
+
+
+def test_links_inside_the_run_and_a_linked_run_folder_are_fine(trained, tmp_path):
+    folder, _, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(folder / "runs" / "tiny", run)
+    (run / "notes.json").symlink_to(run / "labels.json")  # inside: harmless
+    (tmp_path / "latest").symlink_to(run, target_is_directory=True)
+    load_run(tmp_path / "latest", device="cpu")
+
+
+def test_a_shard_name_that_leaves_the_encoder_folder_is_refused(trained, tmp_path):
+    folder, _, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(folder / "runs" / "tiny", run)
+    (tmp_path / "elsewhere.safetensors").write_bytes((run / "encoder" / "model.safetensors").read_bytes())
+    (run / "encoder" / "model.safetensors").unlink()
+    (run / "encoder" / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {"embeddings.word_embeddings.weight": "../../elsewhere.safetensors"}}))
+    with pytest.raises(RunDirError, match="not a file name in this folder"):
+        load_run(run, device="cpu")
