@@ -9,6 +9,8 @@ from typing import IO, Any
 
 from rich.console import Console
 
+from mlcls.errors import MlclsError
+
 # Results go to stdout (`mlcls predict ... | head` reads them); notes and errors to stderr.
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -17,6 +19,34 @@ err = Console(stderr=True, soft_wrap=True)
 def print_notes(notes: Iterable[str]) -> None:
     for note in notes:
         err.print(f"note: {note}", markup=False)
+
+
+def check_apart(inputs: dict[str, str | Path | None], outputs: dict[str, Path | None]) -> None:
+    """Refuse, before anything is read, an output file that is one of the inputs or another output: `-o
+    data.jsonl` would replace the user's data with predictions, and two outputs in one file would keep whichever
+    was renamed into place last while the command reported both written. Compared as the file system resolves
+    them (links, `..`, and a hard link to the same file). Keys name the option (`--output`); None: not given."""
+    import os
+
+    def same(a: Path, b: Path) -> bool:
+        if os.path.realpath(a) == os.path.realpath(b):
+            return True
+        try:
+            return os.path.samefile(a, b)
+        except OSError:  # one of them does not exist yet: not the same file
+            return False
+
+    given_inputs = [(name, Path(path)) for name, path in inputs.items() if path not in (None, "-")]
+    given_outputs = [(name, path) for name, path in outputs.items() if path is not None]
+    for i, (name, path) in enumerate(given_outputs):
+        for input_name, input_path in given_inputs:
+            if same(path, input_path):
+                raise MlclsError(f"{path}: {name} names {input_name}; writing it would replace that data (choose "
+                                 "another file)")
+        for other_name, other in given_outputs[:i]:
+            if same(path, other):
+                raise MlclsError(f"{path}: given as both {other_name} and {name}; one would replace the other "
+                                 "(choose two files)")
 
 
 @contextmanager

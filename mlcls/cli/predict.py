@@ -28,7 +28,7 @@ from mlcls.cli.options import (
     choices,
     value_of,
 )
-from mlcls.cli.output import err, out, print_notes, rejects_file, write_atomically
+from mlcls.cli.output import check_apart, err, out, print_notes, rejects_file, write_atomically
 from mlcls.errors import MlclsError
 
 OutputFormat = choices("OutputFormat", ("jsonl", "csv", "parquet"))
@@ -78,11 +78,18 @@ def eval_(
 
     if len(runs or []) > 1 and not compare:
         raise MlclsError("several runs given: add --compare to score them side by side")
+    if plots is not None and plots.exists() and not plots.is_dir():
+        raise MlclsError(f"{plots}: a file; --plots takes the folder the figures go to")
+    outputs = {"--rejects": rejects, "--json": json_out, "--save-scores": save_scores}
+    check_apart({"--data": data}, outputs)
     with rejects_file(rejects) as rejected:
         scored = evaluate_runs(runs or [None], data, batch_size, DecisionOverrides(threshold, top_k, min_labels),
                                keep_scores=plots is not None or save_scores is not None, on_error=value_of(on_error),
                                rejects=rejected, int8=int8, precision=value_of(precision),
                                trust_remote_code=trust_remote_code)
+        if data is None:  # each run's own test file, known once the run is loaded; before --rejects is renamed
+            check_apart({f"the test file of {name}": report["data"] for name, report in
+                         zip(scored.names, scored.reports, strict=True)}, outputs)
     print_notes(scored.notes)
     names, reports = scored.names, scored.reports
     if compare:
@@ -178,6 +185,7 @@ def _predict_local(file: str, model: Path | None, output: Path | None, mode: int
                    decisions: tuple, resume: bool, on_error: str | None, rejects: Path | None,
                    batch_size: int | None, loading: dict[str, Any]) -> None:
     """One process reads FILE and writes one line per record, to stdout or OUTPUT (resumable)."""
+    check_apart({"the input file": file}, {"--output": output, "--rejects": rejects})
     from mlcls.data.records import FieldSpec, ReadPolicy, read_records
     from mlcls.decision.rules import with_overrides
     from mlcls.inference.loading import load_run
@@ -217,6 +225,7 @@ def _predict_on_ray(file: str, model: Path | None, output: Path | None, mode: in
     if output is None:
         raise MlclsError("--engine ray needs --output OUT_DIR: the folder the output shards go to")
     import_ray()  # a missing extra: one line, before anything else
+    check_apart({"the input": file}, {"--rejects": rejects})
     # the folder as the file system resolves it (no `..`, no link): what the input is compared with
     job = ArchiveJob(resolve_job_run(model), Path(os.path.realpath(output)), mode, fmt or "jsonl", *decisions,
                      on_error or "fail", batch_size=batch_size, **loading, **ray_options)

@@ -16,7 +16,7 @@ from mlcls.cli.options import (
     option,
     value_of,
 )
-from mlcls.cli.output import err, out, print_notes, rejects_file
+from mlcls.cli.output import check_apart, err, out, print_notes, rejects_file
 from mlcls.config import Config, load_config
 from mlcls.errors import MlclsError, shell_command
 from mlcls.run.layout import CONFIG
@@ -74,6 +74,8 @@ def train(
         **_data_options(data),
     }
     cfg, resume_dir = _resolve(config, set_, options, resume, trust_remote_code)
+    check_apart({"data.train": cfg.data.train, "data.validation": cfg.data.validation, "data.test": cfg.data.test},
+                {"--rejects": rejects})
     print_notes(cfg.notes)
     # Function-local: the training loop pulls in torch and transformers, which `mlcls --help` must not load.
     from mlcls.training.entry import train as run_training

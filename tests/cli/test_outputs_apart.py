@@ -1,0 +1,80 @@
+"""An output file never replaces an input or another output: `predict data.jsonl -o data.jsonl` would swap the
+user's articles for predictions, and `--rejects X -o X` kept one of the two files while reporting both
+written. Each is refused in one line before anything is read, and the input is left as it was."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import yaml
+
+from tests.conftest import _cli
+
+
+def _copies(trained, tmp_path):
+    """A copy of the tiny run whose test file is a copy of the data (what eval reads by default)."""
+    folder, data, _ = trained
+    mine = tmp_path / "articles.jsonl"
+    shutil.copy(data, mine)
+    run = tmp_path / "run"
+    shutil.copytree(folder / "runs" / "tiny", run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["test"] = str(mine)
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    return run, mine, mine.read_bytes()
+
+
+def _refused(result, *words: str) -> None:
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_predict_output_on_its_input_is_refused(trained, tmp_path, monkeypatch):
+    run, mine, before = _copies(trained, tmp_path)
+    _refused(_cli("predict", str(mine), "--model", str(run), "-o", str(mine)), "--output", "the input file")
+    monkeypatch.chdir(tmp_path)  # the same file by another name: relative, and through a link
+    (tmp_path / "link.jsonl").symlink_to(mine)
+    _refused(_cli("predict", "articles.jsonl", "--model", str(run), "-o", "link.jsonl"), "--output")
+    os.link(mine, tmp_path / "hard.jsonl")  # and a hard link: the same file under a second name
+    _refused(_cli("predict", str(mine), "--model", str(run), "--on-error", "skip", "--rejects",
+                  str(tmp_path / "hard.jsonl")), "--rejects")
+    assert mine.read_bytes() == before
+
+
+def test_predict_output_and_rejects_in_one_file_are_refused(trained, tmp_path):
+    run, mine, _ = _copies(trained, tmp_path)
+    both = tmp_path / "both.jsonl"
+    _refused(_cli("predict", str(mine), "--model", str(run), "--on-error", "skip", "--rejects", str(both),
+                  "-o", str(both)), "--output", "--rejects")
+    assert not both.exists()
+
+
+def test_train_rejects_on_its_training_file_is_refused(trained, tmp_path):
+    run, mine, before = _copies(trained, tmp_path)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"].update(train=str(mine), validation=str(mine))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    _refused(_cli("train", "-c", str(tmp_path / "c.yaml"), "--on-error", "skip", "--rejects", str(mine),
+                  "--out", str(tmp_path / "runs")), "--rejects", "data.train")
+    assert mine.read_bytes() == before and not (tmp_path / "runs").exists()
+
+
+def test_eval_outputs_on_the_scored_file_are_refused(trained, tmp_path):
+    run, mine, before = _copies(trained, tmp_path)
+    _refused(_cli("eval", str(run), "--data", str(mine), "--json", str(mine)), "--json", "--data")
+    # the run's own test file (no --data): found once the run is loaded, before the rejects file is renamed
+    _refused(_cli("eval", str(run), "--on-error", "skip", "--rejects", str(mine)), "--rejects", "the test file")
+    _refused(_cli("eval", str(run), "--save-scores", str(tmp_path / "s.npz"), "--json", str(tmp_path / "s.npz")),
+             "--save-scores", "--json")
+    assert mine.read_bytes() == before and not (tmp_path / "s.npz").exists()
+
+
+def test_eval_plots_naming_a_file_is_one_line_and_writes_nothing(trained, tmp_path):
+    run, mine, before = _copies(trained, tmp_path)
+    _refused(_cli("eval", str(run), "--plots", str(mine), "--save-scores", str(tmp_path / "s.npz")),
+             "--plots takes the folder")
+    assert mine.read_bytes() == before and not (tmp_path / "s.npz").exists()
