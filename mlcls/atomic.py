@@ -106,6 +106,27 @@ def close_quietly(handle: IO) -> None:
             os.close(handle.fileno())
 
 
+def _process_umask() -> int:
+    """The process's umask. Read by setting it and setting it back (no other call gives it portably): once, at
+    import, before a command starts threads that create files."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions `path` gets: those of the file it replaces, else those of a file `open` would create
+    (0666 less the umask). mkstemp makes its file 0600, readable by its owner alone: a run, a report or a
+    predictions file would not be readable by the colleagues it is shared with."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_UMASK
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """A handle on a temporary file beside `path`, renamed to `path` when the block completes. Any error
@@ -115,6 +136,8 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with suppress(OSError):  # a file system without modes (some network shares): its own default then
+            os.fchmod(fd, _mode_for(path))
     except OSError as exc:
         raise WriteError(f"{path}: cannot write ({describe_os_error(exc)})") from None
     handle, finishing = None, False

@@ -54,3 +54,18 @@ def test_describe_os_error():
     assert atomic.describe_os_error(OSError(errno.EIO, "Input/output error")) == "input/output error"
     assert atomic.is_disk_full(RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })"))
     assert not atomic.is_disk_full(RuntimeError("shape mismatch"))
+
+
+def test_atomic_files_get_the_permissions_open_would_give(tmp_path):
+    """mkstemp makes 0600 files: a run or a report shared with colleagues would be unreadable to them. A new
+    file gets 0666 less the umask (0644 under the usual 022), a replaced one keeps its mode."""
+    fresh = tmp_path / "report.json"
+    with atomic_open(fresh) as handle:
+        handle.write("{}")
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~atomic._UMASK
+    kept = tmp_path / "shared.json"
+    kept.write_text("{}")
+    kept.chmod(0o640)
+    with atomic_open(kept) as handle:
+        handle.write("[]")
+    assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_text() == "[]"
