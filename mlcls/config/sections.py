@@ -46,6 +46,7 @@ class DataConfig:
     def validate(self) -> None:
         check(0.0 <= self.val_fraction < 1.0, "data.val_fraction must be in [0, 1)")
         check(len(self.text_fields) > 0, "data.text_fields must name at least one field")
+        check(self.label_separator != "", "data.label_separator must not be empty (CSV cells are split on it)")
 
 
 @dataclass
@@ -156,6 +157,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         check(self.epochs >= 1, "train.epochs must be at least 1")
+        check(0 <= self.seed < 2**32, "train.seed must be in [0, 2**32) (numpy and torch take no other seeds)")
         check(self.grad_accum >= 1, "train.grad_accum must be at least 1")
         check(self.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 (0: only when interrupted)")
         check(self.patience >= 0, "train.patience must be >= 0 (0: no early stopping)")

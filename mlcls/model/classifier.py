@@ -207,6 +207,21 @@ def set_trainable(model: MultiLabelClassifier | NativeClassifier, freeze_encoder
         pooler.requires_grad_(True)
 
 
+def check_max_length(model: nn.Module, config: ModelConfig) -> None:
+    """model.max_length within the encoder's learned position table (BERT, RoBERTa, DistilBERT, MiniLM): past it
+    the first long batch fails deep in the embeddings, minutes into training. Encoders without such a table
+    (relative or rotary positions) are not limited here."""
+    embeddings = getattr(model.encoder, "embeddings", None)
+    table = getattr(embeddings, "position_embeddings", None)
+    if not isinstance(table, nn.Embedding):
+        return
+    padding = getattr(embeddings, "padding_idx", None)  # RoBERTa numbers positions from its padding index + 1
+    limit = table.num_embeddings - (padding + 1 if isinstance(padding, int) else 0)
+    if config.max_length > limit:
+        raise ConfigError(f"model.max_length is {config.max_length}, but the encoder {config.encoder} has positions "
+                          f"for {limit} tokens: set model.max_length to {limit} or less")
+
+
 def build_model(config: ModelConfig, labels: list[str]):
     """(model, tokenizer) for training: model.head picks mlcls's linear head or the Transformers-native one."""
     if config.head == "transformers":

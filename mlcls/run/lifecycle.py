@@ -11,7 +11,17 @@ from typing import IO
 from mlcls.atomic import WriteError, describe_os_error, is_disk_full, release_lock, try_lock
 from mlcls.errors import RunDirError, resume_command
 from mlcls.run.checkpoint import find_checkpoint
-from mlcls.run.layout import FOLDS, LATEST, final_dir, is_staging, lock_file, staging_dir
+from mlcls.run.layout import (
+    CHECKPOINT,
+    FOLDS,
+    LATEST,
+    METRICS,
+    STATE,
+    final_dir,
+    is_staging,
+    lock_file,
+    staging_dir,
+)
 
 
 class RunNameTaken(RunDirError):
@@ -76,6 +86,16 @@ def begin_run(runs_root: Path, name: str) -> Path:
         release_run(staging)
         raise RunDirError(f"{staging}: cannot create the run's folder ({describe_os_error(exc)})") from None
     return staging
+
+
+def discard_unstarted(staging: Path) -> None:
+    """Remove a staging folder that holds nothing to resume: no checkpoint and no finished fold anywhere in it.
+    For a training that failed while it was set up (an encoder that does not load, more top layers than the
+    encoder has): left there, its name would read as an interrupted run's to `mlcls eval`, with nothing to
+    continue. A folder the file system will not let go of stays (the next run of this name clears it)."""
+    resumable = any(path.parent.name in (CHECKPOINT, f"{CHECKPOINT}.old") for path in staging.rglob(STATE))
+    if not resumable and not any(staging.rglob(METRICS)):
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def begin_named_run(runs_root: Path, base: str) -> str:

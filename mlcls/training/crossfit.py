@@ -45,7 +45,7 @@ from mlcls.run.files import (
     write_tuning_scores,
 )
 from mlcls.run.layout import ENCODER, FOLDS, HEAD, LATEST, REFIT, TRACKING, fold_dir, staging_dir
-from mlcls.run.lifecycle import finish_run, release_run
+from mlcls.run.lifecycle import discard_unstarted, finish_run, release_run
 from mlcls.run.model_card import write_model_card
 from mlcls.run.provenance import write_provenance
 from mlcls.training.claim import claim_run
@@ -94,6 +94,12 @@ def train_folds(config: Config, console: Console, rejects: IO[bytes] | None, res
             raise TrainingInterrupted(f"{str(exc).split('; continue with')[0]}; finished folds are kept; continue "
                                       f"with: {resume_command(final)}", exc.exit_code) from None
         return _finish(config, pool, fold, probs, results, refit, staging, final, started)
+    except TrainingInterrupted:
+        raise
+    except BaseException:  # a fold that could not be set up: with no fold begun, nothing to resume
+        if resume is None:
+            discard_unstarted(staging)
+        raise
     finally:
         release_run(staging)
 

@@ -27,7 +27,7 @@ from mlcls.decision.metrics import compute_metrics
 from mlcls.decision.rules import DecisionRule
 from mlcls.decision.tuning import choose_thresholds, untuned_rule
 from mlcls.errors import resume_command
-from mlcls.model.classifier import build_model, set_trainable
+from mlcls.model.classifier import build_model, check_max_length, set_trainable
 from mlcls.model.lexical import fit_lexical
 from mlcls.model.losses import build_loss
 from mlcls.run.checkpoint import remove_checkpoints, save_checkpoint
@@ -40,7 +40,7 @@ from mlcls.run.files import (
     write_tuning_scores,
 )
 from mlcls.run.layout import CHECKPOINT, TRACKING, crossfit_parent, tracking_name
-from mlcls.run.lifecycle import finish_run, held_runs, release_run, run_write_error
+from mlcls.run.lifecycle import discard_unstarted, finish_run, held_runs, release_run, run_write_error
 from mlcls.run.model_card import write_model_card
 from mlcls.run.model_files import save_model
 from mlcls.run.provenance import write_provenance
@@ -101,7 +101,13 @@ def train_one(config: Config, data: TrainingData, console: Console, resume: Path
     accelerator = make_accelerator(config.train.device, config.train.precision)
     held_before = held_runs()
     try:
-        trainer = prepare(config, data, accelerator, console, resume)
+        try:
+            trainer = prepare(config, data, accelerator, console, resume)
+        except BaseException:  # set up failed before the first step: no run to resume, so no folder left
+            if resume is None:
+                for staging in held_runs() - held_before:
+                    discard_unstarted(staging)
+            raise
         with _progress(console) as progress, stop.on_signals():
             fit(trainer, progress, stop, on_epoch)
         return finish(trainer, started)
@@ -127,6 +133,7 @@ def prepare(config: Config, data: TrainingData, accelerator, console: Console, r
         model.init_head(data.stats.prior())
     else:  # the run's model, a head row per label of this data
         model, tokenizer = start_model(config, data, start)
+    check_max_length(model, config.model)
     set_trainable(model, config.train.freeze_encoder, config.train.train_top_layers)
     model.to(device)
     pad_id = tokenizer.pad_token_id or 0

@@ -1,0 +1,40 @@
+"""A training that fails while it is set up (after its name is claimed, before its first step) says why in one
+line and leaves no staging folder behind: nothing to resume, and `mlcls eval` would call it unfinished."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import TINY_RECORDS, _cli, tiny_config, write_jsonl
+
+
+@pytest.fixture
+def config_path(tmp_path, tiny_encoder):
+    return tiny_config(tmp_path, tiny_encoder, write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS))
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--train-top-layers", "5"], "train_top_layers"),
+    (["--max-length", "100"], "model.max_length is 100, but the encoder"),  # the tiny encoder has 64 positions
+    (["--model", "/nonexistent/encoder"], "cannot load encoder"),
+    (["--set", "train.folds=2", "--set", "data.validation=null", "--train-top-layers", "5"], "train_top_layers"),
+], ids=["top-layers", "max-length", "encoder", "cross-fitted"])
+def test_a_failed_set_up_leaves_no_staging_folder(tmp_path, config_path, args, said):
+    result = _cli("train", "-c", str(config_path), "--name", "broken", *args)
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()  # training's own notes come first, on stderr too
+    assert lines[-1].startswith("error: ") and said in lines[-1], result.stderr
+    assert "Traceback" not in result.output and sum(line.startswith("error") for line in lines) == 1
+    runs = tmp_path / "runs"
+    assert not (runs / ".broken.incomplete").exists() and not (runs / "broken").exists()
+    assert not list(runs.glob(".broken*")) or [p.name for p in runs.glob(".broken*")] == [".broken.lock"]
+
+
+@pytest.mark.parametrize(("setting", "said"), [
+    ("train.seed=-5", "train.seed must be in [0, 2**32)"),
+    ("train.seed=99999999999", "train.seed must be in [0, 2**32)"),
+    ("data.label_separator=", "data.label_separator must not be empty"),
+])
+def test_values_numpy_or_the_csv_reader_would_refuse_are_config_errors(config_path, setting, said):
+    result = _cli("train", "-c", str(config_path), "--set", setting)
+    assert result.exit_code == 1 and said in result.stderr and "internal error" not in result.stderr, result.output
