@@ -115,3 +115,17 @@ def test_quantile_scale_auto_with_a_rule_that_has_no_scale_is_a_note():
     assert load_config(overrides=["threshold.quantile_scale=auto"]).notes == [
         "threshold.quantile_scale auto: rule per_label has no scale to choose (prior_quantile, hybrid and auto have)"]
     assert load_config(overrides=["threshold.quantile_scale=auto", "threshold.rule=hybrid"]).notes == []
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("train: {epochs: 2}\nmodel: {dropout: 0.1}\ntrain: {lr: 0.1}\n", "3: invalid YAML: 'train'"),
+    ("train:\n  epochs: 2\n  lr: 0.1\n  epochs: 3\n", "4: invalid YAML: 'epochs'"),
+])
+def test_a_key_named_twice_is_an_error_not_dropped(tmp_path, text, where):
+    """yaml.safe_load keeps the second of two equal keys: the first section (or value) vanished silently."""
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="is named twice") as caught:
+        load_config(path)
+    assert f"twice.yaml:{where}" in str(caught.value)
+    assert "\n" not in str(caught.value)

@@ -103,11 +103,32 @@ def commented_yaml(config: Config, header: str = "") -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load keeps the last of two equal keys in a mapping and drops the first without a word: a config
+    with `train: {epochs: 2}` and, lower down, `train: {lr: 0.1}` trained 4 epochs. Here that is an error."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    twice = key in seen
+                except TypeError:  # an unhashable key: SafeLoader's own error says so
+                    break
+                if twice:
+                    raise yaml.constructor.ConstructorError(None, None, f"{key!r} is named twice in one mapping "
+                                                            "(YAML would keep the second and drop the first)",
+                                                            key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # safe_load, keys once
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
