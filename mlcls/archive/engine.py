@@ -189,7 +189,7 @@ def _summary_notes(job: ArchiveJob, ordered: list[dict[str, Any]], pending: list
                      f"their lines are in {job.output / REJECTS}")
     blank = sum(status.get("blank_lines", 0) for status in ordered)
     if blank:
-        notes.append(f"{blank} blank lines were not records")
+        notes.append("1 blank line was not a record" if blank == 1 else f"{blank} blank lines were not records")
     ran = {task.output for task in pending}
     fresh = [status for status in ordered if status["output"] in ran]
     notes += sorted({status["precision_note"] for status in fresh if status.get("precision_note")})

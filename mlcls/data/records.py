@@ -89,9 +89,11 @@ class ReadPolicy:
         lines = []
         if stats.skipped:
             reasons = ", ".join(f"{n} {reason}" for reason, n in stats.skipped.most_common())
-            lines.append(f"skipped {sum(stats.skipped.values())} {stats.unit} of {path}: {reasons}")
+            n = sum(stats.skipped.values())
+            lines.append(f"skipped {n} {stats.unit if n != 1 else stats.unit[:-1]} of {path}: {reasons}")
         if stats.blank_lines:
-            lines.append(f"{stats.blank_lines} blank lines in {path} were not records")
+            blank = "1 blank line" if stats.blank_lines == 1 else f"{stats.blank_lines} blank lines"
+            lines.append(f"{blank} in {path} {'was not a record' if stats.blank_lines == 1 else 'were not records'}")
         return lines
 
 
@@ -106,6 +108,9 @@ def read_records(
     stats = policy.stats.setdefault(str(path), ReadStats())
     path = Path(path)
     if str(path) != "-" and not path.is_file():
+        if path.is_dir():
+            raise DataError(path, None, "a folder, not a file (give a JSONL, CSV or Parquet file; `mlcls predict "
+                            "--engine ray` also reads a folder of shards)")
         raise DataError(path, None, "file not found")
     kind = input_kind(path)
     rows, numbered = _rows(path, kind, stats)
@@ -273,6 +278,18 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, Any, bytes]]:
     from datasets.utils.logging import disable_progress_bar
 
     disable_progress_bar()
+    # The footer first, with pyarrow (which `datasets` reads Parquet with): a file that is not Parquet gets
+    # pyarrow's own reason on one line, where `datasets` logs a traceback-like line and says only "an error
+    # occurred while generating the dataset"; and a file of 0 rows is empty, which `datasets` cannot build.
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.ParquetFile(str(path)).metadata.num_rows
+    except Exception as exc:  # pyarrow raises many kinds; the file is what is wrong
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(path, None, f"cannot read PARQUET: {first}") from None
+    if rows == 0:
+        return
     try:
         table = Dataset.from_parquet(str(path))
     except Exception as exc:  # pyarrow raises many kinds; the file is what is wrong
@@ -294,7 +311,7 @@ def parse_record(
     row: Any, path: Path, line: int, fields: FieldSpec, require_labels: bool, from_csv: bool = False
 ) -> Record:
     if not isinstance(row, dict):
-        raise DataError(path, line, f"expected a JSON object, got {json_type(row)}")
+        raise DataError(path, line, f"expected a JSON object, got {json_type(row)}", reason="not an object")
     parts = []
     several = len(fields.text_fields) > 1
     present = [name for name in fields.text_fields if row.get(name) is not None]
@@ -357,14 +374,17 @@ def parse_labels(raw: Any, path: Path, line: int) -> Labels:
     if isinstance(raw, list):
         labels: Labels = {}
         for item in raw:
-            if not isinstance(item, str) or not item:
-                raise DataError(path, line, f"labels list must hold non-empty strings, got {json_type(item)}",
+            if not isinstance(item, str) or not item.strip():
+                got = "a blank name" if isinstance(item, str) else json_type(item)
+                raise DataError(path, line, f"labels list must hold non-empty strings, got {got}",
                                 reason="bad labels")
             labels[item] = 1.0
         return labels
     if isinstance(raw, dict):
         labels = {}
         for name, conf in raw.items():
+            if not name.strip():  # a label no one can name in --labels, a report or a threshold
+                raise DataError(path, line, f"labels object has a blank label name ({name!r})", reason="bad labels")
             if conf is None:
                 labels[name] = None
                 continue

@@ -53,6 +53,8 @@ BAD_RECORDS = [
     ('{"text": "a"}', "missing labels field 'labels'"),
     ('{"text": "a", "labels": "cocoa"}', "labels must be a list of names or an object"),
     ('{"text": "a", "labels": ["cocoa", 3]}', "labels list must hold non-empty strings, got a number"),
+    ('{"text": "a", "labels": ["cocoa", " "]}', "labels list must hold non-empty strings, got a blank name"),
+    ('{"text": "a", "labels": {"": 1.0}}', "labels object has a blank label name ('')"),
     ('{"text": "a", "labels": {"cocoa": 1.5}}', "confidence of label 'cocoa' is 1.5, outside [0, 1]"),
     ('{"text": "a", "labels": {"cocoa": -0.1}}', "outside [0, 1]"),
     ('{"text": "a", "labels": {"cocoa": "high"}}', "must be a number in [0, 1] or null, got a string"),
@@ -382,3 +384,33 @@ def test_text_with_an_unpaired_surrogate_is_a_bad_record(tmp_path):
         list(read_records(path, FieldSpec(text_fields=("text",))))
     policy = ReadPolicy("skip")
     assert [r.id for r in read_records(path, FieldSpec(text_fields=("text",)), policy=policy)] == ["a"]
+
+
+def test_skip_counts_lines_that_are_not_objects_under_one_reason(tmp_path):
+    """Before, each JSON type was its own reason: "1 expected a JSON object, got a list, 1 expected ..."."""
+    path = write_jsonl(tmp_path / "types.jsonl", ['{"text": "fine", "labels": []}', "[1]", '"x"', "5", "null", "true"])
+    policy = ReadPolicy("skip")
+    assert len(list(read_records(path, policy=policy))) == 1
+    assert policy.stats[str(path)].skipped == {"not an object": 5}
+    assert policy.report(path)[0] == f"skipped 5 lines of {path}: 5 not an object"
+
+
+def test_a_folder_is_not_reported_as_a_missing_file(tmp_path):
+    with pytest.raises(DataError, match="a folder, not a file"):
+        list(read_records(tmp_path))
+
+
+def test_parquet_empty_or_not_parquet_is_one_clear_line(tmp_path, capfd):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"text": pa.array([], pa.string()), "labels": pa.array([], pa.list_(pa.string()))}),
+                   str(empty))
+    with pytest.raises(DataError, match="no records: the file is empty"):
+        list(read_records(empty))
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match=r"broken\.parquet: cannot read PARQUET: Parquet magic bytes not found"):
+        list(read_records(broken))
+    assert capfd.readouterr().err == ""  # before, `datasets` logged its own "Failed to read file" lines

@@ -49,7 +49,7 @@ def test_compressed_jsonl_and_csv_read_like_plain_ones(tmp_path, suffix):
         list(read_records(bad))
     policy = ReadPolicy("skip")
     assert len(_ids(bad, policy=policy)) == 6
-    assert policy.report(bad) == [f"skipped 1 lines of {bad}: 1 text not a string"]
+    assert policy.report(bad) == [f"skipped 1 line of {bad}: 1 text not a string"]
 
 
 @pytest.mark.parametrize(("suffix", "damage", "problem"), [
