@@ -96,9 +96,24 @@ def eval_(
         out.print(compare_table(names, reports))
     else:
         report = reports[0]
-        out.print(per_label_table(report, top, labels.split(",") if labels else None))
+        only = [name.strip() for name in labels.split(",") if name.strip()] if labels else None
+        out.print(per_label_table(report, top, only))
+        print_notes(_unknown_labels(only or [], [row["label"] for row in report["per_label"]], names[0]))
         out.print(summary_table(report, f"{report['data']} with {names[0]}"))
     _write_reports(names, reports, compare, save_scores, plots, json_out)
+
+
+def _unknown_labels(asked: list[str], known: list[str], run: str) -> list[str]:
+    """--labels names that the run has no row for: said, with the nearest names, rather than left out."""
+    import difflib
+
+    notes = []
+    for name in asked:
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=3)
+            notes.append(f"--labels: '{name}' is not a label of {run}"
+                         + (f" (did you mean {', '.join(repr(n) for n in near)}?)" if near else ""))
+    return notes
 
 
 def _write_reports(names: list[str], reports: list[dict[str, Any]], compare: bool, save_scores: Path | None,

@@ -8,16 +8,13 @@ from typing import Any
 
 from mlcls.data.records import FieldSpec, read_records
 from mlcls.data.stats import dataset_stats
-from mlcls.model.classifier import quiet_transformers, resolve_encoder
+from mlcls.model.classifier import load_tokenizer
 
 
 def file_stats(path: str | Path, config) -> dict[str, Any]:
     """`mlcls data stats`: dataset_stats of a labelled file, with text lengths in the config's encoder's tokens."""
-    from transformers import AutoTokenizer
-
     records = list(read_records(path, FieldSpec.from_config(config.data)))
-    quiet_transformers()
-    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(config.model.encoder))
+    tokenizer = load_tokenizer(config.model.encoder)
     lengths = [len(ids) for ids in tokenizer([r.text for r in records], truncation=False)["input_ids"]]
     report = dataset_stats(records, lengths, config.model.max_length)
     report["file"] = str(path)

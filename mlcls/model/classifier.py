@@ -36,21 +36,37 @@ def resolve_encoder(name: str) -> str:
     return name
 
 
-def load_encoder(name: str, trust_remote_code: bool = False):
-    """(encoder, tokenizer) from a hub name or local folder; weights only from safetensors."""
-    from transformers import AutoModel, AutoTokenizer
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    """The tokenizer of a hub name or local folder; one line when it cannot be loaded."""
+    from transformers import AutoTokenizer
 
     quiet_transformers()
-    source = resolve_encoder(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        encoder = AutoModel.from_pretrained(source, use_safetensors=True, trust_remote_code=trust_remote_code)
-    except OSError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MlclsError(f"cannot load encoder '{name}': {first}") from None
-    except ValueError as exc:  # e.g. trust_remote_code needed, or an unknown architecture
-        raise MlclsError(f"cannot load encoder '{name}': {str(exc).splitlines()[0]}") from None
+        return AutoTokenizer.from_pretrained(resolve_encoder(name), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:  # ValueError: e.g. trust_remote_code needed, an unknown architecture
+        raise _cannot_load(name, exc) from None
+
+
+def load_encoder(name: str, trust_remote_code: bool = False):
+    """(encoder, tokenizer) from a hub name or local folder; weights only from safetensors."""
+    from transformers import AutoModel
+
+    tokenizer = load_tokenizer(name, trust_remote_code)
+    try:
+        encoder = AutoModel.from_pretrained(resolve_encoder(name), use_safetensors=True,
+                                            trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _cannot_load(name, exc) from None
     return encoder, tokenizer
+
+
+def _cannot_load(name: str, exc: Exception) -> MlclsError:
+    from pathlib import Path
+
+    if name.startswith(("/", ".", "~")) and not Path(name).expanduser().exists():  # a path, not a hub name
+        return MlclsError(f"cannot load encoder '{name}': no such folder")
+    text = str(exc).strip()
+    return MlclsError(f"cannot load encoder '{name}': {text.splitlines()[0] if text else type(exc).__name__}")
 
 
 def init_output_layer(layer: nn.Linear, prior: np.ndarray) -> None:

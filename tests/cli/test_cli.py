@@ -398,3 +398,12 @@ def test_a_trained_run_finds_its_data_from_any_folder(tiny_encoder, tmp_path, mo
     monkeypatch.chdir(tmp_path / "elsewhere")
     result = runner.invoke(app, ["eval", str(tmp_path / "runs" / "rel")])
     assert result.exit_code == 0 and "relative to the folder" not in result.stderr, result.output
+
+
+def test_eval_labels_that_the_run_lacks_are_said_not_dropped(trained):
+    folder, data, _ = trained
+    result = runner.invoke(app, ["eval", str(folder / "runs" / "tiny"), "--data", str(data),
+                                 "--labels", "cocoa, nosuch"])
+    assert result.exit_code == 0, result.output
+    assert "note: --labels: 'nosuch' is not a label of tiny" in result.stderr
+    assert "'cocoa' is not" not in result.stderr and "cocoa" in result.stdout

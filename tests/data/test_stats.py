@@ -45,3 +45,11 @@ def test_cli_stats_with_json(tmp_path, tiny_encoder):
     assert report["label_frequencies"] == {"grain": 5, "cocoa": 4, "oil": 4}
     assert report["tokens"]["max"] >= 5
     assert "label groups" in result.stdout and "text length in tokens" in result.stdout
+
+
+def test_data_stats_with_an_encoder_that_does_not_load_is_one_line(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"text": "oil prices", "labels": ["crude"]}])
+    for model, said in ((str(tmp_path / "no-such-encoder"), "no such folder"), (str(tmp_path), "cannot load encoder")):
+        result = runner.invoke(app, ["data", "stats", str(path), "--model", model])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.strip().count("\n") == 0 and said in result.stderr and "internal" not in result.stderr
