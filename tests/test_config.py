@@ -129,3 +129,19 @@ def test_a_key_named_twice_is_an_error_not_dropped(tmp_path, text, where):
         load_config(path)
     assert f"twice.yaml:{where}" in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_an_error_in_a_files_value_names_the_file_and_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {dropout: 0.1}\ntrain:\n  lr: 0.1\n  epochs: three\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml:4: train\.epochs: expected an integer, got 'three'"):
+        load_config(path)
+    path.write_text("train:\n  lr: 0.1\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml:3: unknown key 'train\.epoch'"):
+        load_config(path)
+    path.write_text("train:\n  epochs: 0\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml:2: train\.epochs must be at least 1"):
+        load_config(path)
+    # a --set value replaced the file's: the error is the --set value's, with no file in front
+    with pytest.raises(ConfigError, match=r"^train\.epochs must be at least 1$"):
+        load_config(path, ["train.epochs=-1"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +26,26 @@ def load_config(
     raw = Config().to_dict()
     file_loss: dict[str, Any] | None = None
     explicit: set[str] = set()  # the keys set here, not left at their defaults
+    file_keys: set[str] = set()  # the keys whose value is the file's (not replaced by --set or an option)
     if path is not None:
         from_file = read_yaml_mapping(Path(path))
         reject_unknown(from_file, raw, "", source=str(path))
         file_loss = from_file.get("loss") if isinstance(from_file.get("loss"), dict) else None
         raw = _deep_merge(raw, from_file)
-        explicit.update(dotted_keys(from_file))
+        file_keys = set(dotted_keys(from_file))
+        explicit.update(file_keys)
     for item in overrides or []:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=3")
         _set_dotted(raw, key.strip(), _parse_scalar(text))
         explicit.add(key.strip())
+        file_keys.discard(key.strip())
     for key, value in (options or {}).items():
         if value is not None:
             _set_dotted(raw, key, value)
             explicit.add(key)
+            file_keys.discard(key)
 
     notes: list[str] = []
     # Loss parameters in a file belong to that file's loss. When --loss/--set picks another loss, they
@@ -54,7 +59,10 @@ def load_config(
                 f"{path}: loss parameters {', '.join(dropped)} belong to loss "
                 f"'{file_loss.get('name', 'bce')}' and are not used with '{raw['loss']['name']}'"
             )
-    config = Config.from_dict(raw)
+    try:
+        config = Config.from_dict(raw)
+    except ConfigError as exc:
+        raise _in_file(exc, path, file_keys) from None
     threshold = config.threshold
     if threshold.quantile_scale == "auto" and threshold.rule not in ("prior_quantile", "hybrid", "auto"):
         notes.append(f"threshold.quantile_scale auto: rule {threshold.rule} has no scale to choose (prior_quantile, "
@@ -62,6 +70,34 @@ def load_config(
     config.notes = notes
     config.explicit = frozenset(explicit)  # type: ignore[misc]  # the instance's own
     return config
+
+
+def _in_file(exc: ConfigError, path: str | Path | None, file_keys: set[str]) -> ConfigError:
+    """A config error about a key whose value came from the file, with the file and the key's line in front (the
+    file is where the user must look); an error about a --set value or a default, as it was."""
+    message = str(exc)
+    for key in re.findall(r"\b[a-z_]+\.[a-z_0-9]+\b", message):
+        if path is not None and key in file_keys:
+            line = _key_line(Path(path), key)
+            return ConfigError(f"{path}{f':{line}' if line else ''}: {message}")
+    return exc
+
+
+def _key_line(path: Path, dotted: str) -> int | None:
+    """The line of `section.key` in a YAML config file (None where the file says it otherwise)."""
+    section, _, key = dotted.partition(".")
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    for level in (section, key):
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        found = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == level]
+        if not found:
+            return None
+        key_node, node = found[0]
+    return key_node.start_mark.line + 1
 
 
 # The data section's file keys (saved absolute with a run; hashed into its provenance.json).

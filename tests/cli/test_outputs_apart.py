@@ -78,4 +78,3 @@ def test_eval_plots_naming_a_file_is_one_line_and_writes_nothing(trained, tmp_pa
     _refused(_cli("eval", str(run), "--plots", str(mine), "--save-scores", str(tmp_path / "s.npz")),
              "--plots takes the folder")
     assert mine.read_bytes() == before and not (tmp_path / "s.npz").exists()
-
