@@ -74,6 +74,10 @@ def read_training_data(config: Config, console: Console, rejects: IO[bytes] | No
                       f"the untuned rule ({untuned_rule(config).describe()}) and its last epoch")
         if config.train.patience:
             console.print("[yellow]note:[/] train.patience is ignored: there is no validation data to watch")
+    test = config.data.test
+    if test and "://" not in test and not Path(test).is_file():  # said now, not after the training, by eval
+        console.print(f"note: data.test {test} is not a file: `mlcls eval` of this run will need --data",
+                      markup=False)
     stats = LabelStats.from_encoded(labels.labels, train_enc.targets, train_enc.mask)
     return TrainingData(train_records, val_records, labels, train_enc, val_enc, stats)
 

@@ -38,3 +38,10 @@ def test_a_failed_set_up_leaves_no_staging_folder(tmp_path, config_path, args, s
 def test_values_numpy_or_the_csv_reader_would_refuse_are_config_errors(config_path, setting, said):
     result = _cli("train", "-c", str(config_path), "--set", setting)
     assert result.exit_code == 1 and said in result.stderr and "internal error" not in result.stderr, result.output
+
+
+def test_a_test_file_that_is_not_there_is_said_before_training(tmp_path, config_path):
+    """data.test is read only by `mlcls eval`, after the training: a wrong path is worth a word at the start."""
+    result = _cli("train", "-c", str(config_path), "--epochs", "1", "--set", f"data.test={tmp_path / 'nope.jsonl'}")
+    assert result.exit_code == 0, result.output
+    assert f"note: data.test {tmp_path / 'nope.jsonl'} is not a file" in result.stderr
