@@ -13,8 +13,8 @@ from typing import Any
 
 from rich.console import Console
 
-from mlcls.config import load_config
-from mlcls.errors import ConfigError
+from mlcls.config import load_config, read_yaml_mapping
+from mlcls.errors import ConfigError, RunDirError
 from mlcls.run.checkpoint import find_checkpoint
 from mlcls.run.files import is_trained, peek_metrics
 from mlcls.run.layout import CONFIG, FOLDS, METRICS, staging_dir, trial_run_name
@@ -23,7 +23,7 @@ from mlcls.training.data import TrainingData
 from mlcls.training.hooks import EpochEnd
 from mlcls.training.interrupt import StopSignal
 from mlcls.tune.ledger import ERROR, ERROR_KIND, RUN, is_base, root_number
-from mlcls.tune.schema import build, with_values
+from mlcls.tune.schema import base_value, build, with_values
 from mlcls.tune.space import SearchSpace
 
 
@@ -95,11 +95,13 @@ def run_trial(optuna, setup: TrialSetup, trial, values: dict[str, Any]) -> Outco
         trial.set_user_attr(ERROR, str(exc))
         trial.set_user_attr(ERROR_KIND, "config")
         return Outcome("rejected", message=str(exc))
-    if is_trained(final):  # a retry of a trial whose process died after its run was complete
-        return Outcome("complete", _figure(peek_metrics(final) or {}, setup.metric, final))
     staging = staging_dir(final)
     # what `mlcls train --resume` continues: a checkpoint, or a cross-fitted run's folds (each resumed or kept)
     resume = staging if find_checkpoint(staging) is not None or (staging / FOLDS).is_dir() else None
+    for earlier in ([final] if is_trained(final) else [staging] if resume is not None else []):
+        check_same_values(earlier, values, trial.number)
+    if is_trained(final):  # a retry of a trial whose process died after its run was complete
+        return Outcome("complete", _figure(peek_metrics(final) or {}, setup.metric, final))
     if resume is not None:
         config = load_config(staging / CONFIG)  # as `mlcls train --resume` does: the run's own config
         setup.console.print(f"trial {trial.number}: resuming {name} from its checkpoint", markup=False)
@@ -112,6 +114,22 @@ def run_trial(optuna, setup: TrialSetup, trial, values: dict[str, Any]) -> Outco
             discard_unfinished(final)
         return Outcome("pruned", message=str(exc))
     return Outcome("complete", _figure(result.metrics, setup.metric, result.run_dir))
+
+
+def check_same_values(run: Path, values: dict[str, Any], number: int) -> None:
+    """A run already at this trial's name is this trial's own (a retry of a trial whose process died) only when it
+    was trained with the trial's values. Otherwise it is left from another study of this name (a study.db removed,
+    another --storage with this --study): reporting its figure for these values would recommend a config that was
+    never trained, and resuming it would train its values under this trial's."""
+    try:
+        raw = read_yaml_mapping(run / CONFIG)
+    except ConfigError:
+        raw = {}
+    differ = [f"{key} {base_value(raw, key)!r}, not {value!r}" for key, value in values.items()
+              if base_value(raw, key) != value]
+    if differ:
+        raise RunDirError(f"{run}: trial {number}'s run folder holds a run of other values ({differ[0]}), left from "
+                          "another study of this name; remove it or choose another --study")
 
 
 def _figure(metrics: dict[str, Any], metric: str, run: Path) -> float:

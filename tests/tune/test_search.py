@@ -199,3 +199,26 @@ def _space(tmp_path):
     path = tmp_path / "space.yaml"
     path.write_text("train.lr: {low: 5.0e-4, high: 3.0e-3, log: true}\n")
     return path
+
+
+def test_a_run_left_from_another_study_of_the_name_is_not_taken_as_a_trials(tiny_base, tmp_path):
+    """The study's database removed (or another --storage with this --study): trial 0's folder holds a run of
+    other values. Its figure must not be reported for the new trial's values (best.yaml would recommend values
+    never trained): one line says so, and the folder is left alone."""
+    from mlcls.errors import RunDirError
+    from mlcls.tune.search import tune
+
+    config = load_config(tiny_base)
+    space = _space(tmp_path)
+    tune(config, space, 1, study="again", base_trial=False)
+    folder = tiny_base.parent / "runs" / "tune-again"
+    trained_lr = load_config(folder / "trial-0000" / "config.yaml").train.lr
+    (folder / "study.db").unlink()
+    space.write_text("train.lr: {low: 1.0e-5, high: 2.0e-5, log: true}\n")  # no value of this draws trained_lr
+    with pytest.raises(RunDirError) as caught:
+        tune(config, space, 1, study="again", base_trial=False)
+    message = one_line(caught.value)
+    assert message.startswith(f"{folder / 'trial-0000'}: trial 0's run folder holds a run of other values (train.lr "
+                              f"{trained_lr!r}, not ")
+    assert message.endswith("left from another study of this name; remove it or choose another --study")
+    assert load_config(folder / "trial-0000" / "config.yaml").train.lr == trained_lr
