@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -119,17 +119,41 @@ def write_predictions(
     return written
 
 
+# Each field of a prediction recipe, in the words of the command line: those kept as a hash, then the others.
+RECIPE_HASHED = {"run": "run (--model)", "model": "version of the run's files (trained again since?)",
+                 "rule": "decision rule (--threshold, --top-k, --min-labels)"}
+RECIPE_OPTIONS = {"precision": "--precision", "scores": "--scores", "format": "--format"}
+
+
+def prediction_recipe(run: LoadedRun, rule: DecisionRule | None, scores: int | str, fmt: str) -> dict[str, Any]:
+    """How predictions are made, as `--resume` compares it: the run (its path, and its files' sizes and times: a run
+    trained again under the same name is another model), the precision, the decision rule with its overrides
+    (--threshold, --top-k, --min-labels), --scores and the format. Short (hashes), since it is rewritten with the
+    checksum after every chunk."""
+    files = sorted((str(path.relative_to(run.path)), path.stat().st_size, path.stat().st_mtime_ns)
+                   for path in run.path.rglob("*") if path.is_file())
+    rule_dict = (rule or run.thresholds).to_dict()
+    return {"run": _short_hash(str(Path(run.path).resolve())), "model": _short_hash(files),
+            "rule": _short_hash(rule_dict), "precision": run.precision, "scores": str(scores), "format": fmt}
+
+
+def _short_hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 class Checksum:
     """What the predictions in OUTPUT.partial were made from: a running sha256 over the id and text of each
     record written, kept beside it in OUTPUT.partial.sha256 as {"records": N, "sha256": ...}, rewritten whole
     (a temporary file renamed) after every chunk. `--resume` recomputes it over the input's first N records and
     refuses input whose ids or texts changed, which the ids alone do not show."""
 
-    def __init__(self, partial: Path):
+    def __init__(self, partial: Path, recipe: dict[str, Any] | None = None):
         self.partial, self.path = partial, partial.with_name(f"{partial.name}.sha256")
         self.hash, self.count, self.saved = hashlib.sha256(), 0, 0  # records hashed; records the file vouches for
         self.states: list = []  # the hash after each record hashed since the last save
         self.digest: str | None = None  # the stored one, read by `stored`
+        self.recipe = recipe or {}  # how the predictions are made (prediction_recipe): a resume must make them alike
+        self.stored_recipe: dict[str, Any] | None = None  # the stored one (None: a file written before recipes)
 
     def absorb(self, record: Record) -> None:
         self.hash.update(json.dumps([record.id, record.text]).encode() + b"\n")
@@ -143,7 +167,7 @@ class Checksum:
         count = self.count if count is None else count
         digest = self.hash if count == self.count else self.states[count - self.saved - 1]
         with atomic_open(self.path) as handle:
-            handle.write(json.dumps({"records": count, "sha256": digest.hexdigest()}) + "\n")
+            handle.write(json.dumps({"records": count, "sha256": digest.hexdigest(), "recipe": self.recipe}) + "\n")
         self.states, self.saved = self.states[count - self.saved:], count
 
     def stored(self) -> int | None:
@@ -151,6 +175,7 @@ class Checksum:
         try:
             kept = json.loads(self.path.read_text())
             self.digest = kept["sha256"]
+            self.stored_recipe = kept.get("recipe")
             return int(kept["records"])
         except FileNotFoundError:
             return None
@@ -168,7 +193,23 @@ class Checksum:
         if self.hash.hexdigest() != self.digest:
             raise MlclsError(f"{self.partial}: the input's first {self.count} records are not the ones these "
                              "predictions were made from (same ids, but a text changed); run again without --resume")
+        self.check_recipe()
         self.saved = self.count
+
+    def check_recipe(self) -> None:
+        """Refuse to append predictions made otherwise than those written (another model, rule or --scores): the
+        file would mix the two, where it must equal an uninterrupted run's."""
+        if not isinstance(self.stored_recipe, dict):
+            return
+        for key, value in self.recipe.items():
+            if key not in self.stored_recipe or self.stored_recipe[key] == value:
+                continue
+            if key in RECIPE_HASHED:
+                made = f"another {RECIPE_HASHED[key]} than this command's"
+            else:
+                made = f"{RECIPE_OPTIONS.get(key, key)} {self.stored_recipe[key]!r}, this command has {value!r}"
+            raise MlclsError(f"{self.partial}: was written with {made}; resume with the interrupted command's model "
+                             "and options, or run again without --resume")
 
     def settle(self) -> int:
         """After a stop: the number of whole lines OUTPUT.partial keeps, each vouched for by the checksum file
@@ -236,7 +277,7 @@ def claim_output(output: Path) -> IO:
 def _predict_to_file(run: LoadedRun, records: Iterable[Record], output: Path, batch_size: int | None,
                      rule: DecisionRule | None, scores: int | str, fmt: str, resume: bool, chunk_records: int) -> int:
     partial = output.with_name(f"{output.name}.partial")
-    checksum = Checksum(partial)
+    checksum = Checksum(partial, prediction_recipe(run, rule, scores, fmt))
     if resume:
         records = _after_done(records, partial, checksum)  # checked here, before anything is written
     else:

@@ -4,6 +4,7 @@ record whose prediction is in OUTPUT.partial, and input whose first records chan
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from typer.testing import CliRunner
@@ -102,3 +103,38 @@ def test_cli_resume_of_changed_input_is_one_line(interrupted):
     result = runner.invoke(app, ["predict", str(data), "--model", str(run.path), "-o", str(out), "--resume"])
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert "a text changed); run again without --resume" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    ({"scores": "all"}, "was written with --scores 'predicted', this command has 'all'"),
+    ({"rule": "threshold"}, "was written with another decision rule (--threshold, --top-k, --min-labels) than"),
+    ({"fmt": "csv"}, None),  # --resume takes JSONL only: refused before the recipe is read
+])
+def test_resume_refuses_predictions_made_otherwise(interrupted, change, said):
+    """Another --scores, rule (--threshold, --top-k, --min-labels) or model would append predictions made
+    otherwise than the lines kept: the file would mix the two, where it must equal an uninterrupted run's."""
+    from mlcls.decision.rules import with_overrides
+
+    run, data, _, out = interrupted
+    partial = out.with_name("out.jsonl.partial")
+    before = partial.read_bytes()
+    options = {"scores": change.get("scores", "predicted"), "fmt": change.get("fmt", "jsonl"),
+               "rule": with_overrides(run.thresholds, 0.01, None, None) if "rule" in change else None}
+    with pytest.raises(MlclsError) as info:
+        predict_to_file(run, read_records(data, require_labels=False), out, 4, options["rule"], options["scores"],
+                        options["fmt"], resume=True, chunk_records=5)
+    if said is not None:
+        assert said in one_line(info.value) and "resume with the interrupted command's model" in str(info.value)
+    assert partial.read_bytes() == before and not out.exists()
+
+
+def test_resume_refuses_a_run_trained_again_under_the_same_path(interrupted):
+    run, data, _, out = interrupted
+    head = run.path / "head.safetensors"
+    stat = head.stat()
+    try:
+        os.utime(head, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # what training the run again does to it
+        with pytest.raises(MlclsError, match=r"was written with another version of the run's files \(trained"):
+            _resume(run, data, out)
+    finally:
+        os.utime(head, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the shared run as it was
