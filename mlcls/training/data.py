@@ -69,7 +69,7 @@ def read_training_data(config: Config, console: Console, rejects: IO[bytes] | No
         f"{len(train_records)} training and {len(val_records)} validation records, {len(labels)} labels; "
         f"{int((train_enc.targets.max(axis=1, initial=0) < 0.5).sum())} training records have no label"
     )
-    if not val_records:
+    if not val_records and config.train.folds == 1:  # cross-fitting tunes the rule on its out-of-fold scores
         console.print("[yellow]note:[/] no validation data: nothing to tune the decision rule on, so the run keeps "
                       f"the untuned rule ({untuned_rule(config).describe()}) and its last epoch")
         if config.train.patience:

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -34,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from mlcls.atomic import describe_os_error, release_lock, try_lock
 from mlcls.errors import ConfigError, MlclsError
@@ -61,13 +63,18 @@ def require_optuna():
 def check_study_name(name: str) -> str:
     if not name or name.startswith(".") or "/" in name or "\0" in name or name != name.strip():
         raise ConfigError(f"--study {name!r}: a study name is a plain folder name (no '/', no leading '.')")
+    if len(name.encode()) > 200:  # runs/tune-NAME and its trials' names must fit a file name (255 bytes)
+        raise ConfigError(f"--study {name[:24]!r}...: a study name is at most 200 bytes")
     return name
 
 
 def storage_url(folder: Path, storage: str | None) -> str:
     """The storage as `optuna-dashboard` takes it: an RDB URL, or a journal file's path."""
-    if storage is None:
-        return f"sqlite:///{(folder / STUDY_DB).absolute()}"
+    if storage is None:  # quoted: SQLAlchemy reads '?' in a path as the start of a query, and unquotes '%41'
+        return f"sqlite:///{quote(str((folder / STUDY_DB).absolute()))}"
+    if "://" not in storage and re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", storage):  # sqlite:/x.db: a URL mistyped
+        raise ConfigError(f"--storage {storage!r}: looks like a URL but has no '://' (e.g. sqlite:///path/study.db, "
+                          "postgresql://user@host/db); a path without a scheme is an Optuna journal file")
     return storage if "://" in storage else str(Path(storage).absolute())
 
 
@@ -85,7 +92,7 @@ def open_storage(optuna, url: str, on_stale) -> Any:
 
             return JournalStorage(JournalFileBackend(url))
         if url.startswith("sqlite:///"):
-            database = Path(url.removeprefix("sqlite:///"))
+            database = Path(unquote(url.removeprefix("sqlite:///").partition("?")[0]))
             database.parent.mkdir(parents=True, exist_ok=True)
             with _held(database):  # the first process creates the tables; one starting with it would collide
                 # several processes on one file: wait for a writer's lock instead of failing at once

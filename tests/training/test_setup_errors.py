@@ -25,6 +25,8 @@ def test_a_failed_set_up_leaves_no_staging_folder(tmp_path, config_path, args, s
     lines = result.stderr.strip().splitlines()  # training's own notes come first, on stderr too
     assert lines[-1].startswith("error: ") and said in lines[-1], result.stderr
     assert "Traceback" not in result.output and sum(line.startswith("error") for line in lines) == 1
+    if "train.folds=2" in args:  # cross-fitting tunes its rule on out-of-fold scores: no "untuned rule" note
+        assert "no validation data" not in result.stderr
     runs = tmp_path / "runs"
     assert not (runs / ".broken.incomplete").exists() and not (runs / "broken").exists()
     assert not list(runs.glob(".broken*")) or [p.name for p in runs.glob(".broken*")] == [".broken.lock"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -37,3 +38,28 @@ def test_without_optuna_the_command_says_how_to_install_it(monkeypatch, tmp_path
 def test_an_unknown_pruner_is_a_usage_error(tmp_path):
     result = runner.invoke(app, ["tune", "--space", str(tmp_path / "space.yaml"), "--pruner", "mean"])
     assert result.exit_code == 2 and "mean" in result.output
+
+
+def test_the_default_storage_url_keeps_odd_characters_of_the_folder(tmp_path):
+    """SQLAlchemy reads '?' in a sqlite path as a query and unquotes '%41': the folder is quoted in the URL, and
+    the database opens where the study folder is."""
+    from sqlalchemy.engine import make_url
+
+    from mlcls.tune.study import storage_url
+
+    for name in ("tune-q?x", "tune-p%41x", "tune-a#b c"):
+        url = storage_url(tmp_path / name, None)
+        assert make_url(url).database == str(tmp_path / name / "study.db")
+
+
+def test_a_storage_that_looks_like_a_url_without_slashes_is_refused():
+    import pytest
+
+    from mlcls.errors import ConfigError
+    from mlcls.tune.study import check_study_name, storage_url
+
+    with pytest.raises(ConfigError, match=r"--storage 'sqlite:/tmp/one\.db': looks like a URL but has no '://'"):
+        storage_url(Path("runs"), "sqlite:/tmp/one.db")
+    assert storage_url(Path("runs"), "journal.log") == str(Path("journal.log").absolute())
+    with pytest.raises(ConfigError, match="at most 200 bytes"):
+        check_study_name("x" * 300)
