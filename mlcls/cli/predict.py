@@ -176,7 +176,10 @@ def predict(
     """Tag articles: one JSONL line per input record, in input order, with labels and scores."""
     from mlcls.inference.predict import parse_scores_mode
 
-    mode = parse_scores_mode(scores)
+    try:
+        mode = parse_scores_mode(scores)
+    except MlclsError as exc:  # a bad option value: a usage error (exit 2), as typer's own checks
+        raise typer.BadParameter(str(exc).removeprefix("--scores "), param_hint="--scores") from None
     decisions = (threshold, top_k, min_labels)
     loading = {"int8": int8, "precision": value_of(precision), "trust_remote_code": trust_remote_code}
     if engine.value == "ray":
@@ -191,9 +194,25 @@ def predict(
     if given or value_of(fmt) == "parquet":
         raise MlclsError(f"{given[0] if given else '--format parquet'} is for --engine ray (a folder of shards); "
                          "this is --engine local")
-    fmt_name = value_of(fmt) or ("csv" if output is not None and output.suffix.lower() == ".csv" else "jsonl")
+    fmt_name = _output_format(output, value_of(fmt))
     _predict_local(file, model, output, mode, fmt_name, decisions, resume, value_of(on_error), rejects, batch_size,
                    loading)
+
+
+def _output_format(output: Path | None, fmt: str | None) -> str:
+    """--format, else the output's suffix: .csv is CSV, others JSON Lines. A suffix that promises what the file
+    would not be (compressed, Parquet, a JSON array, TSV) is refused: nothing, mlcls included, would read it back."""
+    from mlcls.data.formats import COMPRESSIONS
+
+    last = output.suffix.lower() if output is not None else ""
+    if last in COMPRESSIONS:
+        raise MlclsError(f"{output}: predict does not compress its output; write {output.with_suffix('').name} and "
+                         "compress it, or pipe stdout (no --output) through gzip")
+    if fmt is not None:
+        return fmt
+    if last in (".parquet", ".json", ".tsv"):
+        raise MlclsError(f"{output}: predict writes JSON Lines or CSV; name the file .jsonl or .csv, or give --format")
+    return "csv" if last == ".csv" else "jsonl"
 
 
 def _predict_local(file: str, model: Path | None, output: Path | None, mode: int | str, fmt_name: str,

@@ -34,7 +34,7 @@ def parse_scores_mode(text: str) -> int | str:
     """--scores: 'predicted' (the chosen labels' scores), 'all', or 'top-N' (the N highest) -> mode or N."""
     if text in ("predicted", "all"):
         return text
-    if text.startswith("top-") and text[4:].isdigit() and int(text[4:]) > 0:
+    if text.startswith("top-") and text[4:].isascii() and text[4:].isdigit() and int(text[4:]) > 0:  # not "²"
         return int(text[4:])
     raise MlclsError(f"--scores {text!r}: expected predicted, all or top-N (e.g. top-5)")
 

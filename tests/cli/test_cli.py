@@ -202,7 +202,13 @@ def test_predict_scores_modes_and_csv(trained, tmp_path):
     result = runner.invoke(app, ["predict", "-", "--model", run, "--scores", "top-2"], input=stdin)
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [len(r["scores"]) for r in rows] == [2, 2] and next(iter(rows[0]["scores"])) == "oil"
-    assert runner.invoke(app, ["predict", "-", "--model", run, "--scores", "top-0"], input=stdin).exit_code == 1
+    for bad in ("top-0", "top-\u00b2", "bogus"):  # a bad option value is a usage error (exit 2), never internal
+        refused = runner.invoke(app, ["predict", "-", "--model", run, "--scores", bad], input=stdin)
+        assert refused.exit_code == 2 and "expected predicted, all or top-N" in refused.output, refused.output
+    for name in ("pred.jsonl.gz", "pred.csv.xz", "pred.parquet", "pred.json"):  # a file nothing would read back
+        refused = runner.invoke(app, ["predict", "-", "--model", run, "-o", str(tmp_path / name)], input=stdin)
+        assert refused.exit_code == 1 and not (tmp_path / name).exists(), refused.output
+        assert ("does not compress" if name.endswith((".gz", ".xz")) else "writes JSON Lines or CSV") in refused.stderr
 
     out = tmp_path / "pred.csv"
     result = runner.invoke(app, ["predict", "-", "--model", run, "-o", str(out), "--scores", "all"], input=stdin)
