@@ -91,7 +91,8 @@ class OutputFolder:
             kept = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             raise MlclsError(f"{path}: unreadable; remove the folder to start again") from None
-        changed = [key for key in identity if not isinstance(kept, dict) or kept.get(key) != identity[key]]
+        changed = [key for key in identity if not isinstance(kept, dict) or kept.get(key) != identity[key]
+                   and (key in kept or key != "model")]  # a folder written before "model" was kept: not a change
         if changed:
             key = changed[0]
             was = kept.get(key) if isinstance(kept, dict) else None

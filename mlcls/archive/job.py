@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mlcls.run.files import files_fingerprint
+
 OUTPUT_FORMATS = ("jsonl", "csv", "parquet")
 
 
@@ -36,7 +38,9 @@ class ArchiveJob:
         --on-error: a job stopped by a bad record under fail may go on under skip (its shards are the same)."""
         keys = ("scores", "fmt", "threshold", "top_k", "min_labels", "precision", "int8")
         fields = asdict(self)
-        return {"run": str(self.run), **{key: fields[key] for key in keys}}
+        # "model": the run's files, so that a run trained again at the same path is another job (its shards are
+        # another model's predictions, not to be mixed with those written)
+        return {"run": str(self.run), "model": files_fingerprint(Path(self.run)), **{key: fields[key] for key in keys}}
 
     def worker_settings(self) -> dict[str, Any]:
         """What a worker needs, as plain values (they travel to other machines)."""
@@ -51,5 +55,6 @@ class ArchiveJob:
         return "cuda" if self.gpus_per_worker > 0 else "cpu"
 
 
-OPTION_NAMES = {"run": "--model", "scores": "--scores", "fmt": "--format", "threshold": "--threshold",
+OPTION_NAMES = {"run": "--model", "model": "the files of --model (trained again since?)", "scores": "--scores",
+                "fmt": "--format", "threshold": "--threshold",
                 "top_k": "--top-k", "min_labels": "--min-labels", "precision": "--precision", "int8": "--int8"}

@@ -28,6 +28,7 @@ from mlcls.decision.rules import DecisionRule
 from mlcls.errors import Interrupted, MlclsError
 from mlcls.inference.loading import LoadedRun
 from mlcls.inference.scoring import CHUNK_RECORDS, score_records
+from mlcls.run.files import files_fingerprint
 
 
 def parse_scores_mode(text: str) -> int | str:
@@ -130,10 +131,8 @@ def prediction_recipe(run: LoadedRun, rule: DecisionRule | None, scores: int | s
     trained again under the same name is another model), the precision, the decision rule with its overrides
     (--threshold, --top-k, --min-labels), --scores and the format. Short (hashes), since it is rewritten with the
     checksum after every chunk."""
-    files = sorted((str(path.relative_to(run.path)), path.stat().st_size, path.stat().st_mtime_ns)
-                   for path in run.path.rglob("*") if path.is_file())
     rule_dict = (rule or run.thresholds).to_dict()
-    return {"run": _short_hash(str(Path(run.path).resolve())), "model": _short_hash(files),
+    return {"run": _short_hash(str(Path(run.path).resolve())), "model": files_fingerprint(run.path),
             "rule": _short_hash(rule_dict), "precision": run.precision, "scores": str(scores), "format": fmt}
 
 

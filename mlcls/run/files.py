@@ -289,3 +289,15 @@ def read_json(path: Path, invalid: str = "corrupt (not JSON: {})") -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise RunDirError(f"{path}: {invalid.format(exc)}") from None
+
+
+def files_fingerprint(run: Path) -> str:
+    """A short fingerprint of a run's (or an export's) files: their names, sizes and modification times. Cheap (no
+    file is read), and it changes when the run is trained again under the same name: what a resumed prediction
+    (predict --resume, --engine ray) compares, so that one output never mixes two models' predictions."""
+    import hashlib
+
+    files = sorted((str(path.relative_to(run)), path.stat().st_size, path.stat().st_mtime_ns)
+                   for path in Path(run).rglob("*") if path.is_file())
+    return hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
+

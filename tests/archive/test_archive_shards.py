@@ -304,6 +304,16 @@ def test_the_folder_is_claimed_and_keeps_one_jobs_settings(tmp_path):
         first.check_job(replace(job, scores="all").identity())
     with pytest.raises(MlclsError, match="made with --threshold \\(not given\\), not 0.3"):
         first.check_job(replace(job, threshold=0.3).identity())
+    # the run trained again at the same path: another model, whose shards must not join the ones written
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "head.safetensors").write_bytes(b"retrained")
+    with pytest.raises(MlclsError, match=r"made with the files of --model \(trained again since\?\)"):
+        first.check_job(job.identity())
+    # a folder written before the job kept the run's fingerprint: the fingerprint is not asked of it
+    kept = json.loads((job.output / JOB).read_text())
+    del kept["model"]
+    (job.output / JOB).write_text(json.dumps(kept))
+    first.check_job(job.identity())
     first.release()
     second.claim()
     second.release()
