@@ -7,8 +7,11 @@ carries no token): `guarded` takes the token's dependency when the server has a 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from typing import Annotated, Any
+from collections.abc import Awaitable
+from contextlib import suppress
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -27,6 +30,7 @@ from mlcls.serving.request import (
     require_json,
 )
 
+T = TypeVar("T")
 guarded = APIRouter()
 public = APIRouter()
 
@@ -55,13 +59,47 @@ async def predict(request: Request) -> JSONResponse:
     asked = parse_predict_request(payload, state.fields, limits, state.run.thresholds)
     try:
         # the connection as the source: a client that asks again on each answer is waited for (batcher.py)
-        probs = await state.batcher.score(asked.records, source=request.client)
+        probs = await while_connected(request, state.batcher.score(asked.records, source=request.client))
+    except ClientGone:  # nobody to answer: its records still queued were dropped, not scored
+        return JSONResponse({"error": {"status": 499, "message": "the client closed the connection"}},
+                            status_code=499)
     except NotRunning as exc:
         raise ApiError(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
     labels = state.run.labels.labels
     chosen = asked.rule.apply(probs, labels)
     rows = [prediction_row(record, probs[i], chosen[i], labels, asked.mode) for i, record in enumerate(asked.records)]
     return JSONResponse({"predictions": rows})
+
+
+class ClientGone(Exception):
+    """The client of a request closed its connection before the answer."""
+
+
+async def while_connected(request: Request, work: Awaitable[T]) -> T:
+    """`work`'s result, or ClientGone once the client hangs up first; `work` is then cancelled, which drops its
+    records still queued in the batcher. uvicorn does not cancel a handler whose client left: without this, a
+    client that timed out and asked again had its records scored twice, and everyone else waited behind them.
+    The request's body is read by then, so the next ASGI message is the disconnect (or the end of the answer)."""
+    task = asyncio.ensure_future(work)
+
+    async def disconnect() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(disconnect())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this handler cancelled (the drain's deadline): the work goes with it
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+    raise ClientGone
 
 
 @guarded.get("/v1/labels", tags=["model"], responses=GUARDED_RESPONSES)
