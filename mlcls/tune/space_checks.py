@@ -53,17 +53,28 @@ def _check_conditions(param: Param, by_key: dict[str, Param], base: dict[str, An
         if missing:
             raise bad(f"when: {key}: {missing[0]!r} is not one of its choices ({_listed(other.choices)})")
     if param.loss_param:
-        tried = _losses_tried(by_key, base)
+        tried = _losses_for(param, by_key, base)
         if not any(loss_takes(loss, param.key) for loss in tried):
             name = param.key.partition(".")[2]
-            raise bad(f"never sampled: no loss this search tries ({_listed(tried)}) takes {name}")
+            raise bad(f"never sampled: no loss this search tries ({_listed(tried)}) takes {name}"
+                      + (" (with its when on loss.name)" if any(key == "loss.name" for key, _ in param.when) else ""))
+
+
+def _losses_for(param: Param, by_key: dict[str, Param], base: dict[str, Any]) -> list[str]:
+    """The losses a trial may have when `param` is drawn: those the search tries, less those its own `when` on
+    loss.name leaves out (gamma `when: {loss.name: bce}` is never drawn: bce takes no gamma)."""
+    tried = _losses_tried(by_key, base)
+    for key, allowed in param.when:
+        if key == "loss.name":
+            tried = [loss for loss in tried if loss in allowed]
+    return tried
 
 
 def _check_values(param: Param, by_key: dict[str, Param], base: dict[str, Any], where: str) -> None:
     """Each bound and choice, set in the base config with its conditions met, must give a config that loads."""
     setup = {key: allowed[0] for key, allowed in param.when if key in by_key}
     if param.loss_param:
-        setup["loss.name"] = next(loss for loss in _losses_tried(by_key, base) if loss_takes(loss, param.key))
+        setup["loss.name"] = next(loss for loss in _losses_for(param, by_key, base) if loss_takes(loss, param.key))
     for label, value in param.extremes():
         try:
             build(with_values(base, {**setup, param.key: value}))

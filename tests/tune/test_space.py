@@ -72,6 +72,8 @@ BAD_SPACES = [
     ("loss.name: [bce, focall]", ":1: loss.name: choice 'focall': unknown loss 'focall'"),
     ("loss.gamma: {low: 1.0, high: 2.0}", ":1: loss.gamma: never sampled: no loss this search tries (bce) takes gamma"),
     ("loss.name: [bce, asl]\nloss.gamma: {low: 1.0, high: 2.0}", ":2: loss.gamma: never sampled"),
+    ("loss.name: [bce, focal]\nloss.gamma: {low: 0.5, high: 3.0, when: {loss.name: bce}}",
+     ":2: loss.gamma: never sampled: no loss this search tries (bce) takes gamma (with its when on loss.name)"),
     ("loss.gammma: {low: 1.0, high: 2.0}", ":1: loss.gammma: unknown loss parameter 'gammma'"),
     ("model.head_tokens: {low: 8, high: 32, when: {model.long_text: head_tail}}",
      ":1: model.head_tokens: never sampled: the base config has model.long_text: 'truncate'"),
