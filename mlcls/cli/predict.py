@@ -219,6 +219,10 @@ def _predict_local(file: str, model: Path | None, output: Path | None, mode: int
                    decisions: tuple, resume: bool, on_error: str | None, rejects: Path | None,
                    batch_size: int | None, loading: dict[str, Any]) -> None:
     """One process reads FILE and writes one line per record, to stdout or OUTPUT (resumable)."""
+    if output is not None and str(output) == "-":  # the usual spelling of stdout, not a file named "-"
+        output = None
+    if output is not None and output.is_dir():  # said now, not after the whole input is scored
+        raise MlclsError(f"{output}: a folder; --output names the file the predictions go to")
     check_apart({"the input file": file}, {"--output": output, "--rejects": rejects})
     from mlcls.data.records import FieldSpec, ReadPolicy, read_records
     from mlcls.decision.rules import with_overrides

@@ -78,3 +78,10 @@ def test_eval_plots_naming_a_file_is_one_line_and_writes_nothing(trained, tmp_pa
     _refused(_cli("eval", str(run), "--plots", str(mine), "--save-scores", str(tmp_path / "s.npz")),
              "--plots takes the folder")
     assert mine.read_bytes() == before and not (tmp_path / "s.npz").exists()
+
+
+def test_predict_output_a_folder_is_refused_before_scoring_and_dash_is_stdout(trained, tmp_path):
+    run, mine, _ = _copies(trained, tmp_path)
+    _refused(_cli("predict", str(mine), "--model", str(run), "-o", str(tmp_path)), "a folder; --output names the file")
+    result = _cli("predict", str(mine), "--model", str(run), "-o", "-")
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == len(mine.read_text().splitlines())
