@@ -20,9 +20,9 @@ from typing import Any
 
 from rich.console import Console
 
-from mlcls.config import Config
+from mlcls.config import Config, load_config
 from mlcls.errors import ConfigError, DataError, Interrupted
-from mlcls.run.layout import staging_dir, study_dir
+from mlcls.run.layout import CONFIG, FOLDS, staging_dir, study_dir
 from mlcls.training.data import TrainingInterrupted
 from mlcls.training.interrupt import StopSignal
 from mlcls.tune import ledger
@@ -289,6 +289,19 @@ def refit_best(result: TuneResult, base: dict[str, Any], folds: int, console: Co
         return final
     config, notes = refit_config(best_config(base, result.best), folds, name)
     result.notes += notes
+    staging = staging_dir(final)
+    if (staging / FOLDS).is_dir():  # a refit interrupted earlier (its finished folds kept): continued, as the
+        resumed = load_config(staging / CONFIG)  # README promises of a killed mlcls tune
+        if _searched(resumed) != _searched(config):
+            raise ConfigError(f"{staging}: an interrupted refit of another config (the best trial changed since); "
+                              "remove that folder to refit the best one")
+        console.print(f"refit: continuing the interrupted refit in {staging}", markup=False)
+        return train(resumed, console, resume=staging, stop=stop).run_dir
     console.print(f"refit: the best config (trial {result.best.number}) on all of train: {config.train.folds} folds "
                   f"+ a model on all of train, as {final}", markup=False)
     return train(config, console, stop=stop).run_dir
+
+
+def _searched(config: Config) -> dict[str, Any]:
+    """What a refit trains: the config's sections but `output` and `data` (a run keeps its data paths absolute)."""
+    return {section: values for section, values in config.to_dict().items() if section not in ("output", "data")}

@@ -123,6 +123,33 @@ def test_refit_trains_the_best_config_on_all_of_train_as_an_ordinary_run(tiny_ba
     assert evaluated.exit_code == 0, evaluated.output
 
 
+@pytest.mark.slow
+def test_an_interrupted_refit_is_continued_by_the_same_command(tiny_base, tiny_space):
+    """A refit killed after its staging folder had folds: the same `mlcls tune --refit` continues it (before, it
+    said to run `mlcls train --resume`); one of another config (the best trial changed since) is refused."""
+    import yaml
+
+    args = tune_args(tiny_base, tiny_space, "--trials", "1", "--refit", "--refit-folds", "2")
+    assert runner.invoke(app, tune_args(tiny_base, tiny_space, "--trials", "1")).exit_code == 0
+    runs = tiny_base.parent / "runs"
+    staging = runs / ".tune-tiny-refit.incomplete"
+    (staging / "folds").mkdir(parents=True)  # what a refit killed in its first fold leaves (with no fold done)
+    config = yaml.safe_load((runs / "tune-tiny" / "best.yaml").read_text())
+    config["train"].update(folds=2, refit=True, lr=config["train"]["lr"] * 2)
+    config["data"]["validation"] = None  # as refit_config sets them
+    (staging / "config.yaml").write_text(yaml.safe_dump(config))
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1 and "an interrupted refit of another config" in refused.stderr, refused.output
+
+    config["train"]["lr"] /= 2  # the best config's own refit: continued, and finished
+    config["output"]["name"] = "tune-tiny-refit"
+    (staging / "config.yaml").write_text(yaml.safe_dump(config))
+    resumed = runner.invoke(app, args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "refit: continuing the interrupted refit" in resumed.stderr + resumed.stdout
+    assert (runs / "tune-tiny-refit" / "metrics.json").is_file() and not staging.exists()
+
+
 def test_a_trial_whose_training_refuses_its_config_or_data_fails_and_counts_and_the_search_goes_on(tiny_base,
                                                                                                     tmp_path):
     """A ConfigError or DataError raised inside training is the trial's own (the same values fail the same way):
