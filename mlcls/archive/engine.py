@@ -79,7 +79,7 @@ def predict_archive(input_spec: str, job: ArchiveJob, rejects: Path | None = Non
         if removed:
             notes.append(f"removed {removed} temporary files of a job that stopped before it finished them")
         if pending:
-            _run(job, pending, statuses, console)
+            _run(job, pending, statuses, console, folder)
         ordered = [statuses[task.index] for task in plan.tasks]
         folder.write_manifest(job.identity(), input_spec, ordered)
         notes += _unplanned_note(folder, plan.tasks)
@@ -94,10 +94,11 @@ def predict_archive(input_spec: str, job: ArchiveJob, rejects: Path | None = Non
 
 
 def _run(job: ArchiveJob, pending: list[ShardTask], statuses: dict[int, dict[str, Any] | None],
-         console: Any) -> None:
+         console: Any, folder: OutputFolder) -> None:
     """The pending shards on Ray; their commit records go into `statuses`."""
     by_output = {task.output: task for task in pending}
     failed: list[dict[str, Any]] = []
+    stopped, crash = False, None
     with ray_session(job) as ray:
         workers, note = worker_count(ray, job, len(pending))
         if note:  # now, not with the notes at the end: the user watching a bar that does not move needs it
@@ -117,14 +118,22 @@ def _run(job: ArchiveJob, pending: list[ShardTask], statuses: dict[int, dict[str
                         done_records += status["records"]
                     progress.shard_done(done_records)
             except KeyboardInterrupt:
-                raise Interrupted(_kept(job, statuses, "interrupted")) from None
+                stopped = True
             except MlclsError:
                 raise
             except Exception as exc:  # a worker that died (out of memory, a node lost): the line of Ray's that says so
-                raise MlclsError(f"a Ray worker failed: {error_line(exc)}; {_kept(job, statuses)}") from exc
+                crash = exc
             finally:
                 lines.close()  # stops the execution: its workers go, with the shards they were writing
                 ray.kill(counter)  # a Ray this job did not start (a notebook's) keeps running: leave nothing in it
+    # the shards other workers committed while this one's error or the stop came in: written, and said so
+    for task in pending:
+        if statuses[task.index] is None:
+            statuses[task.index] = folder.done(task)
+    if stopped:
+        raise Interrupted(_kept(job, statuses, "interrupted"))
+    if crash is not None:
+        raise MlclsError(f"a Ray worker failed: {error_line(crash)}; {_kept(job, statuses)}") from crash
     if failed:
         raise MlclsError(failure_line(job, failed, len(pending), statuses))
 

@@ -115,6 +115,9 @@ def test_a_bad_shard_stops_the_job_under_fail_and_is_counted_under_skip(local_ra
     assert "Traceback" not in result.output
     assert not (out / MANIFEST).exists() and not (out / "bad.jsonl").exists()
     assert not list(out.rglob("*.tmp"))
+    # the count in the line is what the folder holds: shards other workers committed before the stop included
+    written = len(list((out / DONE).rglob("*.json")))
+    assert f"({written} of 4 shards are written in {out}" in errors[0]
     # the same job goes on under skip: the shards written are kept, the bad records counted across workers
     rejects = tmp_path / "rejects.jsonl"
     result = _predict_on_ray(trained, archive, out, "--on-error", "skip", "--rejects", str(rejects))
