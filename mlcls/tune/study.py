@@ -73,7 +73,7 @@ def storage_url(folder: Path, storage: str | None) -> str:
     if storage is None:  # quoted: SQLAlchemy reads '?' in a path as the start of a query, and unquotes '%41'
         return f"sqlite:///{quote(str((folder / STUDY_DB).absolute()))}"
     if "://" not in storage and re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", storage):  # sqlite:/x.db: a URL mistyped
-        raise ConfigError(f"--storage {storage!r}: looks like a URL but has no '://' (e.g. sqlite:///path/study.db, "
+        raise ConfigError(f"--storage {storage!r}: looks like a URL but has no '://' (e.g. sqlite:///path/to.db, "
                           "postgresql://user@host/db); a path without a scheme is an Optuna journal file")
     return storage if "://" in storage else str(Path(storage).absolute())
 

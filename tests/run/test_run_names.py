@@ -41,8 +41,8 @@ def test_a_run_name_with_a_nul_byte_is_a_config_error(tmp_path):
     config.write_text('data: {train: missing.jsonl}\noutput: {name: "a\\0b"}\n')
     result = _cli("train", "-c", str(config))
     assert result.exit_code == 1 and "internal error" not in result.output
-    assert result.stderr.strip().splitlines() == ["error: output.name 'a\\x00b' is not a valid run name: it "
-                                                  "holds a NUL byte, which no file name may hold"]
+    assert result.stderr.strip().splitlines() == [f"error: {config}:2: output.name 'a\\x00b' is not a valid run "
+                                                  "name: it holds a NUL byte, which no file name may hold"]
 
 
 def test_a_run_name_too_long_for_the_file_system_is_refused_before_the_data_is_read(tmp_path):
