@@ -130,7 +130,8 @@ async def ready(request: Request) -> JSONResponse:
                         status_code=200 if taking else 503)
 
 
-@public.get("/health", tags=["service"])
+# HEAD too: some load balancers' probes (and `curl -I`) ask with HEAD, which a GET-only route answers 405
+@public.api_route("/health", methods=["GET", "HEAD"], tags=["service"])
 async def health() -> dict[str, str]:
     """The process answers. No token needed."""
     return {"status": "ok"}

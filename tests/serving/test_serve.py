@@ -70,6 +70,7 @@ def cli_predict(run_dir: Path, tmp_path: Path, rows: list[dict], *options: str) 
 
 def test_health_ready_labels_and_model(client, run_dir):
     assert client.get("/health").json() == {"status": "ok"}
+    assert client.head("/health").status_code == 200  # a load balancer's HEAD probe
     ready = client.get("/ready").json()
     assert ready["ready"] is True and ready["run"] == "tiny"
     assert set(ready["scored"]) == {"records", "batches", "busy_seconds", "queued"}
