@@ -188,6 +188,12 @@ def _range(key: str, spec: dict[str, Any], kind: KeyType, when, line: int, bad) 
         raise bad("step and log exclude each other")
     if step is not None and step > high - low:
         raise bad(f"step ({step}) is larger than the range ({low} to {high})")
+    if step is not None:  # Optuna would move high to the last step below it, with a warning and not a word of ours
+        steps = (high - low) / step
+        if abs(steps - round(steps)) > 1e-9 * max(1.0, abs(steps)):
+            last = low + int(steps) * step
+            raise bad(f"step {step} does not divide the range {low} to {high}: make high {last:g} (or "
+                      f"{last + step:g})")
     return Param(key, kind.kind, low=low, high=high, log=log, step=step, when=when, loss_param=kind.loss_param,
                  line=line)
 
