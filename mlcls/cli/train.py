@@ -7,15 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mlcls.cli.options import (
-    ConfigFile,
-    OnError,
-    Overrides,
-    Rejects,
-    choices,
-    option,
-    value_of,
-)
+from mlcls.cli.options import ConfigFile, OnError, Overrides, Rejects, choices, option, value_of
 from mlcls.cli.output import check_apart, err, out, print_notes, rejects_file
 from mlcls.config import Config, load_config
 from mlcls.errors import MlclsError, shell_command

@@ -297,7 +297,9 @@ def files_fingerprint(run: Path) -> str:
     (predict --resume, --engine ray) compares, so that one output never mixes two models' predictions."""
     import hashlib
 
-    files = sorted((str(path.relative_to(run)), path.stat().st_size, path.stat().st_mtime_ns)
-                   for path in Path(run).rglob("*") if path.is_file())
-    return hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
-
+    files = []
+    for path in Path(run).rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            files.append((str(path.relative_to(run)), stat.st_size, stat.st_mtime_ns))
+    return hashlib.sha256(json.dumps(sorted(files)).encode()).hexdigest()[:16]

@@ -12,6 +12,7 @@ dropped by the batcher; a model call already running finishes on the worker thre
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from contextlib import suppress
 from typing import Any
 
@@ -50,6 +51,26 @@ class Drain:
                 f"({self.seconds:g} s); retry it in {RETRY_AFTER_SECONDS} s")
 
 
+async def finished_before(work: asyncio.Future, stop: Awaitable[Any]) -> bool:
+    """Whether `work` ends before `stop` does (the drain's deadline; a client's disconnect). When `stop` comes
+    first, `work` is cancelled and awaited to its end; `stop` is cancelled either way. A cancellation of the
+    caller itself (uvicorn's own timeout) cancels the work too."""
+    stopper = asyncio.ensure_future(stop)
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        work.cancel()
+        raise
+    finally:
+        stopper.cancel()
+    if work.done():
+        return True
+    work.cancel()
+    with suppress(asyncio.CancelledError):
+        await work
+    return False
+
+
 class DrainDeadline:
     """ASGI middleware: an HTTP request unfinished when the drain's time is up gets a JSON 503 with Retry-After
     (or, when its answer had started already, its connection is closed: the status line is sent)."""
@@ -70,20 +91,9 @@ class DrainDeadline:
             await send(message)
 
         work = asyncio.ensure_future(self.app(scope, receive, tracked_send))
-        deadline = asyncio.ensure_future(expired.wait())
-        try:
-            await asyncio.wait({work, deadline}, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:  # this task cancelled (uvicorn's own timeout): the work goes with it
-            work.cancel()
-            deadline.cancel()
-            raise
-        deadline.cancel()
-        if work.done():
+        if await finished_before(work, expired.wait()):
             work.result()  # the app's own exception, if any, as without this middleware
             return
-        work.cancel()
-        with suppress(asyncio.CancelledError):
-            await work
         self.drain.cut_off += 1
         if not started:
             response = error_response(503, self.drain.message(),

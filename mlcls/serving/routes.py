@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 from collections.abc import Awaitable
-from contextlib import suppress
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
@@ -20,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from mlcls.inference.predict import prediction_row
 from mlcls.serving.api_errors import ERROR_RESPONSES, GUARDED_RESPONSES, ApiError
 from mlcls.serving.batcher import NotRunning
-from mlcls.serving.drain import RETRY_AFTER_SECONDS
+from mlcls.serving.drain import RETRY_AFTER_SECONDS, finished_before
 from mlcls.serving.request import (
     PREDICT_OPENAPI,
     PREDICTIONS_RESPONSE,
@@ -86,19 +85,8 @@ async def while_connected(request: Request, work: Awaitable[T]) -> T:
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
-    watcher = asyncio.ensure_future(disconnect())
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:  # this handler cancelled (the drain's deadline): the work goes with it
-        task.cancel()
-        raise
-    finally:
-        watcher.cancel()
-    if task.done():
+    if await finished_before(task, disconnect()):
         return task.result()
-    task.cancel()
-    with suppress(asyncio.CancelledError):
-        await task
     raise ClientGone
 
 

@@ -98,9 +98,10 @@ def run_trial(optuna, setup: TrialSetup, trial, values: dict[str, Any]) -> Outco
     staging = staging_dir(final)
     # what `mlcls train --resume` continues: a checkpoint, or a cross-fitted run's folds (each resumed or kept)
     resume = staging if find_checkpoint(staging) is not None or (staging / FOLDS).is_dir() else None
-    for earlier in ([final] if is_trained(final) else [staging] if resume is not None else []):
-        check_same_values(earlier, values, trial.number)
-    if is_trained(final):  # a retry of a trial whose process died after its run was complete
+    trained = is_trained(final)
+    if trained or resume is not None:  # this trial's own run, or one left from another study of this name
+        check_same_values(final if trained else staging, values, trial.number)
+    if trained:  # a retry of a trial whose process died after its run was complete
         return Outcome("complete", _figure(peek_metrics(final) or {}, setup.metric, final))
     if resume is not None:
         config = load_config(staging / CONFIG)  # as `mlcls train --resume` does: the run's own config
