@@ -8,7 +8,9 @@ point (the driver, a worker, the machine) leaves whole shards and temporary file
 output of an uninterrupted job.
 
 Bad input: under --on-error fail the first bad record stops the job with its one line (file and line), the
-shards already written kept for the rerun (which may go on under --on-error skip); under skip, bad records are
+shards already written kept for the rerun (which may go on under --on-error skip) and the shards the other workers
+were in the middle of dropped: the workers are killed before the line is written, so that its count is final
+and nothing writes into the folder after the job (a Ray this job did not start outlives it); under skip, bad records are
 counted by reason across workers and their lines kept in _rejects/, and a shard that cannot be read at all (a
 truncated gzip, no record) fails alone, and so does a shard that cannot be written (a full disk): the others are
 written, then the job says which failed, by kind, and writes no manifest. A run that the workers cannot load
@@ -35,6 +37,7 @@ from mlcls.archive.ray_session import (
     ray_session,
     record_counter,
     run_shards,
+    stop_workers,
     worker_count,
 )
 from mlcls.decision.rules import with_overrides
@@ -124,9 +127,12 @@ def _run(job: ArchiveJob, pending: list[ShardTask], statuses: dict[int, dict[str
             except Exception as exc:  # a worker that died (out of memory, a node lost): the line of Ray's that says so
                 crash = exc
             finally:
-                lines.close()  # stops the execution: its workers go, with the shards they were writing
+                lines.close()  # stops the execution
+                stop_workers(ray, counter)  # its workers go, with the shards they were writing
                 ray.kill(counter)  # a Ray this job did not start (a notebook's) keeps running: leave nothing in it
-    # the shards other workers committed while this one's error or the stop came in: written, and said so
+    # what the workers stopped in the middle of a shard were writing (no writer is alive now), and the shards other
+    # workers committed while this one's error or the stop came in: written, and said so
+    folder.remove_temporary_files()
     for task in pending:
         if statuses[task.index] is None:
             statuses[task.index] = folder.done(task)

@@ -141,13 +141,18 @@ class OutputFolder:
     def remove_leftovers(self) -> int:
         """Remove the temporary files of writers that died (this job holds the lock: none of them is alive), and
         a manifest that the shards about to be written would make stale. Returns the temporary files removed."""
+        removed = self.remove_temporary_files()
+        (self.root / MANIFEST).unlink(missing_ok=True)
+        return removed
+
+    def remove_temporary_files(self) -> int:
+        """Remove the shards' temporary files; only while no writer is alive. Returns how many there were."""
         removed = 0
         for folder, _, names in os.walk(self.root):
             for name in names:
                 if name.startswith(".") and name.endswith(TEMP_SUFFIX):
                     (Path(folder) / name).unlink(missing_ok=True)
                     removed += 1
-        (self.root / MANIFEST).unlink(missing_ok=True)
         return removed
 
     def write_manifest(self, identity: dict[str, Any], input_spec: str, statuses: list[dict[str, Any]]) -> None:

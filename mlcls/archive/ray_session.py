@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -179,14 +180,40 @@ def run_shards(ray: Any, job: ArchiveJob, tasks: list[ShardTask], workers: int, 
             compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
             num_cpus=job.threads_per_worker, num_gpus=job.gpus_per_worker or None, **WORKER_RESTARTS,
         )
-    rows = iter(dataset.iter_rows())
+    # each shard's status as soon as its worker returns it: iter_rows() prefetches, holding a status back until
+    # the next shard is done too (a bad shard under --on-error fail stopped the job a whole shard late)
+    batches = iter(dataset.iter_batches(batch_size=None, prefetch_batches=0))
     try:
-        for row in rows:
-            yield row["status"]
+        for batch in batches:
+            yield from batch["status"]
     finally:
-        close = getattr(rows, "close", None)
-        if close is not None:  # a generator: closing it shuts Ray Data's execution down, and its actors
+        close = getattr(batches, "close", None)
+        if close is not None:  # a generator: closing it shuts Ray Data's execution down
             close()
+
+
+def stop_workers(ray: Any, counter: Any, wait_s: float = 60.0) -> None:
+    """Kill this job's workers and wait until they are gone. Ray Data, shut down, only drops its references to
+    its actors: a worker in the middle of a shard goes on to the end of it, and under a Ray that outlives the job
+    (a notebook's, a cluster's) it would commit the shard after the job has said how many are written, and beside
+    a rerun of the same command once the output folder's lock is released. A worker that does not go within
+    `wait_s` (a node that does not answer) is left to Ray."""
+    try:
+        workers = ray.get(counter.workers.remote(), timeout=10)
+    except Exception:  # the counter itself gone (its node lost): no handle to kill by
+        return
+    for worker in workers:
+        ray.kill(worker, no_restart=True)
+    deadline = time.monotonic() + wait_s
+    for worker in workers:
+        while time.monotonic() < deadline:
+            try:  # queued behind the task it runs while alive; answered with an error once it is dead
+                ray.get(worker.__ray_ready__.remote(), timeout=1)
+            except ray.exceptions.GetTimeoutError:
+                continue
+            except ray.exceptions.RayActorError:
+                break
+            time.sleep(0.05)  # answered: the kill has not reached it yet
 
 
 def record_counter(ray: Any) -> Any:

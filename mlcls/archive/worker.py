@@ -18,16 +18,25 @@ TASK_FIELDS = ("index", "input", "output", "rejects", "size", "mtime_ns")
 
 class RecordCounter:
     """Records scored so far, across the workers (made a Ray actor by ray_session.py). Workers add to it after
-    every chunk without waiting for an answer; the driver reads it for the progress bar."""
+    every chunk without waiting for an answer; the driver reads it for the progress bar. Each worker also
+    leaves its own handle here when it starts: Ray Data does not give the driver its actors, and the driver
+    must stop them itself when the job stops (ray_session.stop_workers)."""
 
     def __init__(self) -> None:
         self.records = 0
+        self.joined: list[Any] = []
 
     def add(self, records: int) -> None:
         self.records += records
 
     def total(self) -> int:
         return self.records
+
+    def join(self, worker: Any) -> None:
+        self.joined.append(worker)
+
+    def workers(self) -> list[Any]:
+        return self.joined
 
 
 class ShardPredictor:
@@ -36,6 +45,10 @@ class ShardPredictor:
 
     def __init__(self, settings: dict[str, Any], counter: Any = None):
         self.counter = counter
+        if counter is not None:
+            import ray  # this runs in a Ray worker: ray is there
+
+            counter.join.remote(ray.get_runtime_context().current_actor)
         self.context, self.failure = None, None
         try:
             from mlcls.archive.shard import load_context

@@ -133,3 +133,23 @@ def test_a_bad_shard_stops_the_job_under_fail_and_is_counted_under_skip(local_ra
     assert [row["id"] for row in read_rows(out / "bad.jsonl")] == ["z1", "z3"]
     ids = [row["id"] for row in _output_rows(out)]
     assert len(ids) == len(set(ids)) == 38
+
+
+def test_a_stopped_job_leaves_no_worker_writing(local_ray, trained, tmp_path):
+    """A Ray this job did not start (this module's, a notebook's) outlives the job: the shard another worker was
+    scoring when the bad one stopped the job must not be committed afterwards, behind the line's count and the
+    released lock (a rerun would find a live writer's files)."""
+    import time
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    many = [{"id": f"m{i}", "text": ARTICLES[i % len(ARTICLES)]["text"]} for i in range(60000)]
+    (archive / "b_long.jsonl").write_text("".join(json.dumps(row) + "\n" for row in many))
+    (archive / "a_bad.jsonl").write_text("{not json\n")
+    out = tmp_path / "out"
+    result = _predict_on_ray(trained, archive, out, "--on-error", "fail", "--workers", "2")
+    assert result.exit_code == 1, result.output
+    assert "(0 of 2 shards are written" in result.output, result.output
+    time.sleep(8)  # long enough for the long shard to finish, had its worker been left running
+    assert not (out / "b_long.jsonl").exists() and not list((out / DONE).rglob("*.json"))
+    assert not list(out.rglob("*.tmp"))

@@ -471,8 +471,9 @@ class _FakeRay:
     def ActorPoolStrategy(self, **options):  # Ray's name
         return options
 
-    def iter_rows(self):
-        return iter([{"status": "{}"}])
+    def iter_batches(self, **options):
+        self.calls.append(("iter_batches", options))
+        return iter([{"status": ["{}"]}])
 
 
 def _start(job: ArchiveJob) -> None:
@@ -511,3 +512,5 @@ def test_a_dead_worker_is_restarted_twice_not_forever():
     assert list(run_shards(fake, ArchiveJob(Path("run"), Path("out")), [task], 1, None)) == ["{}"]
     options = dict(fake.calls)["map_batches"]
     assert options["max_restarts"] == 2 and options["max_task_retries"] == 2
+    # each shard's status as its worker returns it: no prefetch holding one back until the next shard is done
+    assert dict(fake.calls)["iter_batches"] == {"batch_size": None, "prefetch_batches": 0}
