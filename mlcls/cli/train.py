@@ -21,8 +21,9 @@ TrainData = Annotated[
 Resume = Annotated[Path | None, typer.Option("--resume", help="Continue an interrupted run (runs/<name>) from its "
                                              "checkpoint; it keeps its own config.")]
 TrustRemoteCode = Annotated[bool, typer.Option(
-    "--trust-remote-code", help="Allow code from the encoder's repository (sets model.trust_remote_code); with "
-    "--resume, the code that the run's own config asks for. Only for sources you trust.")]
+    "--trust-remote-code", help="Allow code from the encoder's repository (sets model.trust_remote_code) and from "
+    "the run of --init-from; with --resume, the code that the run's own config asks for. Only for sources you "
+    "trust.")]
 InitFrom = Annotated[Path | None, option("model.init_from", "--init-from", show_default=False)]
 KeepLabels = Annotated[bool | None, option("model.init_keep_labels", "--init-keep-labels", show_default=False)]
 
@@ -93,11 +94,18 @@ def _resolve(config: Path | None, set_: list[str] | None, options: dict[str, Any
 
     --trust-remote-code: a new run's model.trust_remote_code (the user's own encoder); on --resume, the user's
     leave for the run's config.yaml to ask for remote code. An unfinished run may come from someone else, and
-    its config is its author's, not the user's: as predict does, mlcls then runs none of its code unless told."""
+    its config is its author's, not the user's: as predict does, mlcls then runs none of its code unless told.
+    The same holds for a run to start from (model.init_from): the code it carries runs only with the flag on
+    this command line, not with a config's model.trust_remote_code, which was written for the user's encoder."""
     if resume is None:
         if trust_remote_code:
             options = {**options, "model.trust_remote_code": True}
-        return load_config(config, set_ or [], options), None
+        resolved = load_config(config, set_ or [], options)
+        if resolved.model.init_from is not None:
+            from mlcls.run.parent import check_parent_code
+
+            check_parent_code(resolved.model.init_from, trust_remote_code)
+        return resolved, None
     given = [k for k, v in options.items() if v is not None] + (["--config"] if config else []) + (
         ["--set"] if set_ else [])
     if given:

@@ -49,6 +49,9 @@ def tune(
     base_trial: Annotated[bool, typer.Option("--base-trial/--no-base-trial", help="Make one of the trials the base "
                                              "config's own values, so that the search is compared with it.")] = True,
     out_dir: Annotated[Path | None, option("output.dir", "--out")] = None,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow code from the encoder's "
+                                                    "repository (sets model.trust_remote_code) and from the run of "
+                                                    "model.init_from. Only for sources you trust.")] = False,
 ) -> None:
     """Search hyperparameters (Optuna): trials of the base config with values from --space, compared on validation.
 
@@ -57,7 +60,12 @@ def tune(
     from mlcls.tune.study import require_optuna
 
     require_optuna()  # before any reading: the one-line install hint
-    cfg = load_config(config, set_ or [], {"output.dir": out_dir and str(out_dir)})
+    options = {"output.dir": out_dir and str(out_dir), "model.trust_remote_code": trust_remote_code or None}
+    cfg = load_config(config, set_ or [], options)
+    if cfg.model.init_from is not None:  # a trial starts from it: its code runs only with the flag (as in train)
+        from mlcls.run.parent import check_parent_code
+
+        check_parent_code(cfg.model.init_from, trust_remote_code)
     print_notes(cfg.notes)
     from mlcls.training.host_malloc import keep_freed_memory
     from mlcls.tune.search import tune as run_search

@@ -116,6 +116,43 @@ def test_resuming_a_run_whose_config_asks_for_code_needs_the_flag(tmp_path, tiny
     assert marker.exists(), allowed.output  # the user's opt-in: the run's code did run
 
 
+def test_starting_from_a_run_that_carries_code_needs_the_flag_not_the_config_key(trained, tmp_path, tiny_encoder):
+    """model.trust_remote_code in the user's config is about the user's encoder: a run to start from
+    (--init-from) may come from someone else, and its code runs only with --trust-remote-code on the command
+    line, refused in one line before anything is loaded or staged."""
+    from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
+
+    parent, marker = hostile_copy(trained, tmp_path, config_flag=False)
+    child = tmp_path / "child"
+    child.mkdir()
+    config = tiny_config(child, tiny_encoder, write_jsonl(child / "tiny.jsonl", TINY_RECORDS))
+    args = ["train", "-c", str(config), "--init-from", str(parent), "--set", "model.trust_remote_code=true",
+            "--set", "train.epochs=1"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.count("\n") == 1 and "auto_map" in refused.stderr
+    assert "add --trust-remote-code if you trust its source" in refused.stderr
+    assert not marker.exists() and not (child / "runs").exists()
+
+    allowed = runner.invoke(app, [*args, "--trust-remote-code"])
+    assert marker.exists(), allowed.output  # the user's opt-in: the run's code did run
+
+
+def test_a_search_starting_from_a_run_that_carries_code_needs_the_flag(trained, tmp_path, tiny_encoder):
+    pytest.importorskip("optuna", reason="the tune extra is not installed")
+    from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
+
+    parent, marker = hostile_copy(trained, tmp_path, config_flag=False)
+    config = tiny_config(tmp_path, tiny_encoder, write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS))
+    space = tmp_path / "space.yaml"
+    space.write_text("model.dropout: {low: 0.0, high: 0.2}\n")
+    refused = runner.invoke(app, ["tune", "-c", str(config), "--space", str(space), "--trials", "1", "--set",
+                                  f"model.init_from={parent}", "--set", "model.trust_remote_code=true"])
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.count("\n") == 1 and "add --trust-remote-code if you trust its source" in refused.stderr
+    assert not marker.exists() and not (tmp_path / "runs").exists()
+
+
 def test_train_trust_remote_code_sets_the_new_runs_key(tmp_path, tiny_encoder):
     from mlcls.cli.train import _resolve
     from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
