@@ -42,6 +42,13 @@ class Interrupted(Exception):
         self.exit_code = exit_code
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's time limit, `kill`), raised where Ctrl-C's KeyboardInterrupt would be by a command
+    that takes the signal (predict writing a file): the same cleanup; the CLI says so and exits 143."""
+
+    exit_code = 143
+
+
 class RunUnfinished(RunDirError):
     """A run that is still being trained, or whose training stopped: the message says which, and how to go on."""
 

@@ -25,7 +25,7 @@ import typer
 
 from mlcls.cli import data, predict, serve, train, tune
 from mlcls.cli.output import err, out
-from mlcls.errors import Interrupted, MlclsError
+from mlcls.errors import Interrupted, MlclsError, Terminated
 
 app = typer.Typer(
     name="mlcls",
@@ -70,6 +70,9 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
         except Interrupted as exc:  # Ctrl-C (SIGTERM) with the work so far kept: the message says how to go on
             err.print(str(exc), markup=False)
             raise typer.Exit(exc.exit_code) from None
+        except Terminated:
+            err.print("stopped by SIGTERM", markup=False)
+            raise typer.Exit(Terminated.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted", markup=False)
             raise typer.Exit(130) from None

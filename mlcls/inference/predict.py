@@ -6,8 +6,10 @@ import csv
 import hashlib
 import json
 import os
+import signal
+import threading
 from collections.abc import Iterable, Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,7 +27,7 @@ from mlcls.atomic import (
 )
 from mlcls.data.records import Record
 from mlcls.decision.rules import DecisionRule
-from mlcls.errors import Interrupted, MlclsError
+from mlcls.errors import Interrupted, MlclsError, Terminated
 from mlcls.inference.loading import LoadedRun
 from mlcls.inference.scoring import CHUNK_RECORDS, score_records
 from mlcls.run.files import files_fingerprint
@@ -228,10 +230,34 @@ class Checksum:
 
 
 class PredictionInterrupted(Interrupted):
-    """A prediction run stopped by Ctrl-C with its partial output kept for --resume."""
+    """A prediction run stopped by Ctrl-C (or SIGTERM) with its partial output kept for --resume."""
 
-    def __init__(self, partial: Path, kept: int):
-        super().__init__(f"interrupted: {kept} predictions kept in {partial}; rerun with --resume to continue")
+    def __init__(self, partial: Path, kept: int, terminated: bool = False):
+        stopped = "stopped by SIGTERM" if terminated else "interrupted"
+        super().__init__(f"{stopped}: {kept} predictions kept in {partial}; rerun with --resume to continue",
+                         Terminated.exit_code if terminated else 130)
+
+
+@contextmanager
+def _sigterm_stops_like_ctrl_c() -> Iterator[None]:
+    """While predictions are written to a file, SIGTERM stops as Ctrl-C does (the partial output kept, a line
+    saying how to resume) instead of killing the process silently. Taken only in the main thread (signal's own
+    rule) and from SIGTERM's default disposition: a program that embeds mlcls with a handler of its own keeps it.
+    A repeated SIGTERM while the first one's cleanup runs is ignored; SIGKILL still stops at once."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def predict_to_file(
@@ -254,7 +280,8 @@ def predict_to_file(
         raise MlclsError("--resume works with JSONL output")
     lock = claim_output(output)
     try:
-        return _predict_to_file(run, records, output, batch_size, rule, scores, fmt, resume, chunk_records)
+        with _sigterm_stops_like_ctrl_c():
+            return _predict_to_file(run, records, output, batch_size, rule, scores, fmt, resume, chunk_records)
     finally:
         release_lock(lock)
 
@@ -295,9 +322,9 @@ def _predict_to_file(run: LoadedRun, records: Iterable[Record], output: Path, ba
         with suppress(OSError):
             checksum.path.unlink(missing_ok=True)
         return written
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         close_quietly(handle)
-        raise PredictionInterrupted(partial, checksum.settle()) from None
+        raise PredictionInterrupted(partial, checksum.settle(), isinstance(exc, Terminated)) from None
     except BaseException as exc:
         # close() flushes what is buffered and, on a full disk, raises again: the cleanup must not stop there.
         close_quietly(handle)

@@ -51,6 +51,57 @@ def test_interrupted_then_resumed_equals_uninterrupted(setup):
     assert out.read_bytes() == reference.read_bytes()
 
 
+def terminate_after(records, n):
+    """SIGTERM to this process (a scheduler's time limit) once n records were read."""
+    import signal
+
+    for i, record in enumerate(records):
+        if i == n:
+            os.kill(os.getpid(), signal.SIGTERM)
+        yield record
+
+
+def test_sigterm_keeps_the_partial_output_as_ctrl_c_does(setup):
+    import signal
+
+    run, data, reference, tmp_path = setup
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(PredictionInterrupted, match=r"stopped by SIGTERM: 10 predictions kept in .*out\.jsonl\.part"
+                       ) as caught:
+        predict_to_file(run, terminate_after(read_records(data, require_labels=False), 11), out, 4, chunk_records=5)
+    assert caught.value.exit_code == 143
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # given back once the file is done with
+    assert not out.exists() and len((tmp_path / "out.jsonl.partial").read_text().splitlines()) == 10
+    predict_to_file(run, read_records(data, require_labels=False), out, 4, resume=True, chunk_records=5)
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def test_sigterm_through_the_cli_says_how_to_go_on(setup, monkeypatch):
+    import signal
+
+    import mlcls.inference.predict as predict_module
+
+    run, data, _, tmp_path = setup
+    real = predict_module.score_records
+
+    def scored_then_terminated(*args, **kwargs):  # SIGTERM once the first chunk is written: no sleep to guess at
+        for i, chunk in enumerate(real(*args, **kwargs)):
+            yield chunk
+            if i == 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(predict_module, "score_records", scored_then_terminated)
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["predict", str(data), "--model", str(run.path), "-o", str(out)])
+    assert result.exit_code == 143, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("stopped by SIGTERM: ") and line.endswith("rerun with --resume to continue")
+    assert "Traceback" not in result.output and not out.exists() and (tmp_path / "out.jsonl.partial").exists()
+    monkeypatch.undo()
+    resumed = runner.invoke(app, ["predict", str(data), "--model", str(run.path), "-o", str(out), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+
+
 def test_resume_refuses_a_partial_output_of_other_input(setup):
     run, data, _, tmp_path = setup
     out = tmp_path / "out.jsonl"
