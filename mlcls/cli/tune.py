@@ -101,7 +101,7 @@ def _against_base(result) -> str:
 def _render(result) -> None:
     from mlcls.tune.report import trial_table
 
-    out.print(trial_table(result.trials, result.keys, result.metric))
+    out.print(trial_table(result.trials, result.keys, result.metric, folder=result.folder))
     if result.best is None:
         out.print("no trial is complete yet", markup=False)
     else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
@@ -77,8 +78,9 @@ def _minutes(trial) -> str:
     return f"{(trial.datetime_complete - trial.datetime_start).total_seconds() / 60:.1f}"
 
 
-def trial_table(trials, keys: list[str], metric: str, rows: int | None = None) -> Table:
-    """The trials (surplus ones left out) as a table, the best in bold; `rows`: only the latest ones and the best."""
+def trial_table(trials, keys: list[str], metric: str, rows: int | None = None, folder: Path | None = None) -> Table:
+    """The trials (surplus ones left out) as a table, the best in bold; `rows`: only the latest ones and the best.
+    `folder`: the study's, where a trial's run is looked for: one removed (--keep-best, a pruned trial's) says so."""
     shown = [t for t in trials if not t.user_attrs.get(SURPLUS)]
     best = best_of(shown)
     if rows is not None and len(shown) > rows:
@@ -90,9 +92,16 @@ def trial_table(trials, keys: list[str], metric: str, rows: int | None = None) -
         table.add_column(header, justify="right" if header in ("#", f"val {metric}", "min") else "left")
     for trial in shown:
         table.add_row(str(trial.number), state_of(trial, again), *(cell(trial.params.get(key)) for key in keys),
-                      _cell_metric(trial), _minutes(trial), trial.user_attrs.get(RUN, ""),
+                      _cell_metric(trial), _minutes(trial), _run_cell(trial, folder),
                       style="bold green" if best is not None and trial.number == best.number else None)
     return table
+
+
+def _run_cell(trial, folder: Path | None) -> str:
+    run = trial.user_attrs.get(RUN, "")
+    if run and folder is not None and not (folder / run).is_dir():
+        return f"{run} (removed)"
+    return run
 
 
 def _cell_metric(trial) -> str:

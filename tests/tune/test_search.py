@@ -3,13 +3,16 @@ study, pruned trials (their runs removed or kept), and a trial whose config the 
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from mlcls.cli import app
 from mlcls.config import load_config
+from mlcls.tune.report import trial_table
 from tests.conftest import one_line
 from tests.tune.conftest import load_trials, sqlite_of, tune_args
 
@@ -30,6 +33,14 @@ def test_a_three_trial_study_keeps_the_best_runs_and_writes_a_config_that_trains
     ranked = sorted(trials, key=lambda t: (-t.value, t.number))
     kept = sorted(p.name for p in folder.iterdir() if p.name.startswith("trial-"))
     assert kept == sorted(t.user_attrs["run"] for t in ranked[:2])  # the best 2 runs; the other one removed
+    # the table says which run is gone, instead of pointing at a folder that is not there
+    assert "(removed)" in result.stdout
+    wide = Console(width=200, file=io.StringIO())
+    wide.print(trial_table(trials, ["loss.name", "train.lr"], "micro_f1", folder=folder))
+    rows = {line.split()[0]: line for line in wide.file.getvalue().splitlines() if line[:1].isdigit()}
+    for trial in ranked:
+        assert rows[str(trial.number)].rstrip().endswith(
+            f"{trial.user_attrs['run']} (removed)" if trial is ranked[2] else trial.user_attrs["run"])
     for trial in ranked[:2]:
         metrics = json.loads((folder / trial.user_attrs["run"] / "metrics.json").read_text())
         assert metrics["validation"]["micro_f1"] == pytest.approx(trial.value)
