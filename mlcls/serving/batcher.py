@@ -141,6 +141,7 @@ class DynamicBatcher:
         except BaseException:
             for future in futures:  # a client gone: its pieces still queued are dropped, not scored
                 future.cancel()
+            self._drop_cancelled()
             raise
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
@@ -162,7 +163,7 @@ class DynamicBatcher:
             # one call of 16 articles sorts its windows into fuller, less padded passes than two calls of 8.
             deadline = self._queue[0].arrived + self.max_wait_s
             grace = self._answered_at + self.max_wait_s / 4 if self._returning else 0.0
-            while self._queued < self.max_batch and not self._all_back() and (remaining := max(
+            while self._queue and self._queued < self.max_batch and not self._all_back() and (remaining := max(
                     grace, min(deadline, self._queue[-1].arrived + self.max_wait_s / 4)) - loop.time()) > 0:
                 self._wakeup.clear()
                 try:
@@ -188,6 +189,14 @@ class DynamicBatcher:
             sources = {piece.source for piece in batch}
             self._returning = None if None in sources else sources
             self._answered_at = loop.time()
+
+    def _drop_cancelled(self) -> None:
+        """Take the pieces of requests gone out of the queue now, not when the collector reaches them: else they
+        count in `queued` (what /ready reports) and towards a full call, which then starts short of max_batch.
+        A queued piece's future is done only when cancelled (answers are set once pieces leave the queue)."""
+        if any(piece.future.done() for piece in self._queue):
+            self._queue = deque(piece for piece in self._queue if not piece.future.done())
+            self._queued = sum(len(piece.items) for piece in self._queue)
 
     def _all_back(self) -> bool:
         """Whether every source the last call answered has asked again. Counting pieces instead let a call of 1

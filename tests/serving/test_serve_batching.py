@@ -133,6 +133,42 @@ def test_clients_just_answered_are_waited_for_so_two_cohorts_merge_into_one_call
     assert calls == [["a1"], ["b1", "a2"]]
 
 
+def test_a_gone_clients_queued_items_leave_the_queue_at_once():
+    """While a call runs, client a queues 4 items and hangs up (its request cancelled, as serve's handler is):
+    they leave the queue then, not when the collector reaches them, so /ready's `queued` says 0, and they are
+    never scored."""
+    calls: list[list] = []
+    release = threading.Event()
+
+    def score(items):
+        calls.append(list(items))
+        if items == ["x"]:
+            assert release.wait(30)
+        return rows_of(items)
+
+    async def scenario():
+        batcher = DynamicBatcher(score, max_batch=8, max_wait_s=0)
+        await batcher.start()
+        running = asyncio.ensure_future(batcher.score(["x"], source="x"))
+        while not calls:
+            await asyncio.sleep(0.001)
+        gone = asyncio.ensure_future(batcher.score(["a"] * 4, source="a"))
+        while batcher.queued < 4:
+            await asyncio.sleep(0)
+        gone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        queued_after = batcher.queued
+        release.set()
+        await asyncio.wait_for(running, 30)
+        await asyncio.wait_for(batcher.score(["b"], source="b"), 30)
+        await batcher.stop()
+        return queued_after
+
+    assert asyncio.run(scenario()) == 0
+    assert calls == [["x"], ["b"]]
+
+
 def test_the_model_time_is_counted_and_a_given_thread_runs_every_call_and_outlives_the_batcher():
     inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="given")
     given = inference.submit(lambda: threading.current_thread().name).result()
