@@ -19,7 +19,7 @@ from mlcls.config import commented_yaml, load_config
 from mlcls.data import reuters as reuters_choices  # light: standard library only
 
 DEFAULT_CONFIG_HEADER = """\
-# mlcls configuration: `mlcls config` prints this (each key's meaning is declared once, in mlcls/config.py).
+# mlcls configuration: `mlcls config` prints this (each key's meaning is declared once, in mlcls/config/sections.py).
 # Values resolve as: built-in defaults < a file (-c) < --set key=value < named options (--loss, ...).
 # Relative paths are relative to the directory you run mlcls from."""
 

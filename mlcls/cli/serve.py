@@ -36,7 +36,8 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", min=1, help="Bytes of one request body, at "
                                                 "most.")] = 10 * 2**20,
     token_file: Annotated[Path | None, typer.Option("--token-file", help="Require 'Authorization: Bearer TOKEN' "
-                                                    "(the file's content) on every endpoint but /health.")] = None,
+                                                    "(the file's content) on every endpoint but /health and the "
+                                                    "docs pages.")] = None,
     drain_seconds: Annotated[float, typer.Option("--drain-seconds", min=0.0, help="After SIGTERM or Ctrl-C, how "
                                                  "long the requests in flight get to finish; the rest are answered "
                                                  "503 with Retry-After.")] = 30.0,

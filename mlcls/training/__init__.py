@@ -12,6 +12,8 @@ resume.py      what a checkpoint carries besides tensors, and resuming from one 
 optimizer.py   AdamW parameter groups (head at its own rate), warm-up and decay
 split.py       the validation hold-out (stratified) and the folds
 devices.py     Accelerate: device, data-parallel helpers, trackers
+inputs.py      what the model reads: each article's windows of token ids (cached), or their frozen vectors
 cache.py       token ids and frozen-encoder embeddings cached on disk
+host_malloc.py glibc's malloc kept from returning freed activation memory (a faster loop on the CPU)
 interrupt.py   Ctrl-C or SIGTERM as a request to stop at the next step boundary
 """

@@ -56,6 +56,27 @@ def test_train_into_a_runs_folder_that_refuses_writes(tiny_encoder, tmp_path, mo
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("writer", ["write_labels", "write_label_stats", "write_tuning_scores", "write_rule",
+                                    "write_train_log"])
+def test_a_full_disk_on_any_of_the_runs_files_is_one_line(tiny_encoder, tmp_path, monkeypatch, writer):
+    """labels.json, label_stats.json, tuning_scores.npz, thresholds.json, train_log.jsonl: the same one line as the
+    model's (docs/reliability.md), never an internal error, and the staging folder kept."""
+    import mlcls.training.recipe as recipe
+    from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    config = tiny_config(tmp_path, tiny_encoder, write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS))
+    monkeypatch.setattr(recipe, writer, full)
+    result = _cli("train", "-c", str(config), "--name", "end", "--epochs", "1")
+    staging = tmp_path / "runs" / ".end.incomplete"
+    assert result.exit_code == 1 and "internal error" not in result.stderr and "Traceback" not in result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {staging}: cannot write") and "(no space left on device)" in line
+    assert staging.is_dir() and not (tmp_path / "runs" / "end").exists()
+
+
 def test_a_full_disk_when_the_run_is_written_keeps_it_resumable(tiny_encoder, tmp_path, monkeypatch):
     # The last stage: the model files. Before: "internal error: OSError: [Errno 28] ...". The unfinished run keeps
     # its last checkpoint, and --resume writes the run once there is room.
