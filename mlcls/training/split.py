@@ -70,13 +70,22 @@ def hold_out(records: list[Record], fraction: float, seed: int,
         val_idx = set(stratified_order(records, n_val, seed))
     else:
         val_idx = set(np.random.default_rng(seed).permutation(len(records))[:n_val].tolist())
-    # A label whose every article landed in validation would vanish from the vocabulary, and the model
-    # could never predict it (on Reuters, several topics have a single training article): such articles
-    # go back to training.
-    in_train = {name for i, r in enumerate(records) if i not in val_idx for name in (r.labels or {})}
+    # A label whose every article landed in validation would vanish from the vocabulary, or stay in it with no
+    # positive to learn from (named in train only as not annotated, or below 0.5), and the model could never
+    # predict it (on Reuters, several topics have a single training article): such articles go back to training.
+    kept = [r for i, r in enumerate(records) if i not in val_idx]
+    named = {name for r in kept for name in (r.labels or {})}
+    carried = {name for r in kept for name in _carried(r)}
     for i in sorted(val_idx):
-        if any(name not in in_train for name in (records[i].labels or {})):
+        labels = records[i].labels or {}
+        if any(name not in named for name in labels) or any(name not in carried for name in _carried(records[i])):
             val_idx.discard(i)
-            in_train.update(records[i].labels or {})
+            named.update(labels)
+            carried.update(_carried(records[i]))
     return ([r for i, r in enumerate(records) if i not in val_idx],
             [r for i, r in enumerate(records) if i in val_idx])
+
+
+def _carried(record: Record) -> list[str]:
+    """The labels an article carries: annotated at a confidence of 0.5 or more (a positive, as metrics count it)."""
+    return [name for name, confidence in (record.labels or {}).items() if confidence is not None and confidence >= 0.5]
