@@ -81,8 +81,11 @@ def train(
         return
     val = result.metrics["validation"]
     if val:
-        out.print(f"validation (epoch {result.metrics['best_epoch']}): micro-F1 {val['micro_f1']:.4f}  "
-                  f"macro-F1 {val['macro_f1']:.4f}")
+        folds = result.metrics.get("fold_best_epochs")  # cross-fitted: each fold model kept its own epoch
+        kept = (f"out-of-fold, the folds' epochs {', '.join(map(str, folds))}" if folds
+                else f"epoch {result.metrics['best_epoch']}")
+        out.print(f"validation ({kept}): micro-F1 {val['micro_f1']:.4f}  macro-F1 {val['macro_f1']:.4f}",
+                  markup=False)
     out.print(f"run saved to {result.run_dir} ({result.metrics['wall_seconds']:.0f} s); "
               f"next: {shell_command('mlcls', 'eval', result.run_dir)}")
 

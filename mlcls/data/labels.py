@@ -93,6 +93,9 @@ class LabelStats:
     positives: np.ndarray  # per label, count of positive annotated entries (soft targets count fractionally)
     annotated: np.ndarray  # per label, count of annotated entries
     num_records: int
+    # per label, the articles that carry it: annotated at a confidence of 0.5 or more, as `mlcls data stats` and the
+    # metrics count a soft label (None: a run saved before this count, whose positives stand in)
+    articles: np.ndarray | None = None
 
     @classmethod
     def from_encoded(cls, labels: list[str], targets: np.ndarray, mask: np.ndarray) -> LabelStats:
@@ -101,11 +104,17 @@ class LabelStats:
             positives=(targets * mask).sum(axis=0).astype(np.float64),
             annotated=mask.sum(axis=0).astype(np.float64),
             num_records=int(targets.shape[0]),
+            articles=((targets >= 0.5) & (mask > 0)).sum(axis=0).astype(np.float64),
         )
 
+    def article_counts(self) -> np.ndarray:
+        """Training articles per label (a soft label from 0.5 up): what head / medium / tail groups and the
+        most-frequent-label baseline are drawn from. The losses and priors use `positives`, confidences summed."""
+        return self.articles if self.articles is not None else self.positives
+
     def counts(self) -> dict[str, float]:
-        """Positives per label name (what head / medium / tail groups are drawn from)."""
-        return dict(zip(self.labels, self.positives.tolist(), strict=True))
+        """Training articles per label name (article_counts)."""
+        return dict(zip(self.labels, self.article_counts().tolist(), strict=True))
 
     def prior(self) -> np.ndarray:
         """Per-label share of positives among annotated entries, kept away from 0 and 1."""
@@ -116,8 +125,9 @@ class LabelStats:
         return {
             "num_records": self.num_records,
             "labels": {
-                name: {"positives": float(p), "annotated": float(a)}
-                for name, p, a in zip(self.labels, self.positives, self.annotated, strict=True)
+                name: {"positives": float(p), "annotated": float(a), "articles": float(n)}
+                for name, p, a, n in zip(self.labels, self.positives, self.annotated, self.article_counts(),
+                                         strict=True)
             },
         }
 
@@ -134,6 +144,7 @@ class LabelStats:
         if not isinstance(per_label, dict):
             raise ValueError(f"field labels: expected an object of label -> counts, got {shown(per_label)}")
         counts: dict[str, list[float]] = {"positives": [], "annotated": []}
+        articles: list[float | None] = []
         for name, entry in per_label.items():
             where = f"field labels.{field_name(name)}"
             if not isinstance(entry, dict):
@@ -143,8 +154,14 @@ class LabelStats:
                 if not is_number(value) or value < 0:
                     raise ValueError(f"{where}.{key}: expected a number >= 0, got {shown(value)}")
                 values.append(float(value))
+            value = entry.get("articles")  # absent from runs saved before it was counted
+            if value is not None and (not is_number(value) or value < 0):
+                raise ValueError(f"{where}.articles: expected a number >= 0, got {shown(value)}")
+            articles.append(value)
+        known = bool(articles) and all(value is not None for value in articles)
         return cls(labels=list(per_label), positives=np.array(counts["positives"], dtype=np.float64),
-                   annotated=np.array(counts["annotated"], dtype=np.float64), num_records=num_records)
+                   annotated=np.array(counts["annotated"], dtype=np.float64), num_records=num_records,
+                   articles=np.array(articles, dtype=np.float64) if known else None)
 
 
 # ------------------------------------------------------------------------------------------ checking JSON fields

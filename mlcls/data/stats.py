@@ -17,7 +17,7 @@ PERCENTILES = (50, 90, 95, 99)
 def frequency_group(count: float, head_min: int = HEAD_MIN, tail_max: int = TAIL_MAX) -> str:
     if count >= head_min:
         return "head"
-    return "tail" if count <= tail_max else "medium"
+    return "tail" if count < tail_max + 1 else "medium"  # not <=: an old run's soft count (7.25) is no medium
 
 
 def dataset_stats(records: list[Record], token_lengths: list[int] | None = None, max_length: int | None = None,

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.metrics import coverage_error, label_ranking_average_precision_score, ndcg_score
 
 from mlcls.data.labels import LabelStats
-from mlcls.data.records import FieldSpec, ReadPolicy, read_records
+from mlcls.data.records import FieldSpec, ReadPolicy, Record, read_records
 from mlcls.data.stats import HEAD_MIN, TAIL_MAX
 from mlcls.decision.metrics import compute_metrics, frequency_group_scores, gold_matrix, micro_f1_counts
 from mlcls.decision.rules import DecisionRule, with_overrides
@@ -95,7 +95,7 @@ def evaluate(
     report["unknown_labels"] = dict(encoded.unknown_labels.most_common())
     report["skipped_lines"] = dict(policy.stats[str(path)].skipped)
     report["ranking"] = ranking_metrics(probs, encoded.targets, encoded.mask)
-    report["no_gold_label"] = no_gold_label_stats(predicted, encoded.targets, encoded.mask)
+    report["no_gold_label"] = no_gold_label_stats(predicted, np.array([carries_no_topic(r) for r in records]))
     stats = _train_stats(run)
     if stats is not None:
         counts = stats.counts()
@@ -209,17 +209,21 @@ def ranking_metrics(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray) ->
     return out
 
 
-def no_gold_label_stats(predicted: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
-    """The articles with no gold topic: a model that always says something is wrong on all of them."""
-    gold = gold_matrix(targets, mask)
-    rows = gold.sum(axis=1) == 0
-    chosen = predicted[rows] & (mask[rows] > 0)
-    annotated = (mask[rows] > 0).sum()
+def carries_no_topic(record: Record) -> bool:
+    """An article known to have no topic: `labels: []`, or every entry annotated below 0.5. Not one whose only
+    topics are unknown to the run (it has a topic), nor one with a `null` entry (it may have that one)."""
+    return all(confidence is not None and confidence < 0.5 for confidence in (record.labels or {}).values())
+
+
+def no_gold_label_stats(predicted: np.ndarray, rows: np.ndarray) -> dict[str, Any]:
+    """The articles with no topic (`rows`, carries_no_topic): a model that always says something is wrong on all
+    of them. What was predicted for them is the whole output, every label of the run."""
+    chosen = predicted[rows]
     return {
         "articles": int(rows.sum()),
         "share_predicted_empty": float((~chosen.any(axis=1)).mean()) if rows.any() else None,
-        # false alarms over the negative entries of those articles (all of their entries are negatives)
-        "false_alarm_rate": float(chosen.sum() / annotated) if annotated else None,
+        # false alarms over those articles' label slots (all of them negatives)
+        "false_alarm_rate": float(chosen.sum() / chosen.size) if chosen.size else None,
         "mean_labels_predicted": float(chosen.sum(axis=1).mean()) if rows.any() else None,
     }
 
@@ -238,5 +242,5 @@ def eval_notes(run_dir: Path, evaluated: str | Path) -> list[str]:
 def most_frequent_label_baseline(stats: LabelStats, targets: np.ndarray, mask: np.ndarray) -> float:
     """Micro-F1 of tagging every article with the training set's most frequent label."""
     pred = np.zeros_like(targets, dtype=bool)
-    pred[:, int(np.argmax(stats.positives))] = True
+    pred[:, int(np.argmax(stats.article_counts()))] = True
     return micro_f1_counts(gold_matrix(targets, mask).astype(bool), pred & (mask > 0))

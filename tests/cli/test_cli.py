@@ -66,6 +66,25 @@ def test_eval_overrides_plots_and_compare(trained, tmp_path):
     assert runner.invoke(app, ["eval", run, run]).exit_code == 1  # several runs need --compare
 
 
+def test_the_no_topic_figures_count_only_articles_known_to_have_none(trained, tmp_path):
+    """Not an article whose topics the run does not know (it has one), nor one with a null entry (it may have that
+    one); and what was predicted for them is the whole output, a prediction on a null entry included."""
+    folder, _, _ = trained
+    data = write_jsonl(tmp_path / "nogold.jsonl", [
+        {"id": "n1", "text": "museum festival concert", "labels": []},
+        {"id": "n2", "text": "crude oil concert", "labels": {"oil": None}},
+        {"id": "n3", "text": "gold ship museum", "labels": ["gold"]},
+        {"id": "n4", "text": "cocoa beans", "labels": ["cocoa"]},
+        {"id": "n5", "text": "wheat harvest", "labels": {"grain": 0.2}}])
+    result = runner.invoke(app, ["eval", str(folder / "runs" / "tiny"), "--data", str(data), "--top-k", "1",
+                                 "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    # n1 and n5 (grain below 0.5): top-1 tags each with one of the run's 3 labels
+    assert report["no_gold_label"] == {"articles": 2, "share_predicted_empty": 0.0, "false_alarm_rate": 1 / 3,
+                                       "mean_labels_predicted": 1.0}
+
+
 def test_predict_keeps_order_ids_and_labels(trained, tmp_path):
     folder, data, _ = trained
     unlabelled = write_jsonl(tmp_path / "in.jsonl", [{"id": r["id"], "text": r["text"]} for r in TINY_RECORDS])

@@ -414,3 +414,30 @@ def test_parquet_empty_or_not_parquet_is_one_clear_line(tmp_path, capfd):
     with pytest.raises(DataError, match=r"broken\.parquet: cannot read PARQUET: Parquet magic bytes not found"):
         list(read_records(broken))
     assert capfd.readouterr().err == ""  # before, `datasets` logged its own "Failed to read file" lines
+
+
+def test_label_stats_count_articles_from_half_and_read_old_files_without_the_count():
+    """The frequency groups and the baseline count articles (a soft label from 0.5 up, as `mlcls data stats` does);
+    the priors and losses keep the confidences summed. A label_stats.json saved before the count reads as before."""
+    from mlcls.data.labels import LabelStats
+    from mlcls.data.records import Record
+    from mlcls.data.stats import frequency_group
+
+    records = [Record(f"c{i}", "t", {"cocoa": 0.6}, i) for i in range(10)]
+    records += [Record(f"o{i}", "t", {"oil": 1.0}, 10 + i) for i in range(5)]
+    records += [Record(f"w{i}", "t", {"oil": 0.45}, 20 + i) for i in range(5)]
+    space = LabelSpace.from_records(records)
+    encoded = space.encode(records)
+    stats = LabelStats.from_encoded(space.labels, encoded.targets, encoded.mask)
+    assert stats.counts() == {"cocoa": 10.0, "oil": 5.0}
+    assert stats.positives.tolist() == pytest.approx([6.0, 7.25])  # what the priors and losses use
+    assert {name: frequency_group(n) for name, n in stats.counts().items()} == {"cocoa": "medium", "oil": "tail"}
+    again = LabelStats.from_dict(json.loads(json.dumps(stats.to_dict())))
+    assert again.counts() == stats.counts() and again.positives.tolist() == stats.positives.tolist()
+    old = stats.to_dict()
+    for entry in old["labels"].values():
+        del entry["articles"]
+    assert LabelStats.from_dict(old).counts() == pytest.approx({"cocoa": 6.0, "oil": 7.25})
+    assert frequency_group(7.25) == "tail"  # an old run's soft count under 8 articles is no medium label
+    with pytest.raises(ValueError, match=r"labels.oil.articles: expected a number >= 0"):
+        LabelStats.from_dict({**old, "labels": {"oil": {"positives": 1, "annotated": 2, "articles": -1}}})
