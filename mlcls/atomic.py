@@ -127,6 +127,17 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~_UMASK
 
 
+def open_permissions(*paths: Path) -> None:
+    """Give files that a library wrote (safetensors' save_file and so save_pretrained make them 0600, readable by
+    their owner alone) the permissions `open` would have given them, 0666 less the umask; a folder: every file
+    under it. A file system without modes keeps its own default."""
+    for path in paths:
+        files = [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()] if path.is_dir() else [path]
+        for file in files:
+            with suppress(OSError):
+                os.chmod(file, 0o666 & ~_UMASK)
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """A handle on a temporary file beside `path`, renamed to `path` when the block completes. Any error

@@ -69,3 +69,25 @@ def test_atomic_files_get_the_permissions_open_would_give(tmp_path):
     with atomic_open(kept) as handle:
         handle.write("[]")
     assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_text() == "[]"
+
+
+def test_every_file_of_a_run_and_its_export_is_readable_as_open_would_make_it(trained, tmp_path):
+    """safetensors' save_file (and save_pretrained through it) makes 0600 files: the weights of a run shared on
+    a machine were unreadable to the colleagues who could read its labels.json. A run's files, and an export's,
+    all get 0666 less the umask."""
+    from typer.testing import CliRunner
+
+    from mlcls.cli import app
+
+    pytest.importorskip("onnxruntime")  # the export extra
+    pytest.importorskip("onnxscript")
+    folder, _, _ = trained
+    run = folder / "runs" / "tiny"
+    expected = 0o666 & ~atomic._UMASK
+    modes = {p.relative_to(run).as_posix(): p.stat().st_mode & 0o777 for p in run.rglob("*") if p.is_file()}
+    assert "head.safetensors" in modes and "encoder/model.safetensors" in modes
+    assert {name: mode for name, mode in modes.items() if mode != expected} == {}
+    result = CliRunner().invoke(app, ["export", str(run), "--out", str(tmp_path / "exported")])
+    assert result.exit_code == 0, result.output
+    exported = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "exported").rglob("*") if p.is_file()}
+    assert exported and {name: mode for name, mode in exported.items() if mode != expected} == {}

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mlcls.atomic import describe_os_error
+from mlcls.atomic import describe_os_error, open_permissions
 from mlcls.errors import MlclsError
 from mlcls.run.files import write_manifest
 from mlcls.run.layout import EXPORTED_FILES
@@ -69,6 +69,7 @@ def staged(out: Path):
     staging = _staging_folder(out)
     try:
         yield staging
+        open_permissions(staging)  # files copied from a run saved 0600 (before mlcls fixed its modes) included
         if out.is_dir():
             out.rmdir()  # empty (checked before): the rename takes its place
         staging.rename(out)

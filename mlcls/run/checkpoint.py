@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlcls.atomic import WriteError, describe_os_error, is_disk_full
+from mlcls.atomic import WriteError, describe_os_error, is_disk_full, open_permissions
 from mlcls.errors import RunDirError, resume_command
 from mlcls.run.layout import BEST_WEIGHTS, CHECKPOINT, STATE, TRAINER_STATE, WEIGHTS, final_dir, is_staging
 
@@ -51,6 +51,7 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], model: dict[str, Any],
             save_file(_plain(best), str(tmp / BEST_WEIGHTS))
         torch.save(trainer, tmp / TRAINER_STATE)
         (tmp / STATE).write_text(json.dumps(state))
+        open_permissions(tmp)  # save_file's 0600: a shared machine's colleague could not resume it
         for name in (WEIGHTS, BEST_WEIGHTS, TRAINER_STATE, STATE):
             if (tmp / name).exists():
                 _fsync(tmp / name)

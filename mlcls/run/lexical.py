@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlcls.atomic import open_permissions
 from mlcls.errors import RunDirError
 from mlcls.model.lexical import DEFAULT_C, LexicalModel
 from mlcls.run.files import peek_dict, peek_metrics
@@ -25,6 +26,7 @@ def save_lexical(run: Path, model: LexicalModel) -> None:
     if model.abstain is not None:  # only where some label was never annotated: other runs' files are unchanged
         tensors["abstain"] = model.abstain.astype(np.uint8)
     save_file(tensors, str(folder / LEXICAL_WEIGHTS))
+    open_permissions(folder / LEXICAL_WEIGHTS)
     settings = {"weight": model.weight, "vectorizer": model.settings, "C": model.c}
     (folder / LEXICAL_SETTINGS).write_text(json.dumps(settings, indent=1))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlcls.atomic import open_permissions
 from mlcls.config import Config
 from mlcls.errors import RunDirError
 from mlcls.model.classifier import MultiLabelClassifier, NativeClassifier
@@ -29,6 +30,7 @@ def save_model(run: Path, model, tokenizer) -> None:
             model.encoder.save_pretrained(run / ENCODER)
             save_file(model.head_state(), str(run / HEAD))
         tokenizer.save_pretrained(run / ENCODER)
+        open_permissions(run / ENCODER, *([run / HEAD] if (run / HEAD).is_file() else []))
     except Exception as exc:
         raise run_write_error(run, run, "the model", exc) from None
 
