@@ -21,12 +21,23 @@ def print_notes(notes: Iterable[str]) -> None:
         err.print(f"note: {note}", markup=False)
 
 
-def check_apart(inputs: dict[str, str | Path | None], outputs: dict[str, Path | None]) -> None:
+def check_apart(inputs: dict[str, str | Path | None], outputs: dict[str, Path | None],
+                runs: dict[str, str | Path | None] | None = None) -> None:
     """Refuse, before anything is read, an output file that is one of the inputs or another output: `-o
     data.jsonl` would replace the user's data with predictions, and two outputs in one file would keep whichever
     was renamed into place last while the command reported both written. Compared as the file system resolves
-    them (links, `..`, and a hard link to the same file). Keys name the option (`--output`); None: not given."""
+    them (links, `..`, and a hard link to the same file). Keys name the option (`--output`); None: not given.
+    `runs`: run folders the command reads (a name -> its path): no output may go inside one (`--json
+    RUN/thresholds.json` would break the run)."""
     import os
+
+    for name, path in outputs.items():
+        for run_name, run in (runs or {}).items():
+            folder = os.path.realpath(run) if run is not None else None
+            if path is not None and folder is not None and os.path.isdir(folder) and \
+                    os.path.realpath(path).startswith(folder + os.sep):
+                raise MlclsError(f"{path}: {name} is inside {run_name} ({folder}); writing it would change that "
+                                 "run (choose a file outside it)")
 
     def same(a: Path, b: Path) -> bool:
         if os.path.realpath(a) == os.path.realpath(b):

@@ -30,6 +30,9 @@ from mlcls.cli.options import (
 )
 from mlcls.cli.output import check_apart, err, out, print_notes, rejects_file, write_atomically
 from mlcls.errors import MlclsError
+from mlcls.run.layout import LATEST
+
+LATEST_RUN = Path("runs") / LATEST  # the run a command without --model (eval: without RUN) loads
 
 OutputFormat = choices("OutputFormat", ("jsonl", "csv", "parquet"))
 Engine = choices("Engine", ("local", "ray"))
@@ -80,8 +83,10 @@ def eval_(
         raise MlclsError("several runs given: add --compare to score them side by side")
     if plots is not None and plots.exists() and not plots.is_dir():
         raise MlclsError(f"{plots}: a file; --plots takes the folder the figures go to")
-    outputs = {"--rejects": rejects, "--json": json_out, "--save-scores": save_scores}
-    check_apart({"--data": data}, outputs)
+    outputs = {"--rejects": rejects, "--json": json_out, "--save-scores": save_scores,
+               "--plots": plots and plots / "figure.png"}
+    check_apart({"--data": data}, outputs, {f"the run {run or LATEST_RUN}": run or LATEST_RUN
+                                            for run in runs or [None]})
     with rejects_file(rejects) as rejected:
         scored = evaluate_runs(runs or [None], data, batch_size, DecisionOverrides(threshold, top_k, min_labels),
                                keep_scores=plots is not None or save_scores is not None, on_error=value_of(on_error),
@@ -223,7 +228,8 @@ def _predict_local(file: str, model: Path | None, output: Path | None, mode: int
         output = None
     if output is not None and output.is_dir():  # said now, not after the whole input is scored
         raise MlclsError(f"{output}: a folder; --output names the file the predictions go to")
-    check_apart({"the input file": file}, {"--output": output, "--rejects": rejects})
+    check_apart({"the input file": file}, {"--output": output, "--rejects": rejects},
+                {f"the run {model or LATEST_RUN}": model or LATEST_RUN})
     from mlcls.data.records import FieldSpec, ReadPolicy, read_records
     from mlcls.decision.rules import with_overrides
     from mlcls.inference.loading import load_run
@@ -263,7 +269,8 @@ def _predict_on_ray(file: str, model: Path | None, output: Path | None, mode: in
     if output is None:
         raise MlclsError("--engine ray needs --output OUT_DIR: the folder the output shards go to")
     import_ray()  # a missing extra: one line, before anything else
-    check_apart({"the input": file}, {"--rejects": rejects})
+    check_apart({"the input": file}, {"--rejects": rejects, "--output": output},
+                {f"the run {model or LATEST_RUN}": model or LATEST_RUN})
     # the folder as the file system resolves it (no `..`, no link): what the input is compared with
     job = ArchiveJob(resolve_job_run(model), Path(os.path.realpath(output)), mode, fmt or "jsonl", *decisions,
                      on_error or "fail", batch_size=batch_size, **loading, **ray_options)

@@ -67,8 +67,9 @@ def train(
         **_data_options(data),
     }
     cfg, resume_dir = _resolve(config, set_, options, resume, trust_remote_code)
-    check_apart({"data.train": cfg.data.train, "data.validation": cfg.data.validation, "data.test": cfg.data.test},
-                {"--rejects": rejects})
+    check_apart({"data.train": cfg.data.train, "data.validation": cfg.data.validation, "data.test": cfg.data.test,
+                 "--config": config}, {"--rejects": rejects},
+                {"model.init_from": cfg.model.init_from, "the run to resume": resume_dir})
     print_notes(cfg.notes)
     # Function-local: the training loop pulls in torch and transformers, which `mlcls --help` must not load.
     from mlcls.training.entry import train as run_training

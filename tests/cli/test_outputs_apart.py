@@ -85,3 +85,29 @@ def test_predict_output_a_folder_is_refused_before_scoring_and_dash_is_stdout(tr
     _refused(_cli("predict", str(mine), "--model", str(run), "-o", str(tmp_path)), "a folder; --output names the file")
     result = _cli("predict", str(mine), "--model", str(run), "-o", "-")
     assert result.exit_code == 0 and len(result.stdout.splitlines()) == len(mine.read_text().splitlines())
+
+
+def test_outputs_inside_the_run_read_or_onto_a_config_or_a_stats_input_are_refused(trained, tmp_path, monkeypatch):
+    """`eval RUN --json RUN/thresholds.json` broke the run it scored; `predict -o RUN/labels.json` too; `data stats
+    F --json F` replaced the data with statistics; `train --rejects CONFIG` replaced the config."""
+    run, mine, before = _copies(trained, tmp_path)
+    kept = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    _refused(_cli("eval", str(run), "--json", str(run / "thresholds.json")), "--json", "inside the run")
+    _refused(_cli("eval", str(run), "--plots", str(run / "figures")), "--plots", "inside the run")
+    _refused(_cli("predict", str(mine), "--model", str(run), "-o", str(run / "labels.json"), "--format", "jsonl"),
+             "--output", "inside the run")
+    monkeypatch.chdir(tmp_path)  # runs/latest, the default run, is protected as well
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "latest").symlink_to(run, target_is_directory=True)
+    _refused(_cli("eval", "--json", "runs/latest/metrics.json"), "--json", "inside the run runs/latest")
+    _refused(_cli("predict", str(mine), "-o", str(run / "p.jsonl")), "--output", "inside the run runs/latest")
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == kept
+    _refused(_cli("data", "stats", str(mine), "--json", str(mine)), "--json", "FILE")
+    config = tmp_path / "c.yaml"
+    settings = yaml.safe_load((run / "config.yaml").read_text())
+    settings["data"].update(train=str(mine), validation=None)
+    config.write_text(yaml.safe_dump(settings))
+    text = config.read_text()
+    _refused(_cli("train", "-c", str(config), "--on-error", "skip", "--rejects", str(config), "--out",
+                  str(tmp_path / "new-runs")), "--rejects", "--config")
+    assert mine.read_bytes() == before and config.read_text() == text
