@@ -12,22 +12,45 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from mlcls.atomic import atomic_open
+from mlcls.atomic import atomic_open, describe_os_error
 from mlcls.data.windows import content_ids
+from mlcls.errors import MlclsError
 
 CACHE_FORMAT = 1  # bump when what is cached changes meaning
 
 
 def cache_root(configured: str | None = None) -> Path:
-    """train.cache_dir, else $MLCLS_CACHE_DIR, else ~/.cache/mlcls."""
+    """train.cache_dir, else $MLCLS_CACHE_DIR (set and not empty: an empty one would mean the working folder),
+    else ~/.cache/mlcls."""
     if configured:
         return Path(configured).expanduser()
-    return Path(os.environ.get("MLCLS_CACHE_DIR", Path.home() / ".cache" / "mlcls"))
+    return Path(os.environ.get("MLCLS_CACHE_DIR") or Path.home() / ".cache" / "mlcls").expanduser()
+
+
+def usable_cache(root: Path) -> tuple[Path, str | None]:
+    """`root` when this process can write there; else a temporary folder for this training alone, and the note
+    that says why: a read-only home or shared cache must not stop a training (it crashed in `datasets`)."""
+    try:
+        (root / "tokens").mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root / "tokens"):
+            pass
+        return root, None
+    except OSError as exc:
+        why = describe_os_error(exc)
+    try:
+        temporary = Path(tempfile.mkdtemp(prefix="mlcls-cache-"))
+    except OSError as exc:
+        raise MlclsError(f"{root}: the cache folder cannot be written ({why}), nor a temporary folder "
+                         f"({describe_os_error(exc)}): set train.cache_dir or MLCLS_CACHE_DIR to a writable "
+                         "folder") from None
+    return temporary, (f"{root}: the cache folder cannot be written ({why}): this training caches in {temporary}, "
+                       "removed at its end; set train.cache_dir or MLCLS_CACHE_DIR to keep the cache")
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

@@ -3,6 +3,7 @@ several with chunks), tokenized once and cached on disk; with a frozen encoder, 
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from mlcls.config import Config
 from mlcls.data.batching import pad_batch
 from mlcls.data.windows import WindowSpec, flatten, pool_logits, windows_of_content
 from mlcls.inference.scoring import score_windows
-from mlcls.training.cache import cache_root, cached_embeddings, cached_token_ids, weights_fingerprint
+from mlcls.training.cache import cache_root, cached_embeddings, cached_token_ids, usable_cache, weights_fingerprint
 from mlcls.training.data import TrainingData
 
 Windows = list[list[list[int]]]  # per article, its encoder inputs
@@ -40,20 +41,26 @@ class Inputs:
 def prepare_inputs(config: Config, data: TrainingData, accelerator, model, tokenizer, pad_id: int,
                    console: Console) -> Inputs:
     """Windows of both sets (their token ids cached); with a frozen encoder, their pooled embeddings too."""
-    cache = cache_root(config.train.cache_dir)
+    cache, note = usable_cache(cache_root(config.train.cache_dir))
+    if note:
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
     spec = WindowSpec.from_config(config.model)
-    with accelerator.main_process_first():  # the first process fills the caches, the others read them
-        (train, cached), (val, _) = (_windows(tokenizer, [r.text for r in records], spec, cache)
-                                     for records in (data.train, data.validation))
-        console.print(f"token ids {'reused from' if cached else 'cached in'} {cache / 'tokens'}", markup=False)
-        if spec.mode != "truncate":
-            console.print(f"long texts: {spec.describe()}; {Inputs(train, val, None, None).describe()}",
-                          markup=False)
-        if not config.train.freeze_encoder:
-            return Inputs(train, val, None, None)
-        vectors = frozen_embeddings(model, [[w[0] for w in train], [w[0] for w in val]], pad_id, config,
-                                    accelerator.device, cache, console)
-    return Inputs(train, val, *vectors)
+    try:
+        with accelerator.main_process_first():  # the first process fills the caches, the others read them
+            (train, cached), (val, _) = (_windows(tokenizer, [r.text for r in records], spec, cache)
+                                         for records in (data.train, data.validation))
+            console.print(f"token ids {'reused from' if cached else 'cached in'} {cache / 'tokens'}", markup=False)
+            if spec.mode != "truncate":
+                console.print(f"long texts: {spec.describe()}; {Inputs(train, val, None, None).describe()}",
+                              markup=False)
+            if not config.train.freeze_encoder:
+                return Inputs(train, val, None, None)
+            vectors = frozen_embeddings(model, [[w[0] for w in train], [w[0] for w in val]], pad_id, config,
+                                        accelerator.device, cache, console)
+        return Inputs(train, val, *vectors)
+    finally:
+        if note:  # a temporary cache: everything it held is in memory now
+            shutil.rmtree(cache, ignore_errors=True)
 
 
 def _windows(tokenizer, texts: list[str], spec: WindowSpec, cache: Path) -> tuple[Windows, bool]:

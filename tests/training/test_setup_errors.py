@@ -3,6 +3,8 @@ line and leaves no staging folder behind: nothing to resume, and `mlcls eval` wo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import TINY_RECORDS, _cli, tiny_config, write_jsonl
@@ -47,3 +49,29 @@ def test_a_test_file_that_is_not_there_is_said_before_training(tmp_path, config_
     result = _cli("train", "-c", str(config_path), "--epochs", "1", "--set", f"data.test={tmp_path / 'nope.jsonl'}")
     assert result.exit_code == 0, result.output
     assert f"note: data.test {tmp_path / 'nope.jsonl'} is not a file" in result.stderr
+
+
+def test_a_cache_folder_that_cannot_be_written_trains_with_a_temporary_one(tmp_path, config_path):
+    """A read-only home or shared cache stopped training with an internal error from `datasets`; it now trains,
+    caching in a temporary folder removed at its end, and says so. (Root ignores modes: a path under a file is
+    a cache folder no one can create.)"""
+    import tempfile
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    before = set(Path(tempfile.gettempdir()).glob("mlcls-cache-*"))
+    result = _cli("train", "-c", str(config_path), "--epochs", "1", "--set", f"train.cache_dir={blocked / 'cache'}")
+    assert result.exit_code == 0, result.output
+    assert f"note: {blocked / 'cache'}: the cache folder cannot be written (not a directory)" in result.stderr
+    assert "removed at its end" in result.stderr and "internal error" not in result.output
+    assert set(Path(tempfile.gettempdir()).glob("mlcls-cache-*")) == before
+
+
+def test_an_empty_cache_variable_is_no_cache_in_the_working_folder(monkeypatch, tmp_path):
+    from mlcls.training.cache import cache_root
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("MLCLS_CACHE_DIR", "")
+    assert cache_root() == tmp_path / ".cache" / "mlcls"
+    monkeypatch.setenv("MLCLS_CACHE_DIR", "~/shared-cache")
+    assert cache_root() == tmp_path / "shared-cache"
