@@ -328,6 +328,24 @@ def test_a_run_saves_its_data_paths_absolute(tmp_path, monkeypatch):
     assert absolute_data_paths(config) is config
     assert config.data.train == str(tmp_path / "d" / "train.jsonl")
     assert config.data.test == "/abs/test.jsonl" and config.data.validation is None
+    # an encoder named by a folder here is saved absolute (train --resume from another folder loads it); a Hub
+    # name stays a name
+    (tmp_path / "enc").mkdir()
+    local = load_config(None, ["model.encoder=enc"])
+    assert absolute_data_paths(local).model.encoder == str(tmp_path / "enc")
+    assert absolute_data_paths(load_config(None)).model.encoder == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_a_tilde_in_a_path_key_is_the_home_folder(tmp_path, monkeypatch):
+    """output.dir `~/runs` made a folder named `~` in the working folder; data and encoder paths were not found."""
+    from mlcls.config import load_config
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = load_config(None, ["data.train=~/d/train.jsonl", "output.dir=~/runs", "model.encoder=~/enc",
+                                "model.init_from=~/runs/parent", "train.cache_dir=~/cache"])
+    assert config.data.train == str(tmp_path / "d" / "train.jsonl") and config.output.dir == str(tmp_path / "runs")
+    assert config.model.encoder == str(tmp_path / "enc") and config.model.init_from == str(tmp_path / "runs/parent")
+    assert config.train.cache_dir == str(tmp_path / "cache")
 
 
 def _old_run(trained, root, test_path: str):
