@@ -4,7 +4,12 @@ suggest is quoted for a shell (shell_command)."""
 from __future__ import annotations
 
 import shlex
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 class MlclsError(Exception):
@@ -44,9 +49,33 @@ class Interrupted(Exception):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler's time limit, `kill`), raised where Ctrl-C's KeyboardInterrupt would be by a command
-    that takes the signal (predict writing a file): the same cleanup; the CLI says so and exits 143."""
+    that takes the signal (sigterm_as_interrupt): the same cleanup; the CLI says so and exits 143."""
 
     exit_code = 143
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM stops as Ctrl-C does (Terminated, a KeyboardInterrupt: what the block keeps or
+    removes on Ctrl-C, it keeps or removes) instead of killing the process where it stands: predict's partial
+    output kept with a line saying how to resume, an export's staging folder removed. Taken only in the main
+    thread (signal's own rule) and from SIGTERM's default disposition: a program that embeds mlcls with a handler
+    of its own keeps it. A repeated SIGTERM while the first one's cleanup runs is ignored; SIGKILL still stops at
+    once. (Training has its own: a request to stop at the next step, training/interrupt.py.)"""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class RunUnfinished(RunDirError):

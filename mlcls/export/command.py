@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from mlcls.errors import MlclsError
+from mlcls.errors import MlclsError, sigterm_as_interrupt
 from mlcls.export.hf import export_hf
 from mlcls.export.onnx import export_onnx
 from mlcls.export.staging import ExportResult, check_target
@@ -38,7 +38,8 @@ def export_run(run: str | Path | None, out: str | Path, fmt: str = "onnx", quant
     if (source / ONNX_MODEL).is_file():
         raise MlclsError(f"{source}: already an ONNX export; export the run it was made from")
     validate_run(source)
-    if fmt == "hf":
-        return export_hf(source, out, note, trust_remote_code)
-    require_onnx(export=True)
-    return export_onnx(source, out, quantize, note, trust_remote_code)
+    with sigterm_as_interrupt():  # a SIGTERM removes the staging folder, as Ctrl-C does (staging.staged)
+        if fmt == "hf":
+            return export_hf(source, out, note, trust_remote_code)
+        require_onnx(export=True)
+        return export_onnx(source, out, quantize, note, trust_remote_code)

@@ -6,10 +6,8 @@ import csv
 import hashlib
 import json
 import os
-import signal
-import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,7 +25,7 @@ from mlcls.atomic import (
 )
 from mlcls.data.records import Record
 from mlcls.decision.rules import DecisionRule
-from mlcls.errors import Interrupted, MlclsError, Terminated
+from mlcls.errors import Interrupted, MlclsError, Terminated, sigterm_as_interrupt
 from mlcls.inference.loading import LoadedRun
 from mlcls.inference.scoring import CHUNK_RECORDS, score_records
 from mlcls.run.files import files_fingerprint
@@ -238,28 +236,6 @@ class PredictionInterrupted(Interrupted):
                          Terminated.exit_code if terminated else 130)
 
 
-@contextmanager
-def _sigterm_stops_like_ctrl_c() -> Iterator[None]:
-    """While predictions are written to a file, SIGTERM stops as Ctrl-C does (the partial output kept, a line
-    saying how to resume) instead of killing the process silently. Taken only in the main thread (signal's own
-    rule) and from SIGTERM's default disposition: a program that embeds mlcls with a handler of its own keeps it.
-    A repeated SIGTERM while the first one's cleanup runs is ignored; SIGKILL still stops at once."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def predict_to_file(
     run: LoadedRun, records: Iterable[Record], output: Path, batch_size: int | None,
     rule: DecisionRule | None = None,
@@ -280,7 +256,7 @@ def predict_to_file(
         raise MlclsError("--resume works with JSONL output")
     lock = claim_output(output)
     try:
-        with _sigterm_stops_like_ctrl_c():
+        with sigterm_as_interrupt():
             return _predict_to_file(run, records, output, batch_size, rule, scores, fmt, resume, chunk_records)
     finally:
         release_lock(lock)

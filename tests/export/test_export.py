@@ -290,3 +290,26 @@ def test_an_incomplete_export_folder_is_a_one_line_error(exported, tmp_path):
     assert result.exit_code == 1
     assert result.stderr.strip() == (f"error: {copy / 'tokenizer_config.json'}: missing from the ONNX export (is "
                                      "this a complete `mlcls export` folder?)")
+
+
+def test_a_sigterm_while_exporting_leaves_no_staging_folder(trained, tmp_path, monkeypatch):
+    """A scheduler's SIGTERM killed the export where it stood: a hidden staging folder (named after the process,
+    so no later export removed it) held a half-written graph. It now stops as Ctrl-C does: the folder removed,
+    one line, exit 143."""
+    import os
+    import signal
+
+    import mlcls.export.onnx as onnx_export
+
+    real = onnx_export.copy_run_files
+
+    def copy_then_terminated(source, staging):
+        real(source, staging)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(onnx_export, "copy_run_files", copy_then_terminated)
+    result = runner.invoke(app, ["export", str(_run(trained)), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 143, result.output
+    assert result.stderr.strip().splitlines()[-1] == "stopped by SIGTERM"
+    assert list(tmp_path.iterdir()) == []  # neither the export nor its staging folder
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
