@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mlcls.atomic import describe_os_error
 from mlcls.cli import data, predict, serve, train, tune
 from mlcls.cli.output import err, out
 from mlcls.errors import Interrupted, MlclsError, Terminated
@@ -61,7 +62,10 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         debug = _debug["on"]
         try:
-            return command(*args, **kwargs)
+            result = command(*args, **kwargs)
+            if sys.stdout is not None:
+                sys.stdout.flush()  # here, not at exit: a full disk behind `> file` is this command's error
+            return result
         except MlclsError as exc:
             if debug:
                 raise
@@ -82,14 +86,54 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(0) from None
         except (typer.Exit, typer.Abort, typer.BadParameter):  # a usage error: Typer prints it, exit 2
             raise
-        except Exception as exc:  # a bug of ours: still one line, the traceback on request
-            if debug:
-                raise
-            err.print(f"internal error: {type(exc).__name__}: {exc} (rerun with mlcls --debug for the traceback)",
-                      markup=False, highlight=False, soft_wrap=True)
+        except OSError as exc:
+            if debug or not (_from_stdout(exc) or _stdout_failed()):
+                return _internal_error(exc, debug)
+            # `mlcls predict big.jsonl > /mnt/full/out.jsonl`: the shell's file, not one of ours
+            err.print(f"error: cannot write to standard output ({describe_os_error(exc)})", markup=False,
+                      highlight=False, soft_wrap=True)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
             raise typer.Exit(1) from None
+        except Exception as exc:  # a bug of ours: still one line, the traceback on request
+            return _internal_error(exc, debug)
 
     return run
+
+
+def _internal_error(exc: Exception, debug: bool) -> None:
+    if debug:
+        raise exc
+    err.print(f"internal error: {type(exc).__name__}: {exc} (rerun with mlcls --debug for the traceback)",
+              markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(1) from None
+
+
+def _from_stdout(exc: BaseException) -> bool:
+    """Whether the error was raised writing to standard output: a frame of its traceback holds the stream, a bound
+    method of it (rich's `write = self.file.write`) or a rich Console printing to it. Our own files' faults are
+    WriteErrors already."""
+    from rich.console import Console
+
+    streams = {id(stream) for stream in (sys.stdout, sys.__stdout__, getattr(sys.stdout, "buffer", None),
+                                         getattr(sys.__stdout__, "buffer", None)) if stream is not None}
+    tb = exc.__traceback__
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            held = value.file if isinstance(value, Console) else getattr(value, "__self__", value)
+            if id(value) in streams or id(held) in streams:
+                return True
+        tb = tb.tb_next
+    return False
+
+
+def _stdout_failed() -> bool:
+    """Whether standard output cannot take what is buffered for it (a full disk or a device error behind it)."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except OSError:
+        return True
+    return False
 
 
 # The commands are registered here, not by decorators in their modules: those modules then import nothing

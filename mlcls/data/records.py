@@ -164,6 +164,8 @@ def _jsonl_rows(path: Path, stats: ReadStats, compression: str | None = None,
     message of a line that is not JSON."""
     import sys
 
+    if str(path) == "-" and sys.stdin is None:  # `mlcls predict - <&-`: Python sets no stdin for a closed one
+        raise DataError(path, None, "standard input is closed: pipe the records in, or name a file")
     handle = sys.stdin.buffer if str(path) == "-" else open_input(path, compression)
     try:
         for number, raw in enumerate(read_lines(handle, path, compression), start=1):
@@ -185,7 +187,7 @@ def _jsonl_rows(path: Path, stats: ReadStats, compression: str | None = None,
             except RecursionError:  # "[[[[..." nested deeper than the parser allows
                 yield number, DataError(path, number, f"invalid JSON: nested too deeply{hint}"), raw
     finally:
-        if handle is not sys.stdin.buffer:
+        if str(path) != "-":
             handle.close()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlcls.atomic import atomic_open
+from mlcls.atomic import WriteError, atomic_open, describe_os_error
 
 
 def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -15,7 +15,10 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent that is a file, a folder that refuses writes: one line, as atomic_open says it
+        raise WriteError(f"{out_dir}: cannot create the plots folder ({describe_os_error(exc)})") from None
     written = []
 
     rows = [r for r in report["per_label"] if r["support"] > 0 and "train_positives" in r]

@@ -1,0 +1,44 @@
+"""Standard output and input that fail: the user's shell redirected them, so the error is one line naming them,
+never an internal error (`mlcls predict big.jsonl > /mnt/full/out.jsonl`, `mlcls predict - <&-`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import _cli, needs_dev_full
+
+
+def _mlcls(*args: str, stdout) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mlcls", *args], stdout=stdout, stderr=subprocess.PIPE, text=True,
+                          timeout=300)
+
+
+@needs_dev_full
+def test_a_full_disk_behind_standard_output_is_one_line(trained):
+    folder, data, _ = trained
+    with open("/dev/full", "w") as full:
+        for args in (["config"], ["predict", str(data), "--model", str(folder / "runs" / "tiny")]):
+            done = _mlcls(*args, stdout=full)
+            assert done.returncode == 1, done.stderr
+            assert done.stderr.strip().splitlines()[-1] == ("error: cannot write to standard output (no space left "
+                                                            "on device)")
+            assert "internal error" not in done.stderr and "Exception ignored" not in done.stderr
+
+
+def test_a_closed_standard_input_is_one_line(trained):
+    folder, _, _ = trained
+    done = subprocess.run(["bash", "-c", f'"{sys.executable}" -m mlcls predict - --model "{folder}/runs/tiny" <&-'],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == "error: -: standard input is closed: pipe the records in, or name a file"
+
+
+def test_a_plots_folder_that_cannot_be_made_is_one_line(trained, tmp_path):
+    folder, _, _ = trained
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = _cli("eval", str(folder / "runs" / "tiny"), "--plots", str(blocker / "plots"))
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines()[-1] == (f"error: {blocker / 'plots'}: cannot create the plots folder "
+                                                      "(not a directory)")
