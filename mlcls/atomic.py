@@ -127,6 +127,20 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~_UMASK
 
 
+NAME_MAX = 255  # bytes in one file name (Linux's file systems, macOS's)
+TEMPORARY_NAME_ROOM = len("..xxxxxxxx.tmp")  # atomic_open's temporary name is `.NAME.xxxxxxxx.tmp` (mkstemp)
+
+
+def check_name_room(path: Path, room: int, what: str) -> None:
+    """Refuse, in one line and before any work, a name too long for the files mlcls writes beside it, `room`
+    bytes longer (a temporary `.NAME.xxxxxxxx.tmp`, NAME.partial.sha256): the file system would refuse them at
+    the end, or `is_dir()` raise on the name itself."""
+    size = len(os.fsencode(path.name))
+    if size + room > NAME_MAX:
+        raise MlclsError(f"{path}: {what}: a name of {size} bytes; at most {NAME_MAX - room} here (mlcls writes "
+                         "files named after it beside it)")
+
+
 def open_permissions(*paths: Path) -> None:
     """Give files that a library wrote (safetensors' save_file and so save_pretrained make them 0600, readable by
     their owner alone) the permissions `open` would have given them, 0666 less the umask; a folder: every file

@@ -9,6 +9,7 @@ from typing import IO, Any
 
 from rich.console import Console
 
+from mlcls.atomic import TEMPORARY_NAME_ROOM, check_name_room
 from mlcls.errors import MlclsError
 
 # Results go to stdout (`mlcls predict ... | head` reads them); notes and errors to stderr.
@@ -21,6 +22,10 @@ def print_notes(notes: Iterable[str]) -> None:
         err.print(f"note: {note}", markup=False)
 
 
+# the longest name written beside an output: predict's OUT.partial.sha256, written atomically (its temporary name)
+OUTPUT_NAME_ROOM = len(".partial.sha256") + TEMPORARY_NAME_ROOM
+
+
 def check_apart(inputs: dict[str, str | Path | None], outputs: dict[str, Path | None],
                 runs: dict[str, str | Path | None] | None = None) -> None:
     """Refuse, before anything is read, an output file that is one of the inputs or another output: `-o
@@ -31,6 +36,9 @@ def check_apart(inputs: dict[str, str | Path | None], outputs: dict[str, Path | 
     RUN/thresholds.json` would break the run)."""
     import os
 
+    for name, path in outputs.items():
+        if path is not None:
+            check_name_room(path, OUTPUT_NAME_ROOM, name)
     for name, path in outputs.items():
         for run_name, run in (runs or {}).items():
             folder = os.path.realpath(run) if run is not None else None

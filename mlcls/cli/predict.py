@@ -81,12 +81,12 @@ def eval_(
 
     if len(runs or []) > 1 and not compare:
         raise MlclsError("several runs given: add --compare to score them side by side")
-    if plots is not None and plots.exists() and not plots.is_dir():
-        raise MlclsError(f"{plots}: a file; --plots takes the folder the figures go to")
     outputs = {"--rejects": rejects, "--json": json_out, "--save-scores": save_scores,
                "--plots": plots and plots / "figure.png"}
     check_apart({"--data": data}, outputs, {f"the run {run or LATEST_RUN}": run or LATEST_RUN
                                             for run in runs or [None]})
+    if plots is not None and plots.exists() and not plots.is_dir():
+        raise MlclsError(f"{plots}: a file; --plots takes the folder the figures go to")
     with rejects_file(rejects) as rejected:
         scored = evaluate_runs(runs or [None], data, batch_size, DecisionOverrides(threshold, top_k, min_labels),
                                keep_scores=plots is not None or save_scores is not None, on_error=value_of(on_error),
@@ -226,10 +226,10 @@ def _predict_local(file: str, model: Path | None, output: Path | None, mode: int
     """One process reads FILE and writes one line per record, to stdout or OUTPUT (resumable)."""
     if output is not None and str(output) == "-":  # the usual spelling of stdout, not a file named "-"
         output = None
-    if output is not None and output.is_dir():  # said now, not after the whole input is scored
-        raise MlclsError(f"{output}: a folder; --output names the file the predictions go to")
     check_apart({"the input file": file}, {"--output": output, "--rejects": rejects},
                 {f"the run {model or LATEST_RUN}": model or LATEST_RUN})
+    if output is not None and output.is_dir():  # said now, not after the whole input is scored
+        raise MlclsError(f"{output}: a folder; --output names the file the predictions go to")
     from mlcls.data.records import FieldSpec, ReadPolicy, read_records
     from mlcls.decision.rules import with_overrides
     from mlcls.inference.loading import load_run

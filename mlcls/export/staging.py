@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mlcls.atomic import describe_os_error, open_permissions
+from mlcls.atomic import check_name_room, describe_os_error, open_permissions
 from mlcls.errors import MlclsError
 from mlcls.run.files import write_manifest
 from mlcls.run.layout import EXPORTED_FILES
@@ -35,6 +35,7 @@ class ExportResult:
 
 
 def check_target(out: Path) -> None:
+    check_name_room(out, len(".export-4194304.tmp") + 1, "--out")  # the staging folder's name (_staging_folder)
     if out.is_symlink() or out.exists():
         if not out.is_dir():
             raise MlclsError(f"{out}: exists and is not a folder; choose another --out")

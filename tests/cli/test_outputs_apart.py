@@ -111,3 +111,16 @@ def test_outputs_inside_the_run_read_or_onto_a_config_or_a_stats_input_are_refus
     _refused(_cli("train", "-c", str(config), "--on-error", "skip", "--rejects", str(config), "--out",
                   str(tmp_path / "new-runs")), "--rejects", "--config")
     assert mine.read_bytes() == before and config.read_text() == text
+
+
+def test_an_output_name_too_long_for_the_files_beside_it_is_one_line(trained, tmp_path):
+    """A 246-byte name is a valid file name, but not OUT.partial.sha256's temporary beside it (the error came at
+    the end), and a 256-byte one made is_dir() raise: an internal error."""
+    run, mine, _ = _copies(trained, tmp_path)
+    for length in (227, 256):
+        long_name = tmp_path / ("y" * (length - len(".jsonl")) + ".jsonl")
+        _refused(_cli("predict", str(mine), "--model", str(run), "-o", str(long_name)), "--output",
+                 f"a name of {length} bytes; at most 226")
+        _refused(_cli("eval", str(run), "--json", str(long_name)), "--json")
+    _refused(_cli("export", str(run), "--out", str(tmp_path / ("x" * 250))), "--out", "at most 235")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["articles.jsonl", "run"]
