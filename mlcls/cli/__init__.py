@@ -69,7 +69,9 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
         except MlclsError as exc:
             if debug:
                 raise
-            err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            # one line, whatever a file name holds (`new\nline.jsonl`): a script reads the error as one line
+            message = str(exc).replace("\r", "\\r").replace("\n", "\\n")
+            err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except Interrupted as exc:  # Ctrl-C (SIGTERM) with the work so far kept: the message says how to go on
             err.print(str(exc), markup=False)

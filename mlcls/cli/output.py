@@ -37,6 +37,8 @@ def check_apart(inputs: dict[str, str | Path | None], outputs: dict[str, Path | 
     import os
 
     for name, path in outputs.items():
+        if path is not None and str(path) == "-" and name != "--output":  # -o - is stdout; the others are files
+            raise MlclsError(f"{name} -: name a file (standard output is for the command's own output)")
         if path is not None:
             check_name_room(path, OUTPUT_NAME_ROOM, name)
     for name, path in outputs.items():

@@ -124,3 +124,11 @@ def test_an_output_name_too_long_for_the_files_beside_it_is_one_line(trained, tm
         _refused(_cli("eval", str(run), "--json", str(long_name)), "--json")
     _refused(_cli("export", str(run), "--out", str(tmp_path / ("x" * 250))), "--out", "at most 235")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["articles.jsonl", "run"]
+
+
+def test_rejects_dash_is_refused_and_an_error_stays_one_line_whatever_a_name_holds(trained, tmp_path, monkeypatch):
+    run, mine, _ = _copies(trained, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    _refused(_cli("predict", str(mine), "--model", str(run), "--on-error", "skip", "--rejects", "-"), "--rejects -")
+    assert not (tmp_path / "-").exists()  # was created, a file named "-"
+    _refused(_cli("predict", "new\nline.jsonl", "--model", str(run)), "new\\nline.jsonl: file not found")
