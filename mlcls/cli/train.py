@@ -80,15 +80,16 @@ def train(
         result = run_training(cfg, err, rejected, resume=resume_dir)
     if not result.main_process:
         return
-    val = result.metrics["validation"]
-    if val:
-        folds = result.metrics.get("fold_best_epochs")  # cross-fitted: each fold model kept its own epoch
-        kept = (f"out-of-fold, the folds' epochs {', '.join(map(str, folds))}" if folds
-                else f"epoch {result.metrics['best_epoch']}")
-        out.print(f"validation ({kept}): micro-F1 {val['micro_f1']:.4f}  macro-F1 {val['macro_f1']:.4f}",
-                  markup=False)
+    if result.metrics["validation"]:
+        out.print(_validation_line(result.metrics), markup=False)
     out.print(f"run saved to {result.run_dir} ({result.metrics['wall_seconds']:.0f} s); "
               f"next: {shell_command('mlcls', 'eval', result.run_dir)}")
+
+
+def _validation_line(metrics: dict[str, Any]) -> str:
+    val, folds = metrics["validation"], metrics.get("fold_best_epochs")  # cross-fitted: each fold kept its epoch
+    kept = f"out-of-fold, the folds' epochs {', '.join(map(str, folds))}" if folds else f"epoch {metrics['best_epoch']}"
+    return f"validation ({kept}): micro-F1 {val['micro_f1']:.4f}  macro-F1 {val['macro_f1']:.4f}"
 
 
 def _resolve(config: Path | None, set_: list[str] | None, options: dict[str, Any],

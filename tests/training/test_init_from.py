@@ -117,7 +117,7 @@ def test_keep_labels_keeps_the_parents_label_unannotated_and_its_bias(trained, t
     assert data.train_enc.mask[:, 3].sum() == 0 and data.val_enc.mask[:, 3].sum() == 0
     run = train(config, quiet).run_dir
     stats = json.loads((run / "label_stats.json").read_text())
-    assert stats["labels"]["oil"] == {"positives": 0.0, "annotated": 0.0}
+    assert stats["labels"]["oil"] == {"positives": 0.0, "annotated": 0.0, "articles": 0.0}
     assert stats["labels"]["energy"]["positives"] == 4.0 and stats["num_records"] == len(NEW_RECORDS)
     # Not annotated: no gradient reaches oil's row, and biases have no weight decay: its bias is the parent's.
     assert _head(run)["head.bias"][3].item() == _head(parent)["head.bias"][_labels(parent).index("oil")].item()
