@@ -14,6 +14,7 @@ Exit codes: 0 success, 1 runtime or data error (one line on stderr), 2 usage err
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -94,7 +95,8 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             # `mlcls predict big.jsonl > /mnt/full/out.jsonl`: the shell's file, not one of ours
             err.print(f"error: cannot write to standard output ({describe_os_error(exc)})", markup=False,
                       highlight=False, soft_wrap=True)
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+            with contextlib.suppress(OSError, ValueError):  # a stdout without a descriptor (a test's, replaced)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
             raise typer.Exit(1) from None
         except Exception as exc:  # a bug of ours: still one line, the traceback on request
             return _internal_error(exc, debug)
@@ -111,21 +113,26 @@ def _internal_error(exc: Exception, debug: bool) -> None:
 
 
 def _from_stdout(exc: BaseException) -> bool:
-    """Whether the error was raised writing to standard output: a frame of its traceback holds the stream, a bound
-    method of it (rich's `write = self.file.write`) or a rich Console printing to it. Our own files' faults are
-    WriteErrors already."""
+    """Whether the error was raised writing to standard output: the innermost frame of its traceback (the one that
+    called the failing write) holds the stream, directly or as an attribute of one of its objects (predict's
+    writers' `self.out`), as a bound method (rich's `write = self.file.write`), or through a rich Console printing
+    to it. Only that frame: predict's writer loop holds stdout while everything under it (scoring, reading) runs.
+    Our own files' faults are WriteErrors already."""
     from rich.console import Console
 
     streams = {id(stream) for stream in (sys.stdout, sys.__stdout__, getattr(sys.stdout, "buffer", None),
                                          getattr(sys.__stdout__, "buffer", None)) if stream is not None}
     tb = exc.__traceback__
-    while tb is not None:
-        for value in tb.tb_frame.f_locals.values():
-            held = value.file if isinstance(value, Console) else getattr(value, "__self__", value)
-            if id(value) in streams or id(held) in streams:
-                return True
+    while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return False
+    held = []
+    for value in (tb.tb_frame.f_locals.values() if tb is not None else ()):
+        attributes = getattr(value, "__dict__", None)
+        held += [value, getattr(value, "__self__", None), *(attributes.values() if isinstance(attributes, dict)
+                                                            else ())]
+        if isinstance(value, Console):
+            held.append(value.file)
+    return any(id(item) in streams for item in held if item is not None)
 
 
 def _stdout_failed() -> bool:

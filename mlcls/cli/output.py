@@ -39,8 +39,8 @@ def check_apart(inputs: dict[str, str | Path | None], outputs: dict[str, Path | 
     for name, path in outputs.items():
         if path is not None and str(path) == "-" and name != "--output":  # -o - is stdout; the others are files
             raise MlclsError(f"{name} -: name a file (standard output is for the command's own output)")
-        if path is not None:
-            check_name_room(path, OUTPUT_NAME_ROOM, name)
+        if path is not None:  # predict's --output has its checksum beside it; the others a temporary name only
+            check_name_room(path, OUTPUT_NAME_ROOM if name == "--output" else TEMPORARY_NAME_ROOM, name)
     for name, path in outputs.items():
         for run_name, run in (runs or {}).items():
             folder = os.path.realpath(run) if run is not None else None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -64,7 +63,6 @@ def load_config(
         config = Config.from_dict(raw)
     except ConfigError as exc:
         raise _in_file(exc, path, file_keys) from None
-    _expand_home(config)
     threshold = config.threshold
     if threshold.quantile_scale == "auto" and threshold.rule not in ("prior_quantile", "hybrid", "auto"):
         notes.append(f"threshold.quantile_scale auto: rule {threshold.rule} has no scale to choose (prior_quantile, "
@@ -104,20 +102,6 @@ def _key_line(path: Path, dotted: str) -> int | None:
 
 # The data section's file keys (saved absolute with a run; hashed into its provenance.json).
 DATA_PATH_KEYS = ("train", "validation", "test")
-# Every key that names a file or folder: a leading ~ is the user's home there, as in a shell.
-PATH_KEYS = (*(("data", key) for key in DATA_PATH_KEYS), ("model", "encoder"), ("model", "init_from"),
-             ("output", "dir"), ("train", "cache_dir"))
-
-
-def _expand_home(config: Config) -> None:
-    """`~/data/train.jsonl` in a config means the home folder, as `train.cache_dir` always did: otherwise
-    output.dir `~/runs` made a folder named `~` in the working folder (and invited an `rm -rf ~`)."""
-    for section, key in PATH_KEYS:
-        value = getattr(getattr(config, section), key)
-        if isinstance(value, str) and value.startswith("~"):
-            setattr(getattr(config, section), key, os.path.expanduser(value))
-
-
 def absolute_data_paths(config: Config) -> Config:
     """The config with its data files (data.train, data.validation, data.test) made absolute, in place, and
     returned; and model.encoder too when it names a folder here (not a Hub name). A run saves its config this way
@@ -125,11 +109,13 @@ def absolute_data_paths(config: Config) -> Config:
     config.yaml means "relative to where the run was trained"."""
     for key in DATA_PATH_KEYS:
         value = getattr(config.data, key)
-        if value and "://" not in value and not Path(value).is_absolute():
+        if value and "://" not in value and not Path(value).expanduser().is_absolute():
             setattr(config.data, key, str(Path(value).absolute()))
-    encoder = config.model.encoder
-    if encoder and not Path(encoder).is_absolute() and Path(encoder).is_dir():
-        config.model.encoder = str(Path(encoder).absolute())
+        elif value and value.startswith("~"):  # a config built in Python, not through from_dict
+            setattr(config.data, key, str(Path(value).expanduser()))
+    encoder = Path(config.model.encoder).expanduser() if config.model.encoder else None
+    if encoder is not None and encoder.is_dir() and not Path(config.model.encoder).is_absolute():
+        config.model.encoder = str(encoder.absolute())
     return config
 
 

@@ -4,6 +4,7 @@ which builds and validates them from a mapping. No torch here: `mlcls --help` mu
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -265,6 +266,7 @@ class Config:
             else:
                 built[name] = build_section(section_cls, value, name)
         config = cls(**built)
+        _expand_home(config)
         config.explicit = frozenset(dotted_keys(raw))  # type: ignore[misc]  # the instance's own, not the class's
         for name in sections:
             getattr(config, name).validate()
@@ -296,3 +298,19 @@ def _check_run_name(name: str) -> None:
     check(size <= RUN_NAME_MAX_BYTES, f"output.name {name[:24]!r}... is too long for a run name: {size} bytes in "
            f"UTF-8, at most {RUN_NAME_MAX_BYTES} (a file name is at most 255 bytes, and the run's staging folder "
            "adds 12 to its name)")
+
+
+# Keys that name a file or folder: a leading ~ is the user's home there, as in a shell. (train.cache_dir is
+# expanded where it is used, cache_root, and kept as written: a config printed by `mlcls config` stays portable.)
+PATH_KEYS = (("data", "train"), ("data", "validation"), ("data", "test"), ("model", "encoder"),
+             ("model", "init_from"), ("output", "dir"))
+
+
+def _expand_home(config: Config) -> None:
+    """`~/data/train.jsonl` means the home folder: otherwise output.dir `~/runs` made a folder named `~` in the
+    working folder (and invited an `rm -rf ~`), and data or encoder paths with ~ were not found. Here, in
+    from_dict, so that every config (a file's, a search trial's) has it."""
+    for section, key in PATH_KEYS:
+        value = getattr(getattr(config, section), key)
+        if isinstance(value, str) and value.startswith("~"):
+            setattr(getattr(config, section), key, os.path.expanduser(value))

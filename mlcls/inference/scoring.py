@@ -18,6 +18,7 @@ import torch
 from mlcls.data.batching import rows_by_length
 from mlcls.data.records import Record
 from mlcls.data.windows import WindowSpec, article_windows, flatten, pool_logits
+from mlcls.errors import MlclsError
 from mlcls.inference.loading import LoadedRun
 from mlcls.model import unpadded
 
@@ -60,8 +61,11 @@ GPU_BATCH_SIZE = 64
 
 
 def inference_batch_size(device, asked: int | None) -> int:
-    """`asked` (--batch-size), or the default for `device`."""
+    """`asked` (--batch-size), or the default for `device`. The CLI refuses a size below 1; so does this, for
+    the API (-1 left every score at 0.5: no batch filled the zeroed result)."""
     if asked is not None:
+        if isinstance(asked, bool) or not isinstance(asked, int) or asked < 1:
+            raise MlclsError(f"batch_size must be an integer of at least 1, got {asked!r}")
         return asked
     return GPU_BATCH_SIZE if torch.device(device).type == "cuda" else CPU_BATCH_SIZE
 
@@ -87,6 +91,8 @@ def score_records(
     run: LoadedRun, records: Iterable[Record], batch_size: int | None, chunk_records: int = CHUNK_RECORDS
 ) -> Iterator[tuple[list[Record], np.ndarray]]:
     """Yield (records, scores) chunk by chunk (`chunk_records` at a time), in input order (score_chunk)."""
+    if isinstance(chunk_records, bool) or not isinstance(chunk_records, int) or chunk_records < 1:
+        raise MlclsError(f"chunk_records must be an integer of at least 1, got {chunk_records!r}")  # 0 scored none
     iterator = iter(records)
     while chunk := list(islice(iterator, chunk_records)):
         yield chunk, score_chunk(run, chunk, batch_size)

@@ -3,12 +3,16 @@ one-model recipe (recipe.py) or cross-fitting (crossfit.py, train.folds > 1), wh
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import IO
 
 from rich.console import Console
 
-from mlcls.config import Config
+from mlcls.config import Config, load_config
+from mlcls.errors import ConfigError
+from mlcls.run.find import resumable_run
+from mlcls.run.layout import CONFIG
 from mlcls.training.crossfit import train_folds
 from mlcls.training.data import TrainingData, TrainResult, read_training_data
 from mlcls.training.devices import check_trackers, is_launch_main_process
@@ -23,7 +27,15 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
     """Train a run from `config`, or (with `resume`: an unfinished run's directory) continue one. `data`: records
     already read (by default, the config's files are read and validated here, before anything heavy exists).
     `on_epoch`: called after every epoch with its figures (hooks.EpochEnd; with train.folds, each fold's epochs in
-    turn); an exception it raises stops the training there, its run left unfinished (mlcls tune prunes so)."""
+    turn); an exception it raises stops the training there, its run left unfinished (mlcls tune prunes so).
+    `config` is not changed (the run's name and resolved paths go into a copy: the same object trains again).
+    `resume` may name the run as the interruption message does (runs/NAME) or its staging folder; `config` must
+    then be the run's own (`load_config(RUN/config.yaml)`, what `mlcls train --resume` takes), else ConfigError.
+    Training seeds the global random generators (torch, numpy, random) from train.seed, as the Trainer does."""
+    config = copy.deepcopy(config)
+    if resume is not None:
+        resume = resumable_run(Path(resume))
+        _check_resume_config(config, resume)
     stop = stop or StopSignal()
     main = is_launch_main_process()  # under `accelerate launch`, only the main process reports
     console = console if console is not None and main else Console(stderr=True, quiet=not main)
@@ -32,3 +44,24 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
         return train_folds(config, console, rejects if main else None, resume, stop, on_epoch)
     data = data or read_training_data(config, console, rejects if main else None)
     return train_one(config, data, console, resume, stop, on_epoch)
+
+
+def _check_resume_config(config: Config, resume: Path) -> None:
+    """A resumed run goes on with the config it was started with: another one would train its remaining epochs
+    otherwise while config.yaml still described the first (the CLI refuses other settings with --resume)."""
+    saved, given = _flat(load_config(resume / CONFIG).to_dict()), _flat(config.to_dict())
+    for key in [*saved, *(key for key in given if key not in saved)]:  # the config's order: loss.name first
+        if saved.get(key) != given.get(key):
+            raise ConfigError(f"{resume}: resuming continues the run with its own config ({resume / CONFIG}); "
+                              f"{key} is {saved.get(key)!r} there, {given.get(key)!r} here: pass "
+                              f"load_config('{resume / CONFIG}')")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

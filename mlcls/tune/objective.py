@@ -6,6 +6,7 @@ the trial; its unfinished run is then removed, or kept (`--keep-pruned`: `mlcls 
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from mlcls.config import load_config, read_yaml_mapping
+from mlcls.config import Config, absolute_data_paths, load_config, read_yaml_mapping
 from mlcls.errors import ConfigError, RunDirError
 from mlcls.run.checkpoint import find_checkpoint
 from mlcls.run.files import is_trained, peek_metrics
@@ -127,10 +128,23 @@ def check_same_values(run: Path, values: dict[str, Any], number: int) -> None:
     except ConfigError:
         raw = {}
     differ = [f"{key} {base_value(raw, key)!r}, not {value!r}" for key, value in values.items()
-              if base_value(raw, key) != value]
+              if base_value(raw, key) not in (value, _as_saved(key, value))]
     if differ:
         raise RunDirError(f"{run}: trial {number}'s run folder holds a run of other values ({differ[0]}), left from "
                           "another study of this name; remove it or choose another --study")
+
+
+def _as_saved(key: str, value: Any) -> Any:
+    """A searched value as a run's config.yaml holds it: data files, and an encoder named by a local folder,
+    absolute (run/files.write_config), so that the run is evaluated and resumed from any folder."""
+    if not isinstance(value, str) or "://" in value:
+        return value
+    section, _, name = key.partition(".")
+    probe = Config()
+    if (section, name) not in (("data", "train"), ("data", "validation"), ("data", "test"), ("model", "encoder")):
+        return value
+    setattr(getattr(probe, section), name, os.path.expanduser(value))
+    return getattr(getattr(absolute_data_paths(probe), section), name)
 
 
 def _figure(metrics: dict[str, Any], metric: str, run: Path) -> float:

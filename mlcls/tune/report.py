@@ -16,6 +16,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from mlcls.run.layout import staging_dir
 from mlcls.tune.ledger import (
     ERROR,
     ERROR_KIND,
@@ -98,8 +99,12 @@ def trial_table(trials, keys: list[str], metric: str, rows: int | None = None, f
 
 
 def _run_cell(trial, folder: Path | None) -> str:
+    """The trial's run; "(removed)" beside a finished (or pruned) trial's whose folder is gone, whole or unfinished
+    (a running or failed trial's run may be unfinished, or never begun: it says nothing then)."""
     run = trial.user_attrs.get(RUN, "")
-    if run and folder is not None and not (folder / run).is_dir():
+    finished = trial.state.name in ("COMPLETE", "PRUNED")
+    if run and finished and folder is not None and not (folder / run).is_dir() and \
+            not staging_dir(folder / run).is_dir():
         return f"{run} (removed)"
     return run
 

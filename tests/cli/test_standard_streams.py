@@ -42,3 +42,21 @@ def test_a_plots_folder_that_cannot_be_made_is_one_line(trained, tmp_path):
     assert result.exit_code == 1, result.output
     assert result.stderr.strip().splitlines()[-1] == (f"error: {blocker / 'plots'}: cannot create the plots folder "
                                                       "(not a directory)")
+
+
+def test_an_error_under_a_command_writing_to_stdout_is_not_blamed_on_stdout(trained, monkeypatch):
+    """predict's writer holds stdout while the scoring under it runs: a fault there (too many open files) is
+    an internal error, not 'cannot write to standard output'."""
+    import errno
+
+    import mlcls.inference.predict as predict_module
+
+    def failing(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+        yield  # a generator, as score_records is
+
+    monkeypatch.setattr(predict_module, "score_records", failing)
+    folder, data, _ = trained
+    result = _cli("predict", str(data), "--model", str(folder / "runs" / "tiny"))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("internal error: OSError: [Errno 24] Too many open files"), result.stderr

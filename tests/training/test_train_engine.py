@@ -79,6 +79,24 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, tiny_encoder, st
     _assert_same_run(whole, resumed)
 
 
+def test_the_api_leaves_the_callers_config_as_given_and_resumes_only_with_the_runs_own(tmp_path, tiny_encoder):
+    """A notebook trains one config object in a loop (the run's generated name went into it, and the second
+    training was refused as 'exists already'); a resumed run goes on with its own config only (another loss
+    trained the last epochs while config.yaml still said the first), and takes runs/NAME as the message says."""
+    from mlcls.errors import ConfigError
+
+    cfg = _config(tmp_path, tiny_encoder, None, "train.epochs=1")
+    first, second = train(cfg, quiet).run_dir, train(cfg, quiet).run_dir
+    assert first != second and cfg.output.name is None
+    with pytest.raises(TrainingInterrupted):
+        train(_config(tmp_path, tiny_encoder, "cut"), quiet, stop=StopAfterStep(3))
+    other = _config(tmp_path, tiny_encoder, "cut", "loss.name=focal")
+    with pytest.raises(ConfigError, match=r"loss.name is 'bce' there, 'focal' here: pass load_config"):
+        train(other, quiet, resume=tmp_path / "runs" / "cut")
+    own = load_config(tmp_path / "runs" / ".cut.incomplete" / "config.yaml")
+    assert train(own, quiet, resume=str(tmp_path / "runs" / "cut")).run_dir == (tmp_path / "runs" / "cut").resolve()
+
+
 def test_resume_through_the_cli_and_its_errors(tmp_path, tiny_encoder):
     cfg = _config(tmp_path, tiny_encoder, "cli")
     with pytest.raises(TrainingInterrupted):

@@ -41,6 +41,14 @@ def test_a_three_trial_study_keeps_the_best_runs_and_writes_a_config_that_trains
     for trial in ranked:
         assert rows[str(trial.number)].rstrip().endswith(
             f"{trial.user_attrs['run']} (removed)" if trial is ranked[2] else trial.user_attrs["run"])
+    # a trial still running (its run unfinished, or another worker's) is not "removed"
+    import optuna
+
+    running = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params={}, distributions={},
+                                        user_attrs={"run": "trial-0009"})
+    wide = Console(width=200, file=io.StringIO())
+    wide.print(trial_table([running], [], "micro_f1", folder=folder))
+    assert "trial-0009" in wide.file.getvalue() and "(removed)" not in wide.file.getvalue()
     for trial in ranked[:2]:
         metrics = json.loads((folder / trial.user_attrs["run"] / "metrics.json").read_text())
         assert metrics["validation"]["micro_f1"] == pytest.approx(trial.value)
@@ -260,3 +268,25 @@ def test_a_run_left_from_another_study_of_the_name_is_not_taken_as_a_trials(tiny
                               f"{trained_lr!r}, not ")
     assert message.endswith("left from another study of this name; remove it or choose another --study")
     assert load_config(folder / "trial-0000" / "config.yaml").train.lr == trained_lr
+
+
+def test_a_trials_own_run_is_recognised_with_its_paths_saved_absolute(tmp_path, monkeypatch, tiny_encoder):
+    """A run saves its data files, and an encoder named by a local folder, absolute: a searched relative (or ~)
+    value is still the trial's own when it is retried or resumed, not 'another study's run'."""
+    import shutil
+
+    from mlcls.config import Config
+    from mlcls.errors import RunDirError
+    from mlcls.run.files import write_config
+    from mlcls.tune.objective import check_same_values
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(tiny_encoder, tmp_path / "enc")
+    config = Config()
+    config.model.encoder, config.data.train = "enc", "~/d/train.jsonl"
+    (tmp_path / "trial").mkdir()
+    write_config(tmp_path / "trial", config)
+    check_same_values(tmp_path / "trial", {"model.encoder": "enc", "data.train": "~/d/train.jsonl"}, 3)
+    with pytest.raises(RunDirError, match="other values"):
+        check_same_values(tmp_path / "trial", {"model.encoder": "other-enc"}, 3)
