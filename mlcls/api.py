@@ -4,6 +4,12 @@ package may change between versions without notice.
     from mlcls.api import load_config, train, load_run, evaluate_runs
 
 Names are imported lazily (on first use), so `import mlcls.api` stays as light as the CLI.
+
+What the functions change in the process, as the CLI would: loading a model sets transformers' logging to
+errors only and turns off its and datasets' progress bars; train() seeds the global random generators (torch,
+numpy, random) from train.seed, as the Hugging Face Trainer does. They leave the caller's Config as given,
+install no signal handler outside the main thread, and raise MlclsError subclasses (one-line messages) for what
+a user can fix.
 """
 
 from __future__ import annotations

@@ -224,6 +224,9 @@ def dotted_keys(raw: dict[str, Any]) -> list[str]:
 
 @dataclass
 class Config:
+    """A whole configuration, typed and validated: the sections data, model, loss, train, threshold and output
+    (`mlcls config` prints every key with its meaning). Build it with load_config (defaults < file < overrides)."""
+
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -44,6 +44,7 @@ def set_inference_pad_multiple(multiple: int) -> None:
 
 
 def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids of `texts`, truncated to `max_length` (special tokens included), without padding."""
     return tokenizer(list(texts), truncation=True, max_length=max_length, return_attention_mask=False)[
         "input_ids"
     ]

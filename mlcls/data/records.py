@@ -54,6 +54,9 @@ class FieldSpec:
 
 @dataclass(frozen=True)
 class Record:
+    """One validated input record: its id, its text (the configured text fields joined), its labels (label ->
+    confidence in [0, 1], None where not annotated; None when labels were not read) and its line in the file."""
+
     id: str
     text: str
     labels: Labels | None  # None: not read (`predict` input, require_labels=False)

@@ -24,6 +24,9 @@ _EPS = 1e-7  # mean_prob's probability kept inside (0, 1) before it is turned ba
 
 @dataclass(frozen=True)
 class WindowSpec:
+    """What the encoder reads of an article (model.long_text): truncate, head_tail or chunks, with max_length,
+    head_tokens, chunk_overlap, max_chunks and the chunks' pooling."""
+
     mode: str = "truncate"
     max_length: int = 128
     head_tokens: int | None = None

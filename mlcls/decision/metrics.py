@@ -24,6 +24,8 @@ def gold_matrix(targets: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def compute_metrics(
     targets: np.ndarray, mask: np.ndarray, predicted: np.ndarray, labels: list[str]
 ) -> dict[str, Any]:
+    """The set-based metrics of `predicted` against `targets` (a soft gold label counts from 0.5; `mask` 0: not
+    annotated, left out): micro / macro / samples F1, precision, recall, Hamming loss, subset accuracy, per label."""
     # Imported here, not at module level: `predict` reaches this module (through thresholds) and never
     # scores anything, and scikit-learn costs it ~2.5 s of start-up.
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support

@@ -31,6 +31,9 @@ PER_LABEL_RULES = ("per_label", "prior_quantile", "hybrid")  # rules that keep a
 
 @dataclass
 class DecisionRule:
+    """How scores become label sets (thresholds.json): the rule's kind, its global cut-off, per-label cut-offs
+    where tuned, and top_k / min_labels. `apply(scores, labels)` gives the boolean decisions."""
+
     rule: str
     threshold: float  # the global cut-off: the fixed one, the tuned one, or the per-label fallback
     per_label: dict[str, float] = field(default_factory=dict)  # per-label rules: label -> cut-off

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.metrics import coverage_error, label_ranking_average_precision_score, ndcg_score
 
 from mlcls.data.labels import LabelStats
-from mlcls.data.records import FieldSpec, ReadPolicy, Record, read_records
+from mlcls.data.records import ON_ERROR, FieldSpec, ReadPolicy, Record, read_records
 from mlcls.data.stats import HEAD_MIN, TAIL_MAX
 from mlcls.decision.metrics import compute_metrics, frequency_group_scores, gold_matrix, micro_f1_counts
 from mlcls.decision.rules import DecisionRule, with_overrides
@@ -50,6 +50,10 @@ def evaluate_runs(runs: list[str | Path | None], data: str | Path | None, batch_
     `precision`: auto, fp32 or bf16 (None: each run's model.inference_precision); the notes say what was used.
     `trust_remote_code`: --trust-remote-code (load_run's)."""
     overrides = overrides or DecisionOverrides()
+    if isinstance(runs, str | Path):  # one run given as itself, not as a list of one (its letters were runs)
+        runs = [runs]
+    if on_error is not None and on_error not in ON_ERROR:
+        raise MlclsError(f"on_error {on_error!r}: the choice is {' or '.join(ON_ERROR)}")
     scored = ScoredRuns([], [])
     for run in runs:
         loaded = load_run(run, int8=int8, precision=precision, trust_remote_code=trust_remote_code)

@@ -16,6 +16,9 @@ from mlcls.run.files import read_config, read_labels, read_rule
 
 @dataclass
 class LoadedRun:
+    """A finished run ready to score (load_run): its config, labels, decision rule, model and tokenizer on a
+    device, the lexical model it blends in, and the precision it scores in."""
+
     path: Path
     config: Config
     labels: LabelSpace

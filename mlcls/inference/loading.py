@@ -53,6 +53,7 @@ def load_run(run: str | Path | None, device: str = "auto", int8: bool = False, p
     path = resolve_run(run)
     if precision is not None and precision not in PRECISIONS:
         raise MlclsError(f"--precision {precision!r}: the choice is auto, fp32 or bf16")
+    _check_device(device, torch)
     if (path / ONNX_MODEL).is_file():  # an ONNX export (`mlcls export`): scored with ONNX Runtime
         return _load_onnx(path, device, int8, precision, trust_remote_code)
     refuse_hf_export(path)
@@ -73,6 +74,16 @@ def load_run(run: str | Path | None, device: str = "auto", int8: bool = False, p
         linear_weights_in_bf16(model)
     return LoadedRun(path, config, labels, thresholds, model, tokenizer, torch.device(device), load_lexical(path),
                      chosen, note)
+
+
+def _check_device(device: str, torch) -> None:
+    """auto, cpu, cuda or cuda:N, and a GPU there when one is named: one line (the API's callers too), not torch's
+    RuntimeError or an AssertionError from a CPU-only build."""
+    kind, _, index = str(device).partition(":")
+    if kind not in ("auto", "cpu", "cuda") or (index and (kind != "cuda" or not index.isdigit())):
+        raise MlclsError(f"device {device!r}: the choice is auto, cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise MlclsError(f"device {device!r}: no GPU is available here (torch {torch.__version__}); use cpu or auto")
 
 
 def _load_models(path: Path, config: Config, num_labels: int, trust_remote_code: bool):

@@ -30,6 +30,9 @@ WEIGHTS = tuple(round(w, 2) for w in np.arange(0.0, 0.81, 0.1))
 
 @dataclass
 class LexicalModel:
+    """The TF-IDF + logistic-regression model that model.lexical blends with the encoder (a run's lexical/):
+    its vocabulary, idf and per-label coefficients, and the blend weight chosen on validation."""
+
     vocabulary: dict[str, int]
     idf: np.ndarray  # (features,)
     coef: np.ndarray  # (labels, features)

@@ -92,6 +92,7 @@ def _write_failed(run_dir: Path, exc: BaseException, full: bool) -> CheckpointWr
 
 
 def find_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint folder of an unfinished run (checkpoint/, or checkpoint.old/ left by a kill mid-write)."""
     for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
         if (run_dir / name / STATE).is_file():
             return run_dir / name
@@ -99,6 +100,7 @@ def find_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
+    """A checkpoint's weights, trainer state and progress, read as `mlcls train --resume` reads them."""
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file

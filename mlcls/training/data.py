@@ -21,6 +21,8 @@ from mlcls.training.split import training_split
 
 @dataclass
 class TrainResult:
+    """What train() returns: the finished run's directory and its metrics (metrics.json's content)."""
+
     run_dir: Path
     metrics: dict[str, Any]  # validation metrics of the kept epoch, plus timings
     main_process: bool = True  # under `accelerate launch`, only the main process reports

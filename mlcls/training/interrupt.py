@@ -23,6 +23,10 @@ _OURS = "_mlcls_stop_handler"  # marks the handlers installed here: a nested blo
 
 
 class StopSignal:
+    """A request to stop training at the next step boundary (Ctrl-C or SIGTERM while `on_signals()` runs; a
+    subclass may decide by itself in `should_stop`, as StopAfterStep does): the training then saves a checkpoint
+    and raises TrainingInterrupted."""
+
     def __init__(self) -> None:
         self.signum: int | None = None  # the first stop signal received, if any
 

@@ -48,6 +48,9 @@ from mlcls.tune.study import (
 
 @dataclass
 class TuneResult:
+    """What tune() returns: the study, its trials, the best one and its best.yaml, the base config's trial,
+    whether every slot is done, the searched keys' importances and the notes to show."""
+
     study: str
     storage: str  # what `optuna-dashboard` takes
     folder: Path  # runs/tune-<study>

@@ -60,6 +60,9 @@ class Param:
 
 @dataclass(frozen=True)
 class SearchSpace:
+    """A search space read from YAML (load_space): the config keys searched, each with its values or range and
+    the conditions under which it is drawn."""
+
     params: tuple[Param, ...]  # in sampling order: the keys that others depend on come first
     source: str = "space"
 
