@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from mlcls.cli.options import ConfigFile, JsonOut, Overrides, choices
-from mlcls.cli.output import check_apart, err, out, print_notes, write_atomically
+from mlcls.cli.output import check_apart, err, out, print_notes, require_stdout, write_atomically
 from mlcls.config import commented_yaml, load_config
 from mlcls.data import reuters as reuters_choices  # light: standard library only
 
@@ -29,6 +29,7 @@ ReutersLabels = choices("ReutersLabels", reuters_choices.CATEGORY_FIELDS)
 
 def losses() -> None:
     """List the losses `--loss` accepts, with their parameters and defaults."""
+    require_stdout("the list")
     from rich.table import Table
 
     from mlcls.loss_specs import LOSSES
@@ -47,6 +48,7 @@ def config_(config: ConfigFile = None, set_: Overrides = None) -> None:
     """Print the resolved config (defaults < FILE < --set), every key with its meaning.
 
     With no options this is configs/default.yaml: every key, its default and what it does."""
+    require_stdout("the config")
     cfg = load_config(config, set_ or [])
     print_notes(cfg.notes)
     out.print(commented_yaml(cfg, DEFAULT_CONFIG_HEADER), end="", markup=False, highlight=False)
@@ -91,6 +93,7 @@ def data_stats(
     top: Annotated[int, typer.Option(min=0, help="Labels listed by frequency (most and least frequent).")] = 10,
 ) -> None:
     """Records, labels per record, label frequencies (head / medium / tail), text length in tokens."""
+    require_stdout("the statistics")
     from mlcls.evaluation.data_stats import file_stats
     from mlcls.evaluation.report import stats_tables
 

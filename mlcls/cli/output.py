@@ -70,6 +70,16 @@ def check_apart(inputs: dict[str, str | Path | None], outputs: dict[str, Path | 
                                  "(choose two files)")
 
 
+def require_stdout(what: str) -> None:
+    """Refuse, before any work, a command whose result goes to standard output when the shell closed it (`>&-`:
+    Python then has no sys.stdout, and rich would drop the result without a word)."""
+    import sys
+
+    if sys.stdout is None:
+        raise MlclsError(f"standard output is closed, and {what} goes there: leave it open, or redirect it to a "
+                         "file (> FILE)")
+
+
 @contextmanager
 def rejects_file(path: Path | None) -> Iterator[IO[bytes] | None]:
     """The --rejects file, written atomically (and only complete when the command succeeds), or None."""

@@ -28,7 +28,7 @@ from mlcls.cli.options import (
     choices,
     value_of,
 )
-from mlcls.cli.output import check_apart, err, out, print_notes, rejects_file, write_atomically
+from mlcls.cli.output import check_apart, err, out, print_notes, rejects_file, require_stdout, write_atomically
 from mlcls.errors import MlclsError
 from mlcls.run.layout import LATEST
 
@@ -76,6 +76,7 @@ def eval_(
     trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Score a run on labelled data: F1, precision, recall, ranking, no-topic articles, per label."""
+    require_stdout("the report")
     from mlcls.evaluation.evaluate import DecisionOverrides, evaluate_runs
     from mlcls.evaluation.report import compare_table, per_label_table, summary_table
 
@@ -230,6 +231,8 @@ def _predict_local(file: str, model: Path | None, output: Path | None, mode: int
                 {f"the run {model or LATEST_RUN}": model or LATEST_RUN})
     if output is not None and output.is_dir():  # said now, not after the whole input is scored
         raise MlclsError(f"{output}: a folder; --output names the file the predictions go to")
+    if output is None:
+        require_stdout("the predictions (no --output)")
     from mlcls.data.records import FieldSpec, ReadPolicy, read_records
     from mlcls.decision.rules import with_overrides
     from mlcls.inference.loading import load_run

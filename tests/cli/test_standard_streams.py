@@ -60,3 +60,23 @@ def test_an_error_under_a_command_writing_to_stdout_is_not_blamed_on_stdout(trai
     result = _cli("predict", str(data), "--model", str(folder / "runs" / "tiny"))
     assert result.exit_code == 1
     assert result.stderr.startswith("internal error: OSError: [Errno 24] Too many open files"), result.stderr
+
+
+def test_a_closed_standard_output_is_said_where_the_result_would_go_there(trained, tmp_path):
+    """`mlcls eval >&-` exited 0 with its report dropped without a word; a command writing to a file goes on."""
+    folder, data, _ = trained
+    run = folder / "runs" / "tiny"
+
+    def closed(args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", f'"{sys.executable}" -m mlcls {args} >&-'], capture_output=True,
+                              text=True, timeout=300)
+
+    for args, what in ((f'eval "{run}"', "the report"), ("config", "the config"),
+                       (f'predict "{data}" --model "{run}"', "the predictions (no --output)")):
+        done = closed(args)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip() == (f"error: standard output is closed, and {what} goes there: leave it open, "
+                                        "or redirect it to a file (> FILE)")
+    written = closed(f'predict "{data}" --model "{run}" -o "{tmp_path / "p.jsonl"}"')
+    assert written.returncode == 0, written.stderr
+    assert (tmp_path / "p.jsonl").read_text().count("\n") == 12
