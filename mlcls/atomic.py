@@ -45,6 +45,18 @@ def describe_os_error(exc: BaseException) -> str:
     return text[:1].lower() + text[1:]
 
 
+def make_folder(folder: Path) -> None:
+    """mkdir -p `folder`; an OSError whose words name the cause: a file on the way ("data.jsonl is a file, not a
+    folder") where mkdir says only "file exists"."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is None:
+            raise
+        raise NotADirectoryError(exc.errno, f"{blocker} is a file, not a folder") from None
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """A full disk or quota, also as the libraries word it when they drop the errno (safetensors, torch)."""
     if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
@@ -159,7 +171,7 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
     (full disk, quota, permission, read-only) becomes a one-line WriteError naming `path`."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with suppress(OSError):  # a file system without modes (some network shares): its own default then
             os.fchmod(fd, _mode_for(path))

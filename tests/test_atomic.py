@@ -5,6 +5,7 @@ error that names the file and the cause, and leaves nothing half-written (the fu
 from __future__ import annotations
 
 import errno
+import re
 
 import pytest
 
@@ -91,3 +92,15 @@ def test_every_file_of_a_run_and_its_export_is_readable_as_open_would_make_it(tr
     assert result.exit_code == 0, result.output
     exported = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "exported").rglob("*") if p.is_file()}
     assert exported and {name: mode for name, mode in exported.items() if mode != expected} == {}
+
+
+def test_a_file_on_the_way_to_an_output_is_named(tmp_path):
+    """mkdir -p under a file says only 'file exists': the error names the file that is in the way."""
+    from mlcls.atomic import WriteError
+
+    blocker = tmp_path / "data.jsonl"
+    blocker.write_text("{}\n")
+    said = rf"cannot write \({re.escape(str(blocker))} is a file, not a folder"
+    with pytest.raises(WriteError, match=said), atomic_open(blocker / "sub" / "report.json") as handle:
+        handle.write("{}")
+    assert blocker.read_text() == "{}\n"

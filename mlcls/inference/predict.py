@@ -19,6 +19,7 @@ from mlcls.atomic import (
     close_quietly,
     describe_os_error,
     failed_write,
+    make_folder,
     open_for_writing,
     release_lock,
     try_lock,
@@ -266,7 +267,7 @@ def claim_output(output: Path) -> IO:
     """The lock on `output` for this process, or a one-line error when another process writes it now."""
     lock = output.with_name(f".{output.name}.lock")
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(output.parent)
         handle = try_lock(lock)
     except OSError as exc:
         raise WriteError(f"{output}: cannot write there ({describe_os_error(exc)})") from None
