@@ -130,9 +130,12 @@ class ModelCardData:
         return folds if isinstance(folds, int) else 1
 
     def support(self, label: str) -> float | None:
+        """Training articles with the label, counted as eval and `data stats` count them (a soft label from 0.5);
+        a run saved before label_stats.json counted articles: its confidences summed."""
         rows = (self.stats or {}).get("labels")
         if isinstance(rows, dict) and isinstance(rows.get(label), dict):
-            return rows[label].get("positives")
+            row = rows[label]
+            return row["articles"] if row.get("articles") is not None else row.get("positives")
         return None
 
 

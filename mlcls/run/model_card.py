@@ -137,13 +137,20 @@ def _body(card: ModelCardData) -> list[str]:
     return lines
 
 
+def _soft_counting(card: ModelCardData) -> str:
+    rows = (card.stats or {}).get("labels")
+    counted = isinstance(rows, dict) and all(isinstance(row, dict) and "articles" in row for row in rows.values())
+    # a run saved before label_stats.json counted articles has its confidences summed
+    return "a soft label counts from a confidence of 0.5" if counted else "soft labels count their confidence"
+
+
 def _labels_section(card: ModelCardData) -> list[str]:
     if not card.labels:
         return []
     kind = "out-of-fold F1" if card.out_of_fold else "validation F1"
     cutoffs = card.rule.cutoffs(card.labels) if card.rule is not None and card.rule.rule != "top_k" else None
     lines = [f"## Labels ({len(card.labels)})", "",
-             f"Training support: training articles with the label (soft labels count their confidence). "
+             f"Training support: training articles with the label ({_soft_counting(card)}). "
              f"{kind[0].upper() + kind[1:]}: "
              "on the data the decision rule was tuned on, under that rule (- where that data has no article with "
              "the label).", "",

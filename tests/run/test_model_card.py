@@ -110,6 +110,22 @@ def test_model_card_front_matter_and_sections(run_copy):
     assert f"commit {summary['git_commit'][:12]}" in card if summary.get("git_commit") else "trained with mlcls" in card
 
 
+def test_the_cards_training_support_counts_articles_as_eval_does(run_copy):
+    """A soft label counts from 0.5, as in eval's frequency groups and `mlcls data stats`; a run saved before
+    label_stats.json counted articles shows its confidences summed, and says so."""
+    path = run_copy / "label_stats.json"
+    stats = json.loads(path.read_text())
+    stats["labels"]["cocoa"].update(positives=6.0, articles=10.0)  # 10 articles at 0.6
+    path.write_text(json.dumps(stats))
+    card = render_model_card(run_copy)
+    assert "| cocoa | 10 |" in card and "a soft label counts from a confidence of 0.5" in card
+    for row in stats["labels"].values():
+        del row["articles"]
+    path.write_text(json.dumps(stats))
+    card = render_model_card(run_copy)
+    assert "| cocoa | 6 |" in card and "soft labels count their confidence" in card
+
+
 def test_base_model_is_the_hub_encoder_name(run_copy):
     config = yaml.safe_load((run_copy / "config.yaml").read_text())
     config["model"]["encoder"] = "sentence-transformers/all-MiniLM-L6-v2"
