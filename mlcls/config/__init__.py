@@ -10,6 +10,7 @@ from mlcls.config.loading import (
     absolute_data_paths,
     commented_yaml,
     config_help,
+    first_difference,
     load_config,
     read_yaml_mapping,
 )
@@ -28,4 +29,4 @@ from mlcls.config.sections import (
 
 __all__ = ["BUNDLED_ENCODER", "DATA_PATH_KEYS", "RUN_NAME_MAX_BYTES", "TRACKERS", "Config", "DataConfig", "LossConfig",
            "ModelConfig", "OutputConfig", "ThresholdConfig", "TrainConfig", "absolute_data_paths", "commented_yaml",
-           "config_help", "load_config", "read_yaml_mapping"]
+           "config_help", "first_difference", "load_config", "read_yaml_mapping"]

@@ -119,6 +119,17 @@ def absolute_data_paths(config: Config) -> Config:
     return config
 
 
+def first_difference(before: dict[str, Any], after: dict[str, Any]) -> tuple[str, Any, Any] | None:
+    """The first dotted key (section.key) whose value differs between two configs as `to_dict` gives them, with
+    both values; in the config's own order (loss.name before its parameters). None: the same."""
+    for section in [*before, *(name for name in after if name not in before)]:
+        old, new = before.get(section) or {}, after.get(section) or {}
+        for key in [*old, *(name for name in new if name not in old)]:
+            if old.get(key) != new.get(key):
+                return f"{section}.{key}", old.get(key), new.get(key)
+    return None
+
+
 def config_help(key: str) -> str:
     """The help of a dotted key (train.epochs), as declared on its field."""
     section, _, name = key.partition(".")

@@ -9,7 +9,7 @@ from typing import IO
 
 from rich.console import Console
 
-from mlcls.config import Config, load_config
+from mlcls.config import Config, first_difference, load_config
 from mlcls.errors import ConfigError
 from mlcls.run.find import resumable_run
 from mlcls.run.layout import CONFIG
@@ -49,19 +49,8 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
 def _check_resume_config(config: Config, resume: Path) -> None:
     """A resumed run goes on with the config it was started with: another one would train its remaining epochs
     otherwise while config.yaml still described the first (the CLI refuses other settings with --resume)."""
-    saved, given = _flat(load_config(resume / CONFIG).to_dict()), _flat(config.to_dict())
-    for key in [*saved, *(key for key in given if key not in saved)]:  # the config's order: loss.name first
-        if saved.get(key) != given.get(key):
-            raise ConfigError(f"{resume}: resuming continues the run with its own config ({resume / CONFIG}); "
-                              f"{key} is {saved.get(key)!r} there, {given.get(key)!r} here: pass "
-                              f"load_config('{resume / CONFIG}')")
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+    differ = first_difference(load_config(resume / CONFIG).to_dict(), config.to_dict())
+    if differ is not None:
+        key, saved, given = differ
+        raise ConfigError(f"{resume}: resuming continues the run with its own config ({resume / CONFIG}); "
+                          f"{key} is {saved!r} there, {given!r} here: pass load_config('{resume / CONFIG}')")

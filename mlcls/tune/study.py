@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from mlcls.atomic import describe_os_error, release_lock, try_lock
+from mlcls.config import first_difference
 from mlcls.errors import ConfigError, MlclsError
 from mlcls.run.layout import STUDY_DB, WORKERS
 from mlcls.tune.space import SearchSpace
@@ -176,7 +177,7 @@ def open_study(optuna, name: str, storage: Any, pruner: Any, base: dict[str, Any
     if held is None:
         study.set_user_attr(BASE_CONFIG_ATTR, base)
     elif held != base:
-        key, before, now = _first_difference(held, base)
+        key, before, now = first_difference(held, base) or ("config", held, base)
         raise ConfigError(f"study {name!r} was begun with another base config ({key}: {before!r} then, {now!r} now):"
                           " resume it with the same config and --set options, or start another with --study NAME")
     if space is not None:
@@ -215,15 +216,6 @@ def _space_difference(held: list[dict[str, Any]], now: list[dict[str, Any]]) -> 
                          if before[key].get(f) != after[key].get(f))
             return f"{key}: {field} {before[key].get(field)!r} then, {after[key].get(field)!r} now"
     return "its entries differ"
-
-
-def _first_difference(held: dict[str, Any], base: dict[str, Any]) -> tuple[str, Any, Any]:
-    for section in sorted(set(held) | set(base)):
-        before, now = held.get(section) or {}, base.get(section) or {}
-        for key in sorted(set(before) | set(now)):
-            if before.get(key) != now.get(key):
-                return f"{section}.{key}", before.get(key), now.get(key)
-    return "config", held, base
 
 
 @dataclass(frozen=True)
