@@ -6,7 +6,7 @@ loading.py resolves files and overrides. No torch here: `mlcls --help` must stay
 """
 
 from mlcls.config.loading import (
-    DATA_PATH_KEYS,
+    ABSOLUTE_PATH_KEYS,
     absolute_data_paths,
     commented_yaml,
     config_help,
@@ -16,6 +16,7 @@ from mlcls.config.loading import (
 )
 from mlcls.config.sections import (
     BUNDLED_ENCODER,
+    DATA_PATH_KEYS,
     RUN_NAME_MAX_BYTES,
     TRACKERS,
     Config,
@@ -27,6 +28,7 @@ from mlcls.config.sections import (
     TrainConfig,
 )
 
-__all__ = ["BUNDLED_ENCODER", "DATA_PATH_KEYS", "RUN_NAME_MAX_BYTES", "TRACKERS", "Config", "DataConfig", "LossConfig",
-           "ModelConfig", "OutputConfig", "ThresholdConfig", "TrainConfig", "absolute_data_paths", "commented_yaml",
-           "config_help", "first_difference", "load_config", "read_yaml_mapping"]
+__all__ = ["ABSOLUTE_PATH_KEYS", "BUNDLED_ENCODER", "DATA_PATH_KEYS", "RUN_NAME_MAX_BYTES", "TRACKERS", "Config",
+           "DataConfig", "LossConfig", "ModelConfig", "OutputConfig", "ThresholdConfig", "TrainConfig",
+           "absolute_data_paths", "commented_yaml", "config_help", "first_difference", "load_config",
+           "read_yaml_mapping"]

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from mlcls.config.fields import reject_unknown
-from mlcls.config.sections import Config, dotted_keys
+from mlcls.config.sections import DATA_PATH_KEYS, Config, dotted_keys
 from mlcls.errors import ConfigError
 
 
@@ -100,19 +100,19 @@ def _key_line(path: Path, dotted: str) -> int | None:
     return key_node.start_mark.line + 1
 
 
-# The data section's file keys (saved absolute with a run; hashed into its provenance.json).
-DATA_PATH_KEYS = ("train", "validation", "test")
+# The keys absolute_data_paths rewrites (dotted): what a run's config.yaml holds absolute.
+ABSOLUTE_PATH_KEYS = (*(f"data.{key}" for key in DATA_PATH_KEYS), "model.encoder")
+
+
 def absolute_data_paths(config: Config) -> Config:
     """The config with its data files (data.train, data.validation, data.test) made absolute, in place, and
     returned; and model.encoder too when it names a folder here (not a Hub name). A run saves its config this way
     so that `mlcls eval` and `train --resume` find the files from any folder: a relative path in a run's
     config.yaml means "relative to where the run was trained"."""
     for key in DATA_PATH_KEYS:
-        value = getattr(config.data, key)
-        if value and "://" not in value and not Path(value).expanduser().is_absolute():
-            setattr(config.data, key, str(Path(value).absolute()))
-        elif value and value.startswith("~"):  # a config built in Python, not through from_dict
-            setattr(config.data, key, str(Path(value).expanduser()))
+        value = getattr(config.data, key)  # ~ too: a config built in Python has not been through from_dict
+        if value and "://" not in value and (value.startswith("~") or not Path(value).is_absolute()):
+            setattr(config.data, key, str(Path(value).expanduser().absolute()))
     encoder = Path(config.model.encoder).expanduser() if config.model.encoder else None
     if encoder is not None and encoder.is_dir() and not Path(config.model.encoder).is_absolute():
         config.model.encoder = str(encoder.absolute())

@@ -303,10 +303,12 @@ def _check_run_name(name: str) -> None:
            "adds 12 to its name)")
 
 
+# The data section's file keys (saved absolute with a run; hashed into its provenance.json).
+DATA_PATH_KEYS = ("train", "validation", "test")
 # Keys that name a file or folder: a leading ~ is the user's home there, as in a shell. (train.cache_dir is
 # expanded where it is used, cache_root, and kept as written: a config printed by `mlcls config` stays portable.)
-PATH_KEYS = (("data", "train"), ("data", "validation"), ("data", "test"), ("model", "encoder"),
-             ("model", "init_from"), ("output", "dir"))
+PATH_KEYS = (*(("data", key) for key in DATA_PATH_KEYS), ("model", "encoder"), ("model", "init_from"),
+             ("output", "dir"))
 
 
 def _expand_home(config: Config) -> None:

@@ -6,7 +6,6 @@ the trial; its unfinished run is then removed, or kept (`--keep-pruned`: `mlcls 
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
-from mlcls.config import Config, absolute_data_paths, load_config, read_yaml_mapping
+from mlcls.config import ABSOLUTE_PATH_KEYS, Config, absolute_data_paths, load_config, read_yaml_mapping
 from mlcls.errors import ConfigError, RunDirError
 from mlcls.run.checkpoint import find_checkpoint
 from mlcls.run.files import is_trained, peek_metrics
@@ -137,13 +136,11 @@ def check_same_values(run: Path, values: dict[str, Any], number: int) -> None:
 def _as_saved(key: str, value: Any) -> Any:
     """A searched value as a run's config.yaml holds it: data files, and an encoder named by a local folder,
     absolute (run/files.write_config), so that the run is evaluated and resumed from any folder."""
-    if not isinstance(value, str) or "://" in value:
+    if not isinstance(value, str) or key not in ABSOLUTE_PATH_KEYS:
         return value
     section, _, name = key.partition(".")
     probe = Config()
-    if (section, name) not in (("data", "train"), ("data", "validation"), ("data", "test"), ("model", "encoder")):
-        return value
-    setattr(getattr(probe, section), name, os.path.expanduser(value))
+    setattr(getattr(probe, section), name, value)
     return getattr(getattr(absolute_data_paths(probe), section), name)
 
 
