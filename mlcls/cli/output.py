@@ -36,16 +36,16 @@ def check_apart(inputs: dict[str, str | Path | None], outputs: dict[str, Path | 
     RUN/thresholds.json` would break the run)."""
     import os
 
+    folders = {name: os.path.realpath(run) for name, run in (runs or {}).items() if run is not None}
     for name, path in outputs.items():
-        if path is not None and str(path) == "-" and name != "--output":  # -o - is stdout; the others are files
+        if path is None:
+            continue
+        if str(path) == "-" and name != "--output":  # -o - is stdout; the others are files
             raise MlclsError(f"{name} -: name a file (standard output is for the command's own output)")
-        if path is not None:  # predict's --output has its checksum beside it; the others a temporary name only
-            check_name_room(path, OUTPUT_NAME_ROOM if name == "--output" else TEMPORARY_NAME_ROOM, name)
-    for name, path in outputs.items():
-        for run_name, run in (runs or {}).items():
-            folder = os.path.realpath(run) if run is not None else None
-            if path is not None and folder is not None and os.path.isdir(folder) and \
-                    os.path.realpath(path).startswith(folder + os.sep):
+        # predict's --output has its checksum beside it; the others a temporary name only
+        check_name_room(path, OUTPUT_NAME_ROOM if name == "--output" else TEMPORARY_NAME_ROOM, name)
+        for run_name, folder in folders.items():
+            if os.path.isdir(folder) and os.path.realpath(path).startswith(folder + os.sep):
                 raise MlclsError(f"{path}: {name} is inside {run_name} ({folder}); writing it would change that "
                                  "run (choose a file outside it)")
 

@@ -105,11 +105,10 @@ def _resolve(config: Path | None, set_: list[str] | None, options: dict[str, Any
     if resume is None:
         if trust_remote_code:
             options = {**options, "model.trust_remote_code": True}
-        resolved = load_config(config, set_ or [], options)
-        if resolved.model.init_from is not None:
-            from mlcls.run.parent import check_parent_code
+        from mlcls.run.parent import check_parent_code
 
-            check_parent_code(resolved.model.init_from, trust_remote_code)
+        resolved = load_config(config, set_ or [], options)
+        check_parent_code(resolved.model.init_from, trust_remote_code)
         return resolved, None
     given = [k for k, v in options.items() if v is not None] + (["--config"] if config else []) + (
         ["--set"] if set_ else [])

@@ -62,10 +62,9 @@ def tune(
     require_optuna()  # before any reading: the one-line install hint
     options = {"output.dir": out_dir and str(out_dir), "model.trust_remote_code": trust_remote_code or None}
     cfg = load_config(config, set_ or [], options)
-    if cfg.model.init_from is not None:  # a trial starts from it: its code runs only with the flag (as in train)
-        from mlcls.run.parent import check_parent_code
+    from mlcls.run.parent import check_parent_code
 
-        check_parent_code(cfg.model.init_from, trust_remote_code)
+    check_parent_code(cfg.model.init_from, trust_remote_code)  # a trial starts from it: its code needs the flag
     print_notes(cfg.notes)
     from mlcls.training.host_malloc import keep_freed_memory
     from mlcls.tune.search import tune as run_search

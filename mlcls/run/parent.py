@@ -136,12 +136,15 @@ def _encoder_identity(source: str, trust_remote_code: bool) -> tuple[str, dict[s
     return family, dict(tokenizer.get_vocab())
 
 
-def check_parent_code(init_from: str, trusted: bool) -> None:
-    """Refuse, in one line and before anything is loaded, a run to start from that asks to run its own code,
-    unless the command line said --trust-remote-code (`trusted`). Not model.trust_remote_code: a config's key
-    was written for the user's own encoder, and the run may come from someone else."""
+def check_parent_code(init_from: str | None, trusted: bool) -> None:
+    """Refuse, in one line and before anything is loaded, a run to start from (model.init_from; None: none) that
+    asks to run its own code, unless the command line said --trust-remote-code (`trusted`). Not
+    model.trust_remote_code: a config's key was written for the user's own encoder, and the run may come from
+    someone else."""
     from mlcls.run.model_files import check_remote_code
 
+    if init_from is None:
+        return
     parent = read_parent(init_from)
     check_remote_code(parent.path, [parent.path / ENCODER], parent.config, trusted)
 
