@@ -51,6 +51,7 @@ _WHERE = {
     "build_model": "mlcls.model.classifier",
     "set_inference_pad_multiple": "mlcls.data.batching",
     "set_unpadded_scoring": "mlcls.model.unpadded",  # scoring on real tokens only (on by default)
+    "use_training_attention": "mlcls.model.attention",  # eager attention for training on a CPU
     "score_chunk": "mlcls.inference.scoring",
     # a run's files, read as mlcls reads them
     "read_rule": "mlcls.run.files", "read_labels": "mlcls.run.files", "peek_label_stats": "mlcls.run.files",

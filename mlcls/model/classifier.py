@@ -15,6 +15,7 @@ from torch import nn
 from mlcls.config import BUNDLED_ENCODER, ModelConfig
 from mlcls.errors import ConfigError, MlclsError
 from mlcls.model import unpadded
+from mlcls.model.attention import attention_dropout_setting
 
 
 def quiet_transformers() -> None:
@@ -47,14 +48,16 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
         raise _cannot_load(name, exc) from None
 
 
-def load_encoder(name: str, trust_remote_code: bool = False):
-    """(encoder, tokenizer) from a hub name or local folder; weights only from safetensors."""
+def load_encoder(name: str, trust_remote_code: bool = False, attention_dropout: float | None = None):
+    """(encoder, tokenizer) from a hub name or local folder; weights only from safetensors. `attention_dropout`:
+    model.attention_dropout (None: the encoder's own)."""
     from transformers import AutoModel
 
     tokenizer = load_tokenizer(name, trust_remote_code)
+    settings = attention_dropout_setting(resolve_encoder(name), attention_dropout, trust_remote_code)
     try:
         encoder = AutoModel.from_pretrained(resolve_encoder(name), use_safetensors=True,
-                                            trust_remote_code=trust_remote_code)
+                                            trust_remote_code=trust_remote_code, **settings)
     except (OSError, ValueError) as exc:
         raise _cannot_load(name, exc) from None
     return encoder, tokenizer
@@ -242,7 +245,7 @@ def build_model(config: ModelConfig, labels: list[str]):
     """(model, tokenizer) for training: model.head picks mlcls's linear head or the Transformers-native one."""
     if config.head == "transformers":
         return load_native(config, labels)
-    encoder, tokenizer = load_encoder(config.encoder, config.trust_remote_code)
+    encoder, tokenizer = load_encoder(config.encoder, config.trust_remote_code, config.attention_dropout)
     return MultiLabelClassifier(encoder, len(labels), config.pooling, config.dropout), tokenizer
 
 
@@ -255,12 +258,13 @@ def load_native(config: ModelConfig, labels: list[str]):
 
     quiet_transformers()
     source = resolve_encoder(config.encoder)
+    settings = attention_dropout_setting(source, config.attention_dropout, config.trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code)
         model = AutoModelForSequenceClassification.from_pretrained(
             source, use_safetensors=True, trust_remote_code=config.trust_remote_code, num_labels=len(labels),
             problem_type="multi_label_classification", id2label=dict(enumerate(labels)),
-            label2id={name: i for i, name in enumerate(labels)}, classifier_dropout=config.dropout)
+            label2id={name: i for i, name in enumerate(labels)}, classifier_dropout=config.dropout, **settings)
     except (OSError, ValueError) as exc:  # ValueError: no sequence-classification class, remote code needed, ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MlclsError(f"cannot load '{config.encoder}' as AutoModelForSequenceClassification (model.head: "

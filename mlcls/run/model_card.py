@@ -224,7 +224,8 @@ def _training_section(card: ModelCardData, model: dict[str, Any], train: dict[st
         ("encoder", f"`{card.encoder}`"),
         ("pooling", "the architecture's own (model.head transformers)" if card.native else model.get("pooling")),
         ("max length", f"{model.get('max_length')} tokens"),
-        ("dropout", model.get("dropout")),
+        ("dropout", model.get("dropout") if model.get("attention_dropout") is None
+         else f"{model.get('dropout')}, on attention weights {model.get('attention_dropout')}"),
         ("loss", f"{loss.get('name', 'bce')}" + (f" ({loss_params})" if loss_params else "")),
         ("epochs", f"{card.metrics.get('epochs_trained', train.get('epochs'))} trained, epoch "
                    f"{card.metrics.get('best_epoch', '?')} kept (best validation {train.get('select_metric')})"),

@@ -8,6 +8,7 @@ Weights are loaded from safetensors only. Remote code (`trust_remote_code`) runs
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from mlcls.atomic import open_permissions
 from mlcls.config import Config
@@ -56,10 +57,12 @@ def check_remote_code(run: Path, model_dirs: list[Path], config: Config, trusted
                           "unless you allow it for this command: add --trust-remote-code if you trust its source")
 
 
-def load_model(folder: Path, config: Config, num_labels: int, trust_remote_code: bool = False):
+def load_model(folder: Path, config: Config, num_labels: int, trust_remote_code: bool = False,
+               encoder_settings: dict[str, Any] | None = None):
     """(classifier, tokenizer) of one model folder (encoder/ + head.safetensors; with model.head transformers
     encoder/ alone, the whole AutoModelForSequenceClassification), checked to be whole. `trust_remote_code`:
-    the caller's decision (check_remote_code), never the run's own config."""
+    the caller's decision (check_remote_code), never the run's own config. `encoder_settings`: configuration
+    overrides for from_pretrained (a training started from the run: model.attention_dropout)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
@@ -69,7 +72,8 @@ def load_model(folder: Path, config: Config, num_labels: int, trust_remote_code:
     kind = AutoModelForSequenceClassification if native else AutoModel
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder / ENCODER, trust_remote_code=trust)
-        encoder = kind.from_pretrained(folder / ENCODER, use_safetensors=True, trust_remote_code=trust)
+        encoder = kind.from_pretrained(folder / ENCODER, use_safetensors=True, trust_remote_code=trust,
+                                       **(encoder_settings or {}))
     except (OSError, ValueError) as exc:
         raise RunDirError(f"{folder / ENCODER}: cannot load ({str(exc).splitlines()[0]})") from None
     check_tokenizer_fits(folder / ENCODER, tokenizer, encoder)

@@ -149,15 +149,18 @@ def check_parent_code(init_from: str | None, trusted: bool) -> None:
     check_remote_code(parent.path, [parent.path / ENCODER], parent.config, trusted)
 
 
-def load_parent_model(parent: ParentRun, trust_remote_code: bool):
+def load_parent_model(parent: ParentRun, trust_remote_code: bool, attention_dropout: float | None = None):
     """(classifier, tokenizer) of the parent, as `mlcls predict` would load it: weights from safetensors only, and
-    code the run carries runs only with the user's trust_remote_code (model_files.check_remote_code)."""
+    code the run carries runs only with the user's trust_remote_code (model_files.check_remote_code).
+    `attention_dropout`: the training's model.attention_dropout (None: the parent encoder's own)."""
+    from mlcls.model.attention import attention_dropout_setting
     from mlcls.model.classifier import quiet_transformers
     from mlcls.run.model_files import check_remote_code, load_model  # transformers: only when it is needed
 
     quiet_transformers()
     check_remote_code(parent.path, [parent.path / ENCODER], parent.config, trust_remote_code)
-    return load_model(parent.path, parent.config, len(parent.labels), trust_remote_code)
+    settings = attention_dropout_setting(str(parent.path / ENCODER), attention_dropout, trust_remote_code)
+    return load_model(parent.path, parent.config, len(parent.labels), trust_remote_code, settings)
 
 
 def weight_files(run: Path) -> list[Path]:

@@ -67,7 +67,8 @@ def start_data(start: Start | None, data: TrainingData, console: Console | None)
 def start_model(config: Config, data: TrainingData, start: Start):
     """(model, tokenizer) to train from the run: its model with a row per label of this training (the shared
     labels' rows the run's, the new ones at their prior log-odds, as recipe.prepare starts a fresh head)."""
-    parent_model, tokenizer = load_parent_model(start.parent, config.model.trust_remote_code)
+    parent_model, tokenizer = load_parent_model(start.parent, config.model.trust_remote_code,
+                                                config.model.attention_dropout)
     model = carry_over(parent_model, start.parent.labels, data.labels.labels, data.stats.prior(), config.model)
     if config.model.head == "transformers":  # pipeline() truncates at the tokenizer's length: this run's own
         tokenizer.model_max_length = config.model.max_length

@@ -27,6 +27,7 @@ from mlcls.decision.metrics import compute_metrics
 from mlcls.decision.rules import DecisionRule
 from mlcls.decision.tuning import choose_thresholds, untuned_rule
 from mlcls.errors import resume_command
+from mlcls.model.attention import use_training_attention
 from mlcls.model.classifier import build_model, check_max_length, set_trainable
 from mlcls.model.lexical import fit_lexical
 from mlcls.model.losses import build_loss
@@ -136,6 +137,7 @@ def prepare(config: Config, data: TrainingData, accelerator, console: Console, r
     check_max_length(model, config.model)
     set_trainable(model, config.train.freeze_encoder, config.train.train_top_layers)
     model.to(device)
+    use_training_attention(model, device)  # eager on a CPU: fused attention trains slowly there (attention.py)
     pad_id = tokenizer.pad_token_id or 0
     inputs = prepare_inputs(config, data, accelerator, model, tokenizer, pad_id, console)
 

@@ -1,0 +1,63 @@
+"""How the encoder's attention runs in training: its dropout (model.attention_dropout) and, on a CPU, its kernel.
+
+Why both matter on a CPU (the bundled MiniLM, bf16 autocast, a training step of 60 windows of 128 tokens, 2-core
+AMD EPYC; scripts/bench_attention.py, docs/benchmarks.md "Attention in training on the CPU"): PyTorch's fused
+CPU attention (scaled_dot_product_attention's flash kernel) has no dropout, so with the encoder's own attention
+dropout (0.1 for BERT-like checkpoints) every step falls back to its unfused path and draws a Bernoulli mask over
+every (window, head, query, key), about 71 million draws per step here and a fifth of the step's time; without
+dropout it takes the flash kernel, whose backward pass is slow on a CPU (a third of the step). transformers'
+"eager" attention (two batched matrix products and a softmax) is as fast as the unfused path with dropout and
+about 1.4x faster than flash for the whole step without it. So training on a CPU uses eager attention, and
+`model.attention_dropout: 0` is what makes a CPU step cheaper; whether it costs accuracy is a measured choice
+per config, not a default. GPUs keep transformers' own choice (their fused kernels train fast).
+
+Scoring (validation, eval, predict, serve) is unchanged: a model in eval mode applies no dropout, forward-only
+flash is as fast as eager, the saved encoder's config does not record the kernel, and a run loads as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlcls.errors import ConfigError
+
+# Where transformers' configs keep the dropout on attention weights: BERT, RoBERTa, DeBERTa, ELECTRA, XLM-R, ...
+# call it attention_probs_dropout_prob; DistilBERT, ModernBERT and most newer ones attention_dropout.
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def attention_dropout_setting(source: str, value: float | None, trust_remote_code: bool = False) -> dict[str, Any]:
+    """The from_pretrained keyword that sets the encoder at `source` to `value` attention dropout ({} for null:
+    the encoder's own). The config is read to find its key: a keyword it lacks would reach the model's
+    constructor and fail there, or be ignored."""
+    if value is None:
+        return {}
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"model.attention_dropout: cannot read the configuration of '{source}': {first}") from None
+    for key in ATTENTION_DROPOUT_KEYS:
+        if hasattr(config, key):
+            return {key: value}
+    raise ConfigError(f"model.attention_dropout: the encoder '{source}' ({config.model_type}) has no attention "
+                      f"dropout setting ({' or '.join(ATTENTION_DROPOUT_KEYS)}); set it to null")
+
+
+def use_training_attention(model, device) -> str | None:
+    """On a CPU, switch the model's transformers encoder to eager attention for training (see the module's
+    docstring); returns the implementation set, or None where it keeps its own (a GPU, a model without
+    transformers' switch, or one that has no eager implementation)."""
+    if device.type != "cpu":
+        return None
+    encoder = getattr(model, "encoder", None) or getattr(model, "model", None)  # linear head / transformers head
+    switch = getattr(encoder, "set_attn_implementation", None)
+    if switch is None:
+        return None
+    try:
+        switch("eager")
+    except (ValueError, ImportError):  # remote code that offers only its own kernel: it trains as it is
+        return None
+    return "eager"
