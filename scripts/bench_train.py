@@ -93,7 +93,8 @@ def hf_worker(args: argparse.Namespace, best: bool) -> dict:
 
 
 def mlcls_worker(args: argparse.Namespace, glibc_as_it_comes: bool = False) -> dict:
-    """Runs in its own process: `mlcls train` on configs/reuters.yaml's recipe over the whole training file,
+    """Runs in its own process: `mlcls train` on configs/reuters.yaml's recipe over the whole training file, each
+    article truncated at max_length as the Trainer arms read it (the config itself reads whole articles in chunks),
     stopped after STEPS optimizer steps the way Ctrl-C stops it (a StopSignal); the checkpoint it saves
     holds the loop's own time and sample count."""
     from rich.console import Console
@@ -109,6 +110,7 @@ def mlcls_worker(args: argparse.Namespace, glibc_as_it_comes: bool = False) -> d
     config = load_config("configs/reuters.yaml", [
         f"data.train={args.train}", f"data.validation={val_file}", "train.epochs=1",
         f"train.batch_size={args.batch_size}", f"model.max_length={args.max_length}",
+        "model.long_text=truncate",  # one window per article, as the Trainer reads it (the config reads chunks)
         f"train.cache_dir={folder / 'cache'}", f"output.dir={folder / 'runs'}", "output.name=bench",
     ])
     try:
