@@ -61,7 +61,7 @@ class ModelConfig:
     dropout: float = setting(0.1, "before the linear head")
     attention_dropout: float | None = setting(
         None, "training: the encoder's dropout on attention weights (null: the encoder's own, 0.1 for the bundled "
-        "MiniLM); 0 makes a training step on a CPU about 1.4x faster (docs/benchmarks.md)")
+        "MiniLM); 0 makes a training step on a CPU about 1.3x faster (docs/benchmarks.md)")
     max_length: int = setting(128, "tokens the encoder reads at once: the whole text (truncate), its head and tail "
                               "(head_tail), or each window (chunks)")
     long_text: Literal["truncate", "head_tail", "chunks"] = setting(
@@ -135,7 +135,7 @@ class TrainConfig:
     batch_size: int = setting(16, "training batch size")
     lr: float = setting(1e-4, "encoder learning rate")
     # The head learns ~30x faster than the encoder: with one shared small rate its biases cannot reach
-    # the labels' log-prior odds (about -4 on Reuters) within a few hundred steps (README, "Training recipe").
+    # the labels' log-prior odds (about -4 on Reuters) within a few hundred steps (README, `mlcls train`).
     head_lr: float = setting(3e-3, "head learning rate (~30x the encoder's; its bias starts at the label log-odds)")
     weight_decay: float = setting(0.01, "AdamW; not applied to biases and LayerNorm weights")
     warmup_ratio: float = setting(0.1, "share of steps with linear warm-up, then linear decay to 0")

@@ -4,12 +4,13 @@ Why both matter on a CPU (the bundled MiniLM, bf16 autocast, a training step of 
 AMD EPYC; scripts/bench_attention.py, docs/benchmarks.md "Attention in training on the CPU"): PyTorch's fused
 CPU attention (scaled_dot_product_attention's flash kernel) has no dropout, so with the encoder's own attention
 dropout (0.1 for BERT-like checkpoints) every step falls back to its unfused path and draws a Bernoulli mask over
-every (window, head, query, key), about 71 million draws per step here and a fifth of the step's time; without
-dropout it takes the flash kernel, whose backward pass is slow on a CPU (a third of the step). transformers'
-"eager" attention (two batched matrix products and a softmax) is as fast as the unfused path with dropout and
-about 1.4x faster than flash for the whole step without it. So training on a CPU uses eager attention, and
-`model.attention_dropout: 0` is what makes a CPU step cheaper; whether it costs accuracy is a measured choice
-per config, not a default. GPUs keep transformers' own choice (their fused kernels train fast).
+every (window, head, query, key), about 71 million draws per step here; without dropout it takes the flash
+kernel, whose backward pass is slow on a CPU. transformers' "eager" attention (two batched matrix products and a
+softmax) computes the same and was faster in both cases: 1.17-1.30x a step with the dropout, 1.11-1.17x without.
+So training on a CPU uses eager attention. The dropout itself costs too: at `model.attention_dropout: 0` an eager
+step was 1.29-1.37x faster (a Reuters training 1,416 s against 1,828 s); whether that costs accuracy is measured
+per config (on Reuters' CPU config it did, on validation), so it is a key, not a default. GPUs keep
+transformers' own choice (their fused kernels train fast).
 
 Scoring (validation, eval, predict, serve) is unchanged: a model in eval mode applies no dropout, forward-only
 flash is as fast as eager, the saved encoder's config does not record the kernel, and a run loads as before.
