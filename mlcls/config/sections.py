@@ -61,7 +61,8 @@ class ModelConfig:
     dropout: float = setting(0.1, "before the linear head")
     attention_dropout: float | None = setting(
         None, "training: the encoder's dropout on attention weights (null: the encoder's own, 0.1 for the bundled "
-        "MiniLM); 0 makes a training step on a CPU about 1.3x faster (docs/benchmarks.md)")
+        "MiniLM, or the init_from run's as it was trained); 0 makes a training step on a CPU about 1.3x faster "
+        "(docs/benchmarks.md)")
     max_length: int = setting(128, "tokens the encoder reads at once: the whole text (truncate), its head and tail "
                               "(head_tail), or each window (chunks)")
     long_text: Literal["truncate", "head_tail", "chunks"] = setting(
@@ -284,6 +285,9 @@ class Config:
         check(not (config.model.long_text == "chunks" and config.train.freeze_encoder),
                "train.freeze_encoder caches one vector per article; model.long_text chunks needs one per window: "
                "use truncate or head_tail with a frozen encoder")
+        check(not (config.model.attention_dropout is not None and config.train.freeze_encoder),
+              "model.attention_dropout acts while the encoder trains; train.freeze_encoder computes its vectors once, "
+              "without dropout: set model.attention_dropout to null")
         return config
 
     def save(self, path: Path) -> None:

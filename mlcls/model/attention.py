@@ -12,8 +12,10 @@ step was 1.29-1.37x faster (a Reuters training 1,416 s against 1,828 s); whether
 per config (on Reuters' CPU config it did, on validation), so it is a key, not a default. GPUs keep
 transformers' own choice (their fused kernels train fast).
 
-Scoring (validation, eval, predict, serve) is unchanged: a model in eval mode applies no dropout, forward-only
-flash is as fast as eager, the saved encoder's config does not record the kernel, and a run loads as before.
+What a run is does not change: the saved encoder's config does not record the kernel, so eval, predict, serve and
+exports load it with transformers' own. Validation during training scores the training model, eager where the
+unpadded forward (unpadded.py) does not take the pass: the same arithmetic in eval mode (no dropout), its pooled
+vectors within float rounding of the fused kernel's.
 """
 
 from __future__ import annotations
@@ -61,4 +63,6 @@ def use_training_attention(model, device) -> str | None:
         switch("eager")
     except (ValueError, ImportError):  # remote code that offers only its own kernel: it trains as it is
         return None
-    return "eager"
+    # A model whose attention predates transformers' attention interface keeps its kernel, with a logged warning
+    # (which quiet_transformers hides) instead of an error: read what it runs now.
+    return "eager" if getattr(encoder.config, "_attn_implementation", None) == "eager" else None

@@ -55,7 +55,8 @@ def test_an_encoder_without_the_setting_is_refused_in_one_line(tmp_path):
 
 def test_eager_attention_on_a_cpu_trains_the_same_model(tiny_encoder):
     """The switch changes the kernel, not the arithmetic: the same logits and gradients as transformers' own
-    attention (no dropout, so both draw nothing), with padding in the batch."""
+    attention, with padding in the batch (no dropout on attention weights, which only the unfused paths draw; the
+    hidden dropout draws the same masks in both, each seeded alike)."""
     results = []
     for eager in (False, True):
         encoder, _ = load_encoder(str(tiny_encoder), attention_dropout=0.0)
@@ -79,12 +80,43 @@ def test_a_gpu_keeps_transformers_choice(tiny_encoder):
     assert use_training_attention(torch.nn.Linear(2, 2), torch.device("cpu")) is None  # no transformers switch
 
 
-def test_a_run_trained_without_attention_dropout_loads_and_starts_runs(tiny_encoder, tmp_path):
+def test_a_switch_that_changes_nothing_is_not_reported_as_eager():
+    """transformers only logs a warning for a model whose attention predates its attention interface."""
+    from types import SimpleNamespace
+
+    class OldStyle(torch.nn.Module):
+        config = SimpleNamespace(_attn_implementation="sdpa")
+
+        def set_attn_implementation(self, name):  # keeps its kernel, as transformers does for such a model
+            pass
+
+    model = torch.nn.Module()
+    model.encoder = OldStyle()
+    assert use_training_attention(model, torch.device("cpu")) is None
+
+
+def test_a_frozen_encoder_refuses_attention_dropout():
+    with pytest.raises(ConfigError, match="model.attention_dropout acts while the encoder trains"):
+        load_config(None, overrides=["model.attention_dropout=0", "train.freeze_encoder=true"])
+
+
+def test_a_run_trained_without_attention_dropout_loads_and_starts_runs(tiny_encoder, tmp_path, monkeypatch):
+    import mlcls.training.recipe as recipe
+
+    trained_with = []
+
+    def spy(model, device):  # what the training steps run: the real switch, then the model's own state
+        chosen = use_training_attention(model, device)
+        trained_with.append((chosen, model.encoder.config._attn_implementation, attention_dropouts(model)))
+        return chosen
+
+    monkeypatch.setattr(recipe, "use_training_attention", spy)
     data = write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS)
     config = tiny_config(tmp_path, tiny_encoder, data)
     result = _cli("train", "-c", str(config), "--name", "a0", "--set", "model.attention_dropout=0",
                   "--set", "train.epochs=2")
     assert result.exit_code == 0, result.output
+    assert trained_with == [("eager", "eager", {0.0})]  # the tiny config trains on the CPU
     run = tmp_path / "runs" / "a0"
     saved = json.loads((run / "encoder" / "config.json").read_text())
     assert saved["attention_probs_dropout_prob"] == 0.0 and "_attn_implementation" not in saved
