@@ -60,13 +60,18 @@ CPU_BATCH_SIZE = 16
 GPU_BATCH_SIZE = 64
 
 
+def _at_least_one(name: str, value: int) -> int:
+    """`value`, refused in one line unless it is an integer of at least 1 (a caller of the API can pass anything)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MlclsError(f"{name} must be an integer of at least 1, got {value!r}")
+    return value
+
+
 def inference_batch_size(device, asked: int | None) -> int:
     """`asked` (--batch-size), or the default for `device`. The CLI refuses a size below 1; so does this, for
     the API (-1 left every score at 0.5: no batch filled the zeroed result)."""
     if asked is not None:
-        if isinstance(asked, bool) or not isinstance(asked, int) or asked < 1:
-            raise MlclsError(f"batch_size must be an integer of at least 1, got {asked!r}")
-        return asked
+        return _at_least_one("batch_size", asked)
     return GPU_BATCH_SIZE if torch.device(device).type == "cuda" else CPU_BATCH_SIZE
 
 
@@ -91,8 +96,7 @@ def score_records(
     run: LoadedRun, records: Iterable[Record], batch_size: int | None, chunk_records: int = CHUNK_RECORDS
 ) -> Iterator[tuple[list[Record], np.ndarray]]:
     """Yield (records, scores) chunk by chunk (`chunk_records` at a time), in input order (score_chunk)."""
-    if isinstance(chunk_records, bool) or not isinstance(chunk_records, int) or chunk_records < 1:
-        raise MlclsError(f"chunk_records must be an integer of at least 1, got {chunk_records!r}")  # 0 scored none
+    _at_least_one("chunk_records", chunk_records)  # 0 scored none
     iterator = iter(records)
     while chunk := list(islice(iterator, chunk_records)):
         yield chunk, score_chunk(run, chunk, batch_size)

@@ -55,7 +55,7 @@ def use_training_attention(model, device) -> str | None:
     transformers' switch, or one that has no eager implementation)."""
     if device.type != "cpu":
         return None
-    encoder = getattr(model, "encoder", None) or getattr(model, "model", None)  # linear head / transformers head
+    encoder = getattr(model, "encoder", None)  # both heads name their transformers model so (classifier.py)
     switch = getattr(encoder, "set_attn_implementation", None)
     if switch is None:
         return None

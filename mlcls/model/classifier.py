@@ -54,9 +54,10 @@ def load_encoder(name: str, trust_remote_code: bool = False, attention_dropout: 
     from transformers import AutoModel
 
     tokenizer = load_tokenizer(name, trust_remote_code)
-    settings = attention_dropout_setting(resolve_encoder(name), attention_dropout, trust_remote_code)
+    source = resolve_encoder(name)
+    settings = attention_dropout_setting(source, attention_dropout, trust_remote_code)
     try:
-        encoder = AutoModel.from_pretrained(resolve_encoder(name), use_safetensors=True,
+        encoder = AutoModel.from_pretrained(source, use_safetensors=True,
                                             trust_remote_code=trust_remote_code, **settings)
     except (OSError, ValueError) as exc:
         raise _cannot_load(name, exc) from None

@@ -33,6 +33,8 @@ def test_attention_dropout_reaches_the_encoder(tiny_encoder, tmp_path):
                                         overrides=["model.head=transformers", "model.attention_dropout=0.25"]).model,
                             ["a", "b"])
     assert attention_dropouts(native) == {0.25}
+    assert use_training_attention(native, torch.device("cpu")) == "eager"  # through its base model, config shared
+    assert native.model.config._attn_implementation == "eager"
 
 
 def test_null_keeps_the_encoders_own(tiny_encoder):
