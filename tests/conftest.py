@@ -11,6 +11,13 @@ from pathlib import Path
 
 import pytest
 
+# What the suite runs on, pinned before torch is imported: the CPU, and no network. predict, eval and serve take
+# the device `auto` (a GPU where there is one), and the tests assert what a CPU does (--int8, the precision notes),
+# so a GPU host would fail them; models come from the tiny fixture or the bundled package, never the Hub.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+for _offline in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ[_offline] = "1"
+
 # Tiny, separable data: each label has its own words; "museum"/"festival" articles carry no label.
 TINY_RECORDS = [
     {"id": "a1", "text": "cocoa beans harvest cocoa exports", "labels": ["cocoa"]},

@@ -230,7 +230,8 @@ def test_eval_reports_its_precision(trained, tmp_path):
         assert result.exit_code == 0, result.output
         assert f"note: precision {precision} (--precision)" in result.stderr
         report = json.loads(out.read_text())
-        assert report["precision"] == precision and 0.0 <= report["micro_f1"] <= 1.0
+        # fp32 tags the tiny set perfectly; bf16 may move a score near its cut-off, not more
+        assert report["precision"] == precision and report["micro_f1"] >= (1.0 if precision == "fp32" else 0.9)
         # (not the same F1 each way for sure: some of the tiny run's scores sit 0.004 from their cut-offs)
     result = runner.invoke(app, ["eval", "--compare", run, run, "--data", str(data), "--precision", "bf16"])
     assert result.exit_code == 0, result.output

@@ -56,6 +56,8 @@ def test_a_shipped_config_trains_one_epoch_on_the_tiny_model(path, tiny_encoder,
     if config.model.head_tokens is not None:
         config.model.head_tokens = 4
     config.train.epochs, config.train.batch_size, config.train.device = 1, 4, "cpu"
+    # `auto` would be bf16 on some hosts and fp32 on others; the configs' own precisions are loaded above
+    config.train.precision, config.model.inference_precision = "fp32", "fp32"
     config.train.folds = min(config.train.folds, 2)  # cross-fitting stays cross-fitting, on 12 records
     config.output.dir, config.output.name = str(tmp_path / "runs"), path.stem
     result = train(config)

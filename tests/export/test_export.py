@@ -126,7 +126,9 @@ def test_int8_export_runs_and_eval_reports_it_next_to_fp32(exported, trained, tm
     report = json.loads((tmp_path / "c.json").read_text())
     assert set(report) == {"tiny-onnx", "tiny-int8"}
     assert report["tiny-int8"]["provenance"]["export"]["quantize"] == "int8"
-    assert 0.0 <= report["tiny-int8"]["micro_f1"] <= 1.0
+    # the fp32 export tags the tiny set perfectly; int8 weights may move a score near its cut-off, not more (a
+    # graph whose quantisation broke it would tag at random)
+    assert report["tiny-onnx"]["micro_f1"] == 1.0 and report["tiny-int8"]["micro_f1"] >= 0.9
     assert "int8-quantised ONNX export" in result.stderr
     # --int8 is the torch mode; an int8 export takes it, an fp32 one says how to make one
     assert runner.invoke(app, ["eval", str(int8), "--data", str(data), "--int8"]).exit_code == 0

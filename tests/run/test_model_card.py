@@ -15,6 +15,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+import mlcls
 from mlcls.cli import app
 from mlcls.config import load_config
 from mlcls.errors import ConfigError
@@ -48,7 +49,7 @@ def _front_matter(card: str) -> dict:
 def test_provenance_records_versions_device_command_and_data_hashes(run_copy, trained):
     _, data, _ = trained
     record = json.loads((run_copy / "provenance.json").read_text())
-    assert record["mlcls"]["version"] == "0.1.0"
+    assert record["mlcls"]["version"] == mlcls.__version__
     assert set(record["packages"]) >= {"torch", "transformers", "accelerate"} and record["packages"]["torch"]
     assert record["python"].count(".") == 2
     assert record["training"] == {"device": "cpu", "precision": "fp32", "processes": 1}  # from metrics.json
@@ -152,7 +153,7 @@ def test_eval_json_has_the_provenance_and_warns_on_the_training_file(run_copy, t
     report = json.loads((tmp_path / "r.json").read_text())
     digest = hashlib.sha256(Path(data).read_bytes()).hexdigest()
     assert report["provenance"]["data"]["train"]["sha256"] == digest
-    assert report["provenance"]["mlcls_version"] == "0.1.0" and report["provenance"]["precision"] == "fp32"
+    assert report["provenance"]["mlcls_version"] == mlcls.__version__ and report["provenance"]["precision"] == "fp32"
     assert (f"note: {data} is the training and validation file of tiny (same sha256): these figures measure how "
             "well it fits the data it learned from") in result.stderr
     # another file: no warning; a copy of the training file under another name: the same warning

@@ -190,7 +190,8 @@ def test_links_inside_the_run_and_a_linked_run_folder_are_fine(trained, tmp_path
     shutil.copytree(folder / "runs" / "tiny", run)
     (run / "notes.json").symlink_to(run / "labels.json")  # inside: harmless
     (tmp_path / "latest").symlink_to(run, target_is_directory=True)
-    load_run(tmp_path / "latest", device="cpu")
+    loaded = load_run(tmp_path / "latest", device="cpu")
+    assert loaded.labels.labels == ["cocoa", "grain", "oil"]
 
 
 def test_a_shard_name_that_leaves_the_encoder_folder_is_refused(trained, tmp_path):

@@ -179,16 +179,47 @@ def test_an_unreadable_run_file_for_real(trained, tmp_path):
 
 
 def test_validation_reads_no_weights(trained, tmp_path, monkeypatch):
-    # validate_run looks at safetensors headers only: it must not import torch's model code or load tensors.
-    import safetensors.torch
+    # validate_run looks at safetensors headers only (shapes): it must not load a tensor, nor import torch.
+    import subprocess
+    import sys
+
+    import safetensors
 
     from mlcls.run.validation import validate_run
 
-    def no_loading(*args, **kwargs):
-        raise AssertionError("validate_run loaded tensors")
+    opened = []
+    real_open = safetensors.safe_open
 
-    monkeypatch.setattr(safetensors.torch, "load_file", no_loading)
-    validate_run(_run_copy(trained, tmp_path))
+    class HeadersOnly:
+        def __init__(self, *args, **kwargs):
+            self.handle = real_open(*args, **kwargs)
+            opened.append(args[0])
+
+        def __enter__(self):
+            self.handle.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.handle.__exit__(*exc)
+
+        def keys(self):
+            return self.handle.keys()
+
+        def get_slice(self, name):
+            return self.handle.get_slice(name)
+
+        def get_tensor(self, name):
+            raise AssertionError(f"validate_run loaded the tensor {name}")
+
+    monkeypatch.setattr(safetensors, "safe_open", HeadersOnly)
+    run = _run_copy(trained, tmp_path)
+    validate_run(run)
+    assert any(str(path).endswith("model.safetensors") for path in opened)  # the weights' header was read
+
+    check = ("import sys; from mlcls.run.validation import validate_run; validate_run(sys.argv[1]); "
+             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", check, str(run)], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
 def test_a_blended_lexical_model_must_be_whole_and_present(trained, tmp_path):
