@@ -6,6 +6,7 @@ modules themselves, and the factory that builds one, are in `losses.py`).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,9 @@ def check_loss_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
         choices = (spec.choices or {}).get(key)
         if choices and value not in choices:
             raise ConfigError(f"loss.{key}: {value!r} is not one of {', '.join(choices)}")
+        if isinstance(default, float) and isinstance(value, str):  # YAML 1.1 reads "5e-2" as a string, as
+            with contextlib.suppress(ValueError):  # config/fields.py accepts it for every other number
+                value = float(value)
         if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise ConfigError(f"loss.{key}: expected a number, got {value!r}")
         if default is None and value is not None and not isinstance(value, dict):

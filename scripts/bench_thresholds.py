@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories (mlcls train output)")
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--no-record", action="store_true", help="print the table, do not write it into --doc")
-    parser.add_argument("--batch-size", type=int, default=64, help="scoring batch size (mlcls eval's default)")
+    parser.add_argument("--batch-size", type=int, default=64, help="scoring batch size (articles per pass)")
     args = parser.parse_args()
     rows = [r for run in args.runs for r in run_rows(run, args.batch_size)]
     table = markdown(rows, "python scripts/bench_thresholds.py " + " ".join(sys.argv[1:]))

@@ -10,6 +10,7 @@ writers.py  an output shard's rows as JSON Lines, CSV or Parquet
 worker.py   the Ray Data callable class: loads the run once per worker, scores shard after shard
 ray_session.py  starting Ray on this machine or joining a cluster, quietly; running the shards on Ray Data
 engine.py   the driver: plan, skip the shards already done, run the rest with a progress bar, write the manifest
+progress.py the progress bar: shards done, records scored across every worker, records/s
 
 Nothing imports this package but mlcls/cli; ray, torch and pyarrow are imported inside functions.
 """

@@ -2,14 +2,16 @@
 
 One module per command group: train.py (train), predict.py (eval, predict), serve.py (serve, export), data.py
 (data reuters, data stats, config, losses), tune.py (tune); options that several commands take are declared once,
-in options.py.
+in options.py, and what every command shares besides them (the two consoles, notes, files written atomically)
+in output.py.
 This module holds the app, its own options, the error wrapper every command runs in, and the command table.
 
 torch and transformers are imported inside the commands, never at module level: `mlcls --help` and
 usage errors answer at once.
 
 Exit codes: 0 success, 1 runtime or data error (one line on stderr), 2 usage error, 130 interrupted,
-143 training stopped by SIGTERM (a checkpoint kept).
+143 stopped by SIGTERM (train and tune: a checkpoint kept; predict -o: the partial output kept; export: nothing
+left).
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ def data_reuters(
 
 
 def data_stats(
-    file: Annotated[Path, typer.Argument(help="A labelled JSONL/CSV/Parquet file.")],
+    file: Annotated[Path, typer.Argument(help="A labelled JSONL/CSV/TSV/JSON/Parquet file.")],
     json_out: JsonOut = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Config (field names, encoder).")] = None,
     model: Annotated[str | None, typer.Option(help="Tokenizer for the length statistics.")] = None,

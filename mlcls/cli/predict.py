@@ -154,8 +154,8 @@ def _save_npz(handle, arrays: dict[str, Any]) -> None:
 
 
 def predict(
-    file: Annotated[str, typer.Argument(help="JSONL/CSV/Parquet records to tag; - reads JSONL from stdin; with "
-                                        "--engine ray also a folder of shards or a glob.")],
+    file: Annotated[str, typer.Argument(help="JSONL/CSV/TSV/JSON/Parquet records to tag; - reads JSONL from stdin; "
+                                        "with --engine ray also a folder of shards or a glob.")],
     model: Annotated[Path | None, typer.Option("--model", help="Run directory (default: runs/latest).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output JSONL (default: stdout); with "
                                                 "--engine ray the folder of output shards.")] = None,

@@ -16,7 +16,8 @@ from mlcls.run.layout import CONFIG
 Precision = choices("Precision", ("auto", "bf16", "fp16", "fp32"))
 FreezeEncoder = Annotated[bool | None, option("train.freeze_encoder", "--freeze-encoder", show_default=False)]
 TrainData = Annotated[
-    Path | None, typer.Option(help="Training file, or a folder with train.jsonl (and test.jsonl, validation.jsonl).")
+    Path | None, typer.Option(help="Training file, or a folder with train.jsonl (and test.jsonl, validation.jsonl); "
+                              "it replaces the config's data: a split it does not give is none.")
 ]
 Resume = Annotated[Path | None, typer.Option("--resume", help="Continue an interrupted run (runs/<name>) from its "
                                              "checkpoint; it keeps its own config.")]
@@ -66,7 +67,8 @@ def train(
         "model.init_from": init_from and str(init_from), "model.init_keep_labels": init_keep_labels,
         **_data_options(data),
     }
-    cfg, resume_dir = _resolve(config, set_, options, resume, trust_remote_code)
+    clears = _data_clears(data) if resume is None else []  # (with --resume, --data is refused below)
+    cfg, resume_dir = _resolve(config, [*clears, *(set_ or [])], options, resume, trust_remote_code)
     check_apart({"data.train": cfg.data.train, "data.validation": cfg.data.validation, "data.test": cfg.data.test,
                  "--config": config}, {"--rejects": rejects},
                 {"model.init_from": cfg.model.init_from, "the run to resume": resume_dir})
@@ -134,7 +136,20 @@ def _data_options(data: Path | None) -> dict[str, Any]:
     if not train_file.is_file():
         raise MlclsError(f"{train_file}: not found (--data names a folder without train.jsonl)")
     options: dict[str, Any] = {"data.train": str(train_file)}
-    for key, filename in (("data.test", "test.jsonl"), ("data.validation", "validation.jsonl")):
+    for key, filename in DATA_SPLITS:
         if (data / filename).is_file():
             options[key] = str(data / filename)
     return options
+
+
+DATA_SPLITS = (("data.test", "test.jsonl"), ("data.validation", "validation.jsonl"))
+
+
+def _data_clears(data: Path | None) -> list[str]:
+    """--data replaces the config's data: the splits it does not give (a file: test and validation; a folder:
+    those it lacks) are cleared, so that the config's test file (the demo's, by default) is not what `mlcls eval`
+    later scores as this data's, nor its validation file what thresholds are tuned on. As --set items placed
+    before the user's own, so that a --set data.test=... still wins."""
+    if data is None:
+        return []
+    return [f"{key}=null" for key, filename in DATA_SPLITS if not (data.is_dir() and (data / filename).is_file())]

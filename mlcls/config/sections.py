@@ -27,7 +27,7 @@ BUNDLED_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
 @dataclass
 class DataConfig:
-    train: str = setting("data/demo/train.jsonl", "JSONL, CSV or Parquet; labels: a list (hard) or {label: "
+    train: str = setting("data/demo/train.jsonl", "JSONL, CSV, TSV, JSON or Parquet; labels: a list (hard) or {label: "
                          "confidence|null}")
     validation: str | None = setting(None, "a file, or null: hold out val_fraction of train (rules are tuned on it)")
     val_fraction: float = setting(0.1, "share of train held out when validation is null")
@@ -40,7 +40,7 @@ class DataConfig:
     text_separator: str = setting("\n", "placed between the text fields")
     label_field: str = setting("labels", "the field holding the labels")
     id_field: str = setting("id", "carried to predictions; the line number when absent")
-    label_separator: str = setting(";", "CSV only: labels in one cell as a;b (a JSON list or object also works)")
+    label_separator: str = setting(";", "CSV and TSV: labels in one cell as a;b (a JSON list or object also works)")
     on_error: Literal["fail", "skip"] = setting("fail", "fail: a bad record stops with its file:line; skip: skipped "
                                                 "and counted by reason")
 
@@ -147,7 +147,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "where to train")
     eval_batch_size: int = setting(64, "batch size for validation scoring")
     grad_accum: int = setting(1, "micro-batches per optimizer step (effective batch: batch_size x this x processes)")
-    checkpoint_every: int = setting(1, "epochs between checkpoints for `train --resume` (0: only on Ctrl-C)")
+    checkpoint_every: int = setting(1, "epochs between checkpoints for `train --resume` (0: only on Ctrl-C or SIGTERM)")
     patience: int = setting(0, "stop after N epochs without a better validation figure (select_metric; 0: off)")
     select_metric: Literal["micro_f1", "macro_f1"] = setting(
         "micro_f1", "the validation figure that picks the kept epoch (and that patience watches)")

@@ -26,7 +26,7 @@ from mlcls.errors import DataError
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
            ".parquet": "parquet"}
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
-SUPPORTED_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".parquet")
+SUPPORTED_SUFFIXES = (".jsonl", ".json", ".ndjson", ".txt", ".csv", ".tsv", ".parquet")
 _OPENERS = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}
 _DECOMPRESSION_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
 JSON_MEANS = "a .json file holds an array of records, [{...}, {...}], or one record per line (JSON Lines)"

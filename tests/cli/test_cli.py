@@ -130,6 +130,34 @@ def test_train_on_bad_data_fails_cleanly(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_train_data_replaces_the_configs_splits(tiny_encoder, tmp_path):
+    """--data is this training's data: the config's test and validation files (the demo's test by default) must not
+    stay the run's, for `mlcls eval` to score later as this data's; a folder's own splits are taken, and a --set
+    of the user's still wins."""
+    import yaml
+
+    other = write_jsonl(tmp_path / "other.jsonl", TINY_RECORDS)  # the config's splits: another data set
+    config = str(tiny_config(tmp_path, tiny_encoder, other))
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    train_file = write_jsonl(folder / "train.jsonl", TINY_RECORDS)
+    test_file = write_jsonl(folder / "test.jsonl", TINY_RECORDS[:6])
+
+    def trained_with(name, *args):
+        result = runner.invoke(app, ["train", "-c", config, "--epochs", "1", "--name", name, *args])
+        assert result.exit_code == 0, result.output
+        return yaml.safe_load((tmp_path / "runs" / name / "config.yaml").read_text())["data"]
+
+    data = trained_with("file", "--data", str(train_file))
+    assert (data["train"], data["test"], data["validation"]) == (str(train_file), None, None)
+    data = trained_with("folder", "--data", str(folder))
+    assert (data["train"], data["test"], data["validation"]) == (str(train_file), str(test_file), None)
+    data = trained_with("own-test", "--data", str(train_file), "--set", f"data.test={other}")
+    assert (data["test"], data["validation"]) == (str(other), None)
+    data = trained_with("no-data")
+    assert (data["train"], data["test"], data["validation"]) == (str(other), str(other), str(other))
+
+
 def test_missing_and_broken_runs_are_clear_errors(trained, tmp_path):
     result = runner.invoke(app, ["eval", str(tmp_path / "nope")])
     assert result.exit_code == 1 and "run directory not found" in result.stderr
