@@ -51,7 +51,8 @@ _WHERE = {
     "build_model": "mlcls.model.classifier",
     "set_inference_pad_multiple": "mlcls.data.batching",
     "set_unpadded_scoring": "mlcls.model.unpadded",  # scoring on real tokens only (on by default)
-    "use_training_attention": "mlcls.model.attention",  # eager attention for training on a CPU
+    "use_training_attention": "mlcls.model.attention",  # the attention and dropouts of training on a CPU
+    "CPU_TRAINING_ATTENTION": "mlcls.model.attention",
     "score_chunk": "mlcls.inference.scoring",
     # a run's files, read as mlcls reads them
     "read_rule": "mlcls.run.files", "read_labels": "mlcls.run.files", "peek_label_stats": "mlcls.run.files",

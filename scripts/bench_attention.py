@@ -1,11 +1,13 @@
-"""Training steps on a CPU: the encoder's attention kernel (transformers' default, sdpa, against eager) crossed with
-its attention dropout (the encoder's own 0.1 against 0: model.attention_dropout), side by side in one process.
+"""Training steps on a CPU: the encoder's attention kernel (transformers' default, sdpa; eager; and mlcls's, eager
+with dropout masks cut from 64-bit draws in every dropout of the model) crossed with its attention dropout (the
+encoder's own 0.1 against 0: model.attention_dropout), side by side in one process.
 
-Four copies of the same classifier (the bundled MiniLM unless --encoder, mlcls's linear head) take turns, one
+Six copies of the same classifier (the bundled MiniLM unless --encoder, mlcls's linear head) take turns, one
 optimizer step each (forward, BCE, backward, AdamW), on the same token ids: a pass of --rows windows of --width
 tokens, a third of them padded from 3/4 of the width on (as the last window of a chunked article is). Medians of
 --steps steps after --warmup. sdpa with dropout 0.1 is what a step of transformers' Trainer runs on this model; it
-was mlcls's step too before model/attention.py. Written to docs/benchmarks.md (block bench_attention).
+was mlcls's step too before model/attention.py; "mlcls" is what `mlcls train` runs on a CPU now
+(model/attention.py and model/cpu_dropout.py). Written to docs/benchmarks.md (block bench_attention).
 
     python scripts/bench_attention.py
 """
@@ -21,7 +23,10 @@ from pathlib import Path
 from benchlib import machine, write_block  # scripts/ is on sys.path when a script runs
 
 HEADING = "## Attention in training on the CPU (`scripts/bench_attention.py`)"
-ARMS = [("sdpa", 0.1), ("eager", 0.1), ("sdpa", 0.0), ("eager", 0.0)]
+ARMS = [("sdpa", 0.1), ("eager", 0.1), ("mlcls", 0.1), ("sdpa", 0.0), ("eager", 0.0), ("mlcls", 0.0)]
+WHAT = {("sdpa", 0.1): " (transformers' default: the Trainer's step, and mlcls's before 2026-12-07)",
+        ("eager", 0.1): " (transformers' eager: mlcls's step on 2026-12-07)",
+        ("mlcls", 0.1): " (eager, masks from 64-bit draws: mlcls's step now)"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from mlcls.api import build_model, load_config, use_training_attention
+    from mlcls.api import CPU_TRAINING_ATTENTION, build_model, load_config, use_training_attention
 
     config = load_config(None, overrides=[f"model.encoder={args.encoder}"] if args.encoder else [])
     encoder_name = config.model.encoder
@@ -54,7 +59,9 @@ def main(argv: list[str] | None = None) -> None:
             if name.endswith("attention.self"):  # BERT's attention-weight dropout (what the config key sets)
                 module.dropout.p = p
         if kernel == "eager":
-            assert use_training_attention(model, cpu) == "eager"
+            model.encoder.set_attn_implementation("eager")
+        elif kernel == "mlcls":
+            assert use_training_attention(model, cpu) == CPU_TRAINING_ATTENTION
         arms[(kernel, p)] = (model, torch.optim.AdamW(model.parameters(), lr=1e-5))
 
     generator = torch.Generator().manual_seed(0)
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for kernel, p in ARMS:
         median = statistics.median(times[(kernel, p)])
-        what = " (transformers' default: the Trainer's step, and mlcls's before)" if (kernel, p) == ARMS[0] else ""
+        what = WHAT.get((kernel, p), "")
         rows.append(f"| {kernel}{what} | {p} | {median:.3f} | {base_median / median:.2f}x |")
         print(rows[-1], flush=True)
     command = "python scripts/bench_attention.py" + (f" --encoder {args.encoder}" if args.encoder else "")

@@ -11,7 +11,7 @@ import torch
 
 from mlcls.config import load_config
 from mlcls.errors import ConfigError
-from mlcls.model.attention import attention_dropout_setting, use_training_attention
+from mlcls.model.attention import CPU_TRAINING_ATTENTION, attention_dropout_setting, use_training_attention
 from mlcls.model.classifier import MultiLabelClassifier, build_model, load_encoder
 from tests.conftest import TINY_RECORDS, _cli, tiny_config, write_jsonl
 
@@ -33,8 +33,8 @@ def test_attention_dropout_reaches_the_encoder(tiny_encoder, tmp_path):
                                         overrides=["model.head=transformers", "model.attention_dropout=0.25"]).model,
                             ["a", "b"])
     assert attention_dropouts(native) == {0.25}
-    assert use_training_attention(native, torch.device("cpu")) == "eager"  # through its base model, config shared
-    assert native.model.config._attn_implementation == "eager"
+    assert use_training_attention(native, torch.device("cpu")) == CPU_TRAINING_ATTENTION  # its base model's config
+    assert native.model.config._attn_implementation == CPU_TRAINING_ATTENTION
 
 
 def test_null_keeps_the_encoders_own(tiny_encoder):
@@ -55,18 +55,22 @@ def test_an_encoder_without_the_setting_is_refused_in_one_line(tmp_path):
         load_config(None, overrides=["model.attention_dropout=1.0"])
 
 
-def test_eager_attention_on_a_cpu_trains_the_same_model(tiny_encoder):
+def test_cpu_training_attention_trains_the_same_model(tiny_encoder):
     """The switch changes the kernel, not the arithmetic: the same logits and gradients as transformers' own
-    attention, with padding in the batch (no dropout on attention weights, which only the unfused paths draw; the
-    hidden dropout draws the same masks in both, each seeded alike)."""
+    attention, with padding in the batch, in training mode (no dropout anywhere: cpu_dropout draws other masks
+    than torch's dropout, tests/model/test_cpu_dropout.py checks those)."""
     results = []
-    for eager in (False, True):
+    for switched in (False, True):
         encoder, _ = load_encoder(str(tiny_encoder), attention_dropout=0.0)
+        encoder.config.hidden_dropout_prob = 0.0
+        for module in encoder.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
         torch.manual_seed(0)
         model = MultiLabelClassifier(encoder, num_labels=3, dropout=0.0).train()
-        if eager:
-            assert use_training_attention(model, torch.device("cpu")) == "eager"
-        assert model.encoder.config._attn_implementation == ("eager" if eager else "sdpa")
+        if switched:
+            assert use_training_attention(model, torch.device("cpu")) == CPU_TRAINING_ATTENTION
+        assert model.encoder.config._attn_implementation == (CPU_TRAINING_ATTENTION if switched else "sdpa")
         input_ids = torch.tensor([[2, 7, 8, 9, 3], [2, 10, 3, 0, 0]])
         logits = model(input_ids, (input_ids != 0).long())
         logits.sum().backward()
@@ -118,7 +122,7 @@ def test_a_run_trained_without_attention_dropout_loads_and_starts_runs(tiny_enco
     result = _cli("train", "-c", str(config), "--name", "a0", "--set", "model.attention_dropout=0",
                   "--set", "train.epochs=2")
     assert result.exit_code == 0, result.output
-    assert trained_with == [("eager", "eager", {0.0})]  # the tiny config trains on the CPU
+    assert trained_with == [(CPU_TRAINING_ATTENTION, CPU_TRAINING_ATTENTION, {0.0})]  # the tiny config: on the CPU
     run = tmp_path / "runs" / "a0"
     saved = json.loads((run / "encoder" / "config.json").read_text())
     assert saved["attention_probs_dropout_prob"] == 0.0 and "_attn_implementation" not in saved
