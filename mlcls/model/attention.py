@@ -79,9 +79,10 @@ def cpu_training_attention(module, query, key, value, attention_mask, scaling=No
 
 
 def use_training_attention(model, device) -> str | None:
-    """On a CPU, switch the model's transformers encoder to CPU_TRAINING_ATTENTION for training and its dropout
-    modules to cpu_dropout's (see the module's docstring); returns the attention implementation set, or None where
-    the encoder keeps its own (a GPU, a model without transformers' switch, or one that takes no other kernel)."""
+    """On a CPU, switch the model's transformers encoder to CPU_TRAINING_ATTENTION for training (eager where its
+    attention is not BERT's: runs_berts_attention) and its dropout modules to cpu_dropout's (see the module's
+    docstring); returns the attention implementation set, or None where the encoder keeps its own (a GPU, a model
+    without transformers' switch, or one that takes no other kernel)."""
     if device.type != "cpu":
         return None
     from mlcls.model.cpu_dropout import use_cpu_dropout
@@ -91,18 +92,40 @@ def use_training_attention(model, device) -> str | None:
     switch = getattr(encoder, "set_attn_implementation", None)
     if switch is None:
         return None
-    from transformers import AttentionInterface, AttentionMaskInterface
-    from transformers.masking_utils import eager_mask
+    kernel = CPU_TRAINING_ATTENTION if runs_berts_attention(encoder) else "eager"
+    if kernel == CPU_TRAINING_ATTENTION:
+        from transformers import AttentionInterface, AttentionMaskInterface
+        from transformers.masking_utils import eager_mask
 
-    AttentionInterface.register(CPU_TRAINING_ATTENTION, cpu_training_attention)
-    # Its mask as eager's (additive, a large negative on padding): transformers builds no mask at all for an
-    # implementation its mask interface does not know (the padded tokens would be attended to).
-    AttentionMaskInterface.register(CPU_TRAINING_ATTENTION, eager_mask)
+        AttentionInterface.register(CPU_TRAINING_ATTENTION, cpu_training_attention)
+        # Its mask as eager's (additive, a large negative on padding): transformers builds no mask at all for an
+        # implementation its mask interface does not know (the padded tokens would be attended to).
+        AttentionMaskInterface.register(CPU_TRAINING_ATTENTION, eager_mask)
     try:
-        switch(CPU_TRAINING_ATTENTION)
+        switch(kernel)  # on the encoder's config, in place: each model mlcls builds loads its own
     except (ValueError, ImportError):  # remote code that offers only its own kernel: it trains as it is
         return None
     # A model whose attention predates transformers' attention interface keeps its kernel, with a logged warning
     # (which quiet_transformers hides) instead of an error: read what it runs now.
     running = getattr(encoder.config, "_attn_implementation", None)
-    return CPU_TRAINING_ATTENTION if running == CPU_TRAINING_ATTENTION else None
+    return kernel if running == kernel else None
+
+
+def runs_berts_attention(encoder) -> bool:
+    """Whether the encoder's own eager attention is BERT's, the function cpu_training_attention copies:
+    transformers' modular models carry copies of it (RoBERTa, XLM-R, ELECTRA, DistilBERT, ALBERT, ...). Others
+    compute more (grouped-query heads, soft-capping, attention sinks, an fp32 softmax) and keep their own eager,
+    with torch's dropout on the attention weights."""
+    import inspect
+    import sys
+
+    from transformers.models.bert import modeling_bert
+
+    berts = modeling_bert.eager_attention_forward
+    own = getattr(sys.modules.get(type(encoder).__module__), "eager_attention_forward", None)
+    if own is None or own is berts:
+        return own is berts
+    try:
+        return inspect.getsource(own) == inspect.getsource(berts)
+    except (OSError, TypeError):  # no source to compare (a frozen or compiled module)
+        return False

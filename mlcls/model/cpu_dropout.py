@@ -8,8 +8,9 @@ measures a step; docs/benchmarks.md, "Attention in training on the CPU").
 
 What stays the same: the kept units are scaled by 1 / (1 - p), so the expectation is unchanged; the generator is
 torch's default, so torch.manual_seed makes a run repeatable. What differs: p is taken in steps of 1/65536 (0.1
-is 0.100006), and the masks are another stream than torch's dropout draws, so a run is not bit-identical to one
-trained with it. Evaluation (module.eval()) is untouched: dropout is the identity there.
+is 0.100006; a p that steps of 1/65536 cannot hold within 0.1%, below about 0.005 or above 0.995, takes torch's
+dropout instead), and the masks are another stream than torch's dropout draws, so a run is not bit-identical to
+one trained with it. Evaluation (module.eval()) is untouched: dropout is the identity there.
 
 GPUs keep torch's dropout (its CUDA kernel draws masks fast); mlcls/model/attention.py decides where this runs.
 """
@@ -27,14 +28,15 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     where not training or p is 0."""
     if not training or p == 0.0:
         return x
-    if p >= 1.0:
-        return x * 0.0
+    steps = round(p * _SLICES)  # the slices' values that drop a unit
+    if not 0 < steps < _SLICES or abs(steps / _SLICES - p) > 1e-3 * min(p, 1.0 - p):
+        return torch.nn.functional.dropout(x, p, training)  # p too near 0 or 1 for steps of 1/65536: torch's own
     count = x.numel()
     # random_(int64 min, None) fills the whole 64-bit range; random_() alone stops at 2**63 - 1 and would leave the
     # top slice of every draw one bit short (half the values).
     draws = torch.empty((count + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
     slices = draws.view(torch.int16)[:count].view(x.shape)
-    dropped = slices < round(p * _SLICES) - _SLICES // 2  # int16 runs from -32768: the lowest p * 65536 values
+    dropped = slices < steps - _SLICES // 2  # int16 runs from -32768: the lowest `steps` values drop
     return x.masked_fill(dropped, 0.0) * (1.0 / (1.0 - p))
 
 

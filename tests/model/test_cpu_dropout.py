@@ -25,6 +25,17 @@ def test_the_rate_and_the_scale_are_torchs(p):
     assert torch.all((by_slice - p).abs() < 0.008), by_slice
 
 
+@pytest.mark.parametrize("p", [1e-6, 0.001, 0.999, 0.999999, 1.0])
+def test_a_p_that_steps_of_1_65536_cannot_hold_is_torchs_dropout(p):
+    """Near 0 or 1 the 16-bit steps would drop at another rate than p (at 0.999999 none at all, every unit scaled by
+    a million): torch's own dropout draws those, the same masks under the same seed."""
+    x = torch.rand(1000, 100) + 0.5
+    torch.manual_seed(5)
+    expected = torch.nn.functional.dropout(x, p, True)
+    torch.manual_seed(5)
+    assert torch.equal(dropout(x, p), expected)
+
+
 def test_an_odd_count_and_bf16_and_the_edges():
     torch.manual_seed(0)
     x = torch.ones(3, 5, 7, dtype=torch.bfloat16)  # 105 units: not a multiple of four
@@ -32,7 +43,6 @@ def test_an_odd_count_and_bf16_and_the_edges():
     assert out.shape == x.shape and out.dtype == torch.bfloat16
     assert set(out.unique().tolist()) <= {0.0, 2.0} and 0 < (out == 0).sum() < 105
     assert dropout(x, 0.5, training=False) is x and dropout(x, 0.0) is x
-    assert torch.count_nonzero(dropout(x, 1.0)) == 0
 
 
 def test_a_seed_repeats_the_masks_and_gradients_follow_them():
@@ -87,3 +97,26 @@ def test_attention_dropout_acts_in_training_only(tiny_encoder):
         off = model_with(0.0)
         use_training_attention(off, torch.device("cpu"))
         torch.testing.assert_close(off.train()(ids, mask), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_an_attention_that_is_not_berts_keeps_its_own_eager():
+    """cpu_training_attention copies BERT's eager attention; a model whose own eager does more (here grouped-query
+    heads: 4 query heads share 2 key/value heads) keeps its own, and still trains with cpu_dropout's modules."""
+    from transformers import DistilBertConfig, DistilBertModel, Qwen3Config, Qwen3Model
+
+    from mlcls.model.attention import CPU_TRAINING_ATTENTION, runs_berts_attention
+
+    config = Qwen3Config(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=4, attention_dropout=0.1)
+    torch.manual_seed(0)
+    model = MultiLabelClassifier(Qwen3Model(config), num_labels=3, dropout=0.1).train()
+    assert not runs_berts_attention(model.encoder)
+    assert use_training_attention(model, torch.device("cpu")) == "eager"
+    ids = torch.tensor([[2, 7, 8, 9, 3], [2, 10, 3, 0, 0]])
+    model(ids, (ids != 0).long()).sum().backward()  # BERT's arithmetic would fail here: 4 heads against 2
+    assert type(model.dropout) is CpuDropout
+
+    distil = DistilBertModel(DistilBertConfig(vocab_size=40, dim=16, hidden_dim=32, n_layers=1, n_heads=2))
+    assert runs_berts_attention(distil)  # transformers' copy of BERT's function
+    assert use_training_attention(MultiLabelClassifier(distil, num_labels=3), torch.device("cpu")) == \
+        CPU_TRAINING_ATTENTION

@@ -174,13 +174,24 @@ def search_over(folder, study, total: int):
     return Search(optuna, study, None, setup, total, keep_best=3, one_machine=True)
 
 
-def test_a_process_takes_its_next_trial_only_under_the_study_claim(tmp_path):
+def test_a_process_takes_its_next_trial_only_under_the_study_claim(tmp_path, monkeypatch):
     """Recovering, counting, asking and naming are one step per process: while another process holds the claim
     (it may be retrying the very trial this one would), this one waits, and asks for nothing."""
     import threading
-    import time
 
+    import mlcls.tune.search as search_module
     from mlcls.tune.search import next_trial
+
+    polls, polled = [], threading.Event()  # the wait's polls, counted: no clock decides what the test sees
+    check_stop = search_module._stop_here
+
+    def counted(stop, where):
+        polls.append(where)
+        if len(polls) >= 3:
+            polled.set()
+        return check_stop(stop, where)
+
+    monkeypatch.setattr(search_module, "_stop_here", counted)
 
     search = search_over(tmp_path, optuna.create_study(direction="maximize"), total=2)
     (tmp_path / "workers").mkdir()
@@ -192,8 +203,8 @@ def test_a_process_takes_its_next_trial_only_under_the_study_claim(tmp_path):
         with worker(tmp_path) as me:
             waiting = threading.Thread(target=lambda: taken.append(next_trial(search, me)))
             waiting.start()
-            time.sleep(1.0)
-            assert waiting.is_alive() and search.study.trials == []  # waits for the claim, asks for nothing
+            assert polled.wait(30)  # it found the claim held three times ...
+            assert waiting.is_alive() and search.study.trials == []  # ... and waits for it, asking for nothing
             holder.kill()
             waiting.join(timeout=30)
             assert not waiting.is_alive()
