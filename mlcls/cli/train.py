@@ -67,7 +67,7 @@ def train(
         "model.init_from": init_from and str(init_from), "model.init_keep_labels": init_keep_labels,
         **_data_options(data),
     }
-    clears = _data_clears(data) if resume is None else []  # (with --resume, --data is refused below)
+    clears = _data_clears(options) if resume is None else []  # (with --resume, --data is refused below)
     cfg, resume_dir = _resolve(config, [*clears, *(set_ or [])], options, resume, trust_remote_code)
     check_apart({"data.train": cfg.data.train, "data.validation": cfg.data.validation, "data.test": cfg.data.test,
                  "--config": config}, {"--rejects": rejects},
@@ -126,6 +126,9 @@ def _resolve(config: Path | None, set_: list[str] | None, options: dict[str, Any
     return resumed, resume_dir
 
 
+DATA_SPLITS = (("data.test", "test.jsonl"), ("data.validation", "validation.jsonl"))  # a --data folder's
+
+
 def _data_options(data: Path | None) -> dict[str, Any]:
     """--data as config keys: a file is data.train; a folder gives whichever of its split files exist."""
     if data is None:
@@ -142,14 +145,13 @@ def _data_options(data: Path | None) -> dict[str, Any]:
     return options
 
 
-DATA_SPLITS = (("data.test", "test.jsonl"), ("data.validation", "validation.jsonl"))
 
-
-def _data_clears(data: Path | None) -> list[str]:
+def _data_clears(options: dict[str, Any]) -> list[str]:
     """--data replaces the config's data: the splits it does not give (a file: test and validation; a folder:
     those it lacks) are cleared, so that the config's test file (the demo's, by default) is not what `mlcls eval`
     later scores as this data's, nor its validation file what thresholds are tuned on. As --set items placed
-    before the user's own, so that a --set data.test=... still wins."""
-    if data is None:
+    before the user's own, so that a --set data.test=... still wins. `options`: the command's, where
+    _data_options put what --data gives (data.train always; nothing without --data, and nothing is cleared)."""
+    if options.get("data.train") is None:
         return []
-    return [f"{key}=null" for key, filename in DATA_SPLITS if not (data.is_dir() and (data / filename).is_file())]
+    return [f"{key}=null" for key, _ in DATA_SPLITS if options.get(key) is None]

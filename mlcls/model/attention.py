@@ -19,9 +19,9 @@ CPU_TRAINING_ATTENTION. A step trained 1.20x faster again than with eager attent
 against 2.83); the masks are another random stream than torch's dropout draws.
 
 What a run is does not change: the saved encoder's config does not record the kernel, so eval, predict, serve and
-exports load it with transformers' own. Validation during training scores the training model, eager where the
-unpadded forward (unpadded.py) does not take the pass: the same arithmetic in eval mode (no dropout), its pooled
-vectors within float rounding of the fused kernel's.
+exports load it with transformers' own. Validation during training scores the training model, with the training
+kernel where the unpadded forward (unpadded.py) does not take the pass: eager's arithmetic in eval mode (no
+dropout), its pooled vectors within float rounding of the fused kernel's.
 """
 
 from __future__ import annotations
