@@ -148,6 +148,8 @@ class TrainConfig:
     eval_batch_size: int = setting(64, "batch size for validation scoring")
     grad_accum: int = setting(1, "micro-batches per optimizer step (effective batch: batch_size x this x processes)")
     checkpoint_every: int = setting(1, "epochs between checkpoints for `train --resume` (0: only on Ctrl-C or SIGTERM)")
+    repeat_threshold: float = setting(0.0, "oversample rare topics: an article is seen max(1, sqrt(t / f)) times "
+                                      "an epoch, f its rarest label's share of train (0: off)")
     patience: int = setting(0, "stop after N epochs without a better validation figure (select_metric; 0: off)")
     select_metric: Literal["micro_f1", "macro_f1"] = setting(
         "micro_f1", "the validation figure that picks the kept epoch (and that patience watches)")
@@ -180,6 +182,7 @@ class TrainConfig:
         check(self.weight_decay >= 0, "train.weight_decay must be >= 0")
         check(0.0 <= self.warmup_ratio < 1.0, "train.warmup_ratio must be in [0, 1)")
         check(self.grad_clip >= 0, "train.grad_clip must be >= 0 (0 turns clipping off)")
+        check(0.0 <= self.repeat_threshold < 1.0, "train.repeat_threshold must be in [0, 1) (0: every article once)")
         for name in self.report_to:
             check(name in TRACKERS, f"train.report_to: {name!r} is not a tracker Accelerate knows; choose from "
                    f"{', '.join(TRACKERS)}")

@@ -63,6 +63,7 @@ from mlcls.training.inputs import Inputs, article_lengths, batch_logits, prepare
 from mlcls.training.interrupt import StopSignal
 from mlcls.training.optimizer import learning_rates, linear_warmup_decay, param_groups
 from mlcls.training.resume import TrainingState, data_fingerprint, restore, seed_everything, trainer_state
+from mlcls.training.sampling import epoch_articles, epoch_size, repeat_factors
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Trainer:
     inputs: Inputs  # each article's windows of token ids (or a frozen encoder's pooled vectors)
     pad_id: int
     rng: np.random.Generator  # batch order
+    repeats: np.ndarray | None  # train.repeat_threshold: each training article's repeat factor (sampling.py)
     state: TrainingState
     best_weights: dict[str, torch.Tensor] | None
     steps_per_epoch: int
@@ -141,8 +143,15 @@ def prepare(config: Config, data: TrainingData, accelerator, console: Console, r
     pad_id = tokenizer.pad_token_id or 0
     inputs = prepare_inputs(config, data, accelerator, model, tokenizer, pad_id, console)
 
+    repeats = None
+    if config.train.repeat_threshold > 0:
+        repeats = repeat_factors(data.train_enc.targets, data.train_enc.mask, config.train.repeat_threshold)
+        console.print(f"rare topics oversampled (train.repeat_threshold {config.train.repeat_threshold:g}): "
+                      f"{epoch_size(repeats)} article visits an epoch for {len(repeats)} articles "
+                      f"({epoch_size(repeats) / len(repeats):.2f} each)", markup=False)
+    articles_per_epoch = len(inputs.train) if repeats is None else epoch_size(repeats)
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.train.lr)
-    batches_per_epoch = math.ceil(math.ceil(len(inputs.train) / config.train.batch_size) / accelerator.num_processes)
+    batches_per_epoch = math.ceil(math.ceil(articles_per_epoch / config.train.batch_size) / accelerator.num_processes)
     steps_per_epoch = math.ceil(batches_per_epoch / config.train.grad_accum)
     total_steps = steps_per_epoch * config.train.epochs
     scheduler = linear_warmup_decay(optimizer, int(config.train.warmup_ratio * total_steps), total_steps)
@@ -167,7 +176,7 @@ def prepare(config: Config, data: TrainingData, accelerator, console: Console, r
         start_tracking(accelerator, config.train.report_to, staging / TRACKING, tracking_name(final),
                        flat_hparams(config.to_dict()))
     return Trainer(config, data, accelerator, console, staging, final, wrapped, core, tokenizer, loss_fn, optimizer,
-                   scheduler, inputs, pad_id, rng, state, best_weights,
+                   scheduler, inputs, pad_id, rng, repeats, state, best_weights,
                    steps_per_epoch, total_steps)
 
 
@@ -200,8 +209,12 @@ def train_epoch(t: Trainer, epoch: int, progress: Progress, task, stop: StopSign
     epoch_start = time.perf_counter()
     state.epoch_rng = t.rng.bit_generator.state
     lengths = article_lengths(t.inputs)
-    batches = process_share(length_grouped_batches(lengths, cfg.batch_size, t.rng), accelerator.num_processes,
-                            accelerator.process_index)
+    if t.repeats is None:  # every article once (no draw: the batch order is what it was before the option)
+        batches = length_grouped_batches(lengths, cfg.batch_size, t.rng)
+    else:  # rare topics' articles repeated: batches of indices into the epoch's visits, mapped back to articles
+        visits = epoch_articles(t.repeats, t.rng)
+        batches = [visits[b] for b in length_grouped_batches([lengths[i] for i in visits], cfg.batch_size, t.rng)]
+    batches = process_share(batches, accelerator.num_processes, accelerator.process_index)
     targets, mask = torch.from_numpy(t.data.train_enc.targets), torch.from_numpy(t.data.train_enc.mask)
     for first in range(state.batches_done, len(batches), cfg.grad_accum):
         group = batches[first : first + cfg.grad_accum]
@@ -326,6 +339,8 @@ def finish(t: Trainer, started: float) -> TrainResult:
         "precision": precision_name(accelerator),
         "wall_seconds": round(time.perf_counter() - started, 2),  # of this invocation (a resumed one: since resuming)
     }
+    if t.repeats is not None:
+        summary["article_visits_per_epoch"] = epoch_size(t.repeats)
     if t.config.model.long_text != "truncate":  # what reading long texts whole costs: windows per article
         summary["windows_per_article"] = round(t.inputs.windows_per_article, 3)
     final = t.final

@@ -58,13 +58,16 @@ def _assert_same_run(a: Path, b: Path) -> None:
         torch.testing.assert_close(wa[key], wb[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
-@pytest.mark.parametrize(("stop_at", "head"), [(6, "linear"), (5, "linear"), (5, "transformers")],
-                         ids=["at-epoch-end", "mid-epoch", "mid-epoch-native-head"])
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, tiny_encoder, stop_at, head):
-    whole = train(_config(tmp_path, tiny_encoder, "whole", f"model.head={head}"), quiet).run_dir
+@pytest.mark.parametrize(("stop_at", "head", "extra"),
+                         [(6, "linear", ()), (5, "linear", ()), (5, "transformers", ()),
+                          (5, "linear", ("train.repeat_threshold=0.9",))],
+                         ids=["at-epoch-end", "mid-epoch", "mid-epoch-native-head", "mid-epoch-rare-oversampled"])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, tiny_encoder, stop_at, head, extra):
+    whole = train(_config(tmp_path, tiny_encoder, "whole", f"model.head={head}", *extra), quiet).run_dir
 
     with pytest.raises(TrainingInterrupted, match="--resume"):
-        train(_config(tmp_path, tiny_encoder, "cut", f"model.head={head}"), quiet, stop=StopAfterStep(stop_at))
+        train(_config(tmp_path, tiny_encoder, "cut", f"model.head={head}", *extra), quiet,
+              stop=StopAfterStep(stop_at))
     staging = tmp_path / "runs" / ".cut.incomplete"
     assert not (tmp_path / "runs" / "cut").exists()  # nothing for eval to mistake for a finished run
     saved = load_checkpoint(find_checkpoint(staging))
