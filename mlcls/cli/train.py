@@ -145,7 +145,6 @@ def _data_options(data: Path | None) -> dict[str, Any]:
     return options
 
 
-
 def _data_clears(options: dict[str, Any]) -> list[str]:
     """--data replaces the config's data: the splits it does not give (a file: test and validation; a folder:
     those it lacks) are cleared, so that the config's test file (the demo's, by default) is not what `mlcls eval`

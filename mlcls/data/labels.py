@@ -85,6 +85,12 @@ class LabelSpace:
 
 
 
+def carried(targets: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Where an article carries a label: annotated at a confidence of 0.5 or more (how `mlcls data stats`, the
+    metrics and LabelStats.articles count a soft label)."""
+    return (targets >= 0.5) & (mask > 0)
+
+
 @dataclass
 class LabelStats:
     """Training-set label statistics that losses (and later, reports) need; saved with the run."""
@@ -104,7 +110,7 @@ class LabelStats:
             positives=(targets * mask).sum(axis=0).astype(np.float64),
             annotated=mask.sum(axis=0).astype(np.float64),
             num_records=int(targets.shape[0]),
-            articles=((targets >= 0.5) & (mask > 0)).sum(axis=0).astype(np.float64),
+            articles=carried(targets, mask).sum(axis=0).astype(np.float64),
         )
 
     def article_counts(self) -> np.ndarray:

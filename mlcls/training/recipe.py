@@ -143,13 +143,14 @@ def prepare(config: Config, data: TrainingData, accelerator, console: Console, r
     pad_id = tokenizer.pad_token_id or 0
     inputs = prepare_inputs(config, data, accelerator, model, tokenizer, pad_id, console)
 
-    repeats = None
+    repeats, articles_per_epoch = None, len(inputs.train)
     if config.train.repeat_threshold > 0:
-        repeats = repeat_factors(data.train_enc.targets, data.train_enc.mask, config.train.repeat_threshold)
+        repeats = repeat_factors(data.stats, data.train_enc.targets, data.train_enc.mask,
+                                 config.train.repeat_threshold)
+        articles_per_epoch = epoch_size(repeats)
         console.print(f"rare topics oversampled (train.repeat_threshold {config.train.repeat_threshold:g}): "
-                      f"{epoch_size(repeats)} article visits an epoch for {len(repeats)} articles "
-                      f"({epoch_size(repeats) / len(repeats):.2f} each)", markup=False)
-    articles_per_epoch = len(inputs.train) if repeats is None else epoch_size(repeats)
+                      f"{articles_per_epoch} article visits an epoch for {len(repeats)} articles "
+                      f"({articles_per_epoch / len(repeats):.2f} each)", markup=False)
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.train.lr)
     batches_per_epoch = math.ceil(math.ceil(articles_per_epoch / config.train.batch_size) / accelerator.num_processes)
     steps_per_epoch = math.ceil(batches_per_epoch / config.train.grad_accum)

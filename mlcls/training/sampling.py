@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlcls.data.labels import LabelStats, carried
 
-def repeat_factors(targets: np.ndarray, mask: np.ndarray, threshold: float) -> np.ndarray:
-    """Each training article's factor (>= 1). A label is carried where its target is >= 0.5 and annotated;
-    its share f counts the articles that carry it among those annotated for it."""
-    carried = (targets >= 0.5) & (mask > 0)
-    annotated = np.maximum((mask > 0).sum(axis=0), 1)
-    share = carried.sum(axis=0) / annotated
-    with np.errstate(divide="ignore"):
-        label_factor = np.where(share > 0, np.sqrt(threshold / np.where(share > 0, share, 1.0)), 1.0)
-    label_factor = np.maximum(label_factor, 1.0)
-    return np.where(carried, label_factor[None, :], 1.0).max(axis=1, initial=1.0)
+
+def repeat_factors(stats: LabelStats, targets: np.ndarray, mask: np.ndarray, threshold: float) -> np.ndarray:
+    """Each training article's factor (>= 1). A label's share f: the training articles that carry it (`stats`,
+    of the same targets) among those annotated for it; a label no article carries has the factor 1."""
+    share = stats.article_counts() / np.maximum(stats.annotated, 1)
+    label_factor = np.maximum(np.sqrt(threshold / np.where(share > 0, share, threshold)), 1.0)
+    return np.where(carried(targets, mask), label_factor[None, :], 1.0).max(axis=1, initial=1.0)
 
 
 def epoch_size(factors: np.ndarray) -> int:

@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 from mlcls.config import load_config
+from mlcls.data.labels import LabelStats
 from mlcls.errors import ConfigError
 from mlcls.training.entry import train
 from mlcls.training.sampling import epoch_articles, epoch_size, repeat_factors
@@ -24,21 +25,26 @@ TARGETS[[7, 8], 0] = 0  # negatives
 MASK = np.ones_like(TARGETS)
 
 
+def factors_of(targets: np.ndarray, mask: np.ndarray, threshold: float) -> np.ndarray:
+    stats = LabelStats.from_encoded([f"l{i}" for i in range(targets.shape[1])], targets, mask)
+    return repeat_factors(stats, targets, mask, threshold)
+
+
 def test_an_article_takes_the_largest_factor_among_its_labels():
-    factors = repeat_factors(TARGETS, MASK, 0.4)
+    factors = factors_of(TARGETS, MASK, 0.4)
     label = [1.0, math.sqrt(0.4 / 0.1), math.sqrt(0.4 / 0.2)]  # share 0.5 > t: no repeat
     np.testing.assert_allclose(factors, [1, 1, 1, 1, label[1], label[2], label[2], 1, 1, 1], rtol=1e-6)
 
 
 def test_a_threshold_below_every_share_repeats_nothing():
-    np.testing.assert_array_equal(repeat_factors(TARGETS, MASK, 0.05), np.ones(10))
+    np.testing.assert_array_equal(factors_of(TARGETS, MASK, 0.05), np.ones(10))
 
 
 def test_soft_targets_below_a_half_and_unannotated_entries_do_not_count():
     targets, mask = TARGETS.copy(), MASK.copy()
     targets[5, 2] = 0.3  # a confidence below 0.5: not carried
     mask[7:, 2] = 0  # label 2 annotated on 7 articles: its share is 1 / 7
-    factors = repeat_factors(targets, mask, 0.4)
+    factors = factors_of(targets, mask, 0.4)
     assert factors[5] == 1.0
     assert factors[6] == pytest.approx(math.sqrt(0.4 / (1 / 7)))
 
@@ -67,7 +73,7 @@ def test_the_extras_fill_the_epoch_when_the_fractional_parts_do_not_sum_to_a_who
 
 
 def test_an_epoch_is_reproducible_from_the_generator_state():
-    factors = repeat_factors(TARGETS, MASK, 0.4)
+    factors = factors_of(TARGETS, MASK, 0.4)
     a, b = np.random.default_rng(7), np.random.default_rng(7)
     np.testing.assert_array_equal(epoch_articles(factors, a), epoch_articles(factors, b))
 
@@ -79,7 +85,7 @@ def test_factors_of_one_are_one_visit_each_and_draw_nothing():
     assert rng.bit_generator.state == before
 
 
-def test_the_threshold_is_checked(tmp_path):
+def test_the_threshold_is_checked():
     with pytest.raises(ConfigError, match="train.repeat_threshold"):
         load_config(None, ["train.repeat_threshold=1.5"])
 
