@@ -81,6 +81,9 @@ class ModelConfig:
     lexical_c: float = setting(
         10.0, "tfidf: the logistic regressions' inverse regularisation strength C (larger: closer to the training "
         "articles' words)")
+    lexical_blend: Literal["probability", "logit"] = setting(
+        "probability", "tfidf: how the two models' scores mix at weight w: the weighted mean of their probabilities, "
+        "or of their log-odds (logit: a model that is sure outweighs the other's doubt)")
     trust_remote_code: bool = setting(False, "training: run code from the encoder's repository (only if you "
                                       "trust it); eval / predict / serve / export run a run's code only when "
                                       "given --trust-remote-code, whatever this says")

@@ -104,6 +104,11 @@ class ModelCardData:
                 and not self.lexical_weight and self.long_text == "truncate")
 
     @property
+    def lexical_blend(self) -> str:
+        """What the lexical blend averages (model.lexical_blend; runs from before the key: probabilities)."""
+        return str(self.section("model").get("lexical_blend", "probability"))
+
+    @property
     def long_text(self) -> str:
         return str(self.section("model").get("long_text", "truncate"))
 

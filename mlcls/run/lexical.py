@@ -10,7 +10,7 @@ import numpy as np
 
 from mlcls.atomic import open_permissions
 from mlcls.errors import RunDirError
-from mlcls.model.lexical import DEFAULT_C, LexicalModel
+from mlcls.model.lexical import BLENDS, DEFAULT_C, LexicalModel
 from mlcls.run.files import peek_dict, peek_metrics
 from mlcls.run.layout import LEXICAL, LEXICAL_SETTINGS, LEXICAL_VOCABULARY, LEXICAL_WEIGHTS
 
@@ -27,7 +27,7 @@ def save_lexical(run: Path, model: LexicalModel) -> None:
         tensors["abstain"] = model.abstain.astype(np.uint8)
     save_file(tensors, str(folder / LEXICAL_WEIGHTS))
     open_permissions(folder / LEXICAL_WEIGHTS)
-    settings = {"weight": model.weight, "vectorizer": model.settings, "C": model.c}
+    settings = {"weight": model.weight, "blend": model.blend_space, "vectorizer": model.settings, "C": model.c}
     (folder / LEXICAL_SETTINGS).write_text(json.dumps(settings, indent=1))
 
 
@@ -44,9 +44,14 @@ def load_lexical(run: Path) -> LexicalModel | None:
         vocabulary = json.loads((folder / LEXICAL_VOCABULARY).read_text(encoding="utf-8"))
         model = LexicalModel(vocabulary, weights["idf"], weights["coef"], weights["intercept"],
                              float(settings["weight"]), settings["vectorizer"], float(settings.get("C", DEFAULT_C)),
-                             abstain=weights["abstain"].astype(bool) if "abstain" in weights else None)
+                             abstain=weights["abstain"].astype(bool) if "abstain" in weights else None,
+                             # runs saved before model.lexical_blend blended probabilities
+                             blend_space=settings.get("blend", "probability"))
     except (OSError, ValueError, KeyError) as exc:
         raise RunDirError(f"{folder}: the lexical model cannot be read ({exc})") from None
+    if model.blend_space not in BLENDS:
+        raise RunDirError(f"{folder / LEXICAL_SETTINGS}: blend {model.blend_space!r} is not one of "
+                          f"{', '.join(BLENDS)}")
     if (model.coef.shape != (len(model.intercept), len(model.idf)) or len(vocabulary) != len(model.idf)
             or (model.abstain is not None and model.abstain.shape != model.intercept.shape)):
         raise RunDirError(f"{folder}: vocabulary, idf and coefficients do not match")

@@ -123,10 +123,12 @@ def _body(card: ModelCardData) -> list[str]:
         "",
     ]
     if card.lexical_weight:
+        w = card.lexical_weight
+        formula = (f"p = sigmoid({1 - w:.1f} logit p_encoder + {w:.1f} logit p_lexical)"
+                   if card.lexical_blend == "logit" else f"p = {1 - w:.1f} p_encoder + {w:.1f} p_lexical")
         lines += [f"The run blends a TF-IDF + logistic-regression model into every label's probability "
-                  f"(p = {1 - card.lexical_weight:.1f} p_encoder + {card.lexical_weight:.1f} p_lexical; folder "
-                  f"`{LEXICAL}/`); its decision rule was tuned on the blend, so apply it to the blend "
-                  "(mlcls does).", ""]
+                  f"({formula}; folder `{LEXICAL}/`); its decision rule was tuned on the blend, so apply it to the "
+                  "blend (mlcls does).", ""]
     lines += _labels_section(card)
     lines += _rule_section(card)
     lines += _data_section(card)
@@ -244,7 +246,9 @@ def _training_section(card: ModelCardData, model: dict[str, Any], train: dict[st
     elif train.get("train_top_layers"):
         rows.append(("trained layers", f"the top {train.get('train_top_layers')}"))
     if card.lexical_weight is not None:
-        rows.append(("lexical fusion", f"TF-IDF + logistic regression, weight {card.lexical_weight:.1f}"))
+        averaged = "log-odds" if card.lexical_blend == "logit" else "probabilities"
+        rows.append(("lexical fusion",
+                     f"TF-IDF + logistic regression, weight {card.lexical_weight:.1f} (a mean of {averaged})"))
     device = card.metrics.get("device")
     if device:
         rows.append(("hardware", f"{device}, {card.metrics.get('precision')}, {card.metrics.get('processes', 1)} "

@@ -16,7 +16,7 @@ from mlcls.config import Config
 from mlcls.data.labels import Encoded
 from mlcls.decision.rules import DecisionRule
 from mlcls.decision.tuning import choose_thresholds, held_out_f1
-from mlcls.model.lexical import LexicalModel, blend, choose_weight
+from mlcls.model.lexical import LexicalModel, choose_weight
 from mlcls.run.lexical import save_lexical
 
 
@@ -35,10 +35,12 @@ def fuse_lexical(config: Config, model: LexicalModel, encoder_probs: np.ndarray,
     into `run_dir`."""
 
     held_out = held_out_f1_of(config, enc.targets, enc.mask, labels, priors)
-    model.weight, tried = choose_weight(encoder_probs, lexical_probs, lambda p: fusion_objective(held_out(p)))
-    blended = blend(encoder_probs, lexical_probs, model.weight, model.abstain)  # what predict will blend
+    model.blend_space = config.model.lexical_blend
+    model.weight, tried = choose_weight(encoder_probs, lexical_probs, lambda p: fusion_objective(held_out(p)),
+                                        model.abstain, model.blend_space)
+    blended = model.blend_scores(encoder_probs, lexical_probs)  # what predict will blend
     save_lexical(run_dir, model)
-    summary = {"lexical_weight": model.weight,
+    summary = {"lexical_weight": model.weight, "lexical_blend": model.blend_space,
                "lexical_weights_tried": {f"{w:.1f}": round(s, 4) for w, s in tried}}
     return Fusion(choose_thresholds(config, blended, enc.targets, enc.mask, labels, priors), blended,
                   {"encoder_probs": encoder_probs, "lexical_probs": lexical_probs}, summary)

@@ -179,6 +179,7 @@ def test_cross_fitted_run_with_lexical_model_exports_as_one_graph(trained, tmp_p
     _export(run, out)
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["members"] == 2 and manifest["lexical_weight"] == 0.4
+    assert manifest["lexical_blend"] == "probability"
     assert (out / "lexical" / "weights.safetensors").is_file()
     torch_probs, onnx_probs = _probs(run), _probs(out)
     assert np.abs(onnx_probs - torch_probs).max() < 1e-4  # the fold mean, then the same lexical blend

@@ -12,6 +12,7 @@ from rich.console import Console
 from mlcls.config import load_config
 from mlcls.data.labels import LabelSpace
 from mlcls.data.records import FieldSpec, read_records
+from mlcls.errors import RunDirError
 from mlcls.inference.loading import load_run
 from mlcls.inference.scoring import score_records
 from mlcls.model.lexical import blend, choose_weight, fit_lexical, out_of_fold_lexical
@@ -100,24 +101,75 @@ def test_choose_weight_prefers_the_transformer_on_a_tie():
     np.testing.assert_allclose(blend(enc, lex, 0.25), 0.75 * enc + 0.25 * lex)
 
 
-def test_a_fused_run_predicts_the_blend_its_rule_was_tuned_on(tmp_path, tiny_encoder):
+def _mix(encoder, lexical, weight, space):
+    """The blend written out independently of mlcls: a weighted mean of probabilities or of log-odds."""
+    if space == "probability":
+        return (1 - weight) * encoder + weight * lexical
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    return 1 / (1 + np.exp(-((1 - weight) * logit(encoder.astype(np.float64)) + weight * logit(lexical))))
+
+
+def test_the_logit_blend_averages_log_odds_and_weight_0_is_the_encoder():
+    enc = np.array([[0.9, 0.1, 0.5]], dtype=np.float32)
+    lex = np.array([[0.2, 0.99, 0.5]], dtype=np.float32)
+    np.testing.assert_allclose(blend(enc, lex, 0.5, space="logit"), _mix(enc, lex, 0.5, "logit"), rtol=1e-6)
+    # sure of a topic (0.99, odds 99) against the encoder's doubt (0.1, odds 1/9): the mean of log-odds is odds
+    # sqrt(11) ~ 0.77, the mean of probabilities 0.545
+    assert blend(enc, lex, 0.5, space="logit")[0, 1] == pytest.approx(11 ** 0.5 / (1 + 11 ** 0.5), rel=1e-5)
+    assert blend(enc, lex, 0.5)[0, 1] == pytest.approx(0.545)
+    np.testing.assert_array_equal(blend(enc, lex, 0.0, space="logit"), enc)
+    sure = np.array([[1.0, 0.0, 0.5]], dtype=np.float32)  # saturated float32 probabilities stay finite
+    assert np.isfinite(blend(sure, lex, 0.3, space="logit")).all()
+    with pytest.raises(ValueError, match="unknown blend 'odds'"):
+        blend(enc, lex, 0.5, space="odds")
+    # choose_weight blends each candidate as prediction will
+    _, tried = choose_weight(enc, lex, lambda p: float(p[0, 1]), space="logit")
+    assert dict(tried)[0.5] == pytest.approx(float(_mix(enc, lex, 0.5, "logit")[0, 1]), rel=1e-6)
+
+
+def test_the_blend_is_saved_and_a_run_from_before_the_key_blends_probabilities(tmp_path):
+    model = fit_lexical(*_tiny()[:3])
+    model.weight, model.blend_space = 0.4, "logit"
+    save_lexical(tmp_path, model)
+    settings_file = tmp_path / "lexical" / "settings.json"
+    assert json.loads(settings_file.read_text())["blend"] == "logit"
+    assert load_lexical(tmp_path).blend_space == "logit"
+    settings = json.loads(settings_file.read_text())
+    del settings["blend"]  # as runs saved before model.lexical_blend
+    settings_file.write_text(json.dumps(settings))
+    assert load_lexical(tmp_path).blend_space == "probability"
+    settings_file.write_text(json.dumps(settings | {"blend": "odds"}))
+    with pytest.raises(RunDirError, match="settings.json: blend 'odds' is not one of probability, logit"):
+        load_lexical(tmp_path)
+
+
+@pytest.mark.parametrize("space", ["probability", "logit"])  # model.lexical_blend
+def test_a_fused_run_predicts_the_blend_its_rule_was_tuned_on(tmp_path, tiny_encoder, space):
     data = write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS * 2)
     config = load_config(tiny_config(tmp_path, tiny_encoder, data),
                          ["train.epochs=2", "model.lexical=tfidf", "model.lexical_c=0.5",
-                          f"train.cache_dir={tmp_path / 'cache'}"], {"output.name": "fused"})
+                          f"model.lexical_blend={space}", f"train.cache_dir={tmp_path / 'cache'}"],
+                         {"output.name": "fused"})
     result = train(config, quiet)
     assert (result.run_dir / "lexical" / "weights.safetensors").is_file()
     assert load_lexical(result.run_dir).c == 0.5  # model.lexical_c reached the regressions
     weight = result.metrics["lexical_weight"]
+    assert result.metrics["lexical_blend"] == space
     assert set(result.metrics["lexical_weights_tried"]) == {f"{w / 10:.1f}" for w in range(9)}
     run = load_run(result.run_dir)
-    assert run.lexical is not None and run.lexical.weight == weight
+    assert run.lexical is not None and run.lexical.weight == weight and run.lexical.blend_space == space
     records = list(read_records(data, FieldSpec(text_fields=("text",))))
+    texts = [r.text for r in records]
     fused = np.concatenate([s for _, s in score_records(run, records, 4)])
     lexical, run.lexical = run.lexical, None
     alone = np.concatenate([s for _, s in score_records(run, records, 4)])
-    np.testing.assert_allclose(fused, (1 - weight) * alone + weight * lexical.probabilities([r.text for r in records]),
-                               atol=1e-5)
+    np.testing.assert_allclose(fused, _mix(alone, lexical.probabilities(texts), weight, space), atol=1e-5)
+    run.lexical, lexical.weight = lexical, 0.5  # a weight that mixes, whatever the tiny run chose
+    np.testing.assert_allclose(np.concatenate([s for _, s in score_records(run, records, 4)]),
+                               _mix(alone, lexical.probabilities(texts), 0.5, space), atol=1e-5)
     with np.load(result.run_dir / "tuning_scores.npz", allow_pickle=False) as saved:
-        np.testing.assert_allclose(saved["probs"], blend(saved["encoder_probs"], saved["lexical_probs"], weight),
-                                   atol=1e-6)
+        np.testing.assert_allclose(saved["probs"], _mix(saved["encoder_probs"], saved["lexical_probs"], weight, space),
+                                   atol=1e-5)
+    if weight:
+        card = (result.run_dir / "README.md").read_text()
+        assert ("logit p_encoder" in card) == (space == "logit")
