@@ -233,6 +233,10 @@ def _predict_local(file: str, model: Path | None, output: Path | None, mode: int
         raise MlclsError(f"{output}: a folder; --output names the file the predictions go to")
     if output is None:
         require_stdout("the predictions (no --output)")
+    if resume and output is None:  # said before the run is loaded (seconds), not after
+        raise MlclsError("--resume needs --output: the file an interrupted run was writing")
+    if resume and fmt_name != "jsonl":
+        raise MlclsError("--resume works with JSONL output")
     from mlcls.data.records import FieldSpec, ReadPolicy, read_records
     from mlcls.decision.rules import with_overrides
     from mlcls.inference.loading import load_run
@@ -245,12 +249,11 @@ def _predict_local(file: str, model: Path | None, output: Path | None, mode: int
         policy = ReadPolicy(on_error or "fail", rejected)
         records = read_records(file, fields, require_labels=False, policy=policy)
         if output is None:
-            if resume:
-                raise MlclsError("--resume needs --output: the file an interrupted run was writing")
             write_predictions(loaded, records, sys.stdout, batch_size, rule, mode, fmt_name)
         else:
             written = predict_to_file(loaded, records, output, batch_size, rule, mode, fmt_name, resume)
-            err.print(f"{written} predictions written to {output}", markup=False)
+            earlier = f", {written.earlier} of them written by an earlier run" if written.earlier else ""
+            err.print(f"{written.total} predictions written to {output}{earlier}", markup=False)
     print_notes(policy.report(file))
     # at the end, beside the other notes: an error stays the one line on stderr
     err.print(f"note: {loaded.precision_note}", markup=False, highlight=False)

@@ -85,7 +85,7 @@ def train(
     if result.metrics["validation"]:
         out.print(_validation_line(result.metrics), markup=False)
     out.print(f"run saved to {result.run_dir} ({result.metrics['wall_seconds']:.0f} s); "
-              f"next: {shell_command('mlcls', 'eval', result.run_dir)}")
+              f"next: {shell_command('mlcls', 'eval', result.run_dir)}", markup=False)  # a name may hold [brackets]
 
 
 def _validation_line(metrics: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
@@ -237,6 +237,17 @@ class PredictionInterrupted(Interrupted):
                          Terminated.exit_code if terminated else 130)
 
 
+class Written(NamedTuple):
+    """What predict_to_file wrote: predictions by this call, and those a resumed file already held."""
+
+    new: int
+    earlier: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.new + self.earlier
+
+
 def predict_to_file(
     run: LoadedRun, records: Iterable[Record], output: Path, batch_size: int | None,
     rule: DecisionRule | None = None,
@@ -248,8 +259,8 @@ def predict_to_file(
     checks that its lines are the first records of the input (same ids, same order), skips those and
     appends the rest, so the final file equals an uninterrupted run's. On any other error the partial
     file of a fresh run is removed (a resumed run keeps it, cut after its last whole line), even when closing
-    it fails too; a file-system fault (full disk, permission) is a one-line WriteError. Returns the number of
-    predictions written by this call.
+    it fails too; a file-system fault (full disk, permission) is a one-line WriteError. Returns how many
+    predictions this call wrote, and how many the resumed partial file held before it.
 
     The output is claimed first (an flock on .OUTPUT.lock beside it): a second `mlcls predict -o OUTPUT` while
     this one writes is refused in one line before it writes anything, instead of both writing one .partial."""
@@ -278,11 +289,13 @@ def claim_output(output: Path) -> IO:
 
 
 def _predict_to_file(run: LoadedRun, records: Iterable[Record], output: Path, batch_size: int | None,
-                     rule: DecisionRule | None, scores: int | str, fmt: str, resume: bool, chunk_records: int) -> int:
+                     rule: DecisionRule | None, scores: int | str, fmt: str, resume: bool,
+                     chunk_records: int) -> Written:
     partial = output.with_name(f"{output.name}.partial")
     checksum = Checksum(partial, prediction_recipe(run, rule, scores, fmt))
-    if resume:
-        records = _after_done(records, partial, checksum)  # checked here, before anything is written
+    earlier = 0
+    if resume:  # checked here, before anything is written
+        records, earlier = _after_done(records, partial, checksum)
     else:
         with suppress(OSError):
             checksum.path.unlink(missing_ok=True)  # of an earlier run
@@ -298,7 +311,7 @@ def _predict_to_file(run: LoadedRun, records: Iterable[Record], output: Path, ba
         os.replace(partial, output)
         with suppress(OSError):
             checksum.path.unlink(missing_ok=True)
-        return written
+        return Written(written, earlier)
     except KeyboardInterrupt as exc:
         close_quietly(handle)
         raise PredictionInterrupted(partial, checksum.settle(), isinstance(exc, Terminated)) from None
@@ -359,10 +372,10 @@ def _keep_lines(partial: Path, count: int) -> None:
         handle.truncate(end)
 
 
-def _after_done(records: Iterable[Record], partial: Path, checksum: Checksum) -> Iterator[Record]:
-    """The records after those whose predictions OUTPUT.partial holds, once the input's first records are shown
-    to be those (same ids in the same order, and the same ids and texts by the checksum). Lines the checksum
-    does not vouch for yet (written after its last update) are cut, to be predicted again."""
+def _after_done(records: Iterable[Record], partial: Path, checksum: Checksum) -> tuple[Iterator[Record], int]:
+    """The records after those whose predictions OUTPUT.partial holds, and how many it holds, once the input's
+    first records are shown to be those (same ids in the same order, and the same ids and texts by the checksum).
+    Lines the checksum does not vouch for yet (written after its last update) are cut, to be predicted again."""
     if not partial.is_file():
         raise MlclsError(f"{partial}: nothing to resume (no partial output from an interrupted run)")
     done = _complete_ids(partial)
@@ -382,4 +395,4 @@ def _after_done(records: Iterable[Record], partial: Path, checksum: Checksum) ->
     checksum.verify()
     if len(done) < whole:
         _keep_lines(partial, len(done))
-    return iterator
+    return iterator, len(done)

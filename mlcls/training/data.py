@@ -10,6 +10,7 @@ from typing import IO, Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 
 from mlcls.config import Config
 from mlcls.data.labels import Encoded, LabelSpace, LabelStats
@@ -66,7 +67,7 @@ def read_training_data(config: Config, console: Console, rejects: IO[bytes] | No
     train_enc, val_enc = labels.encode(train_records), labels.encode(val_records)
     if val_enc.unknown_labels:
         console.print(f"[yellow]note:[/] validation labels not in the training vocabulary (ignored): "
-                      f"{_counts(val_enc.unknown_labels)}")
+                      f"{escape(_counts(val_enc.unknown_labels))}")  # a label may hold [brackets]
     console.print(
         f"{len(train_records)} training and {len(val_records)} validation records, {len(labels)} labels; "
         f"{int((train_enc.targets.max(axis=1, initial=0) < 0.5).sum())} training records have no label"
@@ -76,6 +77,9 @@ def read_training_data(config: Config, console: Console, rejects: IO[bytes] | No
                       f"the untuned rule ({untuned_rule(config).describe()}) and its last epoch")
         if config.train.patience:
             console.print("[yellow]note:[/] train.patience is ignored: there is no validation data to watch")
+        if config.model.lexical == "tfidf":  # its blend weight is chosen on validation scores, as the rule is
+            console.print("[yellow]note:[/] model.lexical: tfidf is left out: its blend weight is chosen on "
+                          "validation data (or out-of-fold scores with train.folds), and there is none")
     test = config.data.test
     if test and "://" not in test and not Path(test).is_file():  # said now, not after the training, by eval
         console.print(f"note: data.test {test} is not a file: `mlcls eval` of this run will need --data",

@@ -237,6 +237,26 @@ def test_train_skips_bad_records_when_asked(tmp_path, tiny_encoder):
     assert len(rejects.read_text().splitlines()) == 4  # the same two lines, read once as train, once as validation
 
 
+def test_train_prints_bracketed_names_as_given_and_says_what_it_leaves_out(tmp_path, tiny_encoder):
+    data = write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS)
+    validation = write_jsonl(tmp_path / "val.jsonl",
+                             [{"id": "v1", "text": "cocoa beans", "labels": ["cocoa", "misc[/]x"]}])
+    config = str(tiny_config(tmp_path, tiny_encoder, data))
+    # rich reads [...] as markup: a run name or label holding brackets was swallowed, or raised after the training
+    result = runner.invoke(app, ["train", "-c", config, "--epochs", "1", "--name", "exp[v2]",
+                                 "--set", f"data.validation={validation}"])
+    assert result.exit_code == 0, result.output
+    assert "(ignored): misc[/]x (1)" in result.stderr
+    assert f"next: mlcls eval {tmp_path / 'runs' / 'exp[v2]'}" in " ".join(result.stdout.split()).replace("'", "")
+    result = runner.invoke(app, ["train", "-c", config, "--epochs", "1", "--name", "alone", "--set",
+                                 "data.validation=null", "--set", "data.val_fraction=0",
+                                 "--set", "model.lexical=tfidf"])
+    assert result.exit_code == 0, result.output
+    assert ("note: model.lexical: tfidf is left out: its blend weight is chosen on validation data"
+            in " ".join(result.stderr.split()))
+    assert not (tmp_path / "runs" / "alone" / "lexical").exists()
+
+
 def test_predict_scores_modes_and_csv(trained, tmp_path):
     import csv
 

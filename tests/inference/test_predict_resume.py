@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -47,7 +48,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(setup):
     with open(partial, "a") as handle:
         handle.write('{"id": "r10", "lab')
     written = predict_to_file(run, read_records(data, require_labels=False), out, 4, resume=True, chunk_records=5)
-    assert written == 26 and not partial.exists()
+    assert written == (26, 10) and written.total == 36 and not partial.exists()
     assert out.read_bytes() == reference.read_bytes()
 
 
@@ -100,6 +101,11 @@ def test_sigterm_through_the_cli_says_how_to_go_on(setup, monkeypatch):
     monkeypatch.undo()
     resumed = runner.invoke(app, ["predict", str(data), "--model", str(run.path), "-o", str(out), "--resume"])
     assert resumed.exit_code == 0, resumed.output
+    # the count is the file's, the lines kept from the stopped run included (it said 0 when they were all kept)
+    said = re.search(r"(\d+) predictions written to \S+out\.jsonl, (\d+) of them written by an earlier run",
+                     " ".join(resumed.stderr.split()))
+    assert said is not None, resumed.stderr
+    assert int(said[1]) == len(out.read_text().splitlines()) and 0 < int(said[2]) <= int(said[1])
 
 
 def test_resume_refuses_a_partial_output_of_other_input(setup):
@@ -123,10 +129,20 @@ def test_a_failing_fresh_run_leaves_no_file(setup):
     assert list(tmp_path.glob("out.jsonl*")) == []
 
 
-def test_cli_resume_needs_an_output_file(setup):
-    run, data, _, _ = setup
+def test_cli_resume_needs_a_jsonl_output_file_before_the_run_loads(setup, monkeypatch):
+    import mlcls.inference.loading
+
+    run, data, _, tmp_path = setup
+
+    def not_now(*args, **kwargs):
+        raise AssertionError("the run was loaded before the options were checked")
+
+    monkeypatch.setattr(mlcls.inference.loading, "load_run", not_now)
     result = runner.invoke(app, ["predict", str(data), "--model", str(run.path), "--resume"])
     assert result.exit_code == 1 and "--resume needs --output" in result.stderr
+    result = runner.invoke(app, ["predict", str(data), "--model", str(run.path), "--resume", "-o",
+                                 str(tmp_path / "out.csv")])
+    assert result.exit_code == 1 and "--resume works with JSONL output" in result.stderr
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")

@@ -36,7 +36,7 @@ def interrupted(trained, tmp_path):
 
 
 def _resume(run, data, out):
-    return predict_to_file(run, read_records(data, require_labels=False), out, 4, resume=True, chunk_records=5)
+    return predict_to_file(run, read_records(data, require_labels=False), out, 4, resume=True, chunk_records=5).new
 
 
 def test_the_checksum_is_kept_beside_the_partial_output_and_removed_at_the_end(interrupted):
