@@ -46,7 +46,7 @@ _WHERE = {
     "LOSSES": "mlcls.loss_specs",
     "LexicalModel": "mlcls.model.lexical", "fit_lexical": "mlcls.model.lexical",
     "out_of_fold_lexical": "mlcls.model.lexical", "choose_weight": "mlcls.model.lexical",
-    "blend": "mlcls.model.lexical",
+    "blend": "mlcls.model.lexical", "BLENDS": "mlcls.model.lexical",
     "held_out_f1_of": "mlcls.training.fusion", "fusion_objective": "mlcls.training.fusion",  # how the weight is chosen
     "build_model": "mlcls.model.classifier",
     "set_inference_pad_multiple": "mlcls.data.batching",

@@ -195,9 +195,10 @@ def test_bench_thresholds_explains_a_run_without_tuning_scores(script, tmp_path)
 # ------------------------------------------------------------------ bench_lexical_c: training's own choice
 
 
-def test_bench_lexical_c_at_the_runs_c_makes_the_choice_training_made(script, tmp_path, tiny_encoder):
-    """At the C the run was trained with, the study refits the same lexical model on the same rows and must choose
-    the weight that training chose, by the held-out figure that training recorded for it."""
+@pytest.mark.parametrize("space", ["probability", "logit"])  # model.lexical_blend
+def test_bench_lexical_c_at_the_runs_c_makes_the_choice_training_made(script, tmp_path, tiny_encoder, space):
+    """At the C (and blend) the run was trained with, the study refits the same lexical model on the same rows and
+    must choose the weight that training chose, by the held-out figure that training recorded for it."""
     from rich.console import Console
 
     from mlcls.api import load_config, train
@@ -205,12 +206,12 @@ def test_bench_lexical_c_at_the_runs_c_makes_the_choice_training_made(script, tm
     data = write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS * 2)
     # One slow epoch: the encoder alone is imperfect (0.62 held out), so the weight chosen is not the tie-break 0
     config = load_config(tiny_config(tmp_path, tiny_encoder, data),
-                         ["train.epochs=1", "train.head_lr=1e-3", "model.lexical=tfidf", "model.lexical_c=3"],
-                         {"output.name": "lex"})
+                         ["train.epochs=1", "train.head_lr=1e-3", "model.lexical=tfidf", "model.lexical_c=3",
+                          f"model.lexical_blend={space}"], {"output.name": "lex"})
     result = train(config, Console(stderr=True, quiet=True))
     weight = result.metrics["lexical_weight"]
-    [row] = script("bench_lexical_c").study(result.run_dir, [3.0], None)
-    assert row["weight"] == weight > 0
+    [row] = script("bench_lexical_c").study(result.run_dir, [3.0], [space], None)
+    assert row["weight"] == weight > 0 and row["blend"] == space
     recorded = result.metrics["lexical_weights_tried"][f"{weight:.1f}"]
     assert (row["micro"] + row["macro"]) / 200 == pytest.approx(recorded, abs=1e-4)
 
