@@ -22,6 +22,7 @@ from benchlib import machine, write_block  # scripts/ is on sys.path when a scri
 
 from mlcls.api import (
     FieldSpec,
+    blend,
     choose_weight,
     compute_metrics,
     fit_lexical,
@@ -100,9 +101,10 @@ def study(run: Path, test_scores: Path, data: Path, cache: dict) -> list[dict]:
             return (f1["micro_f1"] + f1["macro_f1"]) / 2
 
         for fused in (False, True):
-            weight = choose_weight(saved["probs"], lex_tuning, tuning_f1)[0] if fused else 0.0
-            tuning = (1 - weight) * saved["probs"] + weight * lex_tuning
-            scores = (1 - weight) * test["probs"] + weight * lex_test
+            space = config.model.lexical_blend  # as the run's config blends
+            weight = choose_weight(saved["probs"], lex_tuning, tuning_f1, space=space)[0] if fused else 0.0
+            tuning = blend(saved["probs"], lex_tuning, weight, space=space)
+            scores = blend(test["probs"], lex_test, weight, space=space)
             rule = rule_for(tuning)
             report = compute_metrics(test["targets"], test["mask"], rule.apply(scores, labels), labels)
             groups = frequency_group_scores(report["per_label"], stats.counts())

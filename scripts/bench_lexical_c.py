@@ -32,7 +32,7 @@ from mlcls.api import (
 )
 
 
-def study(run: Path, cs: list[float], blends: list[str], data: Path | None) -> list[dict]:
+def study(run: Path, cs: list[float], blends: list[str] | None, data: Path | None) -> list[dict]:
     config, labels, train, texts, saved, priors = hold_out_run(run, data / "train.jsonl" if data is not None else None)
     encoded = LabelSpace(labels).encode(train)
 
@@ -46,7 +46,7 @@ def study(run: Path, cs: list[float], blends: list[str], data: Path | None) -> l
         fit_s = time.perf_counter() - started
         lexical = model.probabilities(texts)
         alone = held_out(lexical)
-        for space in blends:
+        for space in blends or [config.model.lexical_blend]:
             weight, _ = choose_weight(saved["encoder_probs"], lexical, lambda p: fusion_objective(held_out(p)),
                                       model.abstain, space)
             fused = held_out(blend(saved["encoder_probs"], lexical, weight, model.abstain, space))
@@ -57,7 +57,7 @@ def study(run: Path, cs: list[float], blends: list[str], data: Path | None) -> l
     return rows
 
 
-def markdown(rows: list[dict], cs: list[float], blends: list[str], command: str, seconds: float) -> str:
+def markdown(rows: list[dict], cs: list[float], command: str, seconds: float) -> str:
     lines = ["Held-out validation F1 (each rule tuned on 4/5 of the validation rows, scored on the other 1/5 in turn): "
              "what training chooses the blend weight by. Fused = encoder and lexical model blended at the weight "
              "chosen; alone = the lexical model by itself.",
@@ -69,7 +69,7 @@ def markdown(rows: list[dict], cs: list[float], blends: list[str], command: str,
                      f"{r['macro']:.2f} | {(r['micro'] + r['macro']) / 2:.2f} | {r['alone_micro']:.2f} / "
                      f"{r['alone_macro']:.2f} | {r['fit_s']:.1f} |")
     for c in cs:
-        for space in blends:
+        for space in dict.fromkeys(r["blend"] for r in rows):
             mine = [(r["micro"] + r["macro"]) / 2 for r in rows if r["c"] == c and r["blend"] == space]
             lines.append(f"| mean of {len(mine)} runs | {c:g} | {space} | | | {statistics.mean(mine):.2f} | | |")
     lines += ["", f"Command: `{command}`."]
@@ -80,8 +80,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--c", type=float, nargs="+", default=[10.0, 30.0, 100.0, 300.0, 1000.0])
-    parser.add_argument("--blend", nargs="+", default=["probability"], choices=list(BLENDS),
-                        help="model.lexical_blend values to try at each C")
+    parser.add_argument("--blend", nargs="+", choices=list(BLENDS),
+                        help="model.lexical_blend values to try at each C (default: each run's own)")
     parser.add_argument("--data", type=Path, help="a folder with the runs' train.jsonl (default: their config's)")
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--block", default="bench_lexical_c", help="the docs block the table goes to")
@@ -89,7 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     rows = [row for run in args.runs for row in study(run, args.c, args.blend, args.data)]
-    table = markdown(rows, args.c, args.blend, "python scripts/bench_lexical_c.py " + " ".join(sys.argv[1:]),
+    table = markdown(rows, args.c, "python scripts/bench_lexical_c.py " + " ".join(sys.argv[1:]),
                      time.perf_counter() - started)
     print(table)
     if not args.no_record:

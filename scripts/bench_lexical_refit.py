@@ -75,6 +75,7 @@ def compare(name: str, config, train, labels: list[str], texts: list[str], targe
     kept_probs = kept.probabilities(list(texts))
     if enc_probs is None:  # the lexical model alone: blend(anything, lexical, 1.0) is the lexical scores
         enc_probs = np.zeros_like(kept_probs)
+    space = config.model.lexical_blend  # blended as the run blends
     rows = []
     for split in range(splits):
         half = iterative_stratification((targets >= 0.5) & (mask > 0), [0.5, 0.5], seed=split)
@@ -83,17 +84,18 @@ def compare(name: str, config, train, labels: list[str], texts: list[str], targe
             if enc_probs.any():
                 held_out = held_out_f1_of(config, targets[tune], mask[tune], labels, priors)
                 weight, _ = choose_weight(enc_probs[tune], kept_probs[tune],
-                                          lambda p, held_out=held_out: fusion_objective(held_out(p)))
+                                          lambda p, held_out=held_out: fusion_objective(held_out(p)),
+                                          kept.abstain, space)
             else:
                 weight = 1.0
-            rule = choose_thresholds(config, blend(enc_probs[tune], kept_probs[tune], weight, kept.abstain),
+            rule = choose_thresholds(config, blend(enc_probs[tune], kept_probs[tune], weight, kept.abstain, space),
                                      targets[tune], mask[tune], labels, priors)
             refit = fit_lexical(train_texts + list(texts[tune]), np.concatenate([train_enc.targets, targets[tune]]),
                                 np.concatenate([train_enc.mask, mask[tune]]), config.model.lexical_c)
             scored = {}
             for which, model, probs in (("kept", kept, kept_probs[held]),
                                         ("refit", refit, refit.probabilities(list(texts[held])))):
-                decisions = rule.apply(blend(enc_probs[held], probs, weight, model.abstain), labels)
+                decisions = rule.apply(blend(enc_probs[held], probs, weight, model.abstain, space), labels)
                 scored[which] = f1(targets[held], mask[held], decisions, labels)
             rows.append({"run": name, "split": split, "tuned_on": tuned_on, "weight": weight,
                          "kept_micro": scored["kept"][0], "kept_macro": scored["kept"][1],

@@ -9,8 +9,8 @@ w is chosen on the scores the decision rule is tuned on (validation, or out-of-f
 
 scikit-learn fits it (TfidfVectorizer, one LogisticRegression per label). It is saved without pickle, which
 runs code when loaded (mlcls/run/lexical.py writes and reads it): the vocabulary as JSON, idf, coefficients and
-intercepts as safetensors, the vectorizer's settings and the weight as JSON; loading rebuilds a TfidfVectorizer
-with that vocabulary and idf.
+intercepts as safetensors, the vectorizer's settings, the weight and the blend as JSON; loading rebuilds a
+TfidfVectorizer with that vocabulary and idf.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from mlcls.decision.rules import DecisionRule
 from mlcls.errors import RunDirError
 from mlcls.run.files import peek_dict, peek_metrics, peek_tuning_scores, read_config, read_labels, read_rule
 from mlcls.run.layout import CARD, LABEL_STATS, LEXICAL, run_name
+from mlcls.run.lexical import lexical_blend as read_lexical_blend
 from mlcls.run.lexical import lexical_weight as read_lexical_weight
 from mlcls.run.provenance import provenance_summary
 
@@ -40,6 +41,7 @@ class ModelCardData:
     per_label_f1: dict[str, float] | None = None  # on the scores the rule was tuned on, under that rule
     provenance: dict[str, Any] | None = None  # provenance_summary's short form
     lexical_weight: float | None = None  # the TF-IDF blend's weight; None without lexical fusion
+    lexical_blend: str = "probability"  # what that blend averages (lexical/settings.json, as scoring reads it)
     base_model: str | None = None  # the encoder, when it is a Hub model id and not a local folder
     license: dict[str, str] = field(default_factory=dict)  # the front matter's licence keys; {} when unknown
 
@@ -62,6 +64,7 @@ class ModelCardData:
             per_label_f1=_per_label_f1(run_dir, labels, rule),
             provenance=provenance_summary(run_dir),
             lexical_weight=read_lexical_weight(run_dir) if (run_dir / LEXICAL).exists() else None,
+            lexical_blend=read_lexical_blend(run_dir),
             base_model=_hub_model(partial.encoder),
             license=_license(partial.section("model")),
         )
@@ -102,11 +105,6 @@ class ModelCardData:
         folder, or an hf export; not an ONNX export)."""
         return (self.native and not self.onnx and (self.folds <= 1 or self.refit)
                 and not self.lexical_weight and self.long_text == "truncate")
-
-    @property
-    def lexical_blend(self) -> str:
-        """What the lexical blend averages (model.lexical_blend; runs from before the key: probabilities)."""
-        return str(self.section("model").get("lexical_blend", "probability"))
 
     @property
     def long_text(self) -> str:

@@ -11,7 +11,7 @@ runs/<name>/
   head.safetensors   the classification head (model.head linear)
   thresholds.json    the decision rule, tuned on validation (or out-of-fold)
   tuning_scores.npz  the scores, targets and mask the rule was tuned on (no pickle inside)
-  lexical/           model.lexical tfidf: settings.json (blend weight, vectorizer), vocabulary.json,
+  lexical/           model.lexical tfidf: settings.json (blend weight and blend, vectorizer), vocabulary.json,
                      weights.safetensors (idf, coef, intercept): no pickle, which would run code on load
   metrics.json       validation metrics of the kept epoch, timings, device and precision
   train_log.jsonl    one line per epoch (per fold and epoch for a cross-fitted run)

@@ -58,6 +58,13 @@ def load_lexical(run: Path) -> LexicalModel | None:
     return model
 
 
+def lexical_blend(run: Path) -> str:
+    """What the run's blend averages (model.lexical_blend), from lexical/settings.json without loading the model:
+    "probability" for runs saved before the key (load_lexical refuses an unknown one)."""
+    blend = (peek_dict(run / LEXICAL / LEXICAL_SETTINGS) or {}).get("blend", "probability")
+    return blend if blend in BLENDS else "probability"
+
+
 def lexical_weight(run: Path) -> float | None:
     """The weight at which the run blends its lexical model in, without loading the model: from lexical/'s
     settings when the folder is there, else what metrics.json says; None when neither says."""

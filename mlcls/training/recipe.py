@@ -399,7 +399,8 @@ def lexical_fusion(t: Trainer, encoder_probs: np.ndarray, summary: dict[str, Any
     metrics = compute_metrics(val_enc.targets, val_enc.mask, fusion.rule.apply(fusion.probs, labels), labels)
     summary["validation"] = {k: v for k, v in metrics.items() if k != "per_label"}
     summary.update(fusion.summary)
-    t.console.print(f"lexical fusion: weight {model.weight:.1f}; validation micro-F1 {metrics['micro_f1']:.4f}  "
+    t.console.print(f"lexical fusion: weight {model.weight:.1f} ({model.blend_space}); "
+                    f"validation micro-F1 {metrics['micro_f1']:.4f}  "
                     f"macro-F1 {metrics['macro_f1']:.4f}  ({fusion.rule.describe()})", markup=False)
     return fusion.rule, fusion.probs, fusion.parts
 

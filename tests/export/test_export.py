@@ -137,7 +137,8 @@ def test_int8_export_runs_and_eval_reports_it_next_to_fp32(exported, trained, tm
 
 
 def _cross_fitted_copy(run: Path, folder: Path) -> Path:
-    """The tiny run as a 2-fold cross-fitted run (fold 2: another head) with a lexical model blended in."""
+    """The tiny run as a 2-fold cross-fitted run (fold 2: another head) with a lexical model blended in, by the
+    mean of log-odds (model.lexical_blend: logit)."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -158,12 +159,13 @@ def _cross_fitted_copy(run: Path, folder: Path) -> Path:
         save_file(head, str(fold / "head.safetensors"))
     config = yaml.safe_load((target / "config.yaml").read_text())
     config["train"]["folds"], config["data"]["validation"] = 2, None
+    config["model"]["lexical"], config["model"]["lexical_blend"] = "tfidf", "logit"
     (target / "config.yaml").write_text(yaml.safe_dump(config))
     records = [Record(r["id"], r["text"], {label: 1.0 for label in r["labels"]}, i)
                for i, r in enumerate(TINY_RECORDS)]
     encoded = read_labels(run).encode(records)
     lexical = fit_lexical([r.text for r in records], encoded.targets, encoded.mask)
-    lexical.weight = 0.4
+    lexical.weight, lexical.blend_space = 0.4, "logit"
     save_lexical(target, lexical)
     return target
 
@@ -179,7 +181,7 @@ def test_cross_fitted_run_with_lexical_model_exports_as_one_graph(trained, tmp_p
     _export(run, out)
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["members"] == 2 and manifest["lexical_weight"] == 0.4
-    assert manifest["lexical_blend"] == "probability"
+    assert manifest["lexical_blend"] == "logit"
     assert (out / "lexical" / "weights.safetensors").is_file()
     torch_probs, onnx_probs = _probs(run), _probs(out)
     assert np.abs(onnx_probs - torch_probs).max() < 1e-4  # the fold mean, then the same lexical blend
@@ -190,7 +192,9 @@ def test_cross_fitted_run_with_lexical_model_exports_as_one_graph(trained, tmp_p
     batch = dict(tokenizer(TEXTS, truncation=True, max_length=32, padding=True, return_tensors="np"))
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     graph = session.run(["probabilities"], batch)[0]
-    blended = loaded.lexical.blend(TEXTS, graph)
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731  (the blend written out: 0.6 logit p + 0.4 logit p_lexical)
+    blended = 1 / (1 + np.exp(-(0.6 * logit(graph.astype(np.float64))
+                                + 0.4 * logit(loaded.lexical.probabilities(TEXTS).astype(np.float64)))))
     assert np.abs(blended - torch_probs).max() < 1e-4
     assert "blends its TF-IDF model" in (out / "README.md").read_text()
 
