@@ -89,6 +89,7 @@ def study(run: Path, test_scores: Path, data: Path, cache: dict) -> list[dict]:
     if stats is None:
         raise SystemExit(f"{run}: no readable label statistics (label_stats.json)")
     lex_tuning, lex_test = lexical_scores(run, config, ids, cache)
+    space = config.model.lexical_blend  # blended as the run's config blends
     rows = []
     for rule_name, min_positives, min_labels in RULES:
         def rule_for(probs, targets=saved["targets"], mask=saved["mask"], rule_name=rule_name,
@@ -101,7 +102,6 @@ def study(run: Path, test_scores: Path, data: Path, cache: dict) -> list[dict]:
             return (f1["micro_f1"] + f1["macro_f1"]) / 2
 
         for fused in (False, True):
-            space = config.model.lexical_blend  # as the run's config blends
             weight = choose_weight(saved["probs"], lex_tuning, tuning_f1, space=space)[0] if fused else 0.0
             tuning = blend(saved["probs"], lex_tuning, weight, space=space)
             scores = blend(test["probs"], lex_test, weight, space=space)

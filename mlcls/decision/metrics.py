@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from mlcls.data.labels import carried
 from mlcls.data.stats import frequency_group
 
 
 def gold_matrix(targets: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return ((targets >= 0.5) & (mask > 0)).astype(np.int8)
+    return carried(targets, mask).astype(np.int8)
 
 
 def compute_metrics(

@@ -33,6 +33,7 @@ WEIGHTS = tuple(round(w, 2) for w in np.arange(0.0, 0.81, 0.1))
 # other's doubt, which a mean of probabilities caps at w. On Reuters' validation it gave the CPU config +1.1
 # micro-F1 after fusion on 3 seeds (docs/benchmarks.md, "How the lexical model's scores are blended").
 BLENDS = ("probability", "logit")
+DEFAULT_BLEND = "probability"
 # Probabilities are clipped before their log-odds: float32 holds sigmoid(x) = 1 from x ~ 17 on, whose logit is
 # infinite; 1e-7 caps a logit at about +-16, beyond any threshold the rules tune.
 _LOGIT_CLIP = 1e-7
@@ -50,7 +51,7 @@ class LexicalModel:
     weight: float = 0.0  # the blend weight, chosen on the tuning scores
     settings: dict[str, Any] = field(default_factory=lambda: dict(VECTORIZER))
     c: float = DEFAULT_C  # the regressions' C it was fitted with (recorded; scoring does not use it)
-    blend_space: str = "probability"  # model.lexical_blend: what the weight averages (BLENDS)
+    blend_space: str = DEFAULT_BLEND  # model.lexical_blend: what the weight averages (BLENDS)
     # (labels,) True where the training data annotated no article with the label (a label kept from a parent
     # run, model.init_keep_labels): the lexical model knows nothing of it and leaves its score to the encoder.
     # Its "prior" of 0 annotated articles would be 0.5 for every article, which a blend turns into a label that
@@ -87,7 +88,7 @@ class LexicalModel:
 
 
 def blend(encoder_probs: np.ndarray, lexical_probs: np.ndarray, weight: float,
-          abstain: np.ndarray | None = None, space: str = "probability") -> np.ndarray:
+          abstain: np.ndarray | None = None, space: str = DEFAULT_BLEND) -> np.ndarray:
     """The fused scores, the weighted mean of the two models' probabilities or of their log-odds (`space`, one of
     BLENDS); where the lexical model abstains (a label it saw no annotation of), the encoder's."""
     if space not in BLENDS:
@@ -151,7 +152,7 @@ def out_of_fold_lexical(texts: Sequence[str], targets: np.ndarray, mask: np.ndar
 
 def choose_weight(encoder_probs: np.ndarray, lexical_probs: np.ndarray, score: Callable[[np.ndarray], float],
                   abstain: np.ndarray | None = None,
-                  space: str = "probability") -> tuple[float, list[tuple[float, float]]]:
+                  space: str = DEFAULT_BLEND) -> tuple[float, list[tuple[float, float]]]:
     """The blend weight whose blended tuning scores `score` highest (ties: the smaller weight, so the
     transformer alone wins a tie), and every (weight, score) tried: each blended as prediction will blend it."""
     tried = [(w, score(blend(encoder_probs, lexical_probs, w, abstain, space))) for w in WEIGHTS]

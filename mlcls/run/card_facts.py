@@ -17,6 +17,7 @@ from typing import Any
 from mlcls.decision.metrics import compute_metrics
 from mlcls.decision.rules import DecisionRule
 from mlcls.errors import RunDirError
+from mlcls.model.lexical import DEFAULT_BLEND
 from mlcls.run.files import peek_dict, peek_metrics, peek_tuning_scores, read_config, read_labels, read_rule
 from mlcls.run.layout import CARD, LABEL_STATS, LEXICAL, run_name
 from mlcls.run.lexical import lexical_blend as read_lexical_blend
@@ -41,7 +42,7 @@ class ModelCardData:
     per_label_f1: dict[str, float] | None = None  # on the scores the rule was tuned on, under that rule
     provenance: dict[str, Any] | None = None  # provenance_summary's short form
     lexical_weight: float | None = None  # the TF-IDF blend's weight; None without lexical fusion
-    lexical_blend: str = "probability"  # what that blend averages (lexical/settings.json, as scoring reads it)
+    lexical_blend: str = DEFAULT_BLEND  # what that blend averages (lexical/settings.json, as scoring reads it)
     base_model: str | None = None  # the encoder, when it is a Hub model id and not a local folder
     license: dict[str, str] = field(default_factory=dict)  # the front matter's licence keys; {} when unknown
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from mlcls.atomic import open_permissions
 from mlcls.errors import RunDirError
-from mlcls.model.lexical import BLENDS, DEFAULT_C, LexicalModel
+from mlcls.model.lexical import BLENDS, DEFAULT_BLEND, DEFAULT_C, LexicalModel
 from mlcls.run.files import peek_dict, peek_metrics
 from mlcls.run.layout import LEXICAL, LEXICAL_SETTINGS, LEXICAL_VOCABULARY, LEXICAL_WEIGHTS
 
@@ -46,7 +46,7 @@ def load_lexical(run: Path) -> LexicalModel | None:
                              float(settings["weight"]), settings["vectorizer"], float(settings.get("C", DEFAULT_C)),
                              abstain=weights["abstain"].astype(bool) if "abstain" in weights else None,
                              # runs saved before model.lexical_blend blended probabilities
-                             blend_space=settings.get("blend", "probability"))
+                             blend_space=settings.get("blend", DEFAULT_BLEND))
     except (OSError, ValueError, KeyError) as exc:
         raise RunDirError(f"{folder}: the lexical model cannot be read ({exc})") from None
     if model.blend_space not in BLENDS:
@@ -61,8 +61,8 @@ def load_lexical(run: Path) -> LexicalModel | None:
 def lexical_blend(run: Path) -> str:
     """What the run's blend averages (model.lexical_blend), from lexical/settings.json without loading the model:
     "probability" for runs saved before the key (load_lexical refuses an unknown one)."""
-    blend = (peek_dict(run / LEXICAL / LEXICAL_SETTINGS) or {}).get("blend", "probability")
-    return blend if blend in BLENDS else "probability"
+    blend = (peek_dict(run / LEXICAL / LEXICAL_SETTINGS) or {}).get("blend", DEFAULT_BLEND)
+    return blend if blend in BLENDS else DEFAULT_BLEND
 
 
 def lexical_weight(run: Path) -> float | None:
