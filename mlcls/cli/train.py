@@ -79,7 +79,7 @@ def train(
 
     keep_freed_memory()  # glibc keeps each step's freed activations for the next (unless MALLOC_* is set)
     with rejects_file(rejects) as rejected:
-        result = run_training(cfg, err, rejected, resume=resume_dir)
+        result = run_training(cfg, err, rejected, resume=resume_dir, trust_remote_code=bool(trust_remote_code))
     if not result.main_process:
         return
     if result.metrics["validation"]:

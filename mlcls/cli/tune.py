@@ -74,7 +74,7 @@ def tune(
     name = study or (config.stem if config is not None else "default")
     result = run_search(cfg, space, trials, study=name, storage=storage, timeout=timeout, pruner=value_of(pruner),
                         keep_best=keep_best, keep_pruned=keep_pruned, refit=refit, refit_folds=refit_folds,
-                        base_trial=base_trial, console=err)
+                        base_trial=base_trial, console=err, trust_remote_code=bool(trust_remote_code))
     _render(result)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlcls.config import Config
-from mlcls.errors import MlclsError
+from mlcls.errors import MlclsError, RunDirError
 from mlcls.inference.loaded import LoadedRun, load_run_files
 from mlcls.inference.onnx_run import load_onnx_run
 from mlcls.model.classifier import FoldEnsemble, quiet_transformers
@@ -92,6 +92,12 @@ def _load_models(path: Path, config: Config, num_labels: int, trust_remote_code:
     check_remote_code(path, [folder / ENCODER for folder in folders], config, trust_remote_code)
     quiet_transformers()
     members = [load_model(folder, config, num_labels, trust_remote_code) for folder in folders]
+    # Every fold scores the token ids of fold 1's tokenizer: a fold with another vocabulary would read garbage.
+    vocabulary = members[0][1].get_vocab()
+    for folder, (_, tokenizer) in zip(folders[1:], members[1:], strict=True):
+        if tokenizer.get_vocab() != vocabulary:
+            raise RunDirError(f"{folder / ENCODER}: its tokenizer is not fold 1's ({folders[0] / ENCODER}): the folds "
+                              "of a run share one tokenizer; this fold comes from another run")
     model = members[0][0] if len(members) == 1 else FoldEnsemble([m for m, _ in members])
     return model, members[0][1]
 

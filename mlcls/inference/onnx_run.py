@@ -22,6 +22,7 @@ from mlcls.run.files import peek_manifest, read_onnx_manifest
 from mlcls.run.layout import CONFIG, LABELS, MANIFEST, ONNX_MODEL, THRESHOLDS, TOKENIZER_CONFIG
 from mlcls.run.lexical import load_lexical
 from mlcls.run.model_files import check_remote_code
+from mlcls.run.validation import validate_export
 
 REQUIRED = (ONNX_MODEL, MANIFEST, CONFIG, LABELS, THRESHOLDS, TOKENIZER_CONFIG)
 ONNX_EXTRA = 'pip install "mlcls[onnx]"'
@@ -120,9 +121,10 @@ def load_onnx_run(path: Path, device: str = "auto", int8: bool = False, trust_re
 
     require_onnx(export=False)
     for name in REQUIRED:
-        if not (path / name).is_file():
+        if not (path / name).exists():
             raise RunDirError(f"{path / name}: missing from the ONNX export (is this a complete `mlcls export` "
                               "folder?)")
+    validate_export(path, REQUIRED)  # each file readable, no link out of the folder, lexical/ of these labels
     manifest = read_onnx_manifest(path)
     if int8 and manifest.get("quantize") != "int8":
         raise MlclsError(f"{path}: --int8 quantises a torch run; this ONNX export is fp32: make an int8 one with "

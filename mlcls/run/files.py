@@ -41,6 +41,8 @@ from mlcls.run.lifecycle import run_write_error
 
 def peek_json(path: Path) -> Any:
     """A small JSON file of a run, or None when it is missing or unreadable."""
+    if not Path(path).is_file():  # missing, or a FIFO or a device, which reading could block on
+        return None
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -277,6 +279,8 @@ def export_format(folder: Path) -> str | None:
 def read_json(path: Path, invalid: str = "corrupt (not JSON: {})") -> Any:
     """A JSON file a run needs: a one-line RunDirError naming it when it is missing, unreadable or not JSON
     (`invalid` says the last, around the parser's words)."""
+    if path.exists() and not path.is_file():  # a folder, a FIFO (reading it would block) or a device
+        raise RunDirError(f"{path}: not a regular file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

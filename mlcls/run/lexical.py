@@ -36,18 +36,20 @@ def load_lexical(run: Path) -> LexicalModel | None:
     folder = run / LEXICAL
     if not folder.is_dir():
         return None
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     try:
         weights = load_file(str(folder / LEXICAL_WEIGHTS))
-        settings = json.loads((folder / LEXICAL_SETTINGS).read_text())
-        vocabulary = json.loads((folder / LEXICAL_VOCABULARY).read_text(encoding="utf-8"))
+        settings = _checked_settings(folder / LEXICAL_SETTINGS, json.loads((folder / LEXICAL_SETTINGS).read_text()))
+        vocabulary = _checked_vocabulary(folder / LEXICAL_VOCABULARY,
+                                         json.loads((folder / LEXICAL_VOCABULARY).read_text(encoding="utf-8")))
         model = LexicalModel(vocabulary, weights["idf"], weights["coef"], weights["intercept"],
                              float(settings["weight"]), settings["vectorizer"], float(settings.get("C", DEFAULT_C)),
                              abstain=weights["abstain"].astype(bool) if "abstain" in weights else None,
                              # runs saved before model.lexical_blend blended probabilities
                              blend_space=settings.get("blend", DEFAULT_BLEND))
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
         raise RunDirError(f"{folder}: the lexical model cannot be read ({exc})") from None
     if model.blend_space not in BLENDS:
         raise RunDirError(f"{folder / LEXICAL_SETTINGS}: blend {model.blend_space!r} is not one of "
@@ -56,6 +58,46 @@ def load_lexical(run: Path) -> LexicalModel | None:
             or (model.abstain is not None and model.abstain.shape != model.intercept.shape)):
         raise RunDirError(f"{folder}: vocabulary, idf and coefficients do not match")
     return model
+
+
+# The vectorizer settings mlcls writes (model.lexical's VECTORIZER) and their types. settings.json is passed to
+# scikit-learn's TfidfVectorizer, so nothing else is let through: `"input": "filename"` there would make it open
+# every article's text as a path on the machine that scores it (`mlcls serve` included).
+VECTORIZER_TYPES: dict[str, tuple[type, ...]] = {"sublinear_tf": (bool,), "lowercase": (bool,), "min_df": (int, float),
+                                                 "dtype": (str,)}
+
+
+def _checked_settings(path: Path, settings: object) -> dict:
+    """lexical/settings.json, checked before anything in it is used: ValueError names what is wrong."""
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path.name}: expected a JSON object")
+    weight = settings.get("weight")
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0.0 <= weight <= 1.0:
+        raise ValueError(f"{path.name}: weight must be a number in [0, 1], got {weight!r}")  # NaN fails too
+    c = settings.get("C", DEFAULT_C)
+    if isinstance(c, bool) or not isinstance(c, int | float) or not 0.0 < c < float("inf"):
+        raise ValueError(f"{path.name}: C must be a positive number, got {c!r}")
+    vectorizer = settings.get("vectorizer")
+    if not isinstance(vectorizer, dict):
+        raise ValueError(f"{path.name}: vectorizer must be an object of settings, got {vectorizer!r}")
+    for key, value in vectorizer.items():
+        if key not in VECTORIZER_TYPES:
+            raise ValueError(f"{path.name}: vectorizer setting {key!r} is not one mlcls writes "
+                             f"({', '.join(VECTORIZER_TYPES)})")
+        if not isinstance(value, VECTORIZER_TYPES[key]) or (bool not in VECTORIZER_TYPES[key]
+                                                             and isinstance(value, bool)):
+            raise ValueError(f"{path.name}: vectorizer setting {key!r} has the wrong type ({value!r})")
+    return settings
+
+
+def _checked_vocabulary(path: Path, vocabulary: object) -> dict[str, int]:
+    """lexical/vocabulary.json: term -> column, the columns 0..n-1 each once (ValueError otherwise)."""
+    if not isinstance(vocabulary, dict) or not all(
+            isinstance(index, int) and not isinstance(index, bool) for index in vocabulary.values()):
+        raise ValueError(f"{path.name}: expected an object of term -> column number")
+    if sorted(vocabulary.values()) != list(range(len(vocabulary))):
+        raise ValueError(f"{path.name}: the column numbers are not 0..{len(vocabulary) - 1}, each once")
+    return vocabulary
 
 
 def lexical_blend(run: Path) -> str:

@@ -72,10 +72,19 @@ def load_model(folder: Path, config: Config, num_labels: int, trust_remote_code:
     kind = AutoModelForSequenceClassification if native else AutoModel
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder / ENCODER, trust_remote_code=trust)
-        encoder = kind.from_pretrained(folder / ENCODER, use_safetensors=True, trust_remote_code=trust,
-                                       **(encoder_settings or {}))
-    except (OSError, ValueError) as exc:
-        raise RunDirError(f"{folder / ENCODER}: cannot load ({str(exc).splitlines()[0]})") from None
+        encoder, loading = kind.from_pretrained(folder / ENCODER, use_safetensors=True, trust_remote_code=trust,
+                                                output_loading_info=True, **(encoder_settings or {}))
+    except Exception as exc:  # transformers raises many kinds (a config value of the wrong type, tensors of the
+        # wrong shape, ...): what is wrong is the folder, and the user gets one line that names it
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunDirError(f"{folder / ENCODER}: cannot load ({first})") from None
+    # transformers fills tensors the weights file lacks with random values and says so in a warning only: a run
+    # would then score at random. save_pretrained writes every tensor, so a run's encoder lacks none.
+    missing = sorted(loading.get("missing_keys") or ()) + sorted(str(key[0]) for key in
+                                                                 loading.get("mismatched_keys") or ())
+    if missing:
+        raise RunDirError(f"{folder / ENCODER}: the weights file lacks {len(missing)} of the tensors that its "
+                          f"{ENCODER_CONFIG} asks for (first: {missing[0]}); it belongs to another model or is cut")
     check_tokenizer_fits(folder / ENCODER, tokenizer, encoder)
     if native:
         return NativeClassifier(encoder), tokenizer

@@ -65,6 +65,18 @@ def validate_run(path: str | Path) -> None:
     read_label_stats(path, labels)  # not needed to score, but when there, whole and of these labels
 
 
+def validate_export(path: str | Path, required: tuple[str, ...]) -> None:
+    """The same checks for an ONNX export (`mlcls export --format onnx`) before it loads: its `required`
+    files there and readable, no link out of the folder, and its lexical model (when it carries one) whole
+    and of its labels."""
+    path = Path(path)
+    _need(path, folder=True)
+    _no_links_out(path)
+    for name in required:
+        _need(path / name)
+    _lexical(path, len(read_labels(path).labels))
+
+
 # ------------------------------------------------------------------------------------------ files
 
 
@@ -81,6 +93,8 @@ def _need(path: Path, folder: bool = False) -> None:
 
     if folder != stat.S_ISDIR(mode):
         raise RunDirError(f"{path}: not a {what}")
+    if not folder and not stat.S_ISREG(mode):  # a FIFO or a device (a tar can carry one): opening it could block
+        raise RunDirError(f"{path}: not a regular file")
     try:
         if folder:
             os.listdir(path)

@@ -23,7 +23,7 @@ from mlcls.training.recipe import train_one
 
 def train(config: Config, console: Console | None = None, rejects: IO[bytes] | None = None,
           resume: Path | None = None, stop: StopSignal | None = None, data: TrainingData | None = None,
-          on_epoch: OnEpoch | None = None) -> TrainResult:
+          on_epoch: OnEpoch | None = None, trust_remote_code: bool = False) -> TrainResult:
     """Train a run from `config`, or (with `resume`: an unfinished run's directory) continue one. `data`: records
     already read (by default, the config's files are read and validated here, before anything heavy exists).
     `on_epoch`: called after every epoch with its figures (hooks.EpochEnd; with train.folds, each fold's epochs in
@@ -31,11 +31,18 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
     `config` is not changed (the run's name and resolved paths go into a copy: the same object trains again).
     `resume` may name the run as the interruption message does (runs/NAME) or its staging folder; `config` must
     then be the run's own (`load_config(RUN/config.yaml)`, what `mlcls train --resume` takes), else ConfigError.
-    Training seeds the global random generators (torch, numpy, random) from train.seed, as the Trainer does."""
+    Training seeds the global random generators (torch, numpy, random) from train.seed, as the Trainer does.
+    `trust_remote_code`: the caller's --trust-remote-code, which code carried by the run that model.init_from
+    names needs; the config's model.trust_remote_code is for its own encoder, and a run may come from anyone."""
+    from mlcls.run.parent import check_parent_code
+
+    check_parent_code(config.model.init_from, trust_remote_code)  # before anything of the parent is loaded
     config = copy.deepcopy(config)
     if resume is not None:
         resume = resumable_run(Path(resume))
         _check_resume_config(config, resume)
+    elif trust_remote_code:  # as `mlcls train --trust-remote-code` sets it: the parent loads with it
+        config.model.trust_remote_code = True
     stop = stop or StopSignal()
     main = is_launch_main_process()  # under `accelerate launch`, only the main process reports
     console = console if console is not None and main else Console(stderr=True, quiet=not main)

@@ -40,6 +40,7 @@ class TrialSetup:
     stop: StopSignal = field(default_factory=StopSignal)  # Ctrl-C / SIGTERM, read by every trial and between them
     share_data: bool = False  # every trial reads the same records and splits them alike (shares_data)
     data: TrainingData | None = None  # then read once, at the first trial that trains
+    trust_remote_code: bool = False  # --trust-remote-code: code of the run that model.init_from names may run
 
     def training_data(self, config) -> TrainingData | None:
         """The records for a trial of `config`: read once and shared where every trial reads the same (reading
@@ -108,6 +109,7 @@ def run_trial(optuna, setup: TrialSetup, trial, values: dict[str, Any]) -> Outco
         setup.console.print(f"trial {trial.number}: resuming {name} from its checkpoint", markup=False)
     try:
         result = train(config, setup.console, resume=resume, stop=setup.stop, data=setup.training_data(config),
+                       trust_remote_code=setup.trust_remote_code,
                        # the base config's trial is what the others are compared with: it runs to the end
                        on_epoch=PruneOnEpoch(optuna, trial, setup.metric, prunable=not is_base(frozen)))
     except optuna.TrialPruned as exc:

@@ -83,27 +83,31 @@ class Search:
 def tune(config: Config, space: str | Path | SearchSpace, trials: int = 20, *, study: str = "default",
          storage: str | None = None, timeout: float | None = None, pruner: Any = "median", keep_best: int = 3,
          keep_pruned: bool = False, refit: bool = False, refit_folds: int = 3, base_trial: bool = True,
-         console: Console | None = None, stop: StopSignal | None = None) -> TuneResult:
+         console: Console | None = None, stop: StopSignal | None = None, trust_remote_code: bool = False) -> TuneResult:
     """Search `space` (a YAML file's path, or a SearchSpace) around the base `config` until the study holds
     `trials` trials in all (a resumed study counts the ones it has), or `timeout` seconds of this process have
     passed. Trials run as runs in runs/tune-<study>/ (config.output.dir); the study lives in `storage` (default:
     a SQLite file there; an RDB URL or a journal file's path otherwise). Several processes given one storage
     share the study. `pruner`: median, hyperband, none, or an Optuna pruner. `refit`: then train the best config
     on all of train (cross-fitting with `refit_folds` folds and train.refit) as an ordinary run. `base_trial`:
-    one of the trials is the base config's own values (base_trial.py), so that the search is compared with it."""
+    one of the trials is the base config's own values (base_trial.py), so that the search is compared with it.
+    `trust_remote_code`: the caller's --trust-remote-code (as training's: code that model.init_from's run carries)."""
     optuna = require_optuna()
     console = console or Console(stderr=True)
     _check(config, trials, keep_best, refit_folds)
     base = config.to_dict()
     space = space if isinstance(space, SearchSpace) else load_space(Path(space), base)
     check_data_files(config, space)
+    from mlcls.run.parent import check_parent_code
+
+    check_parent_code(config.model.init_from, trust_remote_code)  # one line now, not a failure in every trial
     study = check_study_name(study)
     folder = study_dir(Path(config.output.dir), study)
     url = storage_url(folder, storage)
     backend = open_storage(optuna, url, ledger.heartbeat_stale(optuna))
     opened = open_study(optuna, study, backend, pruner, base, space, total=trials)
     setup = TrialSetup(base, space, folder, config.train.select_metric, console, keep_pruned, stop or StopSignal(),
-                       shares_data(space, config.train.folds))
+                       shares_data(space, config.train.folds), trust_remote_code=trust_remote_code)
     search = Search(optuna, opened, backend, setup, trials, keep_best, not is_remote(url))
     if base_trial:
         search.base_params, why_not = base_params(space, base)
@@ -118,7 +122,7 @@ def tune(config: Config, space: str | Path | SearchSpace, trials: int = 20, *, s
         result = _result(search, study, url)
         if refit:
             _stop_here(setup.stop, "before the refit")
-            result.refit_run = refit_best(result, base, refit_folds, console, setup.stop)
+            result.refit_run = refit_best(result, base, refit_folds, console, setup.stop, trust_remote_code)
     return result
 
 
@@ -276,7 +280,7 @@ def _result(search: Search, study: str, url: str) -> TuneResult:
 
 
 def refit_best(result: TuneResult, base: dict[str, Any], folds: int, console: Console,
-               stop: StopSignal) -> Path | None:
+               stop: StopSignal, trust_remote_code: bool = False) -> Path | None:
     """Train the best config on all of train, once the whole study is done (any process may finish it: the
     one that finds the refit run missing trains it). None, with a note, when it cannot be yet."""
     from mlcls.training.entry import train
@@ -299,10 +303,10 @@ def refit_best(result: TuneResult, base: dict[str, Any], folds: int, console: Co
             raise ConfigError(f"{staging}: an interrupted refit of another config (the best trial changed since); "
                               "remove that folder to refit the best one")
         console.print(f"refit: continuing the interrupted refit in {staging}", markup=False)
-        return train(resumed, console, resume=staging, stop=stop).run_dir
+        return train(resumed, console, resume=staging, stop=stop, trust_remote_code=trust_remote_code).run_dir
     console.print(f"refit: the best config (trial {result.best.number}) on all of train: {config.train.folds} folds "
                   f"+ a model on all of train, as {final}", markup=False)
-    return train(config, console, stop=stop).run_dir
+    return train(config, console, stop=stop, trust_remote_code=trust_remote_code).run_dir
 
 
 def _searched(config: Config) -> dict[str, Any]:

@@ -299,6 +299,20 @@ def test_an_incomplete_export_folder_is_a_one_line_error(exported, tmp_path):
                                      "this a complete `mlcls export` folder?)")
 
 
+def test_an_export_is_checked_as_a_run_is(exported, tmp_path):
+    # validate_run never ran on an export: a file linked out of the folder was read through the link, and a
+    # lexical model of other labels was broadcast over every label.
+    outside = tmp_path / "elsewhere.json"
+    copy = tmp_path / "linked"
+    shutil.copytree(exported, copy)
+    shutil.copy(copy / "labels.json", outside)
+    (copy / "labels.json").unlink()
+    (copy / "labels.json").symlink_to(outside)
+    result = runner.invoke(app, ["predict", "-", "--model", str(copy)], input='{"text": "oil"}\n')
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith(f"error: {copy / 'labels.json'}: a link to {outside}, outside the run")
+
+
 def test_a_sigterm_while_exporting_leaves_no_staging_folder(trained, tmp_path, monkeypatch):
     """A scheduler's SIGTERM killed the export where it stood: a hidden staging folder (named after the process,
     so no later export removed it) held a half-written graph. It now stops as Ctrl-C does: the folder removed,

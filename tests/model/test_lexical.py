@@ -4,6 +4,7 @@ with the transformer at a weight chosen on the tuning scores."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -140,6 +141,39 @@ def test_the_blend_is_saved_and_a_run_from_before_the_key_blends_probabilities(t
     assert load_lexical(tmp_path).blend_space == "probability"
     settings_file.write_text(json.dumps(settings | {"blend": "odds"}))
     with pytest.raises(RunDirError, match="settings.json: blend 'odds' is not one of probability, logit"):
+        load_lexical(tmp_path)
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    # scikit-learn would open every article's text as a file path: a run folder must not make a server read files
+    (lambda s: s["vectorizer"].update(input="filename"), "vectorizer setting 'input' is not one mlcls writes"),
+    (lambda s: s["vectorizer"].update(sublinear_tf="yes"), "vectorizer setting 'sublinear_tf' has the wrong type"),
+    (lambda s: s.update(weight=float("nan")), "weight must be a number in [0, 1], got nan"),  # every score NaN
+    (lambda s: s.update(weight=7), "weight must be a number in [0, 1], got 7"),
+    (lambda s: s.update(weight="0.5"), "weight must be a number in [0, 1], got '0.5'"),
+    (lambda s: s.update(C=0), "C must be a positive number, got 0"),
+    (lambda s: s.update(vectorizer=[]), "vectorizer must be an object of settings"),
+])
+def test_lexical_settings_are_checked_before_anything_in_them_is_used(tmp_path, edit, problem):
+    model = fit_lexical(*_tiny()[:3])
+    model.weight = 0.4
+    save_lexical(tmp_path, model)
+    settings_file = tmp_path / "lexical" / "settings.json"
+    settings = json.loads(settings_file.read_text())
+    edit(settings)
+    settings_file.write_text(json.dumps(settings))
+    with pytest.raises(RunDirError, match=re.escape(problem)):
+        load_lexical(tmp_path)
+
+
+def test_a_lexical_vocabulary_must_number_its_columns_once_each(tmp_path):
+    model = fit_lexical(*_tiny()[:3])
+    save_lexical(tmp_path, model)
+    vocabulary_file = tmp_path / "lexical" / "vocabulary.json"
+    vocabulary = json.loads(vocabulary_file.read_text())
+    first, second = list(vocabulary)[:2]
+    vocabulary_file.write_text(json.dumps(vocabulary | {second: vocabulary[first]}))
+    with pytest.raises(RunDirError, match="vocabulary.json: the column numbers are not 0.."):
         load_lexical(tmp_path)
 
 

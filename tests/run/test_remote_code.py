@@ -138,6 +138,21 @@ def test_starting_from_a_run_that_carries_code_needs_the_flag_not_the_config_key
     assert marker.exists(), allowed.output  # the user's opt-in: the run's code did run
 
 
+def test_the_python_api_needs_its_own_opt_in_for_a_parents_code(trained, tmp_path, tiny_encoder):
+    # train() took the config's key as the opt-in for the parent's code too, which the CLI refuses.
+    from mlcls.config import load_config
+    from mlcls.errors import MlclsError
+    from mlcls.training.entry import train
+    from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
+
+    parent, marker = hostile_copy(trained, tmp_path, config_flag=False)
+    config = load_config(tiny_config(tmp_path, tiny_encoder, write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS)),
+                         [f"model.init_from={parent}", "model.trust_remote_code=true", "train.epochs=1"])
+    with pytest.raises(MlclsError, match="add --trust-remote-code if you trust its source"):
+        train(config)
+    assert not marker.exists() and not (tmp_path / "runs").exists()
+
+
 def test_a_search_starting_from_a_run_that_carries_code_needs_the_flag(trained, tmp_path, tiny_encoder):
     pytest.importorskip("optuna", reason="the tune extra is not installed")
     from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl

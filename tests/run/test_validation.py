@@ -118,6 +118,43 @@ def test_labels_head_and_thresholds_must_agree(trained, tmp_path):
     assert "the cut-off of 'oil' is 7, not a number in [0, 1]" in _predict_error(run)
 
 
+def test_weights_that_lack_tensors_their_config_asks_for_are_refused(trained, tmp_path):
+    # transformers fills a missing tensor with random values and says so in a warning only (which mlcls
+    # silences): the run scored at random, without an error.
+    from safetensors.numpy import load_file, save_file
+
+    run = _run_copy(trained, tmp_path)
+    weights = run / "encoder" / "model.safetensors"
+    tensors = load_file(str(weights))
+    dropped = sorted(name for name in tensors if "attention" in name)[0]
+    save_file({name: value for name, value in tensors.items() if name != dropped}, str(weights),
+              metadata={"format": "pt"})
+    assert _predict_error(run) == (f"error: {run / 'encoder'}: the weights file lacks 1 of the tensors that its "
+                                   f"config.json asks for (first: {dropped}); it belongs to another model or is cut")
+
+
+def test_an_encoder_config_value_of_the_wrong_type_is_one_line(trained, tmp_path):
+    import json
+
+    run = _run_copy(trained, tmp_path)
+    config_file = run / "encoder" / "config.json"
+    config = json.loads(config_file.read_text())
+    config["hidden_size"] = str(config["hidden_size"])  # transformers 5 refuses it at load (not a ValueError)
+    config_file.write_text(json.dumps(config))
+    assert _predict_error(run).startswith(f"error: {run / 'encoder'}: cannot load (")
+
+
+def test_a_run_file_that_is_not_a_regular_file_is_refused_not_opened(trained, tmp_path):
+    from mlcls.errors import RunDirError
+    from mlcls.run.validation import validate_run
+
+    run = _run_copy(trained, tmp_path)
+    (run / "labels.json").unlink()
+    os.mkfifo(run / "labels.json")  # opening a FIFO for reading blocks until someone writes: it hung before
+    with pytest.raises(RunDirError, match=r"labels\.json: not a regular file$"):
+        validate_run(run)
+
+
 def test_a_cross_fitted_run_needs_every_fold(trained, tmp_path):
     # A run that predicts with its K fold models; one fold gone. Before, the glob found the others and the run
     # predicted with K-1 models, as if nothing were wrong.
@@ -147,6 +184,36 @@ def test_a_cross_fitted_run_needs_every_fold(trained, tmp_path):
     (run / "folds" / "fold-2").mkdir()
     (run / "folds" / "fold-2" / "head.safetensors").write_bytes(b"x")
     assert _predict_error(run).startswith(f"error: {run / 'folds' / 'fold-2' / 'encoder'}: missing")
+
+
+def test_the_folds_of_a_run_must_share_a_tokenizer(trained, tmp_path):
+    # The folds are scored with fold 1's token ids: a fold with another vocabulary (of the same size, so that it
+    # fits its own encoder) scored garbage without a word.
+    import json
+    import shutil
+
+    import yaml
+
+    run = _run_copy(trained, tmp_path)
+    for k in (1, 2):
+        fold = run / "folds" / f"fold-{k}"
+        fold.mkdir(parents=True)
+        shutil.copytree(run / "encoder", fold / "encoder")
+        shutil.copy(run / "head.safetensors", fold / "head.safetensors")
+    shutil.rmtree(run / "encoder")
+    (run / "head.safetensors").unlink()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["train"]["folds"] = 2
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    tokenizer_file = run / "folds" / "fold-2" / "encoder" / "tokenizer.json"
+    tokenizer = json.loads(tokenizer_file.read_text())
+    vocab = tokenizer["model"]["vocab"]
+    first, last = list(vocab)[-2:]
+    vocab[first], vocab[last] = vocab[last], vocab[first]  # two words' ids swapped: another vocabulary
+    tokenizer_file.write_text(json.dumps(tokenizer))
+    assert _predict_error(run) == (f"error: {run / 'folds' / 'fold-2' / 'encoder'}: its tokenizer is not fold 1's "
+                                   f"({run / 'folds' / 'fold-1' / 'encoder'}): the folds of a run share one "
+                                   "tokenizer; this fold comes from another run")
 
 
 def test_an_unreadable_run_file_is_an_error_not_an_internal_error(trained, tmp_path, monkeypatch):
