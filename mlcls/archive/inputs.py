@@ -75,10 +75,12 @@ def _input_files(spec: str, output: Path) -> tuple[list[Path], Path, list[str]]:
                                                          "shards to spread it over several)"]
     if path.is_dir():
         base = _absolute(path)
-        files, others = _folder_files(base, output)
+        files, others, hidden = _folder_files(base, output)
         notes = [f"{len(others)} files in {spec} are not record files and were left out: "
-                 f"{', '.join(str(p.relative_to(base)) for p in others[:3])}{', ...' if len(others) > 3 else ''}"
-                 ] if others else []
+                 f"{_listed(others, base)}"] if others else []
+        if hidden:
+            notes.append(f"{len(hidden)} hidden or '_'-named files and folders in {spec} were left out (as Spark "
+                         f"and Hadoop leave _SUCCESS and .crc files): {_listed(hidden, base)}")
         if not files:
             raise MlclsError(f"{spec}: no record files (.jsonl, .json, .csv, .tsv, .parquet, compressed or not) in "
                              "this folder")
@@ -95,18 +97,25 @@ def _input_files(spec: str, output: Path) -> tuple[list[Path], Path, list[str]]:
     return files, _glob_base(spec), []
 
 
-def _folder_files(base: Path, output: Path) -> tuple[list[Path], list[Path]]:
-    """(record files, other files) under `base`, hidden and `_` names and the output folder left out."""
-    files, others = [], []
+def _folder_files(base: Path, output: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """(record files, other files, hidden and `_` files and folders) under `base`; the output folder left out."""
+    files, others, hidden = [], [], []
     for folder, subfolders, names in os.walk(base):
         here = Path(folder)
+        hidden += [here / name for name in sorted(subfolders) if name[0] in "._"]
         subfolders[:] = sorted(name for name in subfolders if name[0] not in "._"
                                and not _inside(here / name, output))
         for name in sorted(names):
             if name[0] in "._":
+                hidden.append(here / name)
                 continue
             (files if _record_suffix(name) else others).append(here / name)
-    return sorted(files), others
+    return sorted(files), others, [p for p in hidden if not _inside(p, output)]
+
+
+def _listed(paths: list[Path], base: Path) -> str:
+    """The first three of `paths`, relative to `base`, and '...' when there are more."""
+    return f"{', '.join(str(p.relative_to(base)) for p in paths[:3])}{', ...' if len(paths) > 3 else ''}"
 
 
 def _record_suffix(name: str) -> bool:

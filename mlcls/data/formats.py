@@ -254,6 +254,8 @@ def _record(chunk: str, value: Any, path: Path, number: int) -> Any:
         return DataError(path, None, f"{where}: invalid JSON: {exc.msg}", reason="invalid JSON")
     except RecursionError:
         return DataError(path, None, f"{where}: invalid JSON: nested too deeply", reason="invalid JSON")
+    except ValueError:  # not a JSONDecodeError: an integer of more than 4,300 digits (Python's limit)
+        return DataError(path, None, f"{where}: invalid JSON: number too long", reason="invalid JSON")
     if not isinstance(value, dict):
         return DataError(path, None, f"{where}: expected a record (a JSON object), got {json_type(value)}: "
                          f"{JSON_MEANS}", reason="not an object")

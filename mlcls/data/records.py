@@ -114,6 +114,9 @@ def read_records(
         if path.is_dir():
             raise DataError(path, None, "a folder, not a file (give a JSONL, CSV or Parquet file; `mlcls predict "
                             "--engine ray` also reads a folder of shards)")
+        if path.exists():  # `mlcls predict <(zcat x.jsonl.gz)`: a pipe, which has no name to tell its format by
+            raise DataError(path, None, "not a regular file (a pipe or a device): give the records on standard "
+                            "input as `-` (JSON Lines), or name a file")
         raise DataError(path, None, "file not found")
     kind = input_kind(path)
     rows, numbered = _rows(path, kind, stats)
@@ -189,6 +192,9 @@ def _jsonl_rows(path: Path, stats: ReadStats, compression: str | None = None,
                                         reason="invalid JSON"), raw
             except RecursionError:  # "[[[[..." nested deeper than the parser allows
                 yield number, DataError(path, number, f"invalid JSON: nested too deeply{hint}"), raw
+            except ValueError:  # not a JSONDecodeError: an integer of more than 4,300 digits (Python's limit)
+                yield number, DataError(path, number, f"invalid JSON: number too long{hint}",
+                                        reason="invalid JSON"), raw
     finally:
         if str(path) != "-":
             handle.close()
@@ -286,16 +292,25 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, Any, bytes]]:
     # The footer first, with pyarrow (which `datasets` reads Parquet with): a file that is not Parquet gets
     # pyarrow's own reason on one line, where `datasets` logs a traceback-like line and says only "an error
     # occurred while generating the dataset"; and a file of 0 rows is empty, which `datasets` cannot build.
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        if pq.ParquetFile(str(path)).metadata.num_rows == 0:
+        parquet = pq.ParquetFile(str(path))
+        if parquet.metadata.num_rows == 0:
             return
+        # A struct column (what pandas and `datasets` write for labels given as objects) gives every row every
+        # key, null where the record named none: read as absent (a negative), as in the JSONL it was written
+        # from. So in Parquet a struct cannot mark a label "not annotated"; JSONL can.
+        structs = [column.name for column in parquet.schema_arrow if pa.types.is_struct(column.type)]
         table = Dataset.from_parquet(str(path))
     except Exception as exc:  # pyarrow raises many kinds; the file is what is wrong
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(path, None, f"cannot read PARQUET: {first}") from None
     for i, row in enumerate(table):
+        for name in structs:
+            if isinstance(row.get(name), dict):
+                row[name] = {key: value for key, value in row[name].items() if value is not None}
         yield i + 1, row, json.dumps(row, ensure_ascii=False, default=str).encode()
 
 
@@ -338,10 +353,13 @@ def parse_record(
                         "Unicode", reason="invalid Unicode")
 
     record_id = row.get(fields.id_field)
-    if record_id is None or (from_csv and isinstance(record_id, str) and not record_id.strip()):
-        record_id = str(line)  # no id (a blank CSV cell): the line number stands in, as in JSONL
+    if record_id is None or (isinstance(record_id, str) and not record_id.strip()):
+        record_id = str(line)  # no id, or a blank one (in any format): the line number stands in
     elif isinstance(record_id, bool) or not isinstance(record_id, str | int):
         raise DataError(path, line, f"id field '{fields.id_field}' must be a string or an integer", reason="bad id")
+    elif isinstance(record_id, str) and _has_lone_surrogate(record_id):  # no output file could be written
+        raise DataError(path, line, f"id field '{fields.id_field}' holds an unpaired surrogate (a \\ud800-\\udfff "
+                        "escape): not valid Unicode", reason="bad id")
 
     if not require_labels:  # `predict` input: labels are ignored, so whatever the field holds is no error
         labels = None
@@ -367,6 +385,12 @@ def _labels_from_cell(cell: Any, separator: str, path: Path, line: int) -> Any:
             return json.loads(cell)
         except json.JSONDecodeError as exc:
             raise DataError(path, line, f"labels cell is not valid JSON: {exc.msg}", reason="bad labels") from None
+        except RecursionError:
+            raise DataError(path, line, "labels cell is not valid JSON: nested too deeply",
+                            reason="bad labels") from None
+        except ValueError:  # an integer of more than 4,300 digits (Python's limit)
+            raise DataError(path, line, "labels cell is not valid JSON: number too long",
+                            reason="bad labels") from None
     return [part.strip() for part in cell.split(separator) if part.strip()]
 
 
@@ -378,6 +402,7 @@ def parse_labels(raw: Any, path: Path, line: int) -> Labels:
                 got = "a blank name" if isinstance(item, str) else json_type(item)
                 raise DataError(path, line, f"labels list must hold non-empty strings, got {got}",
                                 reason="bad labels")
+            _check_label_name(item, path, line)
             labels[item] = 1.0
         return labels
     if isinstance(raw, dict):
@@ -385,16 +410,21 @@ def parse_labels(raw: Any, path: Path, line: int) -> Labels:
         for name, conf in raw.items():
             if not name.strip():  # a label no one can name in --labels, a report or a threshold
                 raise DataError(path, line, f"labels object has a blank label name ({name!r})", reason="bad labels")
+            _check_label_name(name, path, line)
             if conf is None:
                 labels[name] = None
                 continue
-            if isinstance(conf, bool) or not isinstance(conf, int | float) or math.isnan(conf):
+            # NaN is only a float: math.isnan of an integer past float's range would raise OverflowError
+            if isinstance(conf, bool) or not isinstance(conf, int | float) or (isinstance(conf, float)
+                                                                               and math.isnan(conf)):
                 raise DataError(
                     path, line, f"confidence of label '{name}' must be a number in [0, 1] or null, "
                     f"got {json_type(conf)}", reason="bad labels",
                 )
             if not 0.0 <= conf <= 1.0:
-                raise DataError(path, line, f"confidence of label '{name}' is {conf}, outside [0, 1]",
+                big = isinstance(conf, int) and abs(conf) >= 10**15  # no float shows it
+                shown = f"a {len(str(abs(conf)))}-digit number" if big else conf
+                raise DataError(path, line, f"confidence of label '{name}' is {shown}, outside [0, 1]",
                                 reason="bad labels")
             labels[name] = float(conf)
         return labels
@@ -403,3 +433,10 @@ def parse_labels(raw: Any, path: Path, line: int) -> Labels:
         reason="bad labels",
     )
 
+
+
+def _check_label_name(name: str, path: Path, line: int) -> None:
+    """A label name is written to labels.json, reports and predictions: it must be valid Unicode."""
+    if _has_lone_surrogate(name):
+        raise DataError(path, line, "a label name holds an unpaired surrogate (a \\ud800-\\udfff escape): not "
+                        "valid Unicode", reason="invalid Unicode")

@@ -55,9 +55,16 @@ def evaluate_runs(runs: list[str | Path | None], data: str | Path | None, batch_
     if on_error is not None and on_error not in ON_ERROR:
         raise MlclsError(f"on_error {on_error!r}: the choice is {' or '.join(ON_ERROR)}")
     scored = ScoredRuns([], [])
+    # Files read alike (the same fields, the same policy) whose bad lines are in `rejects` already: runs that
+    # read one file the same way reject the same lines, which go there once.
+    rejected_from: set[str] = set()
     for run in runs:
         loaded = load_run(run, int8=int8, precision=precision, trust_remote_code=trust_remote_code)
-        policy = ReadPolicy(on_error or loaded.config.data.on_error, rejects)
+        path = data if data is not None else run_test_file(loaded, [])
+        on = on_error or loaded.config.data.on_error
+        read_as = repr((str(Path(path).resolve()), FieldSpec.from_config(loaded.config.data), on))
+        policy = ReadPolicy(on, None if read_as in rejected_from else rejects)
+        rejected_from.add(read_as)
         report = evaluate(loaded, data, batch_size, overrides.apply(loaded.thresholds), keep_scores, policy)
         scored.reports.append(report)
         for path in policy.stats:

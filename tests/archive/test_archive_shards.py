@@ -46,7 +46,9 @@ def test_a_folder_gives_its_record_files_sorted_with_output_names_after_them(arc
     ]
     assert [t.index for t in plan.tasks] == [0, 1, 2]
     assert plan.tasks[2].size == (archive / "a.jsonl").stat().st_size
-    assert plan.notes == ["1 files in " + str(archive) + " are not record files and were left out: README.md"]
+    assert plan.notes == ["1 files in " + str(archive) + " are not record files and were left out: README.md",
+                          "2 hidden or '_'-named files and folders in " + str(archive) + " were left out (as Spark "
+                          "and Hadoop leave _SUCCESS and .crc files): .hidden.jsonl, _SUCCESS"]
 
 
 def test_the_output_folder_is_never_input_however_it_is_named(archive, tmp_path):

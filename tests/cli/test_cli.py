@@ -66,6 +66,18 @@ def test_eval_overrides_plots_and_compare(trained, tmp_path):
     assert runner.invoke(app, ["eval", run, run]).exit_code == 1  # several runs need --compare
 
 
+def test_eval_compare_writes_each_rejected_line_once(trained, tmp_path):
+    # Every run reads the same file; its bad lines went to --rejects once per run before.
+    folder, _, _ = trained
+    run = str(folder / "runs" / "tiny")
+    data = write_jsonl(tmp_path / "d.jsonl", [{"text": "cocoa", "labels": ["cocoa"]}, {"text": 3, "labels": []}])
+    rejects = tmp_path / "rejects.jsonl"
+    result = runner.invoke(app, ["eval", run, run, "--compare", "--data", str(data), "--on-error", "skip",
+                                 "--rejects", str(rejects)])
+    assert result.exit_code == 0, result.output
+    assert rejects.read_text().splitlines() == ['{"text": 3, "labels": []}']
+
+
 def test_the_no_topic_figures_count_only_articles_known_to_have_none(trained, tmp_path):
     """Not an article whose topics the run does not know (it has one), nor one with a null entry (it may have that
     one); and what was predicted for them is the whole output, a prediction on a null entry included."""

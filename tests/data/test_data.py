@@ -60,6 +60,13 @@ BAD_RECORDS = [
     ('{"text": "a", "labels": {"cocoa": "high"}}', "must be a number in [0, 1] or null, got a string"),
     ('{"text": "a", "labels": {"cocoa": true}}', "got a boolean"),
     ('{"text": "a", "id": [1], "labels": []}', "id field 'id' must be a string or an integer"),
+    # Each of these three raised an internal error (no file, no line, not skippable) before.
+    ('{"text": "a", "id": "b\\ud800", "labels": []}', "id field 'id' holds an unpaired surrogate"),
+    ('{"text": "a", "labels": ["ok", "b\\udc00"]}', "a label name holds an unpaired surrogate"),
+    ('{"text": "a", "labels": {"b\\ud800": 1}}', "a label name holds an unpaired surrogate"),
+    ('{"text": "a", "id": ' + "1" * 5000 + ', "labels": []}', "invalid JSON: number too long"),
+    ('{"text": "a", "labels": {"cocoa": 1' + "0" * 400 + '}}', "confidence of label 'cocoa' is a 401-digit number, "
+                                                              "outside [0, 1]"),
 ]
 
 
@@ -386,6 +393,47 @@ def test_text_with_an_unpaired_surrogate_is_a_bad_record(tmp_path):
     assert [r.id for r in read_records(path, FieldSpec(text_fields=("text",)), policy=policy)] == ["a"]
 
 
+def test_records_no_output_could_hold_are_skipped_and_counted(tmp_path):
+    # An id or a label that no UTF-8 file can hold, or a number Python will not read: skipped under skip as
+    # any bad record is, never an internal error when the output is written.
+    lines = ['{"id": "a", "text": "fine", "labels": ["x"]}', '{"id": "\\ud800", "text": "t", "labels": []}',
+             '{"id": "c", "text": "t", "labels": ["\\udfff"]}', '{"id": ' + "9" * 4400 + ', "text": "t", "labels": []}']
+    path = write_jsonl(tmp_path / "u.jsonl", lines)
+    policy = ReadPolicy("skip")
+    assert [r.id for r in read_records(path, policy=policy)] == ["a"]
+    assert policy.stats[str(path)].skipped == {"bad id": 1, "invalid Unicode": 1, "invalid JSON": 1}
+
+
+def test_a_number_too_long_in_a_json_array_or_a_csv_labels_cell_names_its_record(tmp_path):
+    array = tmp_path / "a.json"
+    array.write_text('[{"text": "a", "labels": []}, {"text": "b", "id": ' + "7" * 4400 + ', "labels": []}]')
+    with pytest.raises(DataError, match=r"a\.json: record 2: invalid JSON: number too long"):
+        list(read_records(array))
+    cells = tmp_path / "c.csv"
+    cells.write_text('text,labels\nok,x\nbad,"{""x"": ' + "1" * 4400 + '}"\n')
+    with pytest.raises(DataError, match=r"c\.csv:3: labels cell is not valid JSON: number too long"):
+        list(read_records(cells))
+
+
+def test_a_blank_id_is_the_line_number_in_every_format(tmp_path):
+    path = write_jsonl(tmp_path / "ids.jsonl", ['{"id": "", "text": "a", "labels": []}',
+                                                '{"id": "  ", "text": "b", "labels": []}',
+                                                '{"id": "k", "text": "c", "labels": []}'])
+    assert [r.id for r in read_records(path)] == ["1", "2", "k"]
+
+
+def test_parquet_struct_labels_read_null_as_absent(tmp_path):
+    # pandas and `datasets` write labels given as objects as a struct column: every row carries every label,
+    # null where the record named none. Those are the record's negatives, as in the JSONL it came from, not
+    # "not annotated" (which would drop them from the loss and the metrics without a word).
+    from datasets import Dataset
+
+    rows = {"text": ["wheat up", "oil down"], "labels": [{"grain": 1.0, "crude": None}, {"grain": None, "crude": 0.8}]}
+    Dataset.from_dict(rows).to_parquet(str(tmp_path / "s.parquet"))
+    records = list(read_records(tmp_path / "s.parquet"))
+    assert [r.labels for r in records] == [{"grain": 1.0}, {"crude": 0.8}]
+
+
 def test_skip_counts_lines_that_are_not_objects_under_one_reason(tmp_path):
     """Before, each JSON type was its own reason: "1 expected a JSON object, got a list, 1 expected ..."."""
     path = write_jsonl(tmp_path / "types.jsonl", ['{"text": "fine", "labels": []}', "[1]", '"x"', "5", "null", "true"])
@@ -393,6 +441,15 @@ def test_skip_counts_lines_that_are_not_objects_under_one_reason(tmp_path):
     assert len(list(read_records(path, policy=policy))) == 1
     assert policy.stats[str(path)].skipped == {"not an object": 5}
     assert policy.report(path)[0] == f"skipped 5 lines of {path}: 5 not an object"
+
+
+def test_a_pipe_is_not_reported_as_a_missing_file(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(DataError, match=r"pipe: not a regular file \(a pipe or a device\): give the records on "
+                       "standard input as `-`"):
+        list(read_records(tmp_path / "pipe"))
 
 
 def test_a_folder_is_not_reported_as_a_missing_file(tmp_path):
