@@ -24,6 +24,19 @@ POS_WEIGHT_MODES = ("none", "sqrt_ratio", "ratio")
 # formula of Wu et al. says (their code skips that when no re-weighting is on).
 NTR_DEFAULTS = {"kappa": 0.05, "lambda": 2.0, "gamma": 2.0}
 
+# The parameters a loss is undefined outside of, (loss or "*" for any that takes it, parameter) -> (lowest,
+# whether the lowest is allowed, highest, whether the highest is): a focusing power below 0 raises 0 to a
+# negative power, lambda 0 divides by it, a class-balanced beta of 1 gives 0/0 weights: a NaN loss, trained
+# on without a word. Values that are odd but defined (asl's clip <= 0 turns clipping off) are left alone,
+# as runs saved with them must still load.
+INF = float("inf")
+PARAM_RANGES: dict[tuple[str, str], tuple[float, bool, float, bool]] = {
+    ("*", "gamma"): (0.0, True, INF, False), ("*", "gamma_pos"): (0.0, True, INF, False),
+    ("*", "gamma_neg"): (0.0, True, INF, False), ("*", "lambda"): (0.0, False, INF, False),
+    ("cb", "beta"): (0.0, True, 1.0, False), ("*", "cb_beta"): (0.0, True, 1.0, False),
+    ("weighted", "beta"): (0.0, True, 1.0, False),  # read only with mode effective_number: checked only then
+}
+
 
 @dataclass(frozen=True)
 class LossSpec:
@@ -80,5 +93,24 @@ def check_loss_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"loss.{key}: expected a number, got {value!r}")
         if default is None and value is not None and not isinstance(value, dict):
             raise ConfigError(f"loss.{key}: expected a mapping label -> value, got {value!r}")
-        resolved[key] = float(value) if isinstance(default, float) else value
+        if isinstance(default, float):
+            value = float(value)
+            unread = name == "weighted" and key == "beta" and {**spec.params, **params}["mode"] != "effective_number"
+            if not unread:
+                _check_range(name, key, value)
+        resolved[key] = value
     return resolved
+
+
+def _check_range(name: str, key: str, value: float) -> None:
+    """ConfigError unless loss `name`'s parameter `key` is finite and within PARAM_RANGES."""
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"loss.{key}: expected a finite number, got {value!r}")
+    bounds = PARAM_RANGES.get((name, key)) or PARAM_RANGES.get(("*", key))
+    if bounds is None:
+        return
+    low, low_allowed, high, high_allowed = bounds
+    if not (low <= value <= high) or (value == low and not low_allowed) or (value == high and not high_allowed):
+        shown_low = f"{'>=' if low_allowed else 'above'} {low:g}"
+        shown_high = "" if high == INF else f" and {'<=' if high_allowed else 'below'} {high:g}"
+        raise ConfigError(f"loss.{key} of loss '{name}': must be {shown_low}{shown_high}, got {value:g}")

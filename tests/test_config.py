@@ -81,6 +81,17 @@ def test_yaml_1e_notation_is_a_number(tmp_path):
     ("", ["model.trust_remote_code=maybe"], "model.trust_remote_code: expected true or false"),
     ("", ["loss.gamma=2"], "loss 'bce' has no parameter 'gamma'"),
     ("train: [1, 2]\n", [], "train: expected a mapping"),
+    # numbers that pass every range check and train on NaN
+    ("", ["train.lr=.inf"], "train.lr: expected a finite number, got inf"),
+    ("", ["model.lexical_c=nan"], "model.lexical_c: expected a finite number, got nan"),
+    ("", ["loss.name=focal", "loss.gamma=nan"], "loss.gamma: expected a finite number, got nan"),
+    ("", ["loss.name=cb", "loss.beta=1"], "loss.beta of loss 'cb': must be >= 0 and below 1, got 1"),
+    ("", ["loss.name=weighted", "loss.mode=effective_number", "loss.beta=1"], "must be >= 0 and below 1, got 1"),
+    ("", ["loss.name=ntr_focal", "loss.lambda=0"], "loss.lambda of loss 'ntr_focal': must be above 0, got 0"),
+    ("", ["loss.name=asl", "loss.gamma_neg=-1"], "loss.gamma_neg of loss 'asl': must be >= 0, got -1"),
+    # the loss registry's errors about a file's value name the file and the line
+    ("loss:\n  name: focal\n  gamm: 2\n", [], "c.yaml:3: loss 'focal' has no parameter 'gamm'"),
+    ("loss:\n  name: focall\n", [], "c.yaml:2: unknown loss 'focall'"),
     ("train:\n  epochs: [1\n", [], "invalid YAML"),
 ])
 def test_config_errors_are_clear(tmp_path, text, overrides, message):
@@ -98,6 +109,36 @@ def test_loss_params_of_the_file_are_dropped_with_a_note_when_the_loss_changes(t
     config = load_config(path, [], {"loss.name": "bce"})
     assert config.loss.params == {}
     assert config.notes and "mode" in config.notes[0] and "'weighted'" in config.notes[0]
+
+
+def test_loss_params_of_a_file_that_names_no_loss_go_with_the_loss_chosen(tmp_path):
+    # They were dropped with a note blaming loss 'bce', and focal trained with its default gamma.
+    path = tmp_path / "c.yaml"
+    path.write_text("loss:\n  gamma: 3\n")
+    config = load_config(path, [], {"loss.name": "focal"})
+    assert config.loss.params["gamma"] == 3.0 and not config.notes
+
+
+@pytest.mark.parametrize(("given", "value"), [
+    ("data.text_separator= ", " "),  # blank: it was "", title and body glued together
+    ("output.name=exp #2", "exp #2"),  # YAML read a comment
+    ("data.label_separator=|", "|"),  # a block scalar: ""
+    ("data.label_separator=-", "-"),  # a list: [None]
+    ("train.epochs=010", 10),  # YAML 1.1's octal: 8
+    ("train.epochs=09", 9),  # not octal either: a string
+    ("output.name=2024-01-01", "2024-01-01"),  # a date
+    ("output.name=1:30", "1:30"),  # base 60: 90
+    ("output.name=!!str 2024", "2024"),  # YAML's own way to say "a string"
+    ("train.lr=1e-4", 1e-4),
+    ("train.lr=0.0005", 5e-4),
+    ("model.trust_remote_code=true", True),
+    ("data.validation=null", None),
+    ("output.name='quoted'", "quoted"),
+])
+def test_set_values_are_what_was_typed(given, value):
+    key = given.split("=")[0]
+    section, name = key.split(".")
+    assert getattr(getattr(load_config(None, [given]), section), name) == value
 
 
 def test_missing_config_file():

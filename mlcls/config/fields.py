@@ -3,7 +3,9 @@ a YAML or `--set` value into the field's type, or into a one-line ConfigError na
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import field
@@ -81,12 +83,17 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         # YAML 1.1 reads "1e-4" (no dot) as a string; accept it as the number everyone means.
         if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:  # ".inf" or "nan" would pass every range check after this and train on NaN
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer past float's range
+            finite = False
+        if not finite:
+            shown = value if isinstance(value, float) else f"a {len(str(abs(value)))}-digit number"
+            raise ConfigError(f"{key}: expected a finite number, got {shown}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

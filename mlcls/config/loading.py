@@ -50,7 +50,8 @@ def load_config(
     notes: list[str] = []
     # Loss parameters in a file belong to that file's loss. When --loss/--set picks another loss, they
     # would be rejected as unknown parameters; drop them instead, and say so.
-    if file_loss and file_loss.get("name", "bce") != raw["loss"].get("name"):
+    # (Parameters in a file that names no loss are for whichever loss is chosen: kept.)
+    if file_loss and "name" in file_loss and file_loss["name"] != raw["loss"].get("name"):
         dropped = sorted(k for k in file_loss if k != "name" and raw["loss"].get(k) == file_loss[k])
         for key in dropped:
             del raw["loss"][key]
@@ -76,7 +77,10 @@ def _in_file(exc: ConfigError, path: str | Path | None, file_keys: set[str]) -> 
     """A config error about a key whose value came from the file, with the file and the key's line in front (the
     file is where the user must look); an error about a --set value or a default, as it was."""
     message = str(exc)
-    for key in re.findall(r"\b[a-z_]+\.[a-z_0-9]+\b", message):
+    # the loss registry's errors name the loss and the parameter, not the dotted key the file holds
+    named = [f"loss.{name}" for name in re.findall(r"has no parameter '([a-z_0-9]+)'", message)]
+    named += ["loss.name"] if message.startswith("unknown loss '") else []
+    for key in [*re.findall(r"\b[a-z_]+\.[a-z_0-9]+\b", message), *named]:
         if path is not None and key in file_keys:
             line = _key_line(Path(path), key)
             return ConfigError(f"{path}{f':{line}' if line else ''}: {message}")
@@ -195,10 +199,30 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
 
 
 def _parse_scalar(text: str) -> Any:
+    """A --set value as YAML reads it (numbers, true/false, null, [lists], {mappings}, 'quoted strings', an
+    explicit `!!str 2024`), except where YAML would read plain text as something else than what was typed:
+    `exp #2` (a comment), `|` and `>` (block scalars), `-` and `a: 1` (a list, a mapping: written [..], {..}),
+    ` ` (blank), `2024-01-01` (a date), `1:30` (YAML 1.1's base 60: 90), `010` and `09` (octal 8, a string)."""
+    import datetime
+
+    stripped = text.strip()
+    if not stripped:
+        return text  # "" or a separator of spaces, as given
+    if re.fullmatch(r"[-+]?[0-9][0-9_]*", stripped):
+        return int(stripped.replace("_", ""), 10)  # decimal, leading zeros and all
     try:
-        return yaml.safe_load(text) if text.strip() else ""
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if stripped[0] == "!":  # a tag says what the value is
+        return value
+    if isinstance(value, str) and stripped[0] not in "'\"":
+        return stripped
+    if isinstance(value, list | dict) and stripped[0] not in "[{":
+        return stripped
+    if isinstance(value, datetime.date) or (isinstance(value, int | float) and ":" in stripped):
+        return stripped
+    return value
 
 
 def _set_dotted(raw: dict, key: str, value: Any) -> None:

@@ -221,11 +221,6 @@ def parse_request_record(row: Any, index: int, fields: FieldSpec, limits: Limits
         field = _field_at_fault(row, fields, exc)
         raise ApiError(422, f"{where}: {exc.problem}", field=f"{where}.{field}" if field else where,
                        index=index) from None
-    try:  # (parse_record refuses a text with one already)
-        record.id.encode("utf-8")
-    except UnicodeEncodeError as exc:  # JSON's "\ud800" escapes decode to lone surrogates, which are not text
-        raise ApiError(422, f"{where}: id holds a lone surrogate ({record.id[exc.start]!a}), not text",
-                       field=f"{where}.{fields.id_field}", index=index) from None
     if len(record.text) > limits.max_text_chars:
         raise ApiError(413, f"{where}: text of {len(record.text)} characters, more than the limit of "
                        f"{limits.max_text_chars}", field=f"{where}.{fields.text_fields[-1]}", index=index)
@@ -244,5 +239,8 @@ def _field_at_fault(row: Any, fields: FieldSpec, exc: DataError) -> str | None:
 
 
 def _shown(value: Any) -> str:
-    text = json.dumps(value)
+    try:
+        text = json.dumps(value)
+    except (RecursionError, ValueError):  # nested as deep as the parser allowed (a few frames more here); an
+        return f"a nested {type(value).__name__}"  # integer too long to print
     return text if len(text) <= 40 else text[:37] + "..."

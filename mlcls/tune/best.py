@@ -5,6 +5,7 @@ refit of the best config on all of train."""
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import warnings
 from pathlib import Path
@@ -33,7 +34,9 @@ def write_best_config(folder: Path, study: str, base: dict[str, Any], trials, me
     itself = " It is the base config's own trial: no trial beats it so far." if is_base(best) else ""
     header = (f"# The best trial of mlcls tune's study {study!r} so far: trial {best.number}, validation {metric} "
               f"{best.value:.4f} (run {folder / best.user_attrs.get(RUN, '?')}).{itself}\n"
-              f"# Searched: {', '.join(f'{k}={v}' for k, v in best.params.items())}. The rest is the base config; data "
+              # json.dumps: a value with a line break (data.text_separator "\n") must not end the comment line
+              f"# Searched: {', '.join(f'{k}={json.dumps(v)}' for k, v in best.params.items())}. The rest is the base "
+              "config; data "
               "paths are as it gave them.\n"
               f"# Train it: mlcls train -c {path}")
     with atomic_open(path, "w") as handle:

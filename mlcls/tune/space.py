@@ -146,6 +146,8 @@ def parse_param(key: str, spec: Any, line: int, where: str) -> Param:
     unknown = [name for name in spec if name not in SPEC_FIELDS]
     if unknown:
         raise bad(f"unknown field '{unknown[0]}' (valid: {', '.join(SPEC_FIELDS)})")
+    if kind.kind == "float":
+        spec = _numbers_read(spec)
     when = _when(spec.get("when"), bad)
     if "choices" in spec:
         if any(name in spec for name in RANGE_FIELDS):
@@ -153,6 +155,24 @@ def parse_param(key: str, spec: Any, line: int, where: str) -> Param:
         return Param(key, "choice", choices=_choices(spec["choices"], bad), when=when, loss_param=kind.loss_param,
                      line=line)
     return _range(key, spec, kind, when, line, bad)
+
+
+def _numbers_read(spec: dict[str, Any]) -> dict[str, Any]:
+    """A float key's values with YAML 1.1's strings for `1e-4` (no dot) read as the numbers they are, as the
+    config loader reads them: a trial then draws 0.0001, which its run's config.yaml saves, and a resumed
+    study compares like with like."""
+    def number(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        return value
+
+    read = {name: number(value) for name, value in spec.items() if name in ("low", "high", "step")}
+    if isinstance(spec.get("choices"), list):
+        read["choices"] = [number(value) for value in spec["choices"]]
+    return {**spec, **read}
 
 
 def _choices(values: Any, bad) -> tuple[Any, ...]:

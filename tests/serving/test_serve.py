@@ -221,7 +221,7 @@ BAD = [
     ("lone surrogate in text", b'{"records": [{"text": "x"}, {"text": "cocoa \\ud800 beans"}]}', 422,
      "records[1].text", 1, "unpaired surrogate"),
     ("lone surrogate in id", b'{"records": [{"id": "\\udfff", "text": "cocoa"}]}', 422, "records[0].id", 0,
-     "lone surrogate"),
+     "id field 'id' holds an unpaired surrogate"),
     ("bad id", b'{"records": [{"id": [1], "text": "x"}]}', 422, "records[0].id", 0, "must be a string or an integer"),
     ("boolean id", b'{"records": [{"id": true, "text": "x"}]}', 422, "records[0].id", 0, "id field"),
     ("unknown option", b'{"records": [{"text": "x"}], "topk": 2}', 422, "topk", None, "unknown field 'topk'"),
@@ -627,3 +627,15 @@ def test_warm_up_scores_one_full_batch_on_the_worker_thread_before_requests(load
         assert app.state.batcher.stats.calls == 0  # not counted as traffic
         assert warmed.post("/v1/predict", json={"records": REQUEST_RECORDS[:1]}).status_code == 200
     assert app.state.batcher.stats.calls == 1
+
+
+def test_an_option_nested_too_deep_to_print_is_described_not_a_500():
+    # The body parses (the parser's depth limit not reached) but json.dumps of the option, for the error
+    # message, ran a few frames deeper and raised RecursionError: a 500.
+    from mlcls.serving.request import _shown
+
+    value: list = []
+    for _ in range(5000):
+        value = [value]
+    assert _shown(value) == "a nested list"
+    assert _shown([1, 2]) == "[1, 2]"

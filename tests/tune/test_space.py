@@ -107,6 +107,17 @@ def test_a_bad_space_is_one_line_naming_the_file_line_and_key(tmp_path, text, me
     assert message in str(caught.value)
 
 
+def test_numbers_written_1e_4_are_numbers_as_in_a_config(tmp_path):
+    # YAML 1.1 reads 1e-4 (no dot) as a string. The config loader reads it as the number; the space kept the
+    # string, so a trial drew '1e-4' while its run saved 0.0001, and a resumed study took its checkpoint for
+    # another study's run; a range of them was refused.
+    text = "train.lr: [1e-5, 1e-4]\ntrain.head_lr: {low: 1e-3, high: 1e-2, log: true}\n"
+    searched = load_space(space(tmp_path, text), BASE)
+    params = {p.key: p for p in searched.params}
+    assert params["train.lr"].choices == (1e-5, 1e-4)
+    assert (params["train.head_lr"].low, params["train.head_lr"].high) == (1e-3, 1e-2)
+
+
 def test_a_bad_space_stops_mlcls_tune_before_any_trial(tmp_path):
     base = tmp_path / "base.yaml"
     base.write_text(f"output: {{dir: {tmp_path / 'runs'}}}\n")
@@ -154,3 +165,18 @@ def test_a_number_that_also_takes_auto_is_searched_as_a_range_or_with_auto_among
     assert [(p.kind, p.low, p.high, p.log) for p in searched.params] == [("float", 0.25, 2.0, True)]
     searched = load_space(space(tmp_path, "threshold.quantile_scale: [0.5, 1.0, auto]\n"), BASE)
     assert [(p.kind, p.choices) for p in searched.params] == [("choice", (0.5, 1.0, "auto"))]
+
+
+def test_best_yaml_stays_yaml_whatever_value_won(tmp_path):
+    # A searched value with a line break (data.text_separator "\n") ended the comment line of best.yaml's header:
+    # the next line was YAML, and `mlcls train -c best.yaml` failed on it.
+    from types import SimpleNamespace
+
+    from mlcls.tune.best import write_best_config
+
+    trial = SimpleNamespace(number=3, value=0.9, params={"data.text_separator": "\n", "train.lr": 1e-4},
+                            user_attrs={"run": "trial-0003"}, state=SimpleNamespace(name="COMPLETE"))
+    path = write_best_config(tmp_path, "s", BASE, [trial], "micro_f1")
+    config = load_config(path)
+    assert config.data.text_separator == "\n" and config.train.lr == 1e-4
+    assert '# Searched: data.text_separator="\\n", train.lr=0.0001.' in path.read_text()
