@@ -155,18 +155,14 @@ def test_a_run_file_that_is_not_a_regular_file_is_refused_not_opened(trained, tm
         validate_run(run)
 
 
-def test_a_cross_fitted_run_needs_every_fold(trained, tmp_path):
-    # A run that predicts with its K fold models; one fold gone. Before, the glob found the others and the run
-    # predicted with K-1 models, as if nothing were wrong.
+def _cross_fitted_copy(trained, tmp_path: Path, folds: int) -> Path:
+    """A copy of the tiny run as a cross-fitted one: its model copied into folds/fold-1..K, train.folds K."""
     import shutil
 
     import yaml
 
-    from mlcls.errors import RunDirError
-    from mlcls.run.validation import validate_run
-
     run = _run_copy(trained, tmp_path)
-    for k in (1, 2, 3):
+    for k in range(1, folds + 1):
         fold = run / "folds" / f"fold-{k}"
         fold.mkdir(parents=True)
         shutil.copytree(run / "encoder", fold / "encoder")
@@ -174,8 +170,20 @@ def test_a_cross_fitted_run_needs_every_fold(trained, tmp_path):
     shutil.rmtree(run / "encoder")
     (run / "head.safetensors").unlink()
     config = yaml.safe_load((run / "config.yaml").read_text())
-    config["train"]["folds"] = 3
+    config["train"]["folds"] = folds
     (run / "config.yaml").write_text(yaml.safe_dump(config))
+    return run
+
+
+def test_a_cross_fitted_run_needs_every_fold(trained, tmp_path):
+    # A run that predicts with its K fold models; one fold gone. Before, the glob found the others and the run
+    # predicted with K-1 models, as if nothing were wrong.
+    import shutil
+
+    from mlcls.errors import RunDirError
+    from mlcls.run.validation import validate_run
+
+    run = _cross_fitted_copy(trained, tmp_path, 3)
     validate_run(run)  # whole
     shutil.rmtree(run / "folds" / "fold-2")
     with pytest.raises(RunDirError, match=r"fold-2: missing from the run directory \(the run was trained with "
@@ -190,21 +198,8 @@ def test_the_folds_of_a_run_must_share_a_tokenizer(trained, tmp_path):
     # The folds are scored with fold 1's token ids: a fold with another vocabulary (of the same size, so that it
     # fits its own encoder) scored garbage without a word.
     import json
-    import shutil
 
-    import yaml
-
-    run = _run_copy(trained, tmp_path)
-    for k in (1, 2):
-        fold = run / "folds" / f"fold-{k}"
-        fold.mkdir(parents=True)
-        shutil.copytree(run / "encoder", fold / "encoder")
-        shutil.copy(run / "head.safetensors", fold / "head.safetensors")
-    shutil.rmtree(run / "encoder")
-    (run / "head.safetensors").unlink()
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    config["train"]["folds"] = 2
-    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    run = _cross_fitted_copy(trained, tmp_path, 2)
     tokenizer_file = run / "folds" / "fold-2" / "encoder" / "tokenizer.json"
     tokenizer = json.loads(tokenizer_file.read_text())
     vocab = tokenizer["model"]["vocab"]
