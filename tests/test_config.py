@@ -80,7 +80,9 @@ def test_yaml_1e_notation_is_a_number(tmp_path):
     ("", ["nosuch.key=1"], "unknown key 'nosuch'"),
     ("", ["model.trust_remote_code=maybe"], "model.trust_remote_code: expected true or false"),
     ("", ["loss.gamma=2"], "loss 'bce' has no parameter 'gamma'"),
-    ("train: [1, 2]\n", [], "train: expected a mapping"),
+    ("train: [1, 2]\n", [], "c.yaml:1: train: expected a mapping"),
+    ("data:\n  val_fraction: 0.1\ntrain: 5\n", ["train.epochs=2"], "c.yaml:3: train: expected a mapping of settings, "
+                                                                     "got int"),  # not "--set: not a section"
     # numbers that pass every range check and train on NaN
     ("", ["train.lr=.inf"], "train.lr: expected a finite number, got inf"),
     ("", ["model.lexical_c=nan"], "model.lexical_c: expected a finite number, got nan"),

@@ -30,6 +30,11 @@ def load_config(
     if path is not None:
         from_file = read_yaml_mapping(Path(path))
         reject_unknown(from_file, raw, "", source=str(path))
+        for section, value in from_file.items():  # before --set, which would blame itself ("not a section")
+            if isinstance(raw.get(section), dict) and value is not None and not isinstance(value, dict):
+                line = _key_line(Path(path), section)
+                raise ConfigError(f"{path}{f':{line}' if line else ''}: {section}: expected a mapping of settings, "
+                                  f"got {type(value).__name__}")
         file_loss = from_file.get("loss") if isinstance(from_file.get("loss"), dict) else None
         raw = _deep_merge(raw, from_file)
         file_keys = set(dotted_keys(from_file))
@@ -94,7 +99,7 @@ def _key_line(path: Path, dotted: str) -> int | None:
         node = yaml.compose(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
-    for level in (section, key):
+    for level in (section, key) if key else (section,):
         if not isinstance(node, yaml.MappingNode):
             return None
         found = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == level]
