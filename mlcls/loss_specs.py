@@ -7,6 +7,7 @@ modules themselves, and the factory that builds one, are in `losses.py`).
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +105,7 @@ def check_loss_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
 
 def _check_range(name: str, key: str, value: float) -> None:
     """ConfigError unless loss `name`'s parameter `key` is finite and within PARAM_RANGES."""
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise ConfigError(f"loss.{key}: expected a finite number, got {value!r}")
     bounds = PARAM_RANGES.get((name, key)) or PARAM_RANGES.get(("*", key))
     if bounds is None:

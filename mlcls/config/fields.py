@@ -43,6 +43,14 @@ def build_section(cls: type, raw: dict, name: str):
     return cls(**values)
 
 
+def yaml_number(value: Any) -> Any:
+    """YAML 1.1 reads "1e-4" (no dot) as a string: the number everyone means; any other value as it is."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return float(value)
+    return value
+
+
 def coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -81,10 +89,7 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
-        # YAML 1.1 reads "1e-4" (no dot) as a string; accept it as the number everyone means.
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                value = float(value)
+        value = yaml_number(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         try:  # ".inf" or "nan" would pass every range check after this and train on NaN

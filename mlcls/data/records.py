@@ -314,12 +314,14 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, Any, bytes]]:
         yield i + 1, row, json.dumps(row, ensure_ascii=False, default=str).encode()
 
 
-def _has_lone_surrogate(text: str) -> bool:
+def _require_unicode(value: str, what: str, path: Path, line: int, reason: str = "invalid Unicode") -> None:
+    """A DataError unless `value` is valid Unicode: JSON's "\\ud800" escapes decode to lone surrogates, which no
+    tokenizer takes and no UTF-8 output (predictions, labels.json, reports) can hold."""
     try:
-        text.encode("utf-8")
+        value.encode("utf-8")
     except UnicodeEncodeError:
-        return True
-    return False
+        raise DataError(path, line, f"{what} holds an unpaired surrogate (a \\ud800-\\udfff escape): not valid "
+                        "Unicode", reason=reason) from None
 
 
 def parse_record(
@@ -348,18 +350,15 @@ def parse_record(
     if not parts:
         raise DataError(path, line, f"empty text ({' + '.join(fields.text_fields)})")
     text = fields.text_separator.join(parts)
-    if _has_lone_surrogate(text):  # JSON's "\ud800" escapes decode to text no tokenizer (or UTF-8) accepts
-        raise DataError(path, line, "text holds an unpaired surrogate (a \\ud800-\\udfff escape): not valid "
-                        "Unicode", reason="invalid Unicode")
+    _require_unicode(text, "text", path, line)
 
     record_id = row.get(fields.id_field)
     if record_id is None or (isinstance(record_id, str) and not record_id.strip()):
         record_id = str(line)  # no id, or a blank one (in any format): the line number stands in
     elif isinstance(record_id, bool) or not isinstance(record_id, str | int):
         raise DataError(path, line, f"id field '{fields.id_field}' must be a string or an integer", reason="bad id")
-    elif isinstance(record_id, str) and _has_lone_surrogate(record_id):  # no output file could be written
-        raise DataError(path, line, f"id field '{fields.id_field}' holds an unpaired surrogate (a \\ud800-\\udfff "
-                        "escape): not valid Unicode", reason="bad id")
+    elif isinstance(record_id, str):
+        _require_unicode(record_id, f"id field '{fields.id_field}'", path, line, reason="bad id")
 
     if not require_labels:  # `predict` input: labels are ignored, so whatever the field holds is no error
         labels = None
@@ -402,7 +401,7 @@ def parse_labels(raw: Any, path: Path, line: int) -> Labels:
                 got = "a blank name" if isinstance(item, str) else json_type(item)
                 raise DataError(path, line, f"labels list must hold non-empty strings, got {got}",
                                 reason="bad labels")
-            _check_label_name(item, path, line)
+            _require_unicode(item, "a label name", path, line)
             labels[item] = 1.0
         return labels
     if isinstance(raw, dict):
@@ -410,7 +409,7 @@ def parse_labels(raw: Any, path: Path, line: int) -> Labels:
         for name, conf in raw.items():
             if not name.strip():  # a label no one can name in --labels, a report or a threshold
                 raise DataError(path, line, f"labels object has a blank label name ({name!r})", reason="bad labels")
-            _check_label_name(name, path, line)
+            _require_unicode(name, "a label name", path, line)
             if conf is None:
                 labels[name] = None
                 continue
@@ -432,11 +431,3 @@ def parse_labels(raw: Any, path: Path, line: int) -> Labels:
         path, line, f"labels must be a list of names or an object of label -> confidence, got {json_type(raw)}",
         reason="bad labels",
     )
-
-
-
-def _check_label_name(name: str, path: Path, line: int) -> None:
-    """A label name is written to labels.json, reports and predictions: it must be valid Unicode."""
-    if _has_lone_surrogate(name):
-        raise DataError(path, line, "a label name holds an unpaired surrogate (a \\ud800-\\udfff escape): not "
-                        "valid Unicode", reason="invalid Unicode")

@@ -60,9 +60,9 @@ def evaluate_runs(runs: list[str | Path | None], data: str | Path | None, batch_
     rejected_from: set[str] = set()
     for run in runs:
         loaded = load_run(run, int8=int8, precision=precision, trust_remote_code=trust_remote_code)
-        path = data if data is not None else run_test_file(loaded, [])
+        source = data if data is not None else run_test_file(loaded, [])
         on = on_error or loaded.config.data.on_error
-        read_as = repr((str(Path(path).resolve()), FieldSpec.from_config(loaded.config.data), on))
+        read_as = repr((str(Path(source).resolve()), FieldSpec.from_config(loaded.config.data), on))
         policy = ReadPolicy(on, None if read_as in rejected_from else rejects)
         rejected_from.add(read_as)
         report = evaluate(loaded, data, batch_size, overrides.apply(loaded.thresholds), keep_scores, policy)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mlcls.atomic import open_permissions
+from mlcls.data.labels import is_int, is_number
 from mlcls.errors import RunDirError
 from mlcls.model.lexical import BLENDS, DEFAULT_BLEND, DEFAULT_C, LexicalModel
 from mlcls.run.files import peek_dict, peek_metrics
@@ -72,10 +73,10 @@ def _checked_settings(path: Path, settings: object) -> dict:
     if not isinstance(settings, dict):
         raise ValueError(f"{path.name}: expected a JSON object")
     weight = settings.get("weight")
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0.0 <= weight <= 1.0:
-        raise ValueError(f"{path.name}: weight must be a number in [0, 1], got {weight!r}")  # NaN fails too
+    if not (is_number(weight) and 0.0 <= weight <= 1.0):  # NaN would make every score NaN
+        raise ValueError(f"{path.name}: weight must be a number in [0, 1], got {weight!r}")
     c = settings.get("C", DEFAULT_C)
-    if isinstance(c, bool) or not isinstance(c, int | float) or not 0.0 < c < float("inf"):
+    if not (is_number(c) and c > 0):
         raise ValueError(f"{path.name}: C must be a positive number, got {c!r}")
     vectorizer = settings.get("vectorizer")
     if not isinstance(vectorizer, dict):
@@ -92,8 +93,7 @@ def _checked_settings(path: Path, settings: object) -> dict:
 
 def _checked_vocabulary(path: Path, vocabulary: object) -> dict[str, int]:
     """lexical/vocabulary.json: term -> column, the columns 0..n-1 each once (ValueError otherwise)."""
-    if not isinstance(vocabulary, dict) or not all(
-            isinstance(index, int) and not isinstance(index, bool) for index in vocabulary.values()):
+    if not isinstance(vocabulary, dict) or not all(is_int(index) for index in vocabulary.values()):
         raise ValueError(f"{path.name}: expected an object of term -> column number")
     if sorted(vocabulary.values()) != list(range(len(vocabulary))):
         raise ValueError(f"{path.name}: the column numbers are not 0..{len(vocabulary) - 1}, each once")

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from mlcls.config.fields import yaml_number
 from mlcls.errors import ConfigError
 from mlcls.tune.schema import KeyType, base_value, key_type, loss_takes
 
@@ -161,17 +162,9 @@ def _numbers_read(spec: dict[str, Any]) -> dict[str, Any]:
     """A float key's values with YAML 1.1's strings for `1e-4` (no dot) read as the numbers they are, as the
     config loader reads them: a trial then draws 0.0001, which its run's config.yaml saves, and a resumed
     study compares like with like."""
-    def number(value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                return value
-        return value
-
-    read = {name: number(value) for name, value in spec.items() if name in ("low", "high", "step")}
+    read = {name: yaml_number(value) for name, value in spec.items() if name in ("low", "high", "step")}
     if isinstance(spec.get("choices"), list):
-        read["choices"] = [number(value) for value in spec["choices"]]
+        read["choices"] = [yaml_number(value) for value in spec["choices"]]
     return {**spec, **read}
 
 
