@@ -101,6 +101,7 @@ def data_stats(
     report = file_stats(file, load_config(config, [], {"model.encoder": model, "model.max_length": max_length}))
     for table in stats_tables(report, top):
         out.print(table)
+    print_notes(report["notes"])
     if json_out is not None:
         write_atomically(json_out, lambda f: json.dump(report, f, indent=1))
         err.print(f"statistics written to {json_out}", markup=False)

@@ -6,17 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlcls.data.records import FieldSpec, read_records
+from mlcls.data.records import FieldSpec, ReadPolicy, read_records, repeated_ids
 from mlcls.data.stats import dataset_stats
 from mlcls.model.classifier import load_tokenizer
 
 
 def file_stats(path: str | Path, config) -> dict[str, Any]:
     """`mlcls data stats`: dataset_stats of a labelled file, with text lengths in the config's encoder's tokens."""
-    records = list(read_records(path, FieldSpec.from_config(config.data)))
+    policy = ReadPolicy()
+    records = list(read_records(path, FieldSpec.from_config(config.data), policy=policy))
     tokenizer = load_tokenizer(config.model.encoder)
     lengths = [len(ids) for ids in tokenizer([r.text for r in records], truncation=False)["input_ids"]]
     report = dataset_stats(records, lengths, config.model.max_length)
     report["file"] = str(path)
     report["tokenizer"] = config.model.encoder
+    repeats = repeated_ids(records, path, policy.stats[str(path)].unit)
+    report["notes"] = [*policy.report(path), *([repeats] if repeats else [])]  # blank lines, repeated ids
     return report

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.metrics import coverage_error, label_ranking_average_precision_score, ndcg_score
 
 from mlcls.data.labels import LabelStats
-from mlcls.data.records import ON_ERROR, FieldSpec, ReadPolicy, Record, read_records
+from mlcls.data.records import ON_ERROR, FieldSpec, ReadPolicy, Record, read_records, repeated_ids
 from mlcls.data.stats import HEAD_MIN, TAIL_MAX
 from mlcls.decision.metrics import compute_metrics, frequency_group_scores, gold_matrix, micro_f1_counts
 from mlcls.decision.rules import DecisionRule, with_overrides
@@ -115,6 +115,8 @@ def evaluate(
             row["train_positives"] = counts.get(row["label"], 0.0)
         report["baseline_micro_f1"] = most_frequent_label_baseline(stats, encoded.targets, encoded.mask)
     notes.extend(data_notes(report, run.path.name, str(path)))
+    repeats = repeated_ids(records, path, policy.stats[str(path)].unit)
+    notes.extend([repeats] if repeats else [])
     report["provenance"] = provenance_summary(run.path)  # None: a run trained before provenance.json
     notes.extend(eval_notes(run.path, path))  # an ONNX export; the evaluated file is the training/validation file
     report["notes"] = notes

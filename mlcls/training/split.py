@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
 
 from mlcls.config import Config
-from mlcls.data.records import FieldSpec, ReadPolicy, Record, read_records
+from mlcls.data.records import FieldSpec, ReadPolicy, Record, place, read_records, repeated_ids, shown_id
 from mlcls.data.stratify import iterative_stratification
 
 
@@ -15,21 +16,70 @@ def training_split(config: Config, policy: ReadPolicy | None = None,
                    note: Callable[[str], None] | None = None) -> tuple[list[Record], list[Record]]:
     """(training records, validation records) exactly as `mlcls train` makes them from `config`: the
     validation file, or the seeded hold-out of data.val_fraction of the training file. `note` hears what
-    was skipped in each file, file by file (the two files may be one)."""
+    was skipped in each file, file by file (the two files may be one), ids repeated within a file, and ids of
+    validation records that a training record has too."""
     fields = FieldSpec.from_config(config.data)
     policy = policy or ReadPolicy(config.data.on_error)
 
-    def read(path: str) -> list[Record]:
+    def read(path: str, notes: bool = True) -> list[Record]:
         policy.stats.pop(str(path), None)
         records = list(read_records(path, fields, policy=policy))
-        for line in policy.report(path) if note else []:
-            note(line)
+        if note and notes:
+            repeats = repeated_ids(records, path, policy.stats[str(path)].unit)
+            for line in [*policy.report(path), *([repeats] if repeats else [])]:
+                note(line)
         return records
 
-    train = read(config.data.train)
-    if config.data.validation:
-        return train, read(config.data.validation)
-    return hold_out(train, config.data.val_fraction, config.train.seed, config.data.split == "stratified")
+    train_path, validation_path = config.data.train, config.data.validation
+    train = read(train_path)
+    unit = policy.stats[str(train_path)].unit
+    if validation_path:
+        one_file = same_file(train_path, validation_path)
+        validation = read(validation_path, notes=not one_file)  # one file named twice: said once
+        if note and not one_file:
+            shared = shared_ids(train, validation, f"records of {validation_path}", f"a record of {train_path}",
+                                lambda r: place(validation_path, r.line, policy.stats[str(validation_path)].unit),
+                                lambda r: place(train_path, r.line, unit))
+            if shared:
+                note(shared)
+        return train, validation
+    kept, held = hold_out(train, config.data.val_fraction, config.train.seed, config.data.split == "stratified")
+    if note:
+        def where(record: Record) -> str:
+            return place(train_path, record.line, unit)
+
+        shared = shared_ids(kept, held, f"records held out of {train_path} for validation",
+                            "a record left in training", where, where)
+        if shared:
+            note(shared)
+    return kept, held
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two config paths name one file (`data/x.jsonl` and `./data/../data/x.jsonl`, or a link to it)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is missing: the reader says so
+        return a == b
+
+
+def shared_ids(train: list[Record], validation: list[Record], what: str, other: str,
+               at: Callable[[Record], str], at_other: Callable[[Record], str]) -> str | None:
+    """A note for the validation records whose id a training record has, or None: the same article on both
+    sides would lift the validation figures that choose the thresholds and the kept epoch. `what` names the
+    validation records ("records of FILE"), `other` a training record; `at` and `at_other` place each."""
+    first_in_train: dict[str, Record] = {}
+    for record in train:
+        if record.id_given:  # line numbers standing in for ids are no evidence of the same article
+            first_in_train.setdefault(record.id, record)
+    shared = [record for record in validation if record.id_given and record.id in first_in_train]
+    if not shared:
+        return None
+    first, one = shared[0], len(shared) == 1
+    return (f"{len(shared)} of the {len(validation)} {what} {'has' if one else 'have'} an id that {other} has "
+            f"(first: {shown_id(first.id)}, {at(first)} and {at_other(first_in_train[first.id])}): if "
+            f"{'it is the same article' if one else 'they are the same articles'}, the validation figures are "
+            "too high")
 
 
 def label_matrix(records: list[Record]) -> tuple[np.ndarray, list[str]]:

@@ -78,6 +78,21 @@ def test_eval_compare_writes_each_rejected_line_once(trained, tmp_path):
     assert rejects.read_text().splitlines() == ['{"text": 3, "labels": []}']
 
 
+def test_eval_notes_ids_that_repeat_and_scores_every_record(trained, tmp_path):
+    folder, _, _ = trained
+    data = write_jsonl(tmp_path / "rep.jsonl", [{"id": "x", "text": "cocoa beans", "labels": ["cocoa"]},
+                                                {"id": "x", "text": "crude oil", "labels": ["oil"]}])
+    result = runner.invoke(app, ["eval", str(folder / "runs" / "tiny"), "--data", str(data), "--json",
+                                 str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["records"] == 2
+    note = (f"1 record of {data} repeats an earlier record's id (first: {data}:2 has the id 'x' of {data}:1); "
+            "each is kept as its own article")
+    assert note in report["notes"]
+    assert "note: 1 record of" in result.stderr and "repeats an earlier record's id" in " ".join(result.stderr.split())
+
+
 def test_the_no_topic_figures_count_only_articles_known_to_have_none(trained, tmp_path):
     """Not an article whose topics the run does not know (it has one), nor one with a null entry (it may have that
     one); and what was predicted for them is the whole output, a prediction on a null entry included."""

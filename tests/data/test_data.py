@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mlcls.data.labels import LabelSpace
-from mlcls.data.records import FieldSpec, ReadPolicy, read_records
+from mlcls.data.records import FieldSpec, ReadPolicy, Record, read_records, repeated_ids
 from mlcls.errors import DataError
 from mlcls.run.files import read_labels, write_labels
 from tests.conftest import write_jsonl
@@ -420,6 +420,27 @@ def test_a_blank_id_is_the_line_number_in_every_format(tmp_path):
                                                 '{"id": "  ", "text": "b", "labels": []}',
                                                 '{"id": "k", "text": "c", "labels": []}'])
     assert [r.id for r in read_records(path)] == ["1", "2", "k"]
+
+
+def test_repeated_ids_are_noted_with_their_lines_and_kept(tmp_path):
+    path = write_jsonl(tmp_path / "ids.jsonl", ['{"id": "a", "text": "x", "labels": []}',
+                                                '{"text": "y", "labels": []}',
+                                                '{"id": "a", "text": "z", "labels": []}',
+                                                '{"id": 2, "text": "w", "labels": []}',
+                                                '{"id": "a", "text": "v", "labels": []}'])
+    records = list(read_records(path))
+    assert len(records) == 5  # kept: each is its own article
+    # the id-less record on line 2 has "2" standing in, which the record with id 2 does not repeat
+    assert repeated_ids(records, path) == (f"2 records of {path} repeat an earlier record's id (first: {path}:3 has "
+                                           f"the id 'a' of {path}:1); each is kept as its own article")
+    assert repeated_ids(records[:2], path) is None
+    assert "first: record 3 of a.json has the id 'a' of record 1 of a.json" in repeated_ids(records[:3], "a.json",
+                                                                                           "records")
+    # a long id is cut in the note; records of two files joined (equal line numbers) still count
+    long = [Record("x" * 200, "t", None, 1), Record("x" * 200, "t", None, 1)]
+    assert repeated_ids(long, "f.jsonl") == (f"1 record of f.jsonl repeats an earlier record's id (first: f.jsonl:1 "
+                                             f"has the id '{'x' * 57}...' of f.jsonl:1); each is kept as its own "
+                                             "article")
 
 
 def test_parquet_struct_labels_read_null_as_absent(tmp_path):

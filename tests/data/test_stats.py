@@ -45,6 +45,17 @@ def test_cli_stats_with_json(tmp_path, tiny_encoder):
     assert report["label_frequencies"] == {"grain": 5, "cocoa": 4, "oil": 4}
     assert report["tokens"]["max"] >= 5
     assert "label groups" in result.stdout and "text length in tokens" in result.stdout
+    assert report["notes"] == [] and "note:" not in result.stderr
+    # an id twice and a blank line: said, and every record still counted
+    path.write_text(path.read_text() + "\n" + json.dumps({**TINY_RECORDS[0], "text": "cocoa again"}) + "\n")
+    result = runner.invoke(app, ["data", "stats", str(path), "--model", str(tiny_encoder), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["records"] == 13
+    assert report["notes"] == [f"1 blank line in {path} was not a record",
+                               f"1 record of {path} repeats an earlier record's id (first: {path}:14 has the id "
+                               f"'a1' of {path}:1); each is kept as its own article"]
+    assert f"note: 1 blank line in {path}" in result.stderr
 
 
 def test_data_stats_with_an_encoder_that_does_not_load_is_one_line(tmp_path):
