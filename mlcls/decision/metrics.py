@@ -47,8 +47,10 @@ def compute_metrics(
     else:
         macro_p = macro_r = macro_f1 = 0.0
     # zero_division=1: an article with no gold topic and no predicted topic is a correct answer (F1 1),
-    # one of them empty and the other not scores 0.
-    samples_f1 = f1_score(gold, pred, average="samples", zero_division=1.0)
+    # one of them empty and the other not scores 0. An article with no annotated entry at all (every label
+    # null) has no answer to be right or wrong about: it counts in neither per-article figure.
+    rows = annotated.any(axis=1)
+    samples_f1 = f1_score(gold[rows], pred[rows], average="samples", zero_division=1.0) if rows.any() else 0.0
     errors = ((gold != pred) & annotated).sum()
     hamming = float(errors / max(1, annotated.sum()))
 
@@ -77,7 +79,7 @@ def compute_metrics(
         "macro_f1": float(macro_f1),
         "samples_f1": float(samples_f1),
         "hamming_loss": hamming,
-        "subset_accuracy": float(accuracy_score(gold, pred)),
+        "subset_accuracy": float(accuracy_score(gold[rows], pred[rows])) if rows.any() else 0.0,
         "per_label": per_label,
     }
 

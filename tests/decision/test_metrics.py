@@ -49,6 +49,18 @@ def test_masked_entries_are_not_scored():
     assert b["hamming_loss"] == 0.0
 
 
+def test_an_article_with_no_annotated_entry_counts_in_no_per_article_figure():
+    gold = np.array([[1, 0, 0], [0, 0, 0]], dtype=np.float32)
+    pred = np.array([[0, 1, 0], [0, 0, 0]], dtype=bool)
+    nothing_known = np.array([[1, 1, 1], [0, 0, 0]], dtype=np.float32)  # row 2: every label null
+    m = compute_metrics(gold, nothing_known, pred, LABELS)
+    # row 1 alone: wrong, so 0; before, row 2 (no answer to judge) counted as a right "none"
+    assert m["samples_f1"] == 0.0 and m["subset_accuracy"] == 0.0
+    assert m["records"] == 2
+    empty = compute_metrics(gold, np.zeros_like(gold), pred, LABELS)
+    assert empty["samples_f1"] == 0.0 and empty["subset_accuracy"] == 0.0
+
+
 def test_soft_gold_counts_from_one_half_and_macro_skips_labels_without_support():
     gold = np.array([[0.6, 0.4, 0.0]], dtype=np.float32)
     m = compute_metrics(gold, np.ones_like(gold), np.array([[True, False, False]]), LABELS)

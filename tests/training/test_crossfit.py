@@ -104,7 +104,8 @@ def test_cross_fitting_resumes_fold_by_fold(tmp_path, tiny_encoder):
     assert (tmp_path / "runs" / "cf" / "thresholds.json").is_file()
     # the figure is out-of-fold, from fold models that each kept an epoch of their own
     epochs = json.loads((tmp_path / "runs" / "cf" / "metrics.json").read_text())["fold_best_epochs"]
-    assert f"validation (out-of-fold, the folds' epochs {', '.join(map(str, epochs))}): micro-F1" in result.stdout
+    assert (f"validation (out-of-fold, the folds' epochs {', '.join(map(str, epochs))}; the decision rule tuned on "
+            "it): micro-F1") in result.stdout
 
 
 @pytest.mark.parametrize(("after_fold", "refit", "message"), [(1, False, "after fold 1/3"),
