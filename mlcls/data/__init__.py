@@ -1,6 +1,7 @@
 """Data: files -> validated records -> label matrices -> padded batches.
 
 records.py  reading JSONL / CSV / Parquet into `Record`s, with per-line errors and skip counts
+ids.py      notes on ids that repeat in a file or across the training and validation sides
 formats.py  which kind of file an input is (suffix, compression), and the readers of .json arrays and CSV
 labels.py   the label vocabulary (`LabelSpace`), encoding to (targets, mask), training label statistics
 batching.py tokenizing, length-grouped batches, padding

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -147,38 +147,6 @@ def read_records(
         else:
             problem = f"no records: the file holds only {blanks}" if blank else "no records: the file is empty"
         raise DataError(path, None, problem + (f"; {JSON_MEANS}" if kind.format == "json" and skipped else ""))
-
-
-def repeated_ids(records: Iterable[Record], path: str | Path, unit: str = "lines") -> str | None:
-    """A note for the records whose id an earlier record of the same file already has, or None. They are kept
-    (each is scored as its own article; outputs keep the input's order), but a user who joins results back
-    by id, or whose file holds an article twice, should know. `unit`: ReadStats.unit, what Record.line counts."""
-    first_line: dict[str, int] = {}
-    repeats, example = 0, None
-    for record in records:
-        if not record.id_given:  # a line number standing in is no id the user gave
-            continue
-        if record.id in first_line:
-            repeats += 1
-            example = example or (record, first_line[record.id])
-        else:
-            first_line[record.id] = record.line
-    if not repeats:
-        return None
-    record, earlier = example
-    return (f"{repeats} record{'s' if repeats != 1 else ''} of {path} repeat{'s' if repeats == 1 else ''} an "
-            f"earlier record's id (first: {place(path, record.line, unit)} has the id {shown_id(record.id)} of "
-            f"{place(path, earlier, unit)}); each is kept as its own article")
-
-
-def shown_id(record_id: str, room: int = 60) -> str:
-    """An id as a note shows it: quoted, and cut to `room` characters (a URL or a whole text can be an id)."""
-    return repr(record_id if len(record_id) <= room else record_id[: room - 3] + "...")
-
-
-def place(path: str | Path, line: int, unit: str = "lines") -> str:
-    """Where a record is, as errors name it: FILE:LINE, or "record N of FILE" in a .json array (unit "records")."""
-    return f"{path}:{line}" if unit == "lines" else f"record {line} of {path}"
 
 
 def _rows(path: Path, kind: InputKind, stats: ReadStats) -> tuple[Iterator[tuple[int, Any, bytes]], bool]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlcls.data.records import FieldSpec, ReadPolicy, read_records, repeated_ids
+from mlcls.data.ids import repeated_ids
+from mlcls.data.records import FieldSpec, ReadPolicy, read_records
 from mlcls.data.stats import dataset_stats
 from mlcls.model.classifier import load_tokenizer
 

@@ -9,8 +9,9 @@ from typing import IO, Any
 import numpy as np
 from sklearn.metrics import coverage_error, label_ranking_average_precision_score, ndcg_score
 
+from mlcls.data.ids import repeated_ids
 from mlcls.data.labels import LabelStats
-from mlcls.data.records import ON_ERROR, FieldSpec, ReadPolicy, Record, read_records, repeated_ids
+from mlcls.data.records import ON_ERROR, FieldSpec, ReadPolicy, Record, read_records
 from mlcls.data.stats import HEAD_MIN, TAIL_MAX
 from mlcls.decision.metrics import compute_metrics, frequency_group_scores, gold_matrix, micro_f1_counts
 from mlcls.decision.rules import DecisionRule, with_overrides

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import numpy as np
 
 from mlcls.config import Config
-from mlcls.data.records import FieldSpec, ReadPolicy, Record, place, read_records, repeated_ids, shown_id
+from mlcls.data.ids import place, repeated_ids, shared_ids
+from mlcls.data.records import FieldSpec, ReadPolicy, Record, read_records
 from mlcls.data.stratify import iterative_stratification
 
 
@@ -61,25 +62,6 @@ def same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one of them is missing: the reader says so
         return a == b
-
-
-def shared_ids(train: list[Record], validation: list[Record], what: str, other: str,
-               at: Callable[[Record], str], at_other: Callable[[Record], str]) -> str | None:
-    """A note for the validation records whose id a training record has, or None: the same article on both
-    sides would lift the validation figures that choose the thresholds and the kept epoch. `what` names the
-    validation records ("records of FILE"), `other` a training record; `at` and `at_other` place each."""
-    first_in_train: dict[str, Record] = {}
-    for record in train:
-        if record.id_given:  # line numbers standing in for ids are no evidence of the same article
-            first_in_train.setdefault(record.id, record)
-    shared = [record for record in validation if record.id_given and record.id in first_in_train]
-    if not shared:
-        return None
-    first, one = shared[0], len(shared) == 1
-    return (f"{len(shared)} of the {len(validation)} {what} {'has' if one else 'have'} an id that {other} has "
-            f"(first: {shown_id(first.id)}, {at(first)} and {at_other(first_in_train[first.id])}): if "
-            f"{'it is the same article' if one else 'they are the same articles'}, the validation figures are "
-            "too high")
 
 
 def label_matrix(records: list[Record]) -> tuple[np.ndarray, list[str]]:

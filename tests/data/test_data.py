@@ -6,8 +6,9 @@ import re
 import numpy as np
 import pytest
 
+from mlcls.data.ids import repeated_ids
 from mlcls.data.labels import LabelSpace
-from mlcls.data.records import FieldSpec, ReadPolicy, Record, read_records, repeated_ids
+from mlcls.data.records import FieldSpec, ReadPolicy, Record, read_records
 from mlcls.errors import DataError
 from mlcls.run.files import read_labels, write_labels
 from tests.conftest import write_jsonl
