@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Any
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for a one-line error around a library's (which may span
+    lines, or be empty: then the exception's type names it)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class MlclsError(Exception):
     """Base class: the message is complete and meant for the user."""
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mlcls.atomic import describe_os_error
-from mlcls.errors import DataError
+from mlcls.errors import DataError, first_line
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
            ".parquet": "parquet"}
@@ -84,7 +84,7 @@ def _unreadable(exc: BaseException, path: Path, compression: str | None, line: i
     if isinstance(exc, EOFError):
         problem = f"the {compression} data ends early (a truncated file?)"
     else:
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        detail = first_line(exc)
         problem = f"not valid {compression} data ({detail})"
     return DataError(path, line, f"cannot decompress: {problem}", reason="cannot decompress")
 

@@ -26,7 +26,7 @@ from mlcls.data.formats import (
     open_input,
     read_lines,
 )
-from mlcls.errors import DataError
+from mlcls.errors import DataError, first_line
 
 Labels = dict[str, float | None]
 
@@ -306,7 +306,7 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, Any, bytes]]:
         structs = [column.name for column in parquet.schema_arrow if pa.types.is_struct(column.type)]
         table = Dataset.from_parquet(str(path))
     except Exception as exc:  # pyarrow raises many kinds; the file is what is wrong
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise DataError(path, None, f"cannot read PARQUET: {first}") from None
     for i, row in enumerate(table):
         for name in structs:

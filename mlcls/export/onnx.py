@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mlcls.errors import MlclsError
+from mlcls.errors import MlclsError, first_line
 from mlcls.export.staging import (
     FP32_TOLERANCE,
     ExportResult,
@@ -171,7 +171,7 @@ def write_graph(source: Path, model, vocab_size: int, names: list[str], path: Pa
     except (OSError, MlclsError):
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise MlclsError(f"{source}: torch.onnx.export cannot export this model ({type(exc).__name__}: "
                          f"{first}); mlcls --debug shows the traceback") from exc
     if quantize == "int8":

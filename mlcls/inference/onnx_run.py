@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mlcls.errors import MlclsError, RunDirError
+from mlcls.errors import MlclsError, RunDirError, first_line
 from mlcls.inference.loaded import LoadedRun, load_run_files
 from mlcls.model.classifier import quiet_transformers
 from mlcls.run.files import peek_manifest, read_onnx_manifest
@@ -40,7 +40,7 @@ class OnnxModel:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types (InvalidGraph, Fail, ...)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise RunDirError(f"{path}: cannot load the ONNX model ({first})") from None
         self.path = path
         self.input_names = [i.name for i in self.session.get_inputs()]
@@ -147,7 +147,7 @@ def _tokenizer(path: Path, manifest: dict[str, Any], trust_remote_code: bool):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise RunDirError(f"{path}: cannot load the tokenizer ({str(exc).splitlines()[0]})") from None
+        raise RunDirError(f"{path}: cannot load the tokenizer ({first_line(exc)})") from None
     expected = manifest.get("vocab_size")
     if isinstance(expected, int) and len(tokenizer) != expected:
         raise RunDirError(f"{path}: the tokenizer has {len(tokenizer)} tokens but the export was made with {expected} "

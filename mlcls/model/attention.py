@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlcls.errors import ConfigError
+from mlcls.errors import ConfigError, first_line
 
 # Where transformers' configs keep the dropout on attention weights: BERT, RoBERTa, DeBERTa, ELECTRA, XLM-R, ...
 # call it attention_probs_dropout_prob; DistilBERT, ModernBERT and most newer ones attention_dropout.
@@ -46,7 +46,7 @@ def attention_dropout_setting(source: str, value: float | None, trust_remote_cod
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ConfigError(f"model.attention_dropout: cannot read the configuration of '{source}': {first}") from None
     for key in ATTENTION_DROPOUT_KEYS:
         if hasattr(config, key):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from mlcls.config import BUNDLED_ENCODER, ModelConfig
-from mlcls.errors import ConfigError, MlclsError
+from mlcls.errors import ConfigError, MlclsError, first_line
 from mlcls.model import unpadded
 from mlcls.model.attention import attention_dropout_setting
 
@@ -267,7 +267,7 @@ def load_native(config: ModelConfig, labels: list[str]):
             problem_type="multi_label_classification", id2label=dict(enumerate(labels)),
             label2id={name: i for i, name in enumerate(labels)}, classifier_dropout=config.dropout, **settings)
     except (OSError, ValueError) as exc:  # ValueError: no sequence-classification class, remote code needed, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise MlclsError(f"cannot load '{config.encoder}' as AutoModelForSequenceClassification (model.head: "
                          f"transformers): {first}") from None
     # With truncation=True, pipeline() truncates at the tokenizer's model_max_length: the run's own length.

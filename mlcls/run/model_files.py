@@ -12,7 +12,7 @@ from typing import Any
 
 from mlcls.atomic import open_permissions
 from mlcls.config import Config
-from mlcls.errors import RunDirError
+from mlcls.errors import RunDirError, first_line
 from mlcls.model.classifier import MultiLabelClassifier, NativeClassifier
 from mlcls.run.files import peek_dict
 from mlcls.run.layout import CONFIG, ENCODER, ENCODER_CONFIG, HEAD, LABELS, TOKENIZER_CONFIG
@@ -76,7 +76,7 @@ def load_model(folder: Path, config: Config, num_labels: int, trust_remote_code:
                                                 output_loading_info=True, **(encoder_settings or {}))
     except Exception as exc:  # transformers raises many kinds (a config value of the wrong type, tensors of the
         # wrong shape, ...): what is wrong is the folder, and the user gets one line that names it
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise RunDirError(f"{folder / ENCODER}: cannot load ({first})") from None
     # transformers fills tensors the weights file lacks with random values and says so in a warning only: a run
     # would then score at random. save_pretrained writes every tensor, so a run's encoder lacks none.

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from mlcls.data.windows import flatten
-from mlcls.errors import MlclsError, RunDirError
+from mlcls.errors import MlclsError, RunDirError, first_line
 from mlcls.run.checkpoint import find_checkpoint, load_checkpoint
 from mlcls.run.layout import STATE
 from mlcls.training.cache import token_ids_fingerprint
@@ -81,7 +81,7 @@ def restore(run_dir: Path, model, optimizer, scheduler, fingerprint: str):
         optimizer.load_state_dict(saved.trainer["optimizer"])
         scheduler.load_state_dict(saved.trainer["scheduler"])
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise RunDirError(f"{path}: does not match this model ({str(exc).splitlines()[0]})") from None
+        raise RunDirError(f"{path}: does not match this model ({first_line(exc)})") from None
     torch.set_rng_state(saved.trainer["torch_rng"])
     if "cuda_rng" in saved.trainer and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(saved.trainer["cuda_rng"])

@@ -39,7 +39,7 @@ from urllib.parse import quote, unquote
 
 from mlcls.atomic import describe_os_error, release_lock, try_lock
 from mlcls.config import first_difference
-from mlcls.errors import ConfigError, MlclsError
+from mlcls.errors import ConfigError, MlclsError, first_line
 from mlcls.run.layout import STUDY_DB, WORKERS
 from mlcls.tune.space import SearchSpace
 
@@ -105,7 +105,7 @@ def open_storage(optuna, url: str, on_stale) -> Any:
     except OSError as exc:
         raise MlclsError(f"--storage {url}: cannot open it ({describe_os_error(exc)})") from None
     except Exception as exc:  # a driver that is not installed, a server that does not answer, a bad URL
-        raise MlclsError(f"--storage {url}: cannot open it ({type(exc).__name__}: {str(exc).splitlines()[0]})") \
+        raise MlclsError(f"--storage {url}: cannot open it ({type(exc).__name__}: {first_line(exc)})") \
             from None
 
 
