@@ -7,7 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from mlcls.data.records import Record
+from mlcls.data.records import ReadPolicy, Record
+
+
+def reading_notes(policy: ReadPolicy, path: str | Path, records: Iterable[Record]) -> list[str]:
+    """What reading `path` under `policy` leaves to say: skipped and blank lines, then ids that repeat."""
+    repeats = repeated_ids(records, path, policy.stats[str(path)].unit)
+    return [*policy.report(path), *([repeats] if repeats else [])]
 
 
 def repeated_ids(records: Iterable[Record], path: str | Path, unit: str = "lines") -> str | None:
@@ -38,7 +44,8 @@ def shown_id(record_id: str, room: int = 60) -> str:
 
 
 def place(path: str | Path, line: int, unit: str = "lines") -> str:
-    """Where a record is, as errors name it: FILE:LINE, or "record N of FILE" in a .json array (unit "records")."""
+    """Where a record is: FILE:LINE, as errors name it, or "record N of FILE" in a .json array (unit "records",
+    where errors say "FILE: record N")."""
     return f"{path}:{line}" if unit == "lines" else f"record {line} of {path}"
 
 

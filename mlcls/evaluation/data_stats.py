@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlcls.data.ids import repeated_ids
+from mlcls.data.ids import reading_notes
 from mlcls.data.records import FieldSpec, ReadPolicy, read_records
 from mlcls.data.stats import dataset_stats
 from mlcls.model.classifier import load_tokenizer
@@ -21,6 +21,5 @@ def file_stats(path: str | Path, config) -> dict[str, Any]:
     report = dataset_stats(records, lengths, config.model.max_length)
     report["file"] = str(path)
     report["tokenizer"] = config.model.encoder
-    repeats = repeated_ids(records, path, policy.stats[str(path)].unit)
-    report["notes"] = [*policy.report(path), *([repeats] if repeats else [])]  # blank lines, repeated ids
+    report["notes"] = reading_notes(policy, path, records)  # blank lines, repeated ids
     return report

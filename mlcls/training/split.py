@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from mlcls.config import Config
-from mlcls.data.ids import place, repeated_ids, shared_ids
+from mlcls.data.ids import place, reading_notes, shared_ids
 from mlcls.data.records import FieldSpec, ReadPolicy, Record, read_records
 from mlcls.data.stratify import iterative_stratification
 
@@ -25,10 +25,8 @@ def training_split(config: Config, policy: ReadPolicy | None = None,
     def read(path: str, notes: bool = True) -> list[Record]:
         policy.stats.pop(str(path), None)
         records = list(read_records(path, fields, policy=policy))
-        if note and notes:
-            repeats = repeated_ids(records, path, policy.stats[str(path)].unit)
-            for line in [*policy.report(path), *([repeats] if repeats else [])]:
-                note(line)
+        for line in reading_notes(policy, path, records) if note and notes else []:
+            note(line)
         return records
 
     train_path, validation_path = config.data.train, config.data.validation
