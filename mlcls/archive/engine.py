@@ -205,6 +205,12 @@ def _summary_notes(job: ArchiveJob, ordered: list[dict[str, Any]], pending: list
     blank = sum(status.get("blank_lines", 0) for status in ordered)
     if blank:
         notes.append("1 blank line was not a record" if blank == 1 else f"{blank} blank lines were not records")
+    multiline = [status for status in ordered if status.get("multiline_rows")]
+    if multiline:
+        first, rows = multiline[0]["multiline_rows"][1], sum(s["multiline_rows"][0] for s in multiline)
+        notes.append(f"{rows} CSV row{'s' if rows != 1 else ''} in {len(multiline)} of {len(ordered)} shards ran over "
+                     f"several lines (the first from {multiline[0]['input']}:{first}): a quoted cell holds line "
+                     "breaks; where none should, a '\"' is not closed there and the rows after it were read into it")
     ran = {task.output for task in pending}
     fresh = [status for status in ordered if status["output"] in ran]
     notes += sorted({status["precision_note"] for status in fresh if status.get("precision_note")})

@@ -36,6 +36,7 @@ MANIFEST = "_manifest.json"
 JOB = "_job.json"
 DONE = "_done"
 REJECTS = "_rejects"
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark, which may begin a CSV file's header
 LOCK = ".mlcls-predict.lock"
 TEMP_SUFFIX = ".tmp"
 
@@ -166,14 +167,19 @@ class OutputFolder:
         write_json_atomically(self.root / MANIFEST, manifest)
 
     def gather_rejects(self, statuses: list[dict[str, Any]], target: Path) -> int:
-        """The shards' rejects, in input order, into one file (--rejects FILE); returns the lines gathered."""
-        lines = 0
+        """The shards' rejects, in input order, into one file (--rejects FILE); returns the lines gathered. A
+        CSV/TSV shard's rejects begin with its header row (its status says how many bytes; a shard committed
+        before that has none): kept once where the shards share it, so that the rows read back as one table."""
+        lines, header = 0, None
         with atomic_open(target, "wb") as out:
             for status in statuses:
                 if status.get("rejects"):
                     data = (self.root / REJECTS / status["rejects"]).read_bytes()
-                    out.write(data)
-                    lines += data.count(b"\n")
+                    size = status.get("rejects_header_bytes", 0)
+                    names, rows = data[:size].removeprefix(BOM).rstrip(b"\r\n"), data[size:]
+                    out.write(rows if size and names == header else data)
+                    header = names if size else header
+                    lines += rows.count(b"\n")  # rows: a header is no rejected line
         return lines
 
 

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlcls.atomic import describe_os_error
 from mlcls.data.formats import COMPRESSIONS, input_kind
 from mlcls.errors import DataError, MlclsError
 
@@ -69,6 +70,10 @@ def plan_inputs(spec: str, fmt: str, output: Path) -> InputPlan:
 def _input_files(spec: str, output: Path) -> tuple[list[Path], Path, list[str]]:
     """(the input files, absolute and sorted; the folder their output names are relative to; notes)."""
     path = Path(spec).expanduser()
+    try:
+        path.is_dir()  # a name the file system refuses (too long): one line, not an internal error
+    except OSError as exc:
+        raise MlclsError(f"{spec}: cannot read ({describe_os_error(exc)})") from None
     if path.is_file():
         input_kind(path)  # an unsupported type is a one-line error now, not in a worker
         return [_absolute(path)], _absolute(path).parent, ["INPUT is one file: one worker scores it (split it into "

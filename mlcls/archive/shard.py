@@ -101,6 +101,8 @@ def predict_shard(context: ShardContext, task: ShardTask,
         os.replace(temp, final)
         status = _status(context, task, written, stats, windows, time.perf_counter() - started)
         status["rejects"] = task.rejects if kept_rejects else None
+        if kept_rejects and stats.header:  # the CSV header row its rejects begin with (gather_rejects keeps one)
+            status["rejects_header_bytes"] = len(stats.header)
         write_json_atomically(done_record(context.root, task.output), status)  # the commit: written last
         return status
     except (MlclsError, OSError) as exc:
@@ -158,6 +160,8 @@ def _status(context: ShardContext, task: ShardTask, written: int, stats, windows
               "peak_rss_mib": round(peak_rss_mib(), 1), "precision": loaded.precision,
               "precision_note": loaded.precision_note, "articles": loaded.windows.articles - windows[0],
               "windows": loaded.windows.windows - windows[1]}
+    if stats.multiline_rows:  # CSV rows over several lines: said on the driver (a '"' never closed, maybe)
+        status["multiline_rows"] = [stats.multiline_rows, stats.first_multiline_row]
     if getattr(loaded.device, "type", "cpu") == "cuda":
         import torch
 

@@ -44,9 +44,9 @@ def shown_id(record_id: str, room: int = 60) -> str:
 
 
 def place(path: str | Path, line: int, unit: str = "lines") -> str:
-    """Where a record is: FILE:LINE, as errors name it, or "record N of FILE" in a .json array (unit "records",
-    where errors say "FILE: record N")."""
-    return f"{path}:{line}" if unit == "lines" else f"record {line} of {path}"
+    """Where a record is: FILE:LINE (a Parquet file's FILE:ROW), as errors name it, or "record N of FILE" in a
+    .json array (unit "records", where errors say "FILE: record N")."""
+    return f"record {line} of {path}" if unit == "records" else f"{path}:{line}"
 
 
 def shared_ids(train: list[Record], validation: list[Record], what: str, other: str,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from mlcls.atomic import describe_os_error
 from mlcls.data.formats import (
     JSON_MEANS,
     InputKind,
@@ -26,7 +26,9 @@ from mlcls.data.formats import (
     open_input,
     read_lines,
 )
-from mlcls.errors import DataError, first_line
+from mlcls.data.read_stats import ReadStats
+from mlcls.data.table_rows import Columns, csv_rows, parquet_rows
+from mlcls.errors import DataError
 
 Labels = dict[str, float | None]
 
@@ -64,16 +66,6 @@ class Record:
     id_given: bool = True  # False: the record had no id (or a blank one) and its line number stands in
 
 
-@dataclass
-class ReadStats:
-    """What a reader saw, so that nothing is dropped without the user being told."""
-
-    records: int = 0
-    blank_lines: int = 0
-    unit: str = "lines"  # what a record is counted in: "records" for a .json array
-    skipped: Counter = field(default_factory=Counter)  # reason -> lines skipped under on_error="skip"
-
-
 ON_ERROR = ("fail", "skip")
 
 
@@ -85,6 +77,16 @@ class ReadPolicy:
     on_error: str = "fail"
     rejects: IO[bytes] | None = None
     stats: dict[str, ReadStats] = field(default_factory=dict)  # per file read
+    header_written: bytes = field(default=b"", repr=False)  # the CSV header row last written to `rejects`
+
+    def write_reject(self, raw: bytes, header: bytes) -> None:
+        """A skipped record's own bytes into the rejects file; a CSV/TSV row after its file's header row (b"" for
+        other formats), written once for the files of one header, so that the rejects read back as a table."""
+        names = header.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n")
+        if header and names != self.header_written:
+            self.rejects.write(header)
+            self.header_written = names
+        self.rejects.write(raw if raw.endswith(b"\n") else raw + b"\n")
 
     def report(self, path: str | Path) -> list[str]:
         stats = self.stats.get(str(path))
@@ -95,6 +97,9 @@ class ReadPolicy:
             reasons = ", ".join(f"{n} {reason}" for reason, n in stats.skipped.most_common())
             n = sum(stats.skipped.values())
             lines.append(f"skipped {n} {stats.unit if n != 1 else stats.unit[:-1]} of {path}: {reasons}")
+        multiline = stats.multiline_note(path)
+        if multiline:
+            lines.append(multiline)
         if stats.blank_lines:
             blank = "1 blank line" if stats.blank_lines == 1 else f"{stats.blank_lines} blank lines"
             lines.append(f"{blank} in {path} {'was not a record' if stats.blank_lines == 1 else 'were not records'}")
@@ -111,7 +116,11 @@ def read_records(
         raise ValueError(f"on_error must be one of {ON_ERROR}")
     stats = policy.stats.setdefault(str(path), ReadStats())
     path = Path(path)
-    if str(path) != "-" and not path.is_file():
+    try:
+        missing = str(path) != "-" and not path.is_file()
+    except OSError as exc:  # a name too long, a folder on the way that cannot be searched
+        raise DataError(path, None, f"cannot read ({describe_os_error(exc)})") from None
+    if missing:
         if path.is_dir():
             raise DataError(path, None, "a folder, not a file (give a JSONL, CSV or Parquet file; `mlcls predict "
                             "--engine ray` also reads a folder of shards)")
@@ -120,8 +129,9 @@ def read_records(
                             "input as `-` (JSON Lines), or name a file")
         raise DataError(path, None, "file not found")
     kind = input_kind(path)
-    rows, numbered = _rows(path, kind, stats)
-    stats.unit = "records" if numbered else stats.unit
+    columns = Columns(fields.text_fields, fields.label_field if require_labels else None)
+    rows, numbered = _rows(path, kind, stats, columns)
+    stats.unit = "records" if numbered else "rows" if kind.format == "parquet" else stats.unit
     for line, row, raw in rows:
         try:
             if isinstance(row, DataError):
@@ -133,23 +143,28 @@ def read_records(
             if policy.on_error == "fail":
                 raise exc from None
             stats.skipped[exc.reason] += 1
+            stats.first_skipped = stats.first_skipped or (exc.line, exc.problem)
             if policy.rejects is not None:
-                policy.rejects.write(raw if raw.endswith(b"\n") else raw + b"\n")
+                policy.write_reject(raw, stats.header)
             continue
         stats.records += 1
         yield record
     if stats.records == 0:
         skipped, blank = sum(stats.skipped.values()), stats.blank_lines
         blanks = f"{blank} blank line{'s' if blank != 1 else ''}"
-        if skipped:
-            problem = (f"no records: all {skipped} {stats.unit} were skipped as bad"
-                       + (f" (and {blanks})" if blank else ""))
+        if skipped:  # why, here: the notes that count the reasons are never printed after this error
+            line, first = stats.first_skipped or (None, "")
+            reasons = ", ".join(f"{n} {reason}" for reason, n in stats.skipped.most_common())
+            which = f"the one {stats.unit[:-1]} was" if skipped == 1 else f"all {skipped} {stats.unit} were"
+            problem = (f"no records: {which} skipped as bad ({reasons}" + (f"; and {blanks}" if blank else "")
+                       + f"); the first{'' if line is None else f', on {stats.unit[:-1]} {line}'}: {first}")
         else:
             problem = f"no records: the file holds only {blanks}" if blank else "no records: the file is empty"
         raise DataError(path, None, problem + (f"; {JSON_MEANS}" if kind.format == "json" and skipped else ""))
 
 
-def _rows(path: Path, kind: InputKind, stats: ReadStats) -> tuple[Iterator[tuple[int, Any, bytes]], bool]:
+def _rows(path: Path, kind: InputKind, stats: ReadStats,
+          columns: Columns) -> tuple[Iterator[tuple[int, Any, bytes]], bool]:
     """The rows of the file, and whether they are numbered by record (a .json array) rather than by line."""
     if kind.format == "json":
         first = first_json_character(path, kind.compression)
@@ -161,8 +176,8 @@ def _rows(path: Path, kind: InputKind, stats: ReadStats) -> tuple[Iterator[tuple
     if kind.format == "jsonl":
         return _jsonl_rows(path, stats, kind.compression), False
     if kind.format in ("csv", "tsv"):
-        return _csv_rows(path, stats, kind.compression, "\t" if kind.format == "tsv" else ","), False
-    return _parquet_rows(path), False
+        return csv_rows(path, stats, columns, kind.compression, "\t" if kind.format == "tsv" else ","), False
+    return parquet_rows(path), False
 
 
 def _jsonl_rows(path: Path, stats: ReadStats, compression: str | None = None,
@@ -199,120 +214,6 @@ def _jsonl_rows(path: Path, stats: ReadStats, compression: str | None = None,
     finally:
         if str(path) != "-":
             handle.close()
-
-
-def _csv_rows(path: Path, stats: ReadStats, compression: str | None = None,
-              delimiter: str = ",") -> Iterator[tuple[int, Any, bytes]]:
-    """(line of the row's first physical line, {column: cell} or the DataError of the row, the row's raw bytes).
-
-    Read with the csv module, lazily: every cell is the string it is in the file (`007` stays "007", a blank
-    cell is "", a label cell `3` is the label "3"; no column is type-guessed), and a row's line is the
-    physical line it starts on, multi-line quoted cells before it counted. TSV: `delimiter` a tab."""
-    import csv
-    import sys
-
-    csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))  # a cell may hold megabytes
-    pending: list[bytes] = []  # the raw lines of the row being read
-    eof = [False]  # the reader asked for a line past the last one
-
-    def lines(handle: IO[bytes]) -> Iterator[str]:
-        for number, raw in enumerate(read_lines(handle, path, compression), start=1):
-            pending.append(raw)
-            text = raw.decode("utf-8", "surrogateescape")  # checked row by row below, to name the line
-            yield text.lstrip("\ufeff") if number == 1 else text
-        eof[0] = True
-
-    handle = open_input(path, compression)
-    try:
-        reader = csv.reader(lines(handle), delimiter=delimiter)
-        header: list[str] | None = None
-        consumed, rows = 0, 0  # physical lines read before the current row; data rows seen
-        while True:
-            problem: tuple[str, str, int] | None = None  # (what is wrong, its reason, its line)
-            try:
-                cells = next(reader, None)
-            except csv.Error as exc:
-                cells, problem = [], (f"invalid CSV: {exc}", "invalid CSV", consumed + 1)
-            start, consumed = consumed + 1, reader.line_num
-            raw, pending[:] = b"".join(pending), []
-            if cells is None:
-                break
-            if problem is None and len(cells) <= 1 and not "".join(cells).strip():
-                stats.blank_lines += consumed - start + 1
-                continue
-            problem = problem or _undecodable(raw, start)
-            if problem is None and eof[0] and consumed > start and raw.count(b'"') % 2:
-                # the reader ran to the end of the file inside a quoted cell: the rest of the file is in it
-                problem = ("unterminated quoted cell: a '\"' opened on this row is never closed", "invalid CSV", start)
-            if header is None:  # the first row that is not blank names the columns
-                header = _csv_header(path, cells, problem, start)
-                continue
-            rows += 1
-            if problem is None and len(cells) != len(header):
-                problem = (f"{len(cells)} cells where the header has {len(header)}", "wrong number of cells", start)
-            if problem:
-                yield start, DataError(path, problem[2], problem[0], reason=problem[1]), raw
-            else:
-                yield start, dict(zip(header, cells, strict=True)), raw
-        if header is not None and rows == 0:
-            blank = stats.blank_lines
-            raise DataError(path, None, "no records: the file holds a header and no rows"
-                            + (f" ({blank} blank line{'s' if blank != 1 else ''})" if blank else ""))
-    finally:
-        handle.close()
-
-
-def _csv_header(path: Path, cells: list[str], problem: tuple[str, str, int] | None, start: int) -> list[str]:
-    """The column names of a CSV file's first row that is not blank, or a DataError that says what is wrong."""
-    if problem:
-        raise DataError(path, problem[2], f"header: {problem[0]}", reason=problem[1])
-    duplicates = sorted({name for name in cells if cells.count(name) > 1})
-    if duplicates:
-        raise DataError(path, start, f"header: column {duplicates[0]!r} appears twice")
-    return cells
-
-
-def _undecodable(raw: bytes, start: int) -> tuple[str, str, int] | None:
-    """(problem, reason, line) when the row's bytes are not UTF-8: the physical line and the byte in it."""
-    try:
-        raw.decode("utf-8")
-        return None
-    except UnicodeDecodeError as exc:
-        before = raw[: exc.start]
-        column = exc.start - (before.rfind(b"\n") + 1)
-        return f"not valid UTF-8 (byte {column + 1} of the line)", "not valid UTF-8", start + before.count(b"\n")
-
-
-def _parquet_rows(path: Path) -> Iterator[tuple[int, Any, bytes]]:
-    # Parquet goes through `datasets` (its columns are typed by the file itself, nothing is guessed); JSONL
-    # and CSV are read by hand above, for line numbers in every error and lazy reading of huge inputs.
-    from datasets import Dataset
-    from datasets.utils.logging import disable_progress_bar
-
-    disable_progress_bar()
-    # The footer first, with pyarrow (which `datasets` reads Parquet with): a file that is not Parquet gets
-    # pyarrow's own reason on one line, where `datasets` logs a traceback-like line and says only "an error
-    # occurred while generating the dataset"; and a file of 0 rows is empty, which `datasets` cannot build.
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        parquet = pq.ParquetFile(str(path))
-        if parquet.metadata.num_rows == 0:
-            return
-        # A struct column (what pandas and `datasets` write for labels given as objects) gives every row every
-        # key, null where the record named none: read as absent (a negative), as in the JSONL it was written
-        # from. So in Parquet a struct cannot mark a label "not annotated"; JSONL can.
-        structs = [column.name for column in parquet.schema_arrow if pa.types.is_struct(column.type)]
-        table = Dataset.from_parquet(str(path))
-    except Exception as exc:  # pyarrow raises many kinds; the file is what is wrong
-        first = first_line(exc)
-        raise DataError(path, None, f"cannot read PARQUET: {first}") from None
-    for i, row in enumerate(table):
-        for name in structs:
-            if isinstance(row.get(name), dict):
-                row[name] = {key: value for key, value in row[name].items() if value is not None}
-        yield i + 1, row, json.dumps(row, ensure_ascii=False, default=str).encode()
 
 
 def _require_unicode(value: str, what: str, path: Path, line: int, reason: str = "invalid Unicode") -> None:

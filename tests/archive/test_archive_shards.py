@@ -180,7 +180,7 @@ def test_bad_records_under_skip_are_counted_and_their_lines_kept(trained, tmp_pa
     empty = tmp_path / "empty.jsonl"
     empty.write_text("{not json\n")
     status = predict_shard(context, plan_inputs(str(empty), "jsonl", out).tasks[0])
-    assert "no records: all 1 lines were skipped as bad" in status["error"]
+    assert "no records: the one line was skipped as bad" in status["error"]
     assert not (out / REJECTS / "empty.jsonl").exists() and _leftovers(out) == []
 
 
@@ -516,3 +516,52 @@ def test_a_dead_worker_is_restarted_twice_not_forever():
     assert options["max_restarts"] == 2 and options["max_task_retries"] == 2
     # each shard's status as its worker returns it: no prefetch holding one back until the next shard is done
     assert dict(fake.calls)["iter_batches"] == {"batch_size": None, "prefetch_batches": 0}
+
+
+def test_gathered_rejects_of_csv_shards_keep_one_header_and_read_back_as_one_table(tmp_path):
+    """Each CSV shard's rejects begin with its header (so `_rejects/x.csv` reads back); gathered into one
+    --rejects file, the header is written once where the shards share it, and it is not counted as a line."""
+    from mlcls.archive.folder import REJECTS, OutputFolder
+    from mlcls.data.records import ReadPolicy, read_records
+    from mlcls.errors import DataError
+
+    out = tmp_path / "out"
+    (out / REJECTS / "2020").mkdir(parents=True)
+    (out / REJECTS / "a.csv").write_bytes(b"\xef\xbb\xbfid,text\r\n1,\r\n")
+    (out / REJECTS / "2020" / "b.csv").write_bytes(b"id,text\n2,\n3,one,two\n")
+    (out / REJECTS / "c.jsonl").write_bytes(b"{not json\n")
+    statuses = [{"rejects": "a.csv", "rejects_header_bytes": 12}, {"rejects": None},
+                {"rejects": "2020/b.csv", "rejects_header_bytes": 8}]
+    target = tmp_path / "rejects.csv"
+    assert OutputFolder(out).gather_rejects(statuses, target) == 3
+    assert target.read_bytes() == b"\xef\xbb\xbfid,text\r\n1,\r\n2,\n3,one,two\n"
+    policy = ReadPolicy("skip")
+    with pytest.raises(DataError, match="all 3 lines were skipped as bad"):
+        list(read_records(target, policy=policy, require_labels=False))
+    assert policy.stats[str(target)].skipped == {"empty text": 2, "wrong number of cells": 1}
+    assert OutputFolder(out).gather_rejects([{"rejects": "c.jsonl"}, statuses[0]], target) == 2
+    assert target.read_bytes() == b"{not json\n\xef\xbb\xbfid,text\r\n1,\r\n"
+    # a shard committed before its rejects had a header: all of its bytes are rows
+    (out / REJECTS / "old.csv").write_bytes(b"7,\n")
+    assert OutputFolder(out).gather_rejects([statuses[0], {"rejects": "old.csv"}], target) == 2
+    assert target.read_bytes() == b"\xef\xbb\xbfid,text\r\n1,\r\n7,\n"
+
+
+def test_a_csv_shards_rejects_and_multiline_rows_reach_the_jobs_notes(trained, tmp_path):
+    """A CSV shard's rejects begin with its header (the status says how many bytes), and rows that ran over
+    several lines are counted in its status and said in the job's notes, as local predict says them."""
+    from mlcls.archive.engine import _summary_notes
+
+    out = tmp_path / "out"
+    context = _context(trained, out, on_error="skip")
+    shard = tmp_path / "wire.csv"
+    shard.write_text('id,text\n1,"cocoa\nbeans"\n2,\n3,oil\n')
+    task = plan_inputs(str(shard), "jsonl", out).tasks[0]
+    status = predict_shard(context, task)
+    assert status["records"] == 2 and status["skipped"] == {"empty text": 1}
+    assert (out / REJECTS / "wire.csv").read_text() == "id,text\n2,\n" and status["rejects_header_bytes"] == 8
+    assert status["multiline_rows"] == [1, 2]
+    job = ArchiveJob(tiny_run(trained).resolve(), out)
+    notes = _summary_notes(job, [status], [])
+    assert (f"1 CSV row in 1 of 1 shards ran over several lines (the first from {shard}:2): a quoted cell holds line "
+            "breaks; where none should, a '\"' is not closed there and the rows after it were read into it") in notes

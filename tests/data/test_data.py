@@ -225,9 +225,14 @@ def test_csv_bad_rows_are_skippable_with_their_line(tmp_path):
     stats = policy.stats[str(path)]
     assert stats.skipped == {"wrong number of cells": 2, "not valid UTF-8": 1, "invalid CSV": 1}
     assert stats.blank_lines == 1
-    rejected = rejects.getvalue()  # the skipped rows' own lines
-    assert rejected.startswith(b'b,"caf\xe9",x\r\nc,one,two,three\r\nd,short\r\n')
+    rejected = rejects.getvalue()  # the file's header, then the skipped rows' own lines: a CSV file again
+    assert rejected.startswith(b'\xef\xbb\xbfid,text,labels\r\nb,"caf\xe9",x\r\nc,one,two,three\r\nd,short\r\n')
     assert rejected.endswith(b'f,"never closed,x\r\ng,lost,y\r\n')
+    (tmp_path / "rejects.csv").write_bytes(rejected)
+    again = ReadPolicy("skip")  # read back, each row is rejected for the reason it was
+    with pytest.raises(DataError, match=r"rejects\.csv: no records: all 4 lines were skipped as bad"):
+        list(read_records(tmp_path / "rejects.csv", policy=again))
+    assert again.stats[str(tmp_path / "rejects.csv")].skipped == stats.skipped
 
     lines = path.read_bytes().split(b"\r\n")
     for line, problem in [(4, "not valid UTF-8 (byte 7 of the line)"), (5, "4 cells where the header has 3"),
@@ -477,6 +482,12 @@ def test_a_pipe_is_not_reported_as_a_missing_file(tmp_path):
 def test_a_folder_is_not_reported_as_a_missing_file(tmp_path):
     with pytest.raises(DataError, match="a folder, not a file"):
         list(read_records(tmp_path))
+
+
+def test_a_name_the_file_system_refuses_is_a_data_error(tmp_path):
+    # Path.is_file() raises for a name over 255 bytes: it was an "internal error: OSError"
+    with pytest.raises(DataError, match=r"x{10}\.jsonl: cannot read \(file name too long\)$"):
+        list(read_records(tmp_path / ("x" * 300 + ".jsonl")))
 
 
 def test_parquet_empty_or_not_parquet_is_one_clear_line(tmp_path, capfd):
