@@ -57,7 +57,7 @@ def check_apart(inputs: dict[str, str | Path | None], outputs: dict[str, Path | 
         except OSError:  # one of them does not exist yet: not the same file
             return False
 
-    given_inputs = [(name, Path(path)) for name, path in inputs.items() if path not in (None, "-")]
+    given_inputs = [(name, Path(path)) for name, path in inputs.items() if path is not None and str(path) != "-"]
     given_outputs = [(name, path) for name, path in outputs.items() if path is not None]
     for i, (name, path) in enumerate(given_outputs):
         for input_name, input_path in given_inputs:
@@ -78,6 +78,32 @@ def require_stdout(what: str) -> None:
     if sys.stdout is None:
         raise MlclsError(f"standard output is closed, and {what} goes there: leave it open, or redirect it to a "
                          "file (> FILE)")
+
+
+def check_stdout_apart(inputs: dict[str, str | Path | None]) -> None:
+    """Refuse standard output redirected into an input file (`mlcls predict data.jsonl >> data.jsonl` would append
+    predictions to the data it is reading; with `>` the shell has already emptied it)."""
+    import os
+    import stat
+
+    try:
+        where = os.fstat(1)
+    except OSError:  # no descriptor 1: require_stdout says so
+        return
+    if not stat.S_ISREG(where.st_mode):  # a terminal or a pipe: never one of the inputs
+        return
+    for name, path in inputs.items():
+        if path is None:
+            continue
+        try:  # `-`: standard input (`mlcls predict - < d.jsonl >> d.jsonl`)
+            given = os.fstat(0) if str(path) == "-" else os.stat(path)
+        except OSError:  # not there (or no standard input): the reader says so
+            continue
+        if (given.st_dev, given.st_ino) == (where.st_dev, where.st_ino):
+            shown = "standard input" if str(path) == "-" else path
+            raise MlclsError(f"{shown}: standard output is redirected into {name}, which would mix predictions into "
+                             "that data (a > redirection has already emptied it); redirect to another file, or "
+                             "give --output")
 
 
 @contextmanager

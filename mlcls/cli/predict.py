@@ -28,7 +28,16 @@ from mlcls.cli.options import (
     choices,
     value_of,
 )
-from mlcls.cli.output import check_apart, err, out, print_notes, rejects_file, require_stdout, write_atomically
+from mlcls.cli.output import (
+    check_apart,
+    check_stdout_apart,
+    err,
+    out,
+    print_notes,
+    rejects_file,
+    require_stdout,
+    write_atomically,
+)
 from mlcls.errors import MlclsError
 from mlcls.run.layout import LATEST
 
@@ -80,20 +89,14 @@ def eval_(
     from mlcls.evaluation.evaluate import DecisionOverrides, evaluate_runs
     from mlcls.evaluation.report import compare_table, per_label_table, summary_table
 
-    if len(runs or []) > 1 and not compare:
-        raise MlclsError("several runs given: add --compare to score them side by side")
-    outputs = {"--rejects": rejects, "--json": json_out, "--save-scores": save_scores,
-               "--plots": plots and plots / "figure.png"}
-    check_apart({"--data": data}, outputs, {f"the run {run or LATEST_RUN}": run or LATEST_RUN
-                                            for run in runs or [None]})
-    if plots is not None and plots.exists() and not plots.is_dir():
-        raise MlclsError(f"{plots}: a file; --plots takes the folder the figures go to")
+    outputs = _eval_outputs(runs or [], data, compare, {"--rejects": rejects, "--json": json_out,
+                                                         "--save-scores": save_scores}, plots)
     with rejects_file(rejects) as rejected:
         scored = evaluate_runs(runs or [None], data, batch_size, DecisionOverrides(threshold, top_k, min_labels),
                                keep_scores=plots is not None or save_scores is not None, on_error=value_of(on_error),
                                rejects=rejected, int8=int8, precision=value_of(precision),
                                trust_remote_code=trust_remote_code)
-        if data is None:  # each run's own test file, known once the run is loaded; before --rejects is renamed
+        if data is None:  # again, as loaded (a config the check above could not read); before --rejects is renamed
             check_apart({f"the test file of {name}": report["data"] for name, report in
                          zip(scored.names, scored.reports, strict=True)}, outputs)
     print_notes(scored.notes)
@@ -107,6 +110,53 @@ def eval_(
         print_notes(_unknown_labels(only or [], [row["label"] for row in report["per_label"]], names[0]))
         out.print(summary_table(report, f"{report['data']} with {names[0]}"))
     _write_reports(names, reports, compare, save_scores, plots, json_out)
+
+
+def _eval_outputs(runs: list[Path], data: Path | None, compare: bool, outputs: dict[str, Path | None],
+                  plots: Path | None) -> dict[str, Path | None]:
+    """eval's output files, each refused in one line before any run is loaded where it cannot be written (an
+    input, another output, inside a run) or what it asks for cannot be done; returned with the figures' paths."""
+    from mlcls.evaluation.evaluate import run_name
+
+    if len(runs) > 1 and not compare:
+        raise MlclsError("several runs given: add --compare to score them side by side")
+    if outputs["--save-scores"] is not None and len(runs) > 1:
+        raise MlclsError("--save-scores writes one run's scores: give one run")
+    if str(data) == "-" and len(runs) > 1:
+        raise MlclsError("--data -: standard input can be read once; with --compare, give the records as a file")
+    outputs = {**outputs, "--plots": plots and plots / "figure.png"}
+    if plots is not None and compare:  # each run's figures go to PLOTS/<its name>/: never into a run
+        names: list[str] = []
+        for run in runs:
+            names.append(run_name(Path(os.path.realpath(run)), names))
+            outputs[f"--plots (for {run})"] = plots / names[-1] / "figure.png"
+    check_apart({"--data": data}, outputs,
+                {f"the run {run or LATEST_RUN}": run or LATEST_RUN for run in runs or [None]})
+    if plots is not None and plots.exists() and not plots.is_dir():
+        raise MlclsError(f"{plots}: a file; --plots takes the folder the figures go to")
+    if data is None:  # each run's own test file, read off its config
+        check_apart(_own_test_files(runs or [None]), outputs)
+    return outputs
+
+
+def _own_test_files(runs: list[Path | None]) -> dict[str, Path]:
+    """The test file each run's config names (data.test), where its config can be read without loading the run;
+    a run that cannot be read is left to the loader, which says why."""
+    from mlcls.evaluation.evaluate import config_test_file, run_name
+    from mlcls.run.files import read_config
+    from mlcls.run.find import resolve_run
+
+    found: dict[str, Path] = {}
+    names: list[str] = []
+    for run in runs:
+        try:
+            path = resolve_run(run)
+            test = config_test_file(read_config(path), path, [])
+        except MlclsError:
+            continue
+        names.append(run_name(path, names))
+        found[f"the test file of {names[-1]}"] = test
+    return found
 
 
 def _unknown_labels(asked: list[str], known: list[str], run: str) -> list[str]:
@@ -125,9 +175,7 @@ def _unknown_labels(asked: list[str], known: list[str], run: str) -> list[str]:
 def _write_reports(names: list[str], reports: list[dict[str, Any]], compare: bool, save_scores: Path | None,
                    plots: Path | None, json_out: Path | None) -> None:
     """eval's files: the scores (.npz), the figures, then the JSON report (without the score arrays)."""
-    if save_scores is not None:
-        if len(reports) > 1:
-            raise MlclsError("--save-scores writes one run's scores: give one run")
+    if save_scores is not None:  # one run (checked before scoring)
         arrays = reports[0]["_arrays"]
         write_atomically(save_scores, lambda f: _save_npz(f, arrays), binary=True)
         err.print(f"scores written to {save_scores}", markup=False)
@@ -233,6 +281,7 @@ def _predict_local(file: str, model: Path | None, output: Path | None, mode: int
         raise MlclsError(f"{output}: a folder; --output names the file the predictions go to")
     if output is None:
         require_stdout("the predictions (no --output)")
+        check_stdout_apart({"the input file": file})
     if resume and output is None:  # said before the run is loaded (seconds), not after
         raise MlclsError("--resume needs --output: the file an interrupted run was writing")
     if resume and fmt_name != "jsonl":

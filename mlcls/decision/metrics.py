@@ -22,9 +22,7 @@ def gold_matrix(targets: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return carried(targets, mask).astype(np.int8)
 
 
-def compute_metrics(
-    targets: np.ndarray, mask: np.ndarray, predicted: np.ndarray, labels: list[str]
-) -> dict[str, Any]:
+def compute_metrics(targets: np.ndarray, mask: np.ndarray, predicted: np.ndarray, labels: list[str]) -> dict[str, Any]:
     """The set-based metrics of `predicted` against `targets` (a soft gold label counts from 0.5; `mask` 0: not
     annotated, left out): micro / macro / samples F1, precision, recall, Hamming loss, subset accuracy, per label."""
     # Imported here, not at module level: `predict` reaches this module (through thresholds) and never
@@ -34,6 +32,7 @@ def compute_metrics(
     annotated = mask > 0
     gold = gold_matrix(targets, mask)
     pred = (predicted.astype(bool) & annotated).astype(np.int8)
+    annotated, gold, pred = _label_matrices(annotated, gold, pred)
 
     micro_p, micro_r, micro_f1, _ = precision_recall_fscore_support(gold, pred, average="micro", zero_division=0)
     per_p, per_r, per_f1, support = precision_recall_fscore_support(gold, pred, average=None, zero_division=0)
@@ -82,6 +81,16 @@ def compute_metrics(
         "subset_accuracy": float(accuracy_score(gold[rows], pred[rows])) if rows.any() else 0.0,
         "per_label": per_label,
     }
+
+
+def _label_matrices(*matrices: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The matrices as scikit-learn reads label sets. One label: it reads a single column as binary targets (its
+    micro-F1 would count the agreed negatives, and "per label" would be the classes 0 and 1). A column that no
+    article has and none is predicted keeps it a label-indicator matrix and changes no figure: it adds no TP, FP
+    or FN, no label with support, and leaves every article's label set as it was."""
+    if matrices[0].shape[1] != 1:
+        return matrices
+    return tuple(np.hstack([m, np.zeros_like(m[:, :1])]) for m in matrices)
 
 
 def micro_f1_counts(gold: np.ndarray, pred: np.ndarray) -> float:

@@ -59,19 +59,21 @@ def evaluate_runs(runs: list[str | Path | None], data: str | Path | None, batch_
     # Files read alike (the same fields, the same policy) whose bad lines are in `rejects` already: runs that
     # read one file the same way reject the same lines, which go there once.
     rejected_from: set[str] = set()
+    header_written = b""
     for run in runs:
         loaded = load_run(run, int8=int8, precision=precision, trust_remote_code=trust_remote_code)
         source = data if data is not None else run_test_file(loaded, [])
         on = on_error or loaded.config.data.on_error
         read_as = repr((str(Path(source).resolve()), FieldSpec.from_config(loaded.config.data), on))
         policy = ReadPolicy(on, None if read_as in rejected_from else rejects)
+        policy.header_written = header_written  # one rejects file: a CSV header already in it is not written again
         rejected_from.add(read_as)
         report = evaluate(loaded, data, batch_size, overrides.apply(loaded.thresholds), keep_scores, policy)
         scored.reports.append(report)
-        for path in policy.stats:
-            scored.notes.extend(policy.report(path))
-        name = loaded.path.name
-        scored.names.append(name if name not in scored.names else f"{name}#{len(scored.names) + 1}")
+        header_written = policy.header_written
+        for path in policy.stats:  # runs that read one file alike skip the same lines: said once
+            scored.notes.extend(note for note in policy.report(path) if note not in scored.notes)
+        scored.names.append(run_name(loaded.path, scored.names))
         if loaded.config.model.long_text != "truncate":
             scored.notes.append(f"model.long_text {loaded.config.model.long_text}: {loaded.windows.describe()}")
         if loaded.precision_note:
@@ -80,7 +82,7 @@ def evaluate_runs(runs: list[str | Path | None], data: str | Path | None, batch_
         scored.notes.extend(note for note in report["notes"] if note not in scored.notes)
         for label, count in list(report["unknown_labels"].items())[:10]:
             scored.notes.append(f"label '{label}' ({count} records) in {report['data']} is not in the vocabulary of "
-                                f"{name}: not scored")
+                                f"{scored.names[-1]}: not scored")
     return scored
 
 
@@ -127,29 +129,41 @@ def evaluate(
     return report
 
 
+def run_name(path: Path, taken: list[str]) -> str:
+    """A scored run's name in the report (and its --plots folder): its folder's name; a name given already (a
+    run given twice, or two runs of one name in other folders) is told apart as name#N."""
+    return path.name if path.name not in taken else f"{path.name}#{len(taken) + 1}"
+
+
 def run_test_file(run: LoadedRun, notes: list[str]) -> Path:
     """The run's data.test. A relative one (runs trained before data paths were saved absolute) is relative
     to the folder the run was trained in: found there when the run still sits where it was written, else
     relative to this folder; if neither holds it, the error says so and suggests --data."""
-    value = run.config.data.test
+    return config_test_file(run.config, run.path, notes)
+
+
+def config_test_file(config, run_path: Path, notes: list[str]) -> Path:
+    """run_test_file of a run's config and resolved folder (the run not loaded: eval checks its outputs apart
+    from it before any run is)."""
+    value = config.data.test
     if value is None:
         raise MlclsError("no evaluation data: the run's config names no data.test; pass --data FILE")
     given = Path(value)
     if given.is_absolute():
         if not given.exists():
-            raise MlclsError(f"{given}: not found (data.test of {run.path / CONFIG}); pass --data FILE")
+            raise MlclsError(f"{given}: not found (data.test of {run_path / CONFIG}); pass --data FILE")
         return given
-    trained_in = training_folder(run.path, run.config.output.dir)
+    trained_in = training_folder(run_path, config.output.dir)
     if trained_in is not None and (trained_in / given).exists():
         there = trained_in / given
         if not given.exists() or given.resolve() != there.resolve():
-            notes.append(f"data.test of {run.path.name} is {value}, relative to the folder it was trained in: "
+            notes.append(f"data.test of {run_path.name} is {value}, relative to the folder it was trained in: "
                          f"reading {there}")
         return there
     if given.exists():
         return given
     where = f" ({trained_in} by where the run sits), not this one" if trained_in is not None else ""
-    raise MlclsError(f"{value}: not found; data.test in {run.path / CONFIG} is relative to the folder the run "
+    raise MlclsError(f"{value}: not found; data.test in {run_path / CONFIG} is relative to the folder the run "
                      f"was trained in{where}: run eval from there, or pass --data FILE")
 
 
@@ -216,6 +230,8 @@ def ranking_metrics(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray) ->
         k_eff = min(k, scores.shape[1])
         hits = np.take_along_axis(gold, order[:, :k_eff], axis=1).sum(axis=1)
         out[f"precision_at_{k}"] = float((hits / k).mean())
+    if scores.shape[1] < 2:  # a run of one label ranks nothing (scikit-learn refuses nDCG and coverage there)
+        return out
     for k in (3, 5):
         out[f"ndcg_at_{k}"] = float(ndcg_score(gold, scores, k=k))
     out["lrap"] = float(label_ranking_average_precision_score(gold, scores))

@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
+
+# Label names, run names and file paths are the user's: shown as typed, never read as rich markup (a topic named
+# "[draft]" would vanish, one named "[/x]" would stop the report with a MarkupError).
+plain = Text
 
 SUMMARY_ROWS = [
     ("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"), ("micro_precision", "micro precision"),
@@ -18,7 +23,7 @@ RANKING_ROWS = [
 
 
 def summary_table(report: dict[str, Any], title: str) -> Table:
-    table = Table(title=title, show_header=True, header_style="bold")
+    table = Table(title=plain(title), show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, name in SUMMARY_ROWS:
@@ -40,7 +45,7 @@ def summary_table(report: dict[str, Any], title: str) -> Table:
     table.add_row("records", str(report["records"]))
     table.add_row("labels with gold support", str(report["labels_with_support"]))
     if "decision_rule" in report:
-        table.add_row("decision rule", report["decision_rule"])
+        table.add_row("decision rule", plain(report["decision_rule"]))
     return table
 
 
@@ -62,7 +67,7 @@ def per_label_table(report: dict[str, Any], top: int = 15, only: list[str] | Non
         if row is None:
             table.add_row("...", "", "", "", "", "")
             continue
-        table.add_row(row["label"], str(row["support"]), str(row["predicted"]), f"{row['precision']:.3f}",
+        table.add_row(plain(row["label"]), str(row["support"]), str(row["predicted"]), f"{row['precision']:.3f}",
                       f"{row['recall']:.3f}", f"{row['f1']:.3f}")
     return table
 
@@ -97,7 +102,7 @@ def compare_table(names: list[str], reports: list[dict[str, Any]]) -> Table:
     table = Table(title="runs compared", show_header=True, header_style="bold")
     table.add_column("metric")
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(plain(name), justify="right")
     for path, label, higher in COMPARE_ROWS:
         values = [_lookup(r, path) for r in reports]
         present = [v for v in values if v is not None]
@@ -107,12 +112,12 @@ def compare_table(names: list[str], reports: list[dict[str, Any]]) -> Table:
         cells = ["-" if v is None else (f"[bold green]{v:.4f}[/]" if v == best and len(reports) > 1 else f"{v:.4f}")
                  for v in values]
         table.add_row(label, *cells)
-    table.add_row("decision rule", *[r.get("decision_rule", "-") for r in reports])
+    table.add_row("decision rule", *[plain(r.get("decision_rule", "-")) for r in reports])
     return table
 
 
 def stats_tables(report: dict[str, Any], top: int = 10) -> list[Table]:
-    summary = Table(title=f"{report['file']}", show_header=True, header_style="bold")
+    summary = Table(title=plain(str(report["file"])), show_header=True, header_style="bold")
     summary.add_column("what")
     summary.add_column("value", justify="right")
     summary.add_row("records", str(report["records"]))
@@ -143,11 +148,11 @@ def stats_tables(report: dict[str, Any], top: int = 10) -> list[Table]:
         labels.add_column("label")
         labels.add_column("articles", justify="right")
         for name, count in shown:
-            labels.add_row(name, "" if count is None else str(count))
+            labels.add_row(plain(name), "" if count is None else str(count))
         tables.append(labels)
 
     if "tokens" in report:
-        tokens = Table(title=f"text length in tokens ({report.get('tokenizer', '')})", show_header=True,
+        tokens = Table(title=plain(f"text length in tokens ({report.get('tokenizer', '')})"), show_header=True,
                        header_style="bold")
         tokens.add_column("statistic")
         tokens.add_column("tokens", justify="right")

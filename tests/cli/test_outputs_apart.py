@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 
+import pytest
 import yaml
 
 from tests.conftest import _cli
@@ -63,11 +64,16 @@ def test_train_rejects_on_its_training_file_is_refused(trained, tmp_path):
     assert mine.read_bytes() == before and not (tmp_path / "runs").exists()
 
 
-def test_eval_outputs_on_the_scored_file_are_refused(trained, tmp_path):
+def test_eval_outputs_on_the_scored_file_are_refused(trained, tmp_path, monkeypatch):
+    import mlcls.evaluation.evaluate as evaluate_module
+
     run, mine, before = _copies(trained, tmp_path)
     _refused(_cli("eval", str(run), "--data", str(mine), "--json", str(mine)), "--json", "--data")
-    # the run's own test file (no --data): found once the run is loaded, before the rejects file is renamed
+    # the run's own test file (no --data): read off the run's config, before any run is loaded or scored
+    monkeypatch.setattr(evaluate_module, "load_run", lambda *a, **k: pytest.fail("the run was loaded"))
     _refused(_cli("eval", str(run), "--on-error", "skip", "--rejects", str(mine)), "--rejects", "the test file")
+    _refused(_cli("eval", str(run), "--json", str(mine)), "--json", "the test file of run")
+    monkeypatch.undo()
     _refused(_cli("eval", str(run), "--save-scores", str(tmp_path / "s.npz"), "--json", str(tmp_path / "s.npz")),
              "--save-scores", "--json")
     assert mine.read_bytes() == before and not (tmp_path / "s.npz").exists()
@@ -133,3 +139,19 @@ def test_rejects_dash_is_refused_and_an_error_stays_one_line_whatever_a_name_hol
     _refused(_cli("predict", str(mine), "--model", str(run), "--on-error", "skip", "--rejects", "-"), "--rejects -")
     assert not (tmp_path / "-").exists()  # was created, a file named "-"
     _refused(_cli("predict", "new\nline.jsonl", "--model", str(run)), "new\\nline.jsonl: file not found")
+
+
+def test_eval_compare_refuses_before_scoring_what_it_could_not_write_or_read_twice(trained, tmp_path):
+    """--plots PARENT --compare puts each run's figures in PARENT/<run name>/: with PARENT the runs' folder, that
+    is inside each run. --save-scores holds one run's scores, and standard input can be read once: both were said
+    only after every run was scored (or, for stdin, as "the file is empty" at the second run)."""
+    run, mine, _ = _copies(trained, tmp_path)
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    kept = sorted(p.name for p in run.iterdir())
+    _refused(_cli("eval", str(run), str(other), "--compare", "--plots", str(tmp_path)), "--plots (for",
+             "inside the run")
+    assert sorted(p.name for p in run.iterdir()) == kept
+    _refused(_cli("eval", str(run), str(other), "--compare", "--save-scores", str(tmp_path / "s.npz")),
+             "--save-scores writes one run's scores")
+    _refused(_cli("eval", str(run), str(other), "--compare", "--data", "-"), "standard input can be read once")

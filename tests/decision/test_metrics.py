@@ -98,3 +98,43 @@ def test_an_empty_frequency_group_is_null_not_zero():
 def _rows(table):
     columns = [list(c.cells) for c in table.columns]
     return list(zip(*columns, strict=True))
+
+
+def test_names_that_look_like_markup_are_shown_as_written():
+    """Labels, runs and files are the user's: "[draft]" used to vanish from the tables and "[/x]" stopped `mlcls
+    eval` with a MarkupError after all the scoring."""
+    from rich.console import Console
+
+    from mlcls.evaluation.report import compare_table, per_label_table, stats_tables, summary_table
+
+    labels = ["[draft]", "[/x]", "[bold]y"]
+    gold = np.array([[1, 0, 1], [1, 1, 0]], dtype=np.float32)
+    report = compute_metrics(gold, np.ones_like(gold), gold.astype(bool), labels)
+    report["decision_rule"] = "threshold 0.5"
+    console = Console(record=True, width=200, color_system=None)
+    console.print(per_label_table(report))
+    console.print(summary_table(report, "data/[test].jsonl with exp[v2]"))
+    console.print(compare_table(["exp[v2]", "[/b]"], [report, report]))
+    stats = {"file": "[/f].jsonl", "records": 2, "labels_per_record": {2: 2}, "mean_labels_per_record": 2.0,
+             "distinct_labels": 3, "not_annotated_entries": 0, "soft_entries": 0,
+             "group_rule": {"head_min": 10, "tail_max": 2}, "groups": {}, "label_frequencies": {"[/x]": 1}}
+    for table in stats_tables(stats):
+        console.print(table)
+    text = console.export_text()
+    for shown in (*labels, "data/[test].jsonl with exp[v2]", "exp[v2]", "[/b]", "[/f].jsonl"):
+        assert shown in text, shown
+
+
+def test_one_label_is_scored_as_a_label_not_as_binary_classes():
+    """scikit-learn reads a single column as binary targets: micro-F1 was the accuracy (the agreed negatives
+    counted), and the per-label row was the class 0's. One label's figures are that label's F1."""
+    gold = np.array([[1], [0], [1], [0]], dtype=np.float32)
+    predicted = np.array([[1], [0], [0], [0]], dtype=bool)
+    report = compute_metrics(gold, np.ones_like(gold), predicted, ["cocoa"])
+    assert report["micro_f1"] == pytest.approx(2 / 3) and report["macro_f1"] == pytest.approx(2 / 3)
+    [row] = report["per_label"]
+    assert (row["label"], row["support"], row["predicted"], row["precision"], row["recall"]) == ("cocoa", 2, 1, 1.0,
+                                                                                                   0.5)
+    assert report["labels_with_support"] == 1 and report["hamming_loss"] == pytest.approx(1 / 4)
+    assert report["samples_f1"] == pytest.approx((1 + 1 + 0 + 1) / 4)  # empty & empty is right (F1 1)
+    assert report["subset_accuracy"] == pytest.approx(3 / 4)
