@@ -6,7 +6,9 @@ tune, tune, train, ...), medians reported:
   - train: `mlcls train -c BASE [--set ...] --name overhead-train-K`
   - tune:  `mlcls tune -c BASE [--set ...] --space ONE-POINT --trials 1 --study overhead-K`, whose space holds one
     value, the base's own learning rate: its one trial trains exactly BASE, plus everything a study adds (Optuna,
-    the SQLite study, a report and a pruning check after each epoch, best.yaml, importances, the table).
+    the SQLite study, the base trial queued, a report after each epoch, best.yaml, importances, the table). Not
+    measured: the pruner's check, which a base trial never makes (it runs to the end), nor any trial after its
+    last epoch; the check is one query of the study (milliseconds) between epochs of minutes.
 
 A 1-trial study is the worst case: later trials of a study share its set-up and read the data once for all.
 Figures: the whole command's wall seconds (what a user waits for) and the training's own `wall_seconds`

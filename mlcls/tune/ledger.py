@@ -24,6 +24,9 @@ from typing import Any
 from mlcls.tune.study import is_dead, live_workers
 
 MAX_RETRIES = 3  # a trial that kills its process every time (out of memory, say) stops being retried
+# A trial that names no process yet is judged dead only this long after it began: a process of another machine
+# sharing a journal file (whose locks are not in this folder) names its trial milliseconds after asking for it.
+UNNAMED_GRACE_S = 60.0
 
 # user attributes a trial carries (visible in optuna-dashboard)
 WORKER_HOST, WORKER_LOCK, RUN, ERROR, SURPLUS = "worker_host", "worker_lock", "run", "error", "surplus"
@@ -161,9 +164,17 @@ def orphans(trials, folder: Path, one_machine: bool) -> list[Any]:
     found = []
     for trial in running:
         host, lock = trial.user_attrs.get(WORKER_HOST), trial.user_attrs.get(WORKER_LOCK)
-        if (lock is None and alone) or (lock is not None and is_dead(folder, host, lock)):
+        if (lock is None and alone and _began_before(trial, UNNAMED_GRACE_S)) or (
+                lock is not None and is_dead(folder, host, lock)):
             found.append(trial)
     return found
+
+
+def _began_before(trial, seconds: float) -> bool:
+    """Whether the trial began more than `seconds` ago (Optuna stamps datetime_start with the local clock)."""
+    from datetime import datetime, timedelta
+
+    return trial.datetime_start is None or datetime.now() - trial.datetime_start > timedelta(seconds=seconds)
 
 
 def recover(optuna, study, folder: Path, one_machine: bool) -> dict[int, bool]:

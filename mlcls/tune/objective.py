@@ -93,9 +93,9 @@ def run_trial(optuna, setup: TrialSetup, trial, values: dict[str, Any]) -> Outco
     try:
         config = build(with_values(setup.base, {**values, "output.dir": str(setup.folder), "output.name": name}))
     except ConfigError as exc:  # a combination the space allows and the trainer refuses: the trial fails, counted
-        trial.set_user_attr(ERROR, str(exc))
-        trial.set_user_attr(ERROR_KIND, "config")
-        return Outcome("rejected", message=str(exc))
+        return _rejected(trial, str(exc))
+    if not compares_on_validation(config):  # said before training, not after it (the trial would have no figure)
+        return _rejected(trial, f"these values leave no validation data: {NO_VALIDATION}")
     staging = staging_dir(final)
     # what `mlcls train --resume` continues: a checkpoint, or a cross-fitted run's folds (each resumed or kept)
     resume = staging if find_checkpoint(staging) is not None or (staging / FOLDS).is_dir() else None
@@ -117,6 +117,21 @@ def run_trial(optuna, setup: TrialSetup, trial, values: dict[str, Any]) -> Outco
             discard_unfinished(final)
         return Outcome("pruned", message=str(exc))
     return Outcome("complete", _figure(result.metrics, setup.metric, result.run_dir))
+
+
+NO_VALIDATION = ("mlcls tune compares trials on validation: set data.validation, data.val_fraction > 0 or "
+                 "train.folds > 1 (never test)")
+
+
+def compares_on_validation(config: Config) -> bool:
+    """Whether a run of `config` has the validation figure a trial is compared by."""
+    return config.train.folds > 1 or config.data.validation is not None or config.data.val_fraction > 0
+
+
+def _rejected(trial, message: str) -> Outcome:
+    trial.set_user_attr(ERROR, message)
+    trial.set_user_attr(ERROR_KIND, "config")
+    return Outcome("rejected", message=message)
 
 
 def check_same_values(run: Path, values: dict[str, Any], number: int) -> None:
@@ -148,7 +163,7 @@ def _as_saved(key: str, value: Any) -> Any:
 
 def _figure(metrics: dict[str, Any], metric: str, run: Path) -> float:
     value = (metrics.get("validation") or {}).get(metric)
-    if value is None:  # the search checks for validation data first: a run without the figure is a bug
+    if value is None:  # every trial is checked for validation data first: a run without the figure is a bug
         raise RuntimeError(f"{run / METRICS}: no validation {metric}")
     return float(value)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from rich.console import Console
 
+from mlcls.atomic import describe_os_error
 from mlcls.config import Config, load_config
 from mlcls.errors import ConfigError, DataError, Interrupted
 from mlcls.run.layout import CONFIG, FOLDS, staging_dir, study_dir
@@ -28,7 +29,15 @@ from mlcls.training.interrupt import StopSignal
 from mlcls.tune import ledger
 from mlcls.tune.base_trial import base_params, duplicate_base, enqueue_base, the_base_trial
 from mlcls.tune.best import best_config, keep_best_runs, param_importances, refit_config, write_best_config
-from mlcls.tune.objective import Outcome, TrialSetup, discard_unfinished, run_trial, shares_data
+from mlcls.tune.objective import (
+    NO_VALIDATION,
+    Outcome,
+    TrialSetup,
+    compares_on_validation,
+    discard_unfinished,
+    run_trial,
+    shares_data,
+)
 from mlcls.tune.report import best_of, cell, failure_notes, study_view
 from mlcls.tune.space import SearchSpace
 from mlcls.tune.space_checks import load_space
@@ -137,9 +146,8 @@ def _check(config: Config, trials: int, keep_best: int, refit_folds: int) -> Non
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # set by torchrun / accelerate launch
         raise ConfigError("mlcls tune trains each trial in one process: start several `mlcls tune` processes on "
                           "one --storage instead of accelerate launch / torchrun")
-    if config.train.folds == 1 and config.data.validation is None and config.data.val_fraction == 0:
-        raise ConfigError("mlcls tune compares trials on validation: set data.validation, data.val_fraction > 0 or "
-                          "train.folds > 1 (never test)")
+    if not compares_on_validation(config):
+        raise ConfigError(NO_VALIDATION)
 
 
 def check_data_files(config: Config, space: SearchSpace) -> None:
@@ -152,7 +160,11 @@ def check_data_files(config: Config, space: SearchSpace) -> None:
         if not value or key in space.keys:
             continue
         path = Path(value)
-        if not path.is_file():
+        try:
+            missing = not path.is_file()
+        except OSError as exc:  # a name the file system refuses (too long)
+            raise DataError(path, None, f"cannot read ({describe_os_error(exc)}; {key} of the base config)") from None
+        if missing:
             raise DataError(path, None, f"file not found ({key} of the base config)")
         open_input(path, input_kind(path).compression).close()  # a one-line DataError when it cannot be read
 
@@ -227,7 +239,13 @@ def _one_trial(search: Search, trial) -> Outcome:
                             markup=False, highlight=False)
         with heartbeat(search.storage, trial):
             outcome = run_trial(optuna, setup, trial, values)
-    except (ConfigError, DataError) as exc:  # the same values would fail the same way: no retry
+    except DataError as exc:
+        if not _in_a_base_file(search, exc):  # a file the trial's own values name: the same values fail alike
+            outcome = _refused(search, trial, exc)
+        else:  # the base config's data, which every trial reads: the search's error, not one trial's
+            ledger.fail_and_retry(optuna, study, trial.number, interrupted=True)  # retried once the file is fixed
+            raise
+    except ConfigError as exc:  # the same values would fail the same way: no retry
         outcome = _refused(search, trial, exc)
     except TrainingInterrupted as exc:
         ledger.fail_and_retry(optuna, study, trial.number, interrupted=True)  # a pause: never counts as a crash
@@ -241,6 +259,31 @@ def _one_trial(search: Search, trial) -> Outcome:
         raise
     _tell(search, trial, outcome)
     return outcome
+
+
+# data.* keys that change how a data file is read: a DataError under a trial's value of one is that trial's
+READING_KEYS = ("data.text_fields", "data.text_separator", "data.label_field", "data.id_field",
+                "data.label_separator", "data.on_error")
+
+
+def _in_a_base_file(search: Search, exc: DataError) -> bool:
+    """Whether the error is in a data file of the base config that no trial replaces (a bad record in data.train
+    would otherwise fail every trial in turn, each counted, and leave a study full of failures)."""
+    if any(key in READING_KEYS for key in search.setup.space.keys):  # how a file is read: the trial's own error
+        return False
+    data = search.setup.base.get("data", {})
+    for key in ("train", "validation"):
+        value = data.get(key)
+        if value and f"data.{key}" not in search.setup.space.keys and _same_path(value, exc.path):
+            return True
+    return False
+
+
+def _same_path(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _refused(search: Search, trial, exc: ConfigError | DataError) -> Outcome:

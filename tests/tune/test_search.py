@@ -290,3 +290,45 @@ def test_a_trials_own_run_is_recognised_with_its_paths_saved_absolute(tmp_path, 
     check_same_values(tmp_path / "trial", {"model.encoder": "enc", "data.train": "~/d/train.jsonl"}, 3)
     with pytest.raises(RunDirError, match="other values"):
         check_same_values(tmp_path / "trial", {"model.encoder": "other-enc"}, 3)
+
+
+def test_a_bad_record_in_the_base_data_stops_the_search_without_using_up_its_trials(tiny_base, tmp_path):
+    """Every trial reads the base config's data.train: a bad record there is the search's error (one line), not a
+    failure of each trial in turn, each counted. The trial is queued again, and runs once the file is fixed."""
+    from mlcls.errors import DataError
+    from mlcls.tune.search import tune
+
+    data = tmp_path / "tiny.jsonl"
+    good = data.read_text()
+    data.write_text(good + "not json\n")
+    with pytest.raises(DataError) as caught:
+        tune(load_config(tiny_base, ["train.epochs=1"]), _space(tmp_path), 2, study="bad")
+    bad_line = len(good.splitlines()) + 1
+    assert one_line(caught.value).startswith(f"{data}:{bad_line}: invalid JSON")
+    folder = tmp_path / "runs" / "tune-bad"
+    assert [t.state.name for t in load_trials(sqlite_of(folder), "bad")] == ["FAIL", "WAITING"]  # queued again
+
+    data.write_text(good)
+    result = tune(load_config(tiny_base, ["train.epochs=1"]), _space(tmp_path), 2, study="bad")
+    assert result.complete and [t.state.name for t in result.trials if not t.user_attrs.get("surplus")].count(
+        "COMPLETE") == 2
+
+
+def test_a_trial_whose_values_leave_no_validation_is_refused_before_training(tiny_base, tmp_path):
+    """The base has a validation share; a trial at data.val_fraction 0 would have none, nothing to compare it by.
+    Refused as its config (counted, not retried), before a step is trained; the search goes on."""
+    import optuna
+
+    from mlcls.tune.search import tune
+
+    space = tmp_path / "fraction.yaml"
+    space.write_text("data.val_fraction: [0.0, 0.25]\n")
+    storage = f"sqlite:///{tmp_path / 'fraction.db'}"
+    optuna.create_study(study_name="fraction", storage=storage, direction="maximize").enqueue_trial(
+        {"data.val_fraction": 0.0})
+    config = load_config(tiny_base, ["data.validation=null", "data.val_fraction=0.25", "train.epochs=1"])
+    result = tune(config, space, 1, study="fraction", storage=storage, base_trial=False)
+    [trial] = result.trials
+    assert trial.state.name == "FAIL" and result.complete
+    assert trial.user_attrs["error"].startswith("these values leave no validation data: mlcls tune compares trials")
+    assert not list(result.folder.glob("*trial-*"))  # nothing was trained
