@@ -135,12 +135,24 @@ def test_a_bad_shard_stops_the_job_under_fail_and_is_counted_under_skip(local_ra
     assert len(ids) == len(set(ids)) == 38
 
 
-def test_a_stopped_job_leaves_no_worker_writing(local_ray, trained, tmp_path):
+def test_a_stopped_job_leaves_no_worker_writing(local_ray, trained, tmp_path, monkeypatch):
     """A Ray this job did not start (this module's, a notebook's) outlives the job: the shard another worker was
     scoring when the bad one stopped the job must not be committed afterwards, behind the line's count and the
     released lock (a rerun would find a live writer's files)."""
     import time
 
+    import ray
+
+    import mlcls.archive.engine as engine
+
+    stopped: list = []  # the job's workers, as stop_workers found them
+
+    def recording(ray_module, counter, *args, **kwargs):
+        stopped.extend(ray_module.get(counter.workers.remote(), timeout=10))
+        return stop_workers(ray_module, counter, *args, **kwargs)
+
+    stop_workers = engine.stop_workers
+    monkeypatch.setattr(engine, "stop_workers", recording)
     archive = tmp_path / "archive"
     archive.mkdir()
     many = [{"id": f"m{i}", "text": ARTICLES[i % len(ARTICLES)]["text"]} for i in range(60000)]
@@ -150,6 +162,12 @@ def test_a_stopped_job_leaves_no_worker_writing(local_ray, trained, tmp_path):
     result = _predict_on_ray(trained, archive, out, "--on-error", "fail", "--workers", "2")
     assert result.exit_code == 1, result.output
     assert "(0 of 2 shards are written" in result.output, result.output
+    # Each worker is dead when the command returns (the files below would not show a live one: the driver also
+    # removes the temporary files it knows of, so a worker left running would fail its commit)
+    assert stopped
+    for worker in stopped:
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(worker.__ray_ready__.remote(), timeout=30)
     time.sleep(8)  # long enough for the long shard to finish, had its worker been left running
     assert not (out / "b_long.jsonl").exists() and not list((out / DONE).rglob("*.json"))
     assert not list(out.rglob("*.tmp"))
