@@ -36,8 +36,9 @@ def parse_scores_mode(text: str) -> int | str:
     """--scores: 'predicted' (the chosen labels' scores), 'all', or 'top-N' (the N highest) -> mode or N."""
     if text in ("predicted", "all"):
         return text
-    if text.startswith("top-") and text[4:].isascii() and text[4:].isdigit() and int(text[4:]) > 0:  # not "²"
-        return int(text[4:])
+    digits = text[4:]  # at most 9 (int() refuses past 4,300); ASCII, not "²"
+    if text.startswith("top-") and 0 < len(digits) <= 9 and digits.isascii() and digits.isdigit() and int(digits):
+        return int(digits)
     raise MlclsError(f"--scores {text!r}: expected predicted, all or top-N (e.g. top-5)")
 
 

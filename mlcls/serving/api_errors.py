@@ -26,10 +26,20 @@ class ApiError(Exception):
         self.status, self.message, self.field, self.index, self.headers = status, message, field, index, headers
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: an error message may quote what the client sent, a lone
+    surrogate included, which UTF-8 cannot encode (the refusal would itself fail, as a 500)."""
+
+    def render(self, content: Any) -> bytes:
+        import json
+
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def error_response(status: int, message: str, field: str | None = None, index: int | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"status": status, "message": message, "field": field, "index": index}},
-                        status_code=status, headers=headers)
+    return AsciiJSONResponse({"error": {"status": status, "message": message, "field": field, "index": index}},
+                             status_code=status, headers=headers)
 
 
 async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:

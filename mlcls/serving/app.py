@@ -19,12 +19,14 @@ it all, drain.py's middleware answers 503 to what SIGTERM's drain time leaves un
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict
+from functools import partial
 from pathlib import PurePath
 from typing import Any
 
@@ -41,6 +43,7 @@ from mlcls.serving.api_errors import EXCEPTION_HANDLERS
 from mlcls.serving.batcher import DynamicBatcher
 from mlcls.serving.docs_pages import add_docs
 from mlcls.serving.drain import Drain, DrainDeadline
+from mlcls.serving.request import record_example, record_schema
 from mlcls.serving.settings import ServeSettings
 
 API_VERSION = "1"
@@ -77,7 +80,20 @@ def create_app(run: LoadedRun, settings: ServeSettings | None = None,
     app.include_router(routes.guarded, dependencies=auth)
     app.include_router(routes.public)
     add_docs(app)
+    app.openapi = partial(run_openapi, app, app.openapi)
     return app
+
+
+def run_openapi(app: FastAPI, base: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """FastAPI's schema, its record made of the run's own field names (the route's declaration is the module's,
+    written for the default `title` and `text`): a client built from /openapi.json sends what the server reads."""
+    if app.openapi_schema is None:
+        schema = copy.deepcopy(base())  # the route's openapi_extra dicts are shared by every app: copied first
+        body = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+        body["schema"]["properties"]["records"]["items"] = record_schema(app.state.fields)
+        body["example"] = {**body["example"], "records": [record_example(app.state.fields)]}
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 @asynccontextmanager

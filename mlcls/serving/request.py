@@ -87,7 +87,7 @@ OPTIONS = (
            maximum=1),
     # [0-9], not \d: JSON Schema's patterns are ECMA-262, where \d is ASCII only and Python's is not
     Option("scores", "string", "Scores returned: predicted, all, or top-N (e.g. top-5).",
-           pattern="^(predicted|all|top-0*[1-9][0-9]*)$", default="predicted",
+           pattern="^(predicted|all|top-(?!0+$)[0-9]{1,9})$", default="predicted",
            expected="predicted, all or top-N (e.g. top-5)"),
 )
 FIELDS = ("records", *(option.name for option in OPTIONS))  # every top-level field the body may have
@@ -109,6 +109,24 @@ PREDICT_OPENAPI = {"requestBody": {"required": True, "content": {"application/js
     "example": {"records": [{"id": "n1", "title": "Cocoa prices fell", "text": "Cocoa prices fell ..."}],
                 "scores": "predicted"},
 }}}}
+
+def record_schema(fields: FieldSpec) -> dict[str, Any]:
+    """RECORD_SCHEMA with the run's own field names (data.id_field, data.text_fields): what /openapi.json shows
+    for a run whose records are, say, `headline` and `body` (the server refuses a record without its text)."""
+    properties = {fields.id_field: {"type": ["string", "integer"]},
+                  **{name: {"type": "string"} for name in fields.text_fields}}
+    named = " and ".join(f"`{name}`" for name in fields.text_fields)
+    return {**RECORD_SCHEMA, "properties": properties,
+            "description": f"A record as in mlcls's record format: an id (`{fields.id_field}`) and this run's text "
+                           f"fields ({named}{'; one of them may be missing' if len(fields.text_fields) > 1 else ''}"
+                           "). Labels are ignored. Without an id, the record's position in the list (from 1) stands "
+                           "in."}
+
+
+def record_example(fields: FieldSpec) -> dict[str, Any]:
+    texts = ["Cocoa prices fell", "Cocoa prices fell on Monday as ..."]
+    return {fields.id_field: "n1", **{name: texts[min(i, 1)] for i, name in enumerate(fields.text_fields)}}
+
 
 # its 200 answer, for the schema (the handler answers a JSONResponse built by hand, as `mlcls predict` writes rows)
 PREDICTIONS_RESPONSE = {"description": "One prediction per record, in order", "content": {"application/json": {
@@ -149,12 +167,17 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise ApiError(400, f"Content-Length {declared!r} is not a number", field="Content-Length")
         if int(declared) > limit:
             raise ApiError(413, f"body: {int(declared)} bytes, more than the limit of {limit}", field="body")
+    from starlette.requests import ClientDisconnect
+
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"body: more than the limit of {limit} bytes", field="body")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"body: more than the limit of {limit} bytes", field="body")
+            chunks.append(chunk)
+    except ClientDisconnect:  # hung up mid-upload: nobody to answer (as a client gone while scored: 499)
+        raise ApiError(499, "the client closed the connection", field="body") from None
     return b"".join(chunks)
 
 
@@ -167,7 +190,10 @@ def parse_json(body: bytes) -> Any:
     if not text.strip():
         raise ApiError(400, 'body: empty; expected a JSON object {"records": [...]}', field="body")
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_no_repeated_keys)
+    except RepeatedKey as exc:
+        raise ApiError(400, f"body: invalid JSON: the key {_shown_key(str(exc))} is given twice in one object "
+                       "(the first would be dropped)", field="body") from None
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"body: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
                        field="body") from None
@@ -175,6 +201,19 @@ def parse_json(body: bytes) -> Any:
         raise ApiError(400, "body: invalid JSON: nested too deeply", field="body") from None
     except ValueError as exc:  # a number too long to convert (more than 4300 digits)
         raise ApiError(400, f"body: invalid JSON: {str(exc).split(';')[0]}", field="body") from None
+
+
+class RepeatedKey(ValueError):
+    """A JSON object that names a key twice: json.loads keeps the last value and drops the others unsaid."""
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise RepeatedKey(key)
+        found[key] = value
+    return found
 
 
 def parse_predict_request(payload: Any, fields: FieldSpec, limits: Limits, rule: DecisionRule) -> PredictRequest:
@@ -196,8 +235,10 @@ def _record_rows(payload: Any, limits: Limits) -> list:
         raise ApiError(422, f'body: expected a JSON object {{"records": [...]}}, got {json_type(payload)}',
                        field="body")
     unknown = [key for key in payload if key not in FIELDS]
-    if unknown:
-        raise ApiError(422, f"unknown field '{unknown[0]}' (expected: {', '.join(FIELDS)})", field=str(unknown[0]))
+    if unknown:  # the client's key, shown short and printable (it may be megabytes, or hold a lone surrogate)
+        key = unknown[0]
+        raise ApiError(422, f"unknown field {_shown_key(key)} (expected: {', '.join(FIELDS)})",
+                       field=key if len(key) <= 40 else key[:37] + "...")
     if "records" not in payload:
         raise ApiError(422, "records: missing (a list of records, each with an id and text fields)", field="records")
     rows = payload["records"]
@@ -209,6 +250,11 @@ def _record_rows(payload: Any, limits: Limits) -> list:
         raise ApiError(413, f"records: {len(rows)} records, more than the limit of {limits.max_records} per request",
                        field="records")
     return rows
+
+
+def _shown_key(key: str, room: int = 40) -> str:
+    text = ascii(key)
+    return text if len(text) <= room else text[: room - 4] + "...'"
 
 
 def parse_request_record(row: Any, index: int, fields: FieldSpec, limits: Limits) -> Record:

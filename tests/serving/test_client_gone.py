@@ -53,3 +53,22 @@ def test_the_works_own_error_goes_through():
 
     with pytest.raises(ValueError, match="the model broke"):
         asyncio.run(while_connected(FakeRequest(30), broken()))
+
+
+def test_a_client_that_hangs_up_mid_upload_is_a_499_not_an_internal_error():
+    """Starlette raises ClientDisconnect from the body's stream; it went to the 500 handler, which logs a
+    traceback for every aborted upload."""
+    from starlette.requests import Request
+
+    from mlcls.serving.api_errors import ApiError
+    from mlcls.serving.request import read_body
+
+    messages = [{"type": "http.request", "body": b'{"records": [', "more_body": True}, {"type": "http.disconnect"}]
+
+    async def receive() -> dict:
+        return messages.pop(0)
+
+    request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+    with pytest.raises(ApiError) as caught:
+        asyncio.run(read_body(request, 8192))
+    assert caught.value.status == 499 and caught.value.message == "the client closed the connection"

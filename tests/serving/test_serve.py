@@ -225,6 +225,14 @@ BAD = [
     ("bad id", b'{"records": [{"id": [1], "text": "x"}]}', 422, "records[0].id", 0, "must be a string or an integer"),
     ("boolean id", b'{"records": [{"id": true, "text": "x"}]}', 422, "records[0].id", 0, "id field"),
     ("unknown option", b'{"records": [{"text": "x"}], "topk": 2}', 422, "topk", None, "unknown field 'topk'"),
+    ("unknown field with a lone surrogate", b'{"records": [{"text": "x"}], "\\ud800": 1}', 422, "\ud800", None,
+     "unknown field '\\ud800'"),
+    ("unknown field a megabyte long", b'{"records": [{"text": "x"}], "' + b"k" * 2000 + b'": 1}', 422,
+     "k" * 37 + "...", None, "unknown field 'kkkk"),
+    ("a key given twice", b'{"records": [{"text": "x"}], "records": [{"text": "y"}]}', 400, "body", None,
+     "the key 'records' is given twice"),
+    ("scores top-N of 4301 digits", b'{"records": [{"text": "x"}], "scores": "top-' + b"1" * 4301 + b'"}', 422,
+     "scores", None, "top-N"),
     ("top_k 0", b'{"records": [{"text": "x"}], "top_k": 0}', 422, "top_k", None, "integer >= 1"),
     ("top_k a string", b'{"records": [{"text": "x"}], "top_k": "2"}', 422, "top_k", None, "integer >= 1"),
     ("threshold over 1", b'{"records": [{"text": "x"}], "threshold": 1.5}', 422, "threshold", None, "[0, 1]"),
@@ -639,3 +647,27 @@ def test_an_option_nested_too_deep_to_print_is_described_not_a_500():
         value = [value]
     assert _shown(value) == "a nested list"
     assert _shown([1, 2]) == "[1, 2]"
+
+
+def test_the_schema_names_the_runs_own_record_fields(loaded):
+    """The record schema and example were the module's (`id`, `title`, `text`) whatever the run read: a client
+    generated from /openapi.json of a run of `headline` and `body` sent fields the server refuses."""
+    import copy
+
+    run = copy.copy(loaded)
+    run.config = copy.deepcopy(loaded.config)
+    run.config.data.text_fields, run.config.data.id_field = ["headline", "body"], "doc"
+    with TestClient(create_app(run, ServeSettings(limits=LIMITS))) as test_client:
+        spec = test_client.get("/openapi.json").json()
+        body = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+        record = body["schema"]["properties"]["records"]["items"]
+        assert set(record["properties"]) == {"doc", "headline", "body"} and "`headline` and `body`" in \
+            record["description"]
+        [example] = body["example"]["records"]
+        assert set(example) == {"doc", "headline", "body"}
+        answer = test_client.post("/v1/predict", json=body["example"])  # the schema's own example is accepted
+        assert answer.status_code == 200 and answer.json()["predictions"][0]["id"] == "n1"
+    # an app of the default fields is not changed by it (the route's declaration is shared by every app)
+    with TestClient(create_app(loaded, ServeSettings(limits=LIMITS))) as test_client:
+        record = predict_body_schema(test_client)
+    assert set(record["properties"]["records"]["items"]["properties"]) == {"id", "text"}
