@@ -3,6 +3,7 @@ to the format's module (the package's doc says what each writes)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,10 @@ def export_run(run: str | Path | None, out: str | Path, fmt: str = "onnx", quant
     out = Path(out)
     check_target(out)
     source = resolve_run(run)
+    inside = os.path.realpath(out)
+    if inside == str(source) or inside.startswith(str(source) + os.sep):  # source: resolved by resolve_run
+        raise MlclsError(f"{out}: inside the run it exports ({source}); writing there would change that run "
+                         "(choose a folder outside it)")
     if (source / ONNX_MODEL).is_file():
         raise MlclsError(f"{source}: already an ONNX export; export the run it was made from")
     validate_run(source)

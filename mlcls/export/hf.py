@@ -15,6 +15,7 @@ from mlcls.export.staging import (
     copy_run_files,
     random_batches,
     staged,
+    worst_difference,
     write_manifest_and_card,
 )
 from mlcls.inference.loading import load_run
@@ -97,6 +98,6 @@ def check_hf_export(folder: Path, model, vocab_size: int, max_length: int, trust
         with torch.inference_mode():
             expected = torch.sigmoid(model(ids, mask).float())
             got = torch.sigmoid(reloaded(input_ids=ids, attention_mask=mask).logits.float())
-        worst = max(worst, float((got - expected).abs().max()))
+        worst = worst_difference(worst, got.numpy(), expected.numpy())
         rows += len(ids)
     return {"max_abs_diff": worst, "rows": rows, "tolerance": FP32_TOLERANCE}

@@ -22,6 +22,7 @@ from mlcls.export.staging import (
     copy_run_files,
     random_batches,
     staged,
+    worst_difference,
     write_manifest_and_card,
 )
 from mlcls.inference.loading import load_run
@@ -228,7 +229,7 @@ def check_export(path: Path, model, vocab_size: int, token_types: bool, max_leng
             expected = torch.sigmoid(model(ids, mask).float()).numpy()
         probs, logits = session.outputs(ids.numpy(), mask.numpy())
         got = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-        worst = max(worst, float(np.abs(probs - expected).max()), float(np.abs(got - expected).max()))
+        worst = worst_difference(worst_difference(worst, probs, expected), got, expected)
         rows += batch
     return {"max_abs_diff": worst, "rows": rows, "tolerance": FP32_TOLERANCE if quantize is None else None}
 

@@ -36,7 +36,9 @@ class ExportResult:
 
 def check_target(out: Path) -> None:
     check_name_room(out, len(".export-4194304.tmp") + 1, "--out")  # the staging folder's name (_staging_folder)
-    if out.is_symlink() or out.exists():
+    if out.is_symlink():  # the export is renamed onto --out at the end: a link would be replaced, or fail then
+        raise MlclsError(f"{out}: a symbolic link; give the folder itself (or a new name) as --out")
+    if out.exists():
         if not out.is_dir():
             raise MlclsError(f"{out}: exists and is not a folder; choose another --out")
         try:
@@ -47,6 +49,17 @@ def check_target(out: Path) -> None:
             raise MlclsError(f"{out}: exists and is not empty; choose another --out, or delete it")
 
 
+
+
+def worst_difference(worst: float, got, expected) -> float:
+    """The larger of `worst` and the largest |got - expected| of one parity batch. A score that is not a finite
+    number, on either side, refuses the export: max() passes over NaN (nan > x is False), so the check would
+    have called a graph of NaN scores exact."""
+    diff = np.abs(np.asarray(got, dtype=np.float64) - np.asarray(expected, dtype=np.float64))
+    if not np.isfinite(diff).all():
+        raise MlclsError("the export's scores and mlcls's are not all finite numbers on the parity check (NaN or "
+                         "infinity); nothing was written")
+    return max(worst, float(diff.max()))
 
 
 def random_batches(vocab_size: int, max_length: int):

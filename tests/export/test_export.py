@@ -250,6 +250,35 @@ def test_a_target_that_is_not_empty_or_not_a_folder_is_refused(trained, tmp_path
     assert result.exit_code == 1 and "exists and is not a folder" in result.stderr
 
 
+def test_a_target_inside_the_run_or_a_link_is_refused_before_anything_is_done(trained, tmp_path):
+    """--out inside the exported run changed it (a later predict --resume saw it "trained again"; --format hf
+    --out RUN/encoder/x copied the encoder into itself); a link to an empty folder failed only at the end."""
+    run = tmp_path / "run"
+    shutil.copytree(_run(trained), run)
+    kept = sorted(p.name for p in run.rglob("*"))
+    for out in (run / "onnx", run / "encoder" / "x"):
+        result = runner.invoke(app, ["export", str(run), "--out", str(out), "--format", "hf"])
+        assert result.exit_code == 1 and result.stderr.strip() == (
+            f"error: {out}: inside the run it exports ({run.resolve()}); writing there would change that run "
+            "(choose a folder outside it)"), result.output
+    assert sorted(p.name for p in run.rglob("*")) == kept
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "empty", target_is_directory=True)
+    result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "link")])
+    assert result.exit_code == 1 and "a symbolic link; give the folder itself" in result.stderr
+
+
+def test_a_parity_check_that_meets_nan_refuses_the_export():
+    """max() passes over NaN: a graph of NaN scores was reported exact (max_abs_diff 0.0) and written."""
+    from mlcls.errors import MlclsError
+    from mlcls.export.staging import worst_difference
+
+    assert worst_difference(0.0, np.array([0.5, 0.25]), np.array([0.5, 0.5])) == 0.25
+    for got in (np.array([np.nan, 0.5]), np.array([np.inf, 0.5])):
+        with pytest.raises(MlclsError, match="not all finite numbers"):
+            worst_difference(0.0, got, np.array([0.5, 0.5]))
+
+
 def test_an_incomplete_run_or_an_export_as_source_is_refused(trained, exported, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(_run(trained), broken)
