@@ -35,6 +35,8 @@ Cross-fitting (train.folds = K) adds, inside the run:
 
   folds/fold-1 .. fold-K/   each fold's own run (encoder/, head.safetensors, metrics.json, ...); the run's
                             labels, rule, tuning scores and metrics are the out-of-fold ones
+  folds/pool.json           while training only: the records the folds were drawn from (a digest) and each
+                            one's fold; a resume on other data is refused, not mixed with the finished folds
   refit/                    while training only, with train.refit: the model retrained on all of train, whose
                             encoder/, head.safetensors and tracking/ then move to the top of the run
 
@@ -80,6 +82,7 @@ REQUIRED = (CONFIG, LABELS, THRESHOLDS)
 
 # ------------------------------------------------------------------------------------------ cross-fitting
 FOLDS = "folds"
+POOL = "pool.json"  # in folds/
 REFIT = "refit"
 
 # ------------------------------------------------------------------------------------------ checkpoints

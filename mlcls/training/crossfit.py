@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import shutil
 import statistics
 import time
@@ -29,7 +31,7 @@ from rich.console import Console
 from mlcls.config import Config
 from mlcls.decision.metrics import compute_metrics
 from mlcls.decision.tuning import choose_thresholds
-from mlcls.errors import ConfigError, resume_command
+from mlcls.errors import ConfigError, MlclsError, resume_command
 from mlcls.model.lexical import fit_lexical, out_of_fold_lexical
 from mlcls.run.checkpoint import find_checkpoint
 from mlcls.run.files import (
@@ -37,6 +39,7 @@ from mlcls.run.files import (
     peek_metrics,
     read_train_log,
     read_tuning_probs,
+    write_json,
     write_label_stats,
     write_labels,
     write_metrics,
@@ -44,7 +47,7 @@ from mlcls.run.files import (
     write_train_log,
     write_tuning_scores,
 )
-from mlcls.run.layout import ENCODER, FOLDS, HEAD, LATEST, REFIT, TRACKING, fold_dir, staging_dir
+from mlcls.run.layout import ENCODER, FOLDS, HEAD, LATEST, POOL, REFIT, TRACKING, fold_dir, staging_dir
 from mlcls.run.lifecycle import discard_unstarted, finish_run, release_run
 from mlcls.run.model_card import write_model_card
 from mlcls.run.provenance import write_provenance
@@ -76,6 +79,7 @@ def train_folds(config: Config, console: Console, rejects: IO[bytes] | None, res
     staging, final = claim_run(config, resume)
     try:
         fold = fold_of_each_record(pool.train, k, config.train.seed)
+        check_pool(staging, pool, fold)
         console.print(f"cross-fitting: {k} folds of {len(pool.train)} records (stratified), "
                       f"{np.bincount(fold, minlength=k).tolist()} held out in turn", markup=False)
         try:
@@ -102,6 +106,28 @@ def train_folds(config: Config, console: Console, rejects: IO[bytes] | None, res
         raise
     finally:
         release_run(staging)
+
+
+def check_pool(staging: Path, pool: TrainingData, fold: np.ndarray) -> None:
+    """Record the pool the folds are drawn from (a digest of its records' ids, texts and targets) and each record's
+    fold; on resume, refuse other data: finished folds are kept as they are, and their out-of-fold scores would be
+    mixed with rows of another file (or, with another number of records, not fit at all)."""
+    digest = hashlib.sha256()
+    for record in pool.train:
+        digest.update(f"{record.id}\0{record.text}\0".encode("utf-8", "surrogatepass"))
+    for array in (pool.train_enc.targets, pool.train_enc.mask, fold):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    path = staging / FOLDS / POOL
+    try:
+        saved = json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:  # cut short by a kill while it was written: written again
+        saved = None
+    if saved is not None and saved.get("sha256") != digest.hexdigest():
+        raise MlclsError(f"{staging}: the training data changed since its folds were trained (the same files and "
+                         "settings are needed to resume)")
+    if saved is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, {"sha256": digest.hexdigest(), "records": len(pool.train)})
 
 
 def train_fold(config: Config, pool: TrainingData, fold: np.ndarray, i: int, staging: Path, console: Console,
@@ -166,9 +192,8 @@ def _finish(config: Config, pool: TrainingData, fold: np.ndarray, probs: np.ndar
     write_label_stats(staging, pool.stats)
     write_rule(staging, rule)
     write_tuning_scores(staging, probs, enc, [r.id for r in pool.train], **parts)
-    if refit is not None:
-        _adopt_refit(refit, staging)
     (staging / FOLDS / LATEST).unlink(missing_ok=True)  # each fold's training pointed it at itself
+    (staging / FOLDS / POOL).unlink(missing_ok=True)  # what a resume checks: a finished run has no resume
     write_train_log(staging, [{"fold": i, **entry} for i, result in enumerate(results, start=1)
                               for entry in read_train_log(result.run_dir)])
     summary = _summary(rule, metrics, results, refit, len(pool.train), started) | fusion
@@ -176,6 +201,8 @@ def _finish(config: Config, pool: TrainingData, fold: np.ndarray, probs: np.ndar
     write_metrics(staging, summary)
     write_provenance(staging, config)
     write_model_card(staging)
+    if refit is not None:  # last before the rename: a failure before it leaves refit/ whole, for --resume to keep
+        _adopt_refit(refit, staging)
     done = finish_run(staging)
     return TrainResult(done.resolve(), summary)
 

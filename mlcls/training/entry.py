@@ -34,6 +34,7 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
     Training seeds the global random generators (torch, numpy, random) from train.seed, as the Trainer does.
     `trust_remote_code`: the caller's --trust-remote-code, which code carried by the run that model.init_from
     names needs; the config's model.trust_remote_code is for its own encoder, and a run may come from anyone."""
+    from mlcls.run.model_files import check_remote_code
     from mlcls.run.parent import check_parent_code
 
     check_parent_code(config.model.init_from, trust_remote_code)  # before anything of the parent is loaded
@@ -41,13 +42,18 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
     if resume is not None:
         resume = resumable_run(Path(resume))
         _check_resume_config(config, resume)
+        # the run's config is its author's: code it asks for runs only with the caller's leave (as the CLI's)
+        check_remote_code(resume, [], config, trust_remote_code)
     elif trust_remote_code:  # as `mlcls train --trust-remote-code` sets it: the parent loads with it
         config.model.trust_remote_code = True
     stop = stop or StopSignal()
     main = is_launch_main_process()  # under `accelerate launch`, only the main process reports
     console = console if console is not None and main else Console(stderr=True, quiet=not main)
     check_trackers(config.train.report_to)
-    if config.train.folds > 1 and data is None:
+    if config.train.folds > 1:
+        if data is not None:
+            raise ConfigError("train.folds > 1 reads and splits the config's data.train itself: records given as "
+                              "data= would train one model (leave data out, or set train.folds to 1)")
         return train_folds(config, console, rejects if main else None, resume, stop, on_epoch)
     data = data or read_training_data(config, console, rejects if main else None)
     return train_one(config, data, console, resume, stop, on_epoch)

@@ -161,9 +161,10 @@ def prepare(config: Config, data: TrainingData, accelerator, console: Console, r
 
     rng = np.random.default_rng(config.train.seed)
     fingerprint = data_fingerprint(inputs.train, inputs.val, data.train_enc, data.val_enc)
-    state, best_weights = TrainingState(epoch_rng=rng.bit_generator.state, data_fingerprint=fingerprint), None
+    state, best_weights = TrainingState(epoch_rng=rng.bit_generator.state, data_fingerprint=fingerprint,
+                                        processes=accelerator.num_processes), None
     if resume is not None:
-        state, best_weights = restore(resume, core, optimizer, scheduler, fingerprint)
+        state, best_weights = restore(resume, core, optimizer, scheduler, fingerprint, accelerator.num_processes)
         console.print(f"resuming {final.name} after epoch {state.epoch}, step {state.step}/{total_steps}",
                       markup=False)
     rng.bit_generator.state = state.epoch_rng

@@ -38,6 +38,7 @@ class TrainingState:
     epochs_without_gain: int = 0
     stopped_early: bool = False
     data_fingerprint: str = ""
+    processes: int = 1  # training processes: batches_done and the step count are of this split of the batches
 
 
 def data_fingerprint(train_windows, val_windows, train_enc, val_enc) -> str:
@@ -63,7 +64,7 @@ def trainer_state(optimizer, scheduler) -> dict[str, Any]:
     return state
 
 
-def restore(run_dir: Path, model, optimizer, scheduler, fingerprint: str):
+def restore(run_dir: Path, model, optimizer, scheduler, fingerprint: str, processes: int = 1):
     """Load the checkpoint of `run_dir` into model, optimizer and scheduler; return (state, best weights)."""
     path = find_checkpoint(run_dir)
     if path is None:
@@ -76,6 +77,9 @@ def restore(run_dir: Path, model, optimizer, scheduler, fingerprint: str):
     if state.data_fingerprint != fingerprint:
         raise MlclsError(f"{path}: the training or validation data changed since this checkpoint was written "
                          "(same files and settings are needed to resume)")
+    if state.processes != processes:  # each process's share of the batches, and the steps, would be another
+        raise MlclsError(f"{path}: written by {state.processes} training process(es), resumed by {processes}; "
+                         f"resume with as many (accelerate launch --num_processes {state.processes})")
     try:
         model.load_state_dict(saved.model)
         optimizer.load_state_dict(saved.trainer["optimizer"])

@@ -35,6 +35,10 @@ def training_split(config: Config, policy: ReadPolicy | None = None,
     if validation_path:
         one_file = same_file(train_path, validation_path)
         validation = read(validation_path, notes=not one_file)  # one file named twice: said once
+        if note and one_file:  # every validation article is a training one: nothing held out
+            note(f"data.validation is data.train ({validation_path}): the decision rule and the kept epoch are "
+                 "chosen on articles the model trains on, so the validation figures are too high (data.validation: "
+                 "null holds out data.val_fraction of it instead)")
         if note and not one_file:
             shared = shared_ids(train, validation, f"records of {validation_path}", f"a record of {train_path}",
                                 lambda r: place(validation_path, r.line, policy.stats[str(validation_path)].unit),

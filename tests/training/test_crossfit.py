@@ -108,6 +108,25 @@ def test_cross_fitting_resumes_fold_by_fold(tmp_path, tiny_encoder):
             "it): micro-F1") in result.stdout
 
 
+def test_a_resume_on_changed_data_is_refused_not_mixed_with_the_finished_folds(tmp_path, tiny_encoder):
+    """Finished folds are kept on resume; the pool is drawn again from the file. Edited between the two (the same
+    number of records), the kept folds' out-of-fold scores would have been set against other articles' labels."""
+    from mlcls.errors import MlclsError
+
+    config, data = _config(tmp_path, tiny_encoder, "drift")
+    with pytest.raises(TrainingInterrupted):
+        train(config, quiet, stop=StopInFold(2, at_step=1))
+    staging = tmp_path / "runs" / ".drift.incomplete"
+    assert json.loads((staging / "folds" / "pool.json").read_text())["records"] == len(TINY_RECORDS)
+    edited = [{**row, "labels": ["oil"]} if row["id"] == "a1" else row for row in TINY_RECORDS]
+    write_jsonl(data, edited)
+    with pytest.raises(MlclsError, match="the training data changed since its folds were trained"):
+        train(load_config(staging / "config.yaml"), quiet, resume=staging)
+    write_jsonl(data, TINY_RECORDS)  # put back: the resume goes on from fold 2
+    result = train(load_config(staging / "config.yaml"), quiet, resume=staging)
+    assert (result.run_dir / "thresholds.json").is_file() and not (result.run_dir / "folds" / "pool.json").exists()
+
+
 @pytest.mark.parametrize(("after_fold", "refit", "message"), [(1, False, "after fold 1/3"),
                                                              (3, True, "before the refit")])
 def test_a_sigterm_between_folds_begins_no_other_training(tmp_path, tiny_encoder, monkeypatch, after_fold, refit,

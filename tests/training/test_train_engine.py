@@ -129,6 +129,39 @@ def test_resume_refuses_changed_data(tmp_path, tiny_encoder):
         train(load_config(staging / "config.yaml"), quiet, resume=staging)
 
 
+def test_records_given_to_a_cross_fitted_training_are_refused(tmp_path, tiny_encoder):
+    """train(config, data=...) with train.folds > 1 trained one model on the records given while config.yaml
+    said folds: 5. Cross-fitting reads and splits data.train itself."""
+    from mlcls.training.data import read_training_data
+
+    config = _config(tmp_path, tiny_encoder, "folds")
+    records = read_training_data(config, quiet, None)
+    config.train.folds, config.data.validation = 3, None
+    with pytest.raises(ConfigError, match=r"train.folds > 1 reads and splits the config's data.train itself"):
+        train(config, quiet, data=records)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resume_refuses_another_number_of_processes(tmp_path, tiny_encoder):
+    """Each process's share of the batches, batches_done and the steps are of the split the checkpoint was made
+    under: a run interrupted under `accelerate launch --num_processes 2` and resumed as one process would train
+    some batches twice and skip others, the schedule stretched. Said in one line instead."""
+    import json
+
+    from mlcls.run.layout import STATE
+
+    with pytest.raises(TrainingInterrupted):
+        train(_config(tmp_path, tiny_encoder, "split"), quiet, stop=StopAfterStep(2))
+    staging = tmp_path / "runs" / ".split.incomplete"
+    state_file = find_checkpoint(staging) / STATE
+    state = json.loads(state_file.read_text())
+    assert state["processes"] == 1
+    state_file.write_text(json.dumps({**state, "processes": 2}))  # as two processes would have written it
+    with pytest.raises(MlclsError, match=r"written by 2 training process\(es\), resumed by 1; resume with as many "
+                       r"\(accelerate launch --num_processes 2\)"):
+        train(load_config(staging / "config.yaml"), quiet, resume=staging)
+
+
 def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, tiny_encoder, monkeypatch):
     cfg = _config(tmp_path, tiny_encoder, "crash", "train.epochs=3")
     real_save = torch.save

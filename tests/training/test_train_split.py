@@ -60,7 +60,11 @@ def test_training_split_notes_repeated_ids_and_ids_shared_with_the_validation_fi
     training_split(load_config(None, overrides=[f"data.train={train}",
                                                 f"data.validation={tmp_path / 'sub' / '..' / 'train.jsonl'}"]),
                    note=notes.append)
-    assert notes == [notes[0]] and "repeats an earlier record's id" in notes[0]
+    assert len(notes) == 2 and "repeats an earlier record's id" in notes[0]
+    # ... and that every validation article is trained on: the figures that choose the rule are too high
+    assert notes[1] == (f"data.validation is data.train ({tmp_path / 'sub' / '..' / 'train.jsonl'}): the decision "
+                        "rule and the kept epoch are chosen on articles the model trains on, so the validation "
+                        "figures are too high (data.validation: null holds out data.val_fraction of it instead)")
 
 
 def test_the_hold_out_notes_ids_it_put_on_both_sides(tmp_path):
