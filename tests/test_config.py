@@ -136,6 +136,11 @@ def test_loss_params_of_a_file_that_names_no_loss_go_with_the_loss_chosen(tmp_pa
     ("model.trust_remote_code=true", True),
     ("data.validation=null", None),
     ("output.name='quoted'", "quoted"),
+    ("output.name=001", "001"),  # a text key: the run 001, as `--name 001` (it was "expected a string, got 1")
+    ("output.name=2024", "2024"),
+    ("data.id_field=7", "7"),
+    ("data.label_separator=yes", "yes"),  # not the boolean YAML 1.1 reads
+    ("data.validation=0.5", "0.5"),  # str | None: a file named so
 ])
 def test_set_values_are_what_was_typed(given, value):
     key = given.split("=")[0]

@@ -43,7 +43,7 @@ def load_config(
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=3")
-        _set_dotted(raw, key.strip(), _parse_scalar(text))
+        _set_dotted(raw, key.strip(), _set_value(key.strip(), text))
         explicit.add(key.strip())
         file_keys.discard(key.strip())
     for key, value in (options or {}).items():
@@ -201,6 +201,26 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return data
+
+
+def _set_value(key: str, text: str) -> Any:
+    """The value of `--set key=text`: as YAML reads it (_parse_scalar), but a key declared text keeps the text
+    typed (`--set output.name=001` is the run 001, as `--name 001`, not the number 1)."""
+    value = _parse_scalar(text)
+    return text.strip() if isinstance(value, bool | int | float) and _declared_text(key) else value
+
+
+def _declared_text(key: str) -> bool:
+    """Whether a dotted key is declared text (`str` or `str | None`: output.name, data.id_field): its --set value
+    is then the text typed, as its option's (`--name 001`), not the number or boolean YAML reads it as."""
+    import typing
+
+    section, _, name = key.partition(".")
+    cls = typing.get_type_hints(Config).get(section)
+    if cls is None or not dataclasses.is_dataclass(cls):
+        return False
+    declared = typing.get_type_hints(cls).get(name)
+    return declared is str or (declared is not None and set(typing.get_args(declared)) == {str, type(None)})
 
 
 def _parse_scalar(text: str) -> Any:

@@ -29,6 +29,16 @@ def _commands(message: str) -> list[list[str]]:
 # ------------------------------------------------------------------------------------------ names the system refuses
 
 
+def test_a_hidden_run_name_is_refused_as_it_is_taken_for_an_unfinished_run(tmp_path):
+    # ".x.incomplete" was taken for run x's staging folder (reported "unfinished"), ".x.lock" for its lock
+    for name in (".x.incomplete", ".x.lock", ".hidden"):
+        with pytest.raises(ConfigError) as info:
+            Config.from_dict({"output": {"name": name}})
+        assert one_line(info.value) == (f"output.name {name!r} is not a valid run name: it begins with '.', which "
+                                        "the runs folder keeps for unfinished runs and their locks")
+    assert Config.from_dict({"output": {"name": "x.v2"}}).output.name == "x.v2"
+
+
 def test_a_run_name_with_a_nul_byte_is_a_config_error(tmp_path):
     # Before: "internal error: ValueError: embedded null byte" when the run's folder was made.
     with pytest.raises(ConfigError) as info:
