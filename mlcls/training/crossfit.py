@@ -236,10 +236,27 @@ def _summary(rule, metrics: dict[str, Any], results: list[TrainResult], refit: T
         **{key: first[key] for key in ("device", "precision", "processes")},
         "epochs_trained": max(r.metrics["epochs_trained"] for r in results),
         "wall_seconds": round(time.perf_counter() - started, 2),
-        "fold_metrics": [{k: r.metrics[k] for k in ("best_epoch", "epochs_trained", "train_seconds")}
+        **_cost_per_article(results, refit),
+        "fold_metrics": [{k: r.metrics[k] for k in ("best_epoch", "epochs_trained", "train_seconds", *COSTS)
+                          if k in r.metrics}
                          | {"validation_micro_f1": r.metrics["validation"].get("micro_f1"),
                             "validation_macro_f1": r.metrics["validation"].get("macro_f1")} for r in results],
     }
+
+
+# what a single run's metrics.json records of its cost per article (long texts' windows, oversampled visits)
+COSTS = ("windows_per_article", "article_visits_per_epoch")
+
+
+def _cost_per_article(results: list[TrainResult], refit: TrainResult | None) -> dict[str, Any]:
+    """COSTS for the cross-fitted run: the refit's (it trains on all of train), else the mean of the folds'."""
+    found = {}
+    for key in COSTS:
+        values = [r.metrics[key] for r in ([refit] if refit else results) if key in r.metrics]
+        if values:
+            mean = statistics.fmean(values)
+            found[key] = round(mean, 3) if key == "windows_per_article" else round(mean)
+    return found
 
 
 def _lexical_fusion(config: Config, pool: TrainingData, fold: np.ndarray, encoder_probs: np.ndarray, staging: Path):

@@ -68,9 +68,14 @@ def read_training_data(config: Config, console: Console, rejects: IO[bytes] | No
     if val_enc.unknown_labels:
         console.print(f"[yellow]note:[/] validation labels not in the training vocabulary (ignored): "
                       f"{escape(_counts(val_enc.unknown_labels))}")  # a label may hold [brackets]
+    # "no label" is an answer (an article without a topic); a record whose every entry is null gave none
+    annotated = train_enc.mask.max(axis=1, initial=0) > 0
+    no_label = int(((train_enc.targets.max(axis=1, initial=0) < 0.5) & annotated).sum())
+    unannotated = int((~annotated).sum())
     console.print(
         f"{len(train_records)} training and {len(val_records)} validation records, {len(labels)} labels; "
-        f"{int((train_enc.targets.max(axis=1, initial=0) < 0.5).sum())} training records have no label"
+        f"{no_label} training records have no label"
+        + (f", {unannotated} no annotated label (every entry null)" if unannotated else "")
     )
     if not val_records and config.train.folds == 1:  # cross-fitting tunes the rule on its out-of-fold scores
         console.print("[yellow]note:[/] no validation data: nothing to tune the decision rule on, so the run keeps "

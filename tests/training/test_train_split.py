@@ -85,3 +85,21 @@ def test_the_hold_out_notes_ids_it_put_on_both_sides(tmp_path):
                         f"have an id that a record left in training has (first: {first.id!r}, {train}:{first.line} "
                         f"and {train}:{in_kept.line}): if they are the same articles, the validation figures are "
                         "too high")
+
+
+def test_a_record_with_every_entry_null_is_not_counted_as_having_no_label(tmp_path):
+    """`labels: []` is an answer (no topic); every label null is none: the summary line counts them apart."""
+    from rich.console import Console
+
+    from mlcls.config import load_config
+    from mlcls.training.data import read_training_data
+    from tests.conftest import write_jsonl
+
+    rows = [{"text": "cocoa up", "labels": ["cocoa"]}, {"text": "oil down", "labels": ["oil"]},
+            {"text": "museum", "labels": []}, {"text": "unread", "labels": {"cocoa": None, "oil": None}}]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    console = Console(record=True, width=300)
+    read_training_data(load_config(None, overrides=[f"data.train={train}", f"data.validation={train}",
+                                                    "data.text_fields=[text]"]), console, None)
+    assert ("4 training and 4 validation records, 2 labels; 1 training records have no label, 1 no annotated "
+            "label (every entry null)") in console.export_text()
