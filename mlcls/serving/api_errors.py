@@ -79,7 +79,7 @@ GUARDED_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     **GUARDED_RESPONSES,
-    400: {"description": "Not UTF-8, not JSON", **_ERROR_SCHEMA},
+    400: {"description": "Not UTF-8, not JSON, or a top-level key given twice", **_ERROR_SCHEMA},
     413: {"description": "Over a limit: body size, records per request, text size", **_ERROR_SCHEMA},
     415: {"description": "The body is not declared Content-Type: application/json", **_ERROR_SCHEMA},
     422: {"description": "A wrong type, missing text, an empty list, a bad option", **_ERROR_SCHEMA},

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -189,11 +190,9 @@ def parse_json(body: bytes) -> Any:
     text = text.lstrip("\ufeff")
     if not text.strip():
         raise ApiError(400, 'body: empty; expected a JSON object {"records": [...]}', field="body")
+    repeated: dict[int, tuple[str, dict]] = {}  # id of an object -> (its first key given twice, the object)
     try:
-        return json.loads(text, object_pairs_hook=_no_repeated_keys)
-    except RepeatedKey as exc:
-        raise ApiError(400, f"body: invalid JSON: the key {_shown_key(str(exc))} is given twice in one object "
-                       "(the first would be dropped)", field="body") from None
+        payload = json.loads(text, object_pairs_hook=partial(_noting_repeats, repeated))
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"body: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
                        field="body") from None
@@ -201,17 +200,21 @@ def parse_json(body: bytes) -> Any:
         raise ApiError(400, "body: invalid JSON: nested too deeply", field="body") from None
     except ValueError as exc:  # a number too long to convert (more than 4300 digits)
         raise ApiError(400, f"body: invalid JSON: {str(exc).split(';')[0]}", field="body") from None
+    # At the top level only: {"records": [A], "records": [B]} would drop A unsaid. Within a record, the last value
+    # is kept, as `mlcls predict` keeps it from a JSONL line (the server answers as the file is answered).
+    if isinstance(payload, dict) and id(payload) in repeated:
+        raise ApiError(400, f"body: the key {_shown_key(repeated[id(payload)][0])} is given twice (the first would be "
+                       "dropped)", field="body")
+    return payload
 
 
-class RepeatedKey(ValueError):
-    """A JSON object that names a key twice: json.loads keeps the last value and drops the others unsaid."""
-
-
-def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _noting_repeats(repeated: dict[int, tuple[str, dict]], pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object as json.loads makes it (a key given twice: its last value), its first repeated key noted with
+    the object itself, which stays alive so that no later object takes its id."""
     found: dict[str, Any] = {}
     for key, value in pairs:
         if key in found:
-            raise RepeatedKey(key)
+            repeated.setdefault(id(found), (key, found))
         found[key] = value
     return found
 
@@ -253,7 +256,7 @@ def _record_rows(payload: Any, limits: Limits) -> list:
 
 
 def _shown_key(key: str, room: int = 40) -> str:
-    text = ascii(key)
+    text = repr(key)  # printable: a lone surrogate or a control character escaped
     return text if len(text) <= room else text[: room - 4] + "...'"
 
 

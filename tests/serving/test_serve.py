@@ -230,7 +230,7 @@ BAD = [
     ("unknown field a megabyte long", b'{"records": [{"text": "x"}], "' + b"k" * 2000 + b'": 1}', 422,
      "k" * 37 + "...", None, "unknown field 'kkkk"),
     ("a key given twice", b'{"records": [{"text": "x"}], "records": [{"text": "y"}]}', 400, "body", None,
-     "the key 'records' is given twice"),
+     "body: the key 'records' is given twice (the first would be dropped)"),
     ("scores top-N of 4301 digits", b'{"records": [{"text": "x"}], "scores": "top-' + b"1" * 4301 + b'"}', 422,
      "scores", None, "top-N"),
     ("top_k 0", b'{"records": [{"text": "x"}], "top_k": 0}', 422, "top_k", None, "integer >= 1"),
@@ -647,6 +647,19 @@ def test_an_option_nested_too_deep_to_print_is_described_not_a_500():
         value = [value]
     assert _shown(value) == "a nested list"
     assert _shown([1, 2]) == "[1, 2]"
+
+
+def test_a_key_given_twice_within_a_record_keeps_the_last_as_predict_does(limited, run_dir, tmp_path):
+    body = b'{"records": [{"id": "r", "text": "museum festival", "text": "cocoa beans cocoa"}], "scores": "all"}'
+    answer = limited.post("/v1/predict", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(body[len(b'{"records": ['):body.index(b"]")] + b"\n")  # the same record as a JSONL line
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(cli_app, ["predict", str(source), "--model", str(run_dir), "--scores", "all",
+                                          "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert answer.json()["predictions"] == [json.loads(out.read_text())]
 
 
 def test_the_schema_names_the_runs_own_record_fields(loaded):
