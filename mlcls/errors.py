@@ -94,6 +94,10 @@ def shell_command(*words: str | Path) -> str:
     return " ".join(shlex.quote(str(word)) for word in words)
 
 
-def resume_command(final: Path) -> str:
-    """`mlcls train --resume runs/NAME`, quoted for a shell: what continues an interrupted run."""
+def resume_command(final: Path, processes: int = 1) -> str:
+    """`mlcls train --resume runs/NAME`, quoted for a shell: what continues an interrupted run (one trained by
+    several processes: under `accelerate launch` with as many, which the resume checks)."""
+    if processes > 1:
+        return shell_command("accelerate", "launch", "--num_processes", str(processes), "-m", "mlcls", "train",
+                             "--resume", final)
     return shell_command("mlcls", "train", "--resume", final)

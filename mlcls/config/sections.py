@@ -313,10 +313,11 @@ def _check_run_name(name: str) -> None:
         raise ConfigError(f"output.name {name!r} is not a valid run name: it is not valid Unicode text") from None
     check("\0" not in name, f"output.name {name!r} is not a valid run name: it holds a NUL byte, which no file "
            "name may hold")
-    # runs/.NAME.incomplete and runs/.NAME.lock are a run's staging folder and lock: a hidden name would be taken
-    # for another run's (".x.incomplete": run x's unfinished training)
-    check(not name.startswith("."), f"output.name {name!r} is not a valid run name: it begins with '.', which the "
-           "runs folder keeps for unfinished runs and their locks")
+    # runs/.NAME.incomplete and runs/.NAME.lock are a run's staging folder and lock: a run of such a name would be
+    # taken for run NAME's ("unfinished") or would be its lock
+    check(not (name.startswith(".") and name.endswith((".incomplete", ".lock"))),
+          f"output.name {name!r} is not a valid run name: it is how the runs folder names an unfinished run's "
+          "folder or a run's lock")
     check(size <= RUN_NAME_MAX_BYTES, f"output.name {name[:24]!r}... is too long for a run name: {size} bytes in "
            f"UTF-8, at most {RUN_NAME_MAX_BYTES} (a file name is at most 255 bytes, and the run's staging folder "
            "adds 12 to its name)")

@@ -193,7 +193,6 @@ def _finish(config: Config, pool: TrainingData, fold: np.ndarray, probs: np.ndar
     write_rule(staging, rule)
     write_tuning_scores(staging, probs, enc, [r.id for r in pool.train], **parts)
     (staging / FOLDS / LATEST).unlink(missing_ok=True)  # each fold's training pointed it at itself
-    (staging / FOLDS / POOL).unlink(missing_ok=True)  # what a resume checks: a finished run has no resume
     write_train_log(staging, [{"fold": i, **entry} for i, result in enumerate(results, start=1)
                               for entry in read_train_log(result.run_dir)])
     summary = _summary(rule, metrics, results, refit, len(pool.train), started) | fusion
@@ -203,6 +202,7 @@ def _finish(config: Config, pool: TrainingData, fold: np.ndarray, probs: np.ndar
     write_model_card(staging)
     if refit is not None:  # last before the rename: a failure before it leaves refit/ whole, for --resume to keep
         _adopt_refit(refit, staging)
+    (staging / FOLDS / POOL).unlink(missing_ok=True)  # what a resume checks, until the run is whole
     done = finish_run(staging)
     return TrainResult(done.resolve(), summary)
 
@@ -249,14 +249,14 @@ COSTS = ("windows_per_article", "article_visits_per_epoch")
 
 
 def _cost_per_article(results: list[TrainResult], refit: TrainResult | None) -> dict[str, Any]:
-    """COSTS for the cross-fitted run: the refit's (it trains on all of train), else the mean of the folds'."""
-    found = {}
-    for key in COSTS:
-        values = [r.metrics[key] for r in ([refit] if refit else results) if key in r.metrics]
-        if values:
-            mean = statistics.fmean(values)
-            found[key] = round(mean, 3) if key == "windows_per_article" else round(mean)
-    return found
+    """COSTS for the cross-fitted run: the refit's (it trains on all of train, as a single run would), else the
+    folds' mean windows per article; a fold's visits an epoch are of (K-1)/K of train: in fold_metrics only."""
+    source = refit.metrics if refit else {}
+    if not refit:
+        windows = [r.metrics["windows_per_article"] for r in results if "windows_per_article" in r.metrics]
+        source = {"windows_per_article": statistics.fmean(windows)} if windows else {}
+    return {key: round(source[key], 3) if key == "windows_per_article" else source[key]
+            for key in COSTS if key in source}
 
 
 def _lexical_fusion(config: Config, pool: TrainingData, fold: np.ndarray, encoder_probs: np.ndarray, staging: Path):

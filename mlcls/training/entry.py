@@ -34,7 +34,6 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
     Training seeds the global random generators (torch, numpy, random) from train.seed, as the Trainer does.
     `trust_remote_code`: the caller's --trust-remote-code, which code carried by the run that model.init_from
     names needs; the config's model.trust_remote_code is for its own encoder, and a run may come from anyone."""
-    from mlcls.run.model_files import check_remote_code
     from mlcls.run.parent import check_parent_code
 
     check_parent_code(config.model.init_from, trust_remote_code)  # before anything of the parent is loaded
@@ -42,8 +41,6 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
     if resume is not None:
         resume = resumable_run(Path(resume))
         _check_resume_config(config, resume)
-        # the run's config is its author's: code it asks for runs only with the caller's leave (as the CLI's)
-        check_remote_code(resume, [], config, trust_remote_code)
     elif trust_remote_code:  # as `mlcls train --trust-remote-code` sets it: the parent loads with it
         config.model.trust_remote_code = True
     stop = stop or StopSignal()

@@ -315,9 +315,9 @@ def checkpoint(t: Trainer) -> None:
 def interrupt(t: Trainer, epoch: int, stop: StopSignal) -> None:
     """The one way out of a stopped run: save a checkpoint and say how to continue."""
     checkpoint(t)
+    resume = resume_command(t.final, t.accelerator.num_processes)
     raise TrainingInterrupted(f"{stop.what} in epoch {epoch}, after step {t.state.step}/{t.total_steps}: checkpoint "
-                              f"saved in {t.staging / CHECKPOINT}; continue with: {resume_command(t.final)}",
-                              stop.exit_code)
+                              f"saved in {t.staging / CHECKPOINT}; continue with: {resume}", stop.exit_code)
 
 
 # -------------------------------------------------------------------- finish

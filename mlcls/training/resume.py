@@ -38,7 +38,9 @@ class TrainingState:
     epochs_without_gain: int = 0
     stopped_early: bool = False
     data_fingerprint: str = ""
-    processes: int = 1  # training processes: batches_done and the step count are of this split of the batches
+    # training processes: batches_done and the step count are of this split of the batches (None: a checkpoint
+    # written before mlcls recorded it, resumed unchecked)
+    processes: int | None = None
 
 
 def data_fingerprint(train_windows, val_windows, train_enc, val_enc) -> str:
@@ -77,7 +79,7 @@ def restore(run_dir: Path, model, optimizer, scheduler, fingerprint: str, proces
     if state.data_fingerprint != fingerprint:
         raise MlclsError(f"{path}: the training or validation data changed since this checkpoint was written "
                          "(same files and settings are needed to resume)")
-    if state.processes != processes:  # each process's share of the batches, and the steps, would be another
+    if state.processes not in (None, processes):  # each process's share of the batches, the steps: another
         raise MlclsError(f"{path}: written by {state.processes} training process(es), resumed by {processes}; "
                          f"resume with as many (accelerate launch --num_processes {state.processes})")
     try:

@@ -160,6 +160,9 @@ def test_resume_refuses_another_number_of_processes(tmp_path, tiny_encoder):
     with pytest.raises(MlclsError, match=r"written by 2 training process\(es\), resumed by 1; resume with as many "
                        r"\(accelerate launch --num_processes 2\)"):
         train(load_config(staging / "config.yaml"), quiet, resume=staging)
+    # a checkpoint written before the count was recorded is resumed as before, unchecked
+    state_file.write_text(json.dumps({k: v for k, v in state.items() if k != "processes"}))
+    assert train(load_config(staging / "config.yaml"), quiet, resume=staging).run_dir.is_dir()
 
 
 def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, tiny_encoder, monkeypatch):
