@@ -8,6 +8,7 @@ in the workers only (shard.py, imported in the constructor).
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 from mlcls.archive.inputs import ShardTask
@@ -23,14 +24,18 @@ class RecordCounter:
     must stop them itself when the job stops (ray_session.stop_workers)."""
 
     def __init__(self) -> None:
-        self.records = 0
+        self.by_shard: dict[str, int] = {}  # a shard's records so far, by its output: a retried shard starts over
         self.joined: list[Any] = []
 
-    def add(self, records: int) -> None:
-        self.records += records
+    def start(self, shard: str) -> None:
+        """A shard begins (again, after its worker died): what its first try told is not counted twice."""
+        self.by_shard[shard] = 0
+
+    def add(self, shard: str, records: int) -> None:
+        self.by_shard[shard] = self.by_shard.get(shard, 0) + records
 
     def total(self) -> int:
-        return self.records
+        return sum(self.by_shard.values())
 
     def join(self, worker: Any) -> None:
         self.joined.append(worker)
@@ -68,13 +73,15 @@ class ShardPredictor:
             if self.failure is not None:
                 status = error_status(task, self.failure, "run")
             else:
-                status = predict_shard(self.context, task, self._tell)
+                if self.counter is not None:  # calls from one worker reach the counter in order: start, adds
+                    self.counter.start.remote(task.output)
+                status = predict_shard(self.context, task, partial(self._tell, task.output))
             statuses.append(json.dumps(status, ensure_ascii=False))
         return {"status": np.array(statuses, dtype=object)}
 
-    def _tell(self, records: int) -> None:
+    def _tell(self, shard: str, records: int) -> None:
         if self.counter is not None:
-            self.counter.add.remote(records)
+            self.counter.add.remote(shard, records)
 
 
 def _plain(value: Any) -> Any:

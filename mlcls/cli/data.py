@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from mlcls.cli.options import ConfigFile, JsonOut, Overrides, choices
-from mlcls.cli.output import check_apart, err, out, print_notes, require_stdout, write_atomically
+from mlcls.cli.output import check_apart, check_stdout_apart, err, out, print_notes, require_stdout, write_atomically
 from mlcls.config import commented_yaml, load_config
 from mlcls.data import reuters as reuters_choices  # light: standard library only
 
@@ -98,6 +98,7 @@ def data_stats(
     from mlcls.evaluation.report import stats_tables
 
     check_apart({"FILE": file, "--config": config}, {"--json": json_out})
+    check_stdout_apart({"FILE": file, "--config": config})
     report = file_stats(file, load_config(config, [], {"model.encoder": model, "model.max_length": max_length}))
     for table in stats_tables(report, top):
         out.print(table)

@@ -80,7 +80,7 @@ def require_stdout(what: str) -> None:
                          "file (> FILE)")
 
 
-def check_stdout_apart(inputs: dict[str, str | Path | None]) -> None:
+def check_stdout_apart(inputs: dict[str, str | Path | None], advice: str = "redirect to another file") -> None:
     """Refuse standard output redirected into an input file (`mlcls predict data.jsonl >> data.jsonl` would append
     predictions to the data it is reading; with `>` the shell has already emptied it)."""
     import os
@@ -101,9 +101,8 @@ def check_stdout_apart(inputs: dict[str, str | Path | None]) -> None:
             continue
         if (given.st_dev, given.st_ino) == (where.st_dev, where.st_ino):
             shown = "standard input" if str(path) == "-" else path
-            raise MlclsError(f"{shown}: standard output is redirected into {name}, which would mix predictions into "
-                             "that data (a > redirection has already emptied it); redirect to another file, or "
-                             "give --output")
+            raise MlclsError(f"{shown}: standard output is redirected into {name}, which would mix this command's "
+                             f"output into that data (a > redirection has already emptied it); {advice}")
 
 
 @contextmanager

@@ -134,8 +134,9 @@ def _eval_outputs(runs: list[Path], data: Path | None, compare: bool, outputs: d
                 {f"the run {run or LATEST_RUN}": run or LATEST_RUN for run in runs or [None]})
     if plots is not None and plots.exists() and not plots.is_dir():
         raise MlclsError(f"{plots}: a file; --plots takes the folder the figures go to")
-    if data is None:  # each run's own test file, read off its config
-        check_apart(_own_test_files(runs or [None]), outputs)
+    scored = {"--data": data} if data is not None else _own_test_files(runs or [None])  # read off each config
+    check_apart(scored, outputs)
+    check_stdout_apart(scored)  # `mlcls eval --data d.jsonl >> d.jsonl` would append the report to the data
     return outputs
 
 
@@ -281,7 +282,7 @@ def _predict_local(file: str, model: Path | None, output: Path | None, mode: int
         raise MlclsError(f"{output}: a folder; --output names the file the predictions go to")
     if output is None:
         require_stdout("the predictions (no --output)")
-        check_stdout_apart({"the input file": file})
+        check_stdout_apart({"the input file": file}, "redirect to another file, or give --output")
     if resume and output is None:  # said before the run is loaded (seconds), not after
         raise MlclsError("--resume needs --output: the file an interrupted run was writing")
     if resume and fmt_name != "jsonl":

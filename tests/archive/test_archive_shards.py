@@ -565,3 +565,20 @@ def test_a_csv_shards_rejects_and_multiline_rows_reach_the_jobs_notes(trained, t
     notes = _summary_notes(job, [status], [])
     assert (f"1 CSV row in 1 of 1 shards ran over several lines (the first from {shard}:2): a quoted cell holds line "
             "breaks; where none should, a '\"' is not closed there and the rows after it were read into it") in notes
+
+
+def test_the_record_counter_counts_a_retried_shard_once():
+    """A shard retried after its worker died told its records again: the bar's records (and records/s) ran past
+    the archive's. Counted by shard, a shard that starts again starts from 0."""
+    from mlcls.archive.worker import RecordCounter
+
+    counter = RecordCounter()
+    counter.start("a.jsonl")
+    counter.add("a.jsonl", 500)
+    counter.start("b.jsonl")
+    counter.add("b.jsonl", 200)
+    counter.start("a.jsonl")  # its worker died mid-shard; another scores it from the start
+    counter.add("a.jsonl", 300)
+    assert counter.total() == 500
+    counter.add("a.jsonl", 700)
+    assert counter.total() == 1200

@@ -84,7 +84,8 @@ def test_a_closed_standard_output_is_said_where_the_result_would_go_there(traine
 
 def test_standard_output_redirected_into_the_input_is_refused_before_anything_is_read(trained, tmp_path):
     """`mlcls predict data.jsonl >> data.jsonl` would append predictions to the data being read (and `>` has
-    emptied it before mlcls starts): one line, and the file as it was. Another file, or a pipe, is fine."""
+    emptied it before mlcls starts), eval and data stats their tables: one line, and the file as it was. Another
+    file, or a pipe, is fine."""
     folder, data, _ = trained
     copy = tmp_path / "data.jsonl"
     copy.write_bytes(data.read_bytes())
@@ -93,14 +94,24 @@ def test_standard_output_redirected_into_the_input_is_refused_before_anything_is
         done = _mlcls("predict", str(copy), "--model", str(folder / "runs" / "tiny"), stdout=same)
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip() == (f"error: {copy}: standard output is redirected into the input file, which would "
-                                   "mix predictions into that data (a > redirection has already emptied it); "
-                                   "redirect to another file, or give --output")
+                                   "mix this command's output into that data (a > redirection has already emptied "
+                                   "it); redirect to another file, or give --output")
     assert copy.read_bytes() == before
     with open(copy, "rb") as source, open(copy, "a") as same:  # `predict - < data.jsonl >> data.jsonl`
         done = subprocess.run([sys.executable, "-m", "mlcls", "predict", "-", "--model", str(folder / "runs" / "tiny")],
                               stdin=source, stdout=same, stderr=subprocess.PIPE, text=True, timeout=300)
     assert done.returncode == 1 and done.stderr.startswith("error: standard input: standard output is redirected "
                                                            "into the input file"), done.stderr
+    assert copy.read_bytes() == before
+    with open(copy, "a") as same:  # eval's report, appended to the file it scores
+        done = _mlcls("eval", str(folder / "runs" / "tiny"), "--data", str(copy), stdout=same)
+    assert done.returncode == 1 and done.stderr.strip() == (
+        f"error: {copy}: standard output is redirected into --data, which would mix this command's output into "
+        "that data (a > redirection has already emptied it); redirect to another file"), done.stderr
+    assert copy.read_bytes() == before
+    with open(copy, "a") as same:  # data stats' tables, appended to the file it reads
+        done = _mlcls("data", "stats", str(copy), stdout=same)
+    assert done.returncode == 1 and "standard output is redirected into FILE" in done.stderr, done.stderr
     assert copy.read_bytes() == before
     with open(tmp_path / "out.jsonl", "w") as other:
         done = _mlcls("predict", str(copy), "--model", str(folder / "runs" / "tiny"), stdout=other)
