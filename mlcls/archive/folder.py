@@ -30,13 +30,13 @@ from typing import IO, Any
 from mlcls.archive.inputs import ShardTask
 from mlcls.archive.job import OPTION_NAMES
 from mlcls.atomic import WriteError, atomic_open, describe_os_error, release_lock, try_lock
+from mlcls.data.read_stats import header_names
 from mlcls.errors import MlclsError
 
 MANIFEST = "_manifest.json"
 JOB = "_job.json"
 DONE = "_done"
 REJECTS = "_rejects"
-BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark, which may begin a CSV file's header
 LOCK = ".mlcls-predict.lock"
 TEMP_SUFFIX = ".tmp"
 
@@ -176,7 +176,7 @@ class OutputFolder:
                 if status.get("rejects"):
                     data = (self.root / REJECTS / status["rejects"]).read_bytes()
                     size = status.get("rejects_header_bytes", 0)
-                    names, rows = data[:size].removeprefix(BOM).rstrip(b"\r\n"), data[size:]
+                    names, rows = header_names(data[:size]), data[size:]
                     out.write(rows if size and names == header else data)
                     header = names if size else header
                     lines += rows.count(b"\n")  # rows: a header is no rejected line

@@ -6,6 +6,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 
+def header_names(header: bytes) -> bytes:
+    """A CSV/TSV header row's names as bytes, however the file began (a UTF-8 byte-order mark) and ended its
+    lines: what tells two files' headers apart when their rejects go into one file."""
+    return header.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n")
+
+
 @dataclass
 class ReadStats:
     """One file's counts, which the notes after a command are made from."""

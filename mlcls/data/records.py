@@ -26,7 +26,7 @@ from mlcls.data.formats import (
     open_input,
     read_lines,
 )
-from mlcls.data.read_stats import ReadStats
+from mlcls.data.read_stats import ReadStats, header_names
 from mlcls.data.table_rows import Columns, csv_rows, parquet_rows
 from mlcls.errors import DataError
 
@@ -82,7 +82,7 @@ class ReadPolicy:
     def write_reject(self, raw: bytes, header: bytes) -> None:
         """A skipped record's own bytes into the rejects file; a CSV/TSV row after its file's header row (b"" for
         other formats), written once for the files of one header, so that the rejects read back as a table."""
-        names = header.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n")
+        names = header_names(header)
         if header and names != self.header_written:
             self.rejects.write(header)
             self.header_written = names

@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import Request
 
+from mlcls.data.ids import shown_id
 from mlcls.data.records import FieldSpec, Record, json_type, parse_record
 from mlcls.decision.rules import DecisionRule, with_overrides
 from mlcls.errors import DataError
@@ -203,8 +204,8 @@ def parse_json(body: bytes) -> Any:
     # At the top level only: {"records": [A], "records": [B]} would drop A unsaid. Within a record, the last value
     # is kept, as `mlcls predict` keeps it from a JSONL line (the server answers as the file is answered).
     if isinstance(payload, dict) and id(payload) in repeated:
-        raise ApiError(400, f"body: the key {_shown_key(repeated[id(payload)][0])} is given twice (the first would be "
-                       "dropped)", field="body")
+        key = shown_id(repeated[id(payload)][0], 40)
+        raise ApiError(400, f"body: the key {key} is given twice (the first would be dropped)", field="body")
     return payload
 
 
@@ -240,7 +241,7 @@ def _record_rows(payload: Any, limits: Limits) -> list:
     unknown = [key for key in payload if key not in FIELDS]
     if unknown:  # the client's key, shown short and printable (it may be megabytes, or hold a lone surrogate)
         key = unknown[0]
-        raise ApiError(422, f"unknown field {_shown_key(key)} (expected: {', '.join(FIELDS)})",
+        raise ApiError(422, f"unknown field {shown_id(key, 40)} (expected: {', '.join(FIELDS)})",
                        field=key if len(key) <= 40 else key[:37] + "...")
     if "records" not in payload:
         raise ApiError(422, "records: missing (a list of records, each with an id and text fields)", field="records")
@@ -253,11 +254,6 @@ def _record_rows(payload: Any, limits: Limits) -> list:
         raise ApiError(413, f"records: {len(rows)} records, more than the limit of {limits.max_records} per request",
                        field="records")
     return rows
-
-
-def _shown_key(key: str, room: int = 40) -> str:
-    text = repr(key)  # printable: a lone surrogate or a control character escaped
-    return text if len(text) <= room else text[: room - 4] + "...'"
 
 
 def parse_request_record(row: Any, index: int, fields: FieldSpec, limits: Limits) -> Record:
