@@ -42,6 +42,8 @@ _WHERE = {
     "resolve_encoder": "mlcls.model.classifier", "transformer_layers": "mlcls.model.classifier",
     "tokenize": "mlcls.data.batching", "inference_batches": "mlcls.data.batching", "pad_batch": "mlcls.data.batching",
     "INFERENCE_PAD_MULTIPLE": "mlcls.data.batching",  # its value now (set_inference_pad_multiple changes it)
+    "length_grouped_batches": "mlcls.data.batching", "training_passes": "mlcls.data.batching",  # training batches
+    "MIN_SPLIT_SAVING": "mlcls.data.batching",
     "WindowSpec": "mlcls.data.windows", "article_windows": "mlcls.data.windows",  # a long article's windows
     "LOSSES": "mlcls.loss_specs",
     "LexicalModel": "mlcls.model.lexical", "fit_lexical": "mlcls.model.lexical",

@@ -12,7 +12,7 @@ import torch
 from rich.console import Console
 
 from mlcls.config import Config
-from mlcls.data.batching import pad_batch
+from mlcls.data.batching import pad_batch, training_passes
 from mlcls.data.windows import WindowSpec, flatten, pool_logits, windows_of_content
 from mlcls.inference.scoring import score_windows
 from mlcls.training.cache import cache_root, cached_embeddings, cached_token_ids, usable_cache, weights_fingerprint
@@ -84,14 +84,22 @@ def frozen_embeddings(model, token_ids: list[list[list[int]]], pad_id: int, conf
     return out
 
 
-def batch_logits(model, inputs: Inputs, batch: np.ndarray, pad_id: int, device, pooling: str) -> torch.Tensor:
-    """The articles' logits of one training batch: their windows in one forward pass, pooled per article (the
-    loss is the article's: its labels belong to it, not to each window)."""
+def batch_logits(model, inputs: Inputs, batch: np.ndarray, pad_id: int, device, pooling: str,
+                 split: bool = False) -> torch.Tensor:
+    """The articles' logits of one training batch: their windows encoded, pooled per article (the loss is the
+    article's: its labels belong to it, not to each window). With `split`, the windows may go through the encoder in
+    two passes, each padded to its own longest (training_passes); autograd carries both into one backward."""
     if inputs.train_vectors is not None:
         return model(pooled=inputs.train_vectors[batch].to(device))
     flat, counts = flatten([inputs.train[i] for i in batch])
-    input_ids, attention_mask = pad_batch(flat, pad_id)
-    return pool_logits(model(input_ids.to(device), attention_mask.to(device)), counts, pooling)
+    passes = training_passes([len(ids) for ids in flat]) if split else [np.arange(len(flat))]
+    parts = []
+    for rows in passes:
+        input_ids, attention_mask = pad_batch([flat[i] for i in rows], pad_id)
+        parts.append(model(input_ids.to(device), attention_mask.to(device)))
+    if len(parts) > 1:  # back to the windows' order (an article's windows consecutive), as pool_logits reads them
+        parts = [torch.cat(parts)[torch.from_numpy(np.argsort(np.concatenate(passes)))]]
+    return pool_logits(parts[0], counts, pooling)  # one pass holds the windows in their own order
 
 
 def validation_scores(model, inputs: Inputs, pad_id: int, config: Config, device) -> np.ndarray:

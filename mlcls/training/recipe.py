@@ -95,6 +95,13 @@ class Trainer:
     def device(self):
         return self.accelerator.device
 
+    @property
+    def split_passes(self) -> bool:
+        """Whether a batch's windows may take two passes, each padded to its own width (training_passes): on a
+        CPU, which pays for every padded token (a GPU pays per kernel launch; unmeasured there), and in one
+        process (data parallelism's wrapper is built for one forward before each backward)."""
+        return self.device.type == "cpu" and self.accelerator.num_processes == 1
+
 
 def train_one(config: Config, data: TrainingData, console: Console, resume: Path | None,
               stop: StopSignal, on_epoch: OnEpoch | None = None) -> TrainResult:
@@ -224,7 +231,8 @@ def train_epoch(t: Trainer, epoch: int, progress: Progress, task, stop: StopSign
         for i, batch in enumerate(group):
             # Gradients are averaged across processes only on the group's last micro-batch.
             with nullcontext() if i == len(group) - 1 else accelerator.no_sync(t.model):
-                logits = batch_logits(t.model, t.inputs, batch, t.pad_id, t.device, t.config.model.chunk_pooling)
+                logits = batch_logits(t.model, t.inputs, batch, t.pad_id, t.device, t.config.model.chunk_pooling,
+                                      t.split_passes)
                 loss = t.loss_fn(logits, targets[batch].to(t.device), mask[batch].to(t.device))
                 accelerator.backward(loss / len(group))
             # .item() waits for the device; once a step is cheap next to a transformer step.

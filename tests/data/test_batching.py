@@ -113,3 +113,28 @@ def test_scoring_runs_in_eval_mode_and_leaves_the_mode_as_it_found_it(tiny_encod
     rows_by_length(model, compute, ids, 0, 4, "cpu", 3)
     assert not any(seen) and switches == [False, False]
     assert not any(module.training for module in model.modules())
+
+
+def _padded(lengths, passes) -> int:
+    return sum(max(lengths[i] for i in rows) * len(rows) for rows in passes if len(rows))
+
+
+@pytest.mark.parametrize("lengths", [[128, 128, 40, 128, 30, 50, 128, 12], [128, 7, 128, 128, 128, 128, 9, 64]])
+def test_a_batch_of_full_and_short_windows_takes_two_passes_that_pad_least(lengths):
+    from mlcls.data.batching import MIN_SPLIT_SAVING, training_passes
+
+    passes = training_passes(lengths)
+    assert len(passes) == 2
+    assert sorted(np.concatenate(passes).tolist()) == list(range(len(lengths)))  # every row once
+    by_length = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    least = min(_padded(lengths, [by_length[:cut], by_length[cut:]]) for cut in range(1, len(lengths)))
+    assert _padded(lengths, passes) == least  # no cut of the sorted rows pads fewer tokens
+    assert least <= (1 - MIN_SPLIT_SAVING) * max(lengths) * len(lengths)
+
+
+@pytest.mark.parametrize("lengths", [[128, 120, 126, 127], [30], [], [64, 64]])
+def test_a_batch_that_pads_little_stays_one_pass_in_its_own_order(lengths):
+    from mlcls.data.batching import training_passes
+
+    passes = training_passes(lengths)
+    assert len(passes) == 1 and passes[0].tolist() == list(range(len(lengths)))

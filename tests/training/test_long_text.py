@@ -101,3 +101,40 @@ def test_chunks_with_a_frozen_encoder_is_a_config_error(tmp_path, tiny_encoder):
     result = runner.invoke(app, ["train", "-c", str(tiny_config(tmp_path, tiny_encoder, data)), "--freeze-encoder",
                                  "--set", "model.long_text=chunks", "--set", "model.chunk_overlap=4"])
     assert result.exit_code == 1 and "model.long_text chunks needs one per window" in result.stderr
+
+
+def test_two_passes_give_a_batch_the_logits_and_gradients_of_one(tiny_encoder, tmp_path):
+    """Training on a CPU may split a batch's windows by width (data.batching.training_passes); each window's
+    computation is its own, so the pooled logits and the gradients are those of one pass (dropout off: it would
+    draw its masks in other shapes)."""
+    import torch
+
+    from mlcls.config import load_config
+    from mlcls.data.batching import training_passes
+    from mlcls.model.classifier import build_model
+    from mlcls.training.inputs import Inputs, batch_logits
+
+    config = load_config(tiny_config(tmp_path, tiny_encoder, tmp_path / "none.jsonl"))
+    torch.manual_seed(0)
+    model, _ = build_model(config.model, ["a", "b", "c"])
+    model.eval()  # no dropout; autograd still on
+    rng = np.random.default_rng(0)
+    full = [[2, *rng.integers(5, 30, 14).tolist(), 3] for _ in range(7)]
+    short = [[2, *rng.integers(5, 30, n).tolist(), 3] for n in (1, 3, 2)]
+    articles = [[full[0], full[1], short[0]], [full[2], short[1]], [full[3], full[4], full[5]], [short[2]], [full[6]]]
+    inputs = Inputs(articles, [], None, None)
+    batch = np.array([4, 0, 3, 1, 2])
+    assert len(training_passes([len(w) for i in batch for w in articles[i]])) == 2  # the batch is split
+    results = []
+    for split in (False, True):
+        model.zero_grad()
+        logits = batch_logits(model, inputs, batch, 0, torch.device("cpu"), "max_logit", split)
+        (logits * torch.arange(1.0, 4.0)).sum().backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        results.append((logits.detach(), grads))
+    (one, one_grads), (two, two_grads) = results
+    assert one.shape == (5, 3)
+    torch.testing.assert_close(two, one, atol=1e-5, rtol=1e-5)
+    assert one_grads.keys() == two_grads.keys() and len(one_grads) > 10
+    for name, grad in one_grads.items():
+        torch.testing.assert_close(two_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
