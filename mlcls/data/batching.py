@@ -73,10 +73,11 @@ def length_grouped_batches(
 
 # training_passes splits a batch's rows in two only where that pads at least this share fewer tokens. Measured with
 # scripts/bench_training_passes.py (the bundled MiniLM, bf16, 2-core EPYC; 24 Reuters training batches, the arms
-# taking turns): chunks of 128 (a chunked article's last window is short) ran 1.17x faster when every batch was
-# split, 1.16x at 3%, 1.05x at 10%: the split saves more time than tokens (90.3% -> 98.4% real), since attention
-# costs the square of a pass's width. Truncation at 128 (length-grouped: 99% real already) ran 0.96x when every
-# batch was split (two passes cost more than they save) and 0.99x at 3%, where 2 batches of 24 split.
+# taking turns; docs/benchmarks.md, "Training passes split by width on the CPU"): on chunks of 128 (a chunked
+# article's last window is short) splitting every batch ran 1.17-1.19x faster than one pass, at 3% 1.15-1.16x, at
+# 10% 0.94-1.05x (two runs): the split saves more time than tokens (90.3% -> 98.4% real), since attention costs
+# the square of a pass's width. On truncation at 128 (length-grouped: 99% real already) splitting every batch ran
+# 0.96-0.99x (two passes cost more than they save), and at 3% 2 batches of 24 split (0.99-1.01x).
 MIN_SPLIT_SAVING = 0.03
 
 

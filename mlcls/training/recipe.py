@@ -98,9 +98,10 @@ class Trainer:
     @property
     def split_passes(self) -> bool:
         """Whether a batch's windows may take two passes, each padded to its own width (training_passes): on a
-        CPU, which pays for every padded token (a GPU pays per kernel launch; unmeasured there), and in one
-        process (data parallelism's wrapper is built for one forward before each backward)."""
-        return self.device.type == "cpu" and self.accelerator.num_processes == 1
+        CPU, which pays for every padded token (a GPU pays per kernel launch; unmeasured there), and with the
+        model unwrapped: data parallelism's wrapper (which Accelerate puts on even one process when LOCAL_RANK is
+        set) is built for one forward before each backward."""
+        return self.device.type == "cpu" and self.model is self.core
 
 
 def train_one(config: Config, data: TrainingData, console: Console, resume: Path | None,

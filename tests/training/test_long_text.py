@@ -138,3 +138,20 @@ def test_two_passes_give_a_batch_the_logits_and_gradients_of_one(tiny_encoder, t
     assert one_grads.keys() == two_grads.keys() and len(one_grads) > 10
     for name, grad in one_grads.items():
         torch.testing.assert_close(two_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_training_on_a_cpu_splits_the_batches_that_pad_much(tiny_encoder, tmp_path, monkeypatch):
+    import mlcls.training.inputs
+
+    seen = []
+
+    def recording(lengths, min_saving=None):
+        passes = training_passes(lengths, min_saving)
+        seen.append(len(passes))
+        return passes
+
+    from mlcls.data.batching import training_passes
+
+    monkeypatch.setattr(mlcls.training.inputs, "training_passes", recording)
+    _train(tmp_path, tiny_encoder, "split", "model.long_text=chunks", "model.chunk_overlap=2")
+    assert seen and 2 in seen  # asked at every step (device cpu, one process), and some batches were split
