@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 from pathlib import Path
 
@@ -48,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from mlcls.api import (
         MIN_SPLIT_SAVING,
+        FieldSpec,
         WindowSpec,
         article_windows,
         build_model,
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         length_grouped_batches,
         load_config,
         pad_batch,
+        read_records,
         resolve_encoder,
         training_passes,
         use_training_attention,
@@ -64,8 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     keep_freed_memory()  # what `mlcls train` does before training
     config = load_config(args.config, overrides=args.sets)
     spec = WindowSpec.from_config(config.model)
-    rows = [json.loads(line) for line in Path(config.data.train).read_text().splitlines() if line.strip()]
-    texts = ["\n".join(part for part in (r.get("title"), r.get("text")) if part) for r in rows]
+    texts = [r.text for r in read_records(config.data.train, FieldSpec.from_config(config.data))]  # as train reads
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(config.model.encoder))
     windows = article_windows(tokenizer, texts, spec)
     pad_id = tokenizer.pad_token_id

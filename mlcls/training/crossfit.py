@@ -251,8 +251,9 @@ COSTS = ("windows_per_article", "article_visits_per_epoch")
 def _cost_per_article(results: list[TrainResult], refit: TrainResult | None) -> dict[str, Any]:
     """COSTS for the cross-fitted run: the refit's (it trains on all of train, as a single run would), else the
     folds' mean windows per article; a fold's visits an epoch are of (K-1)/K of train: in fold_metrics only."""
-    source = refit.metrics if refit else {}
-    if not refit:
+    if refit is not None:
+        source = refit.metrics
+    else:
         windows = [r.metrics["windows_per_article"] for r in results if "windows_per_article" in r.metrics]
         source = {"windows_per_article": statistics.fmean(windows)} if windows else {}
     return {key: round(source[key], 3) if key == "windows_per_article" else source[key]

@@ -142,6 +142,7 @@ def test_two_passes_give_a_batch_the_logits_and_gradients_of_one(tiny_encoder, t
 
 def test_training_on_a_cpu_splits_the_batches_that_pad_much(tiny_encoder, tmp_path, monkeypatch):
     import mlcls.training.inputs
+    from mlcls.data.batching import training_passes
 
     seen = []
 
@@ -149,8 +150,6 @@ def test_training_on_a_cpu_splits_the_batches_that_pad_much(tiny_encoder, tmp_pa
         passes = training_passes(lengths, min_saving)
         seen.append(len(passes))
         return passes
-
-    from mlcls.data.batching import training_passes
 
     monkeypatch.setattr(mlcls.training.inputs, "training_passes", recording)
     _train(tmp_path, tiny_encoder, "split", "model.long_text=chunks", "model.chunk_overlap=2")
