@@ -9,7 +9,7 @@ import typer
 
 from mlcls.cli.options import ConfigFile, OnError, Overrides, Rejects, choices, option, value_of
 from mlcls.cli.output import check_apart, err, out, print_notes, rejects_file
-from mlcls.config import Config, load_config
+from mlcls.config import Config, check_remote_code_asked, load_config
 from mlcls.errors import MlclsError, shell_command
 from mlcls.run.layout import CONFIG
 
@@ -113,6 +113,7 @@ def _resolve(config: Path | None, set_: list[str] | None, options: dict[str, Any
         from mlcls.run.parent import check_parent_code
 
         resolved = load_config(config, set_ or [], options)
+        check_remote_code_asked(resolved, config)
         check_parent_code(resolved.model.init_from, trust_remote_code)
         return resolved, None
     given = [k for k, v in options.items() if v is not None] + (["--config"] if config else []) + (

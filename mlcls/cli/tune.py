@@ -13,7 +13,7 @@ import typer
 
 from mlcls.cli.options import ConfigFile, Overrides, choices, option, value_of
 from mlcls.cli.output import err, out, print_notes
-from mlcls.config import load_config
+from mlcls.config import check_remote_code_asked, load_config
 from mlcls.errors import shell_command
 
 Pruner = choices("Pruner", ("median", "hyperband", "none"))
@@ -62,6 +62,7 @@ def tune(
     require_optuna()  # before any reading: the one-line install hint
     options = {"output.dir": out_dir and str(out_dir), "model.trust_remote_code": trust_remote_code or None}
     cfg = load_config(config, set_ or [], options)
+    check_remote_code_asked(cfg, config)  # the trials train with the base config's encoder
     from mlcls.run.parent import check_parent_code
 
     check_parent_code(cfg.model.init_from, trust_remote_code)  # a trial starts from it: its code needs the flag

@@ -8,6 +8,7 @@ loading.py resolves files and overrides. No torch here: `mlcls --help` must stay
 from mlcls.config.loading import (
     ABSOLUTE_PATH_KEYS,
     absolute_data_paths,
+    check_remote_code_asked,
     commented_yaml,
     config_help,
     first_difference,
@@ -30,5 +31,5 @@ from mlcls.config.sections import (
 
 __all__ = ["ABSOLUTE_PATH_KEYS", "BUNDLED_ENCODER", "DATA_PATH_KEYS", "RUN_NAME_MAX_BYTES", "TRACKERS", "Config",
            "DataConfig", "LossConfig", "ModelConfig", "OutputConfig", "ThresholdConfig", "TrainConfig",
-           "absolute_data_paths", "commented_yaml", "config_help", "first_difference", "load_config",
-           "read_yaml_mapping"]
+           "absolute_data_paths", "check_remote_code_asked", "commented_yaml", "config_help", "first_difference",
+           "load_config", "read_yaml_mapping"]

@@ -75,7 +75,20 @@ def load_config(
                      "hybrid and auto have)")
     config.notes = notes
     config.explicit = frozenset(explicit)  # type: ignore[misc]  # the instance's own
+    config.from_file = frozenset(file_keys)  # type: ignore[misc]
     return config
+
+
+def check_remote_code_asked(config: Config, path: str | Path | None) -> None:
+    """The commands' rule for an encoder's own code: it runs when the command line asks (--trust-remote-code, or
+    --set model.trust_remote_code=true), never because a config file says so. A config file is passed around like
+    a run folder (a colleague's, a tutorial's), and a run folder's request is refused the same way (load_run)."""
+    key = "model.trust_remote_code"
+    if path is not None and config.model.trust_remote_code and key in config.from_file:
+        line = _key_line(Path(path), key)
+        raise ConfigError(f"{path}{f':{line}' if line else ''}: {key}: true would run code from the encoder's "
+                          "repository, which mlcls does only when the command line asks: add --trust-remote-code "
+                          "if you trust its source")
 
 
 def _in_file(exc: ConfigError, path: str | Path | None, file_keys: set[str]) -> ConfigError:

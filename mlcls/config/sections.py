@@ -85,8 +85,9 @@ class ModelConfig:
         "probability", "tfidf: how the two models' scores mix at weight w: the weighted mean of their probabilities, "
         "or of their log-odds (logit: a model that is sure outweighs the other's doubt)")
     trust_remote_code: bool = setting(False, "training: run code from the encoder's repository (only if you "
-                                      "trust it); eval / predict / serve / export run a run's code only when "
-                                      "given --trust-remote-code, whatever this says")
+                                      "trust it); set on the command line (--trust-remote-code): a config "
+                                      "file's true is refused; eval / predict / serve / export run a run's code "
+                                      "only when given --trust-remote-code, whatever this says")
     inference_precision: Literal["auto", "fp32", "bf16"] = setting(
         "auto", "what eval / predict / serve score in (--precision): auto is bf16 on GPUs with bf16 and on CPUs "
         "with native bf16 (AMX, AVX512-BF16), fp32 elsewhere")
@@ -251,6 +252,8 @@ class Config:
     # model.init_from, a setting that differs from the starting run's is accepted only when set. Not a field (it is
     # not saved, and not a section): from_dict and load_config set it on the instance.
     explicit: ClassVar[frozenset[str]] = frozenset()
+    # The dotted keys whose value is a config file's (not replaced by --set or a named option): load_config sets it.
+    from_file: ClassVar[frozenset[str]] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -23,6 +23,8 @@ NOT_SEARCHABLE = {
     "output.dir": "each trial's run goes in the study's folder, named by its trial",
     "output.name": "each trial's run goes in the study's folder, named by its trial",
     "train.select_metric": "it is the figure the trials are compared by: set it in the base config",
+    "model.trust_remote_code": "code from the encoder's repository runs only when the command line asks "
+                               "(--trust-remote-code)",
 }
 
 

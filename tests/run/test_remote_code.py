@@ -219,3 +219,51 @@ def test_a_shard_name_that_leaves_the_encoder_folder_is_refused(trained, tmp_pat
         {"metadata": {}, "weight_map": {"embeddings.word_embeddings.weight": "../../elsewhere.safetensors"}}))
     with pytest.raises(RunDirError, match="not a file name in this folder"):
         load_run(run, device="cpu")
+
+
+def _config_asking_for_code(tmp_path, tiny_encoder):
+    from tests.conftest import TINY_RECORDS, tiny_config, write_jsonl
+
+    path = tiny_config(tmp_path, tiny_encoder, write_jsonl(tmp_path / "tiny.jsonl", TINY_RECORDS))
+    config = yaml.safe_load(path.read_text())
+    config["model"]["trust_remote_code"] = True
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "trust_remote_code" in text)
+    return path, line
+
+
+def test_a_config_file_cannot_turn_remote_code_on(tmp_path, tiny_encoder):
+    """A config file travels as a run folder does: its model.trust_remote_code: true is refused in one line that
+    names the file and the line, before anything is read or staged; the command line's opt-in is the way."""
+    from mlcls.cli.train import _resolve
+
+    path, line = _config_asking_for_code(tmp_path, tiny_encoder)
+    refused = runner.invoke(app, ["train", "-c", str(path)])
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.count("\n") == 1
+    assert f"{path}:{line}: model.trust_remote_code: true" in refused.stderr
+    assert "--trust-remote-code" in refused.stderr
+    assert not (tmp_path / "runs").exists()
+
+    assert _resolve(path, [], {}, None, trust_remote_code=True)[0].model.trust_remote_code
+    assert _resolve(path, ["model.trust_remote_code=true"], {}, None)[0].model.trust_remote_code
+    assert not _resolve(path, ["model.trust_remote_code=false"], {}, None)[0].model.trust_remote_code
+
+
+def test_a_search_refuses_a_base_config_that_turns_remote_code_on(tmp_path, tiny_encoder):
+    pytest.importorskip("optuna", reason="the tune extra is not installed")
+    path, line = _config_asking_for_code(tmp_path, tiny_encoder)
+    space = tmp_path / "space.yaml"
+    space.write_text("model.dropout: {low: 0.0, high: 0.2}\n")
+    refused = runner.invoke(app, ["tune", "-c", str(path), "--space", str(space), "--trials", "1"])
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.count("\n") == 1 and f"{path}:{line}: model.trust_remote_code" in refused.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_search_space_cannot_turn_remote_code_on():
+    from mlcls.errors import ConfigError
+    from mlcls.tune.schema import key_type
+
+    with pytest.raises(ConfigError, match="model.trust_remote_code cannot be searched: .*--trust-remote-code"):
+        key_type("model.trust_remote_code")
