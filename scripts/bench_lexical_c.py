@@ -8,6 +8,10 @@ macro-F1 on validation (`mlcls.training.fusion`), and that figure is reported; n
 
     python scripts/bench_lexical_c.py runs/cpu-chunks128-seed1 runs/cpu-chunks128-seed2 --c 10 30 100 300 1000
     python scripts/bench_lexical_c.py runs/cpu-fastdrop-seed1 --c 100 --blend probability logit
+    python scripts/bench_lexical_c.py runs/cpu-passes-seed1 --c 100 --set threshold.quantile_scale=auto
+
+--set changes the runs' saved config before the study (a decision rule's keys: the rule is tuned inside each
+held-out fold, so a rule that searches, such as quantile_scale auto, is scored on rows its search did not see).
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ from mlcls.api import (
 )
 
 
-def study(run: Path, cs: list[float], blends: list[str] | None, data: Path | None) -> list[dict]:
-    config, labels, train, texts, saved, priors = hold_out_run(run, data / "train.jsonl" if data is not None else None)
+def study(run: Path, cs: list[float], blends: list[str] | None, data: Path | None,
+          overrides: list[str] | None = None) -> list[dict]:
+    config, labels, train, texts, saved, priors = hold_out_run(run, data / "train.jsonl" if data is not None else None,
+                                                               overrides)
     encoded = LabelSpace(labels).encode(train)
 
     held_out = held_out_f1_of(config, saved["targets"], saved["mask"], labels, priors)  # as training
@@ -83,12 +89,14 @@ def main() -> None:
     parser.add_argument("--blend", nargs="+", choices=list(BLENDS),
                         help="model.lexical_blend values to try at each C (default: each run's own)")
     parser.add_argument("--data", type=Path, help="a folder with the runs' train.jsonl (default: their config's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config key changed in every run before the study (repeatable)")
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--block", default="bench_lexical_c", help="the docs block the table goes to")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
-    rows = [row for run in args.runs for row in study(run, args.c, args.blend, args.data)]
+    rows = [row for run in args.runs for row in study(run, args.c, args.blend, args.data, args.set)]
     table = markdown(rows, args.c, "python scripts/bench_lexical_c.py " + " ".join(sys.argv[1:]),
                      time.perf_counter() - started)
     print(table)

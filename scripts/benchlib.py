@@ -88,18 +88,19 @@ class HoldOutRun(NamedTuple):
     priors: Any  # each label's training rate (RUN/label_stats.json), what prior_quantile and hybrid read
 
 
-def hold_out_run(run: Path, train_file: Path | None = None) -> HoldOutRun:
+def hold_out_run(run: Path, train_file: Path | None = None, overrides: list[str] | None = None) -> HoldOutRun:
     """A trained run with a validation hold-out and model.lexical: tfidf, as the lexical studies read it: its
-    config (with `train_file` as data.train when given), labels, the seeded training part that `mlcls train` drew,
-    its saved validation scores with their texts, and its label priors. SystemExit for a cross-fitted run
-    (out-of-fold scores), one without the encoder's own scores or without readable label statistics."""
+    config (with `train_file` as data.train when given, and `overrides`, `--set` style), labels, the seeded
+    training part that `mlcls train` drew, its saved validation scores with their texts, and its label priors.
+    SystemExit for a cross-fitted run (out-of-fold scores), one without the encoder's own scores or without readable
+    label statistics."""
     import json
 
     import numpy as np
 
     from mlcls.api import load_config, peek_label_stats, training_split
 
-    config = load_config(run / "config.yaml")
+    config = load_config(run / "config.yaml", overrides)
     if (json.loads((run / "metrics.json").read_text()).get("folds") or 1) > 1:
         raise SystemExit(f"{run}: cross-fitted (its tuning scores are out-of-fold); this study takes hold-out runs")
     if train_file is not None:
