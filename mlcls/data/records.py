@@ -305,14 +305,19 @@ def parse_labels(raw: Any, path: Path, line: int) -> Labels:
                 raise DataError(path, line, f"labels list must hold non-empty strings, got {got}",
                                 reason="bad labels")
             _require_unicode(item, "a label name", path, line)
-            labels[item] = 1.0
+            # trimmed, as a CSV cell's names are: " earn" in a JSONL file is the topic earn, not another one
+            labels[item.strip()] = 1.0
         return labels
     if isinstance(raw, dict):
         labels = {}
-        for name, conf in raw.items():
-            if not name.strip():  # a label no one can name in --labels, a report or a threshold
-                raise DataError(path, line, f"labels object has a blank label name ({name!r})", reason="bad labels")
-            _require_unicode(name, "a label name", path, line)
+        for given, conf in raw.items():
+            if not given.strip():  # a label no one can name in --labels, a report or a threshold
+                raise DataError(path, line, f"labels object has a blank label name ({given!r})", reason="bad labels")
+            _require_unicode(given, "a label name", path, line)
+            name = given.strip()
+            if name in labels:  # "earn" and "earn " are one label: which of its two confidences holds is unknowable
+                raise DataError(path, line, f"labels object names label '{name}' twice (once with spaces around "
+                                "it)", reason="bad labels")
             if conf is None:
                 labels[name] = None
                 continue

@@ -33,6 +33,16 @@ def test_reads_hard_soft_masked_and_empty_labels(tmp_path):
     assert records[2].labels == {"grain": 1.0, "wheat": 0.6, "corn": None}
 
 
+def test_label_names_are_trimmed_in_every_format(tmp_path):
+    # A CSV cell's names were trimmed and a JSON list's were not: " earn" became a topic of its own.
+    jsonl = write_jsonl(tmp_path / "d.jsonl", ['{"text": "a", "labels": [" cocoa ", "trade"]}',
+                                               '{"text": "b", "labels": {"cocoa\\t": 0.5, " corn": null}}'])
+    csv = _write(tmp_path / "d.csv", 'text,labels\na," cocoa ; trade"\nb,"{""cocoa "": 0.5, "" corn"": null}"\n')
+    for path in (jsonl, csv):
+        records = list(read_records(path))
+        assert [r.labels for r in records] == [{"cocoa": 1.0, "trade": 1.0}, {"cocoa": 0.5, "corn": None}]
+
+
 def test_bom_crlf_and_blank_lines_are_tolerated_and_counted(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_bytes(b'\xef\xbb\xbf{"text": "a", "labels": []}\r\n\r\n{"text": "b", "labels": ["x"]}\r\n')
@@ -57,6 +67,8 @@ BAD_RECORDS = [
     ('{"text": "a", "labels": ["cocoa", " "]}', "labels list must hold non-empty strings, got a blank name"),
     ('{"text": "a", "labels": {"": 1.0}}', "labels object has a blank label name ('')"),
     ('{"text": "a", "labels": {"cocoa": 1.5}}', "confidence of label 'cocoa' is 1.5, outside [0, 1]"),
+    ('{"text": "a", "labels": {"cocoa": 1.0, " cocoa": 0.5}}', "labels object names label 'cocoa' twice"),
+    ('{"text": "a", "labels": {"cocoa ": 1.5}}', "confidence of label 'cocoa' is 1.5"),
     ('{"text": "a", "labels": {"cocoa": -0.1}}', "outside [0, 1]"),
     ('{"text": "a", "labels": {"cocoa": "high"}}', "must be a number in [0, 1] or null, got a string"),
     ('{"text": "a", "labels": {"cocoa": true}}', "got a boolean"),
