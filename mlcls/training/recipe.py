@@ -172,7 +172,8 @@ def prepare(config: Config, data: TrainingData, accelerator, console: Console, r
     state, best_weights = TrainingState(epoch_rng=rng.bit_generator.state, data_fingerprint=fingerprint,
                                         processes=accelerator.num_processes), None
     if resume is not None:
-        state, best_weights = restore(resume, core, optimizer, scheduler, fingerprint, accelerator.num_processes)
+        state, best_weights = restore(resume, core, optimizer, scheduler, fingerprint, accelerator.num_processes,
+                                      accelerator.scaler)
         console.print(f"resuming {final.name} after epoch {state.epoch}, step {state.step}/{total_steps}",
                       markup=False)
     rng.bit_generator.state = state.epoch_rng
@@ -317,7 +318,7 @@ def checkpoint(t: Trainer) -> None:
         current_is_best = state.best_epoch == state.epoch and state.batches_done == 0
         save_checkpoint(t.staging, asdict(state), t.core.state_dict(),
                         None if current_is_best or t.best_weights is None else t.best_weights,
-                        trainer_state(t.optimizer, t.scheduler))
+                        trainer_state(t.optimizer, t.scheduler, t.accelerator.scaler))
     t.accelerator.wait_for_everyone()
 
 

@@ -58,16 +58,24 @@ def data_fingerprint(train_windows, val_windows, train_enc, val_enc) -> str:
     return h.hexdigest()
 
 
-def trainer_state(optimizer, scheduler) -> dict[str, Any]:
+def trainer_state(optimizer, scheduler, scaler=None) -> dict[str, Any]:
+    """What a checkpoint keeps of the training besides the weights. `scaler`: fp16's loss scaler (Accelerate's
+    `accelerator.scaler`; None in bf16 and fp32). Its scale has been learnt over the steps: a resumed run that
+    started again from the initial 65536 would skip its first steps while it backs off (overflows), and would not
+    be the run that was not interrupted."""
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "torch_rng": torch.get_rng_state()}
+    if scaler is not None:
+        state["grad_scaler"] = scaler.state_dict()
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def restore(run_dir: Path, model, optimizer, scheduler, fingerprint: str, processes: int = 1):
-    """Load the checkpoint of `run_dir` into model, optimizer and scheduler; return (state, best weights)."""
+def restore(run_dir: Path, model, optimizer, scheduler, fingerprint: str, processes: int = 1, scaler=None):
+    """Load the checkpoint of `run_dir` into model, optimizer, scheduler and fp16's loss scaler (`scaler`, when
+    the checkpoint has its state: one written before it was kept starts from the initial scale); return (state,
+    best weights)."""
     path = find_checkpoint(run_dir)
     if path is None:
         raise RunDirError(f"{run_dir}: no checkpoint to resume from")
@@ -86,6 +94,8 @@ def restore(run_dir: Path, model, optimizer, scheduler, fingerprint: str, proces
         model.load_state_dict(saved.model)
         optimizer.load_state_dict(saved.trainer["optimizer"])
         scheduler.load_state_dict(saved.trainer["scheduler"])
+        if scaler is not None and "grad_scaler" in saved.trainer:
+            scaler.load_state_dict(saved.trainer["grad_scaler"])
     except (RuntimeError, ValueError, KeyError) as exc:
         raise RunDirError(f"{path}: does not match this model ({first_line(exc)})") from None
     torch.set_rng_state(saved.trainer["torch_rng"])
