@@ -95,6 +95,9 @@ def main() -> None:
     parser.add_argument("--block", default="bench_lexical_c", help="the docs block the table goes to")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
+    for item in args.set:  # other keys (data, seed) would draw another hold-out than the run's saved scores'
+        if not item.startswith("threshold."):
+            parser.error(f"--set {item}: only threshold.* keys can change (the runs' validation scores are fixed)")
     started = time.perf_counter()
     rows = [row for run in args.runs for row in study(run, args.c, args.blend, args.data, args.set)]
     table = markdown(rows, args.c, "python scripts/bench_lexical_c.py " + " ".join(sys.argv[1:]),
