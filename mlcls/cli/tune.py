@@ -76,7 +76,7 @@ def tune(
     result = run_search(cfg, space, trials, study=name, storage=storage, timeout=timeout, pruner=value_of(pruner),
                         keep_best=keep_best, keep_pruned=keep_pruned, refit=refit, refit_folds=refit_folds,
                         base_trial=base_trial, console=err, trust_remote_code=bool(trust_remote_code))
-    _render(result)
+    _render(result, cfg.model.trust_remote_code)
 
 
 def _against_base(result) -> str:
@@ -98,7 +98,9 @@ def _against_base(result) -> str:
             f"by {best.value - base.value:+.4f}")
 
 
-def _render(result) -> None:
+def _render(result, asks_code: bool) -> None:
+    """The study's table and what to do next; `asks_code`: the base config asks for its encoder's code."""
+    from mlcls.tune.best import train_best_args
     from mlcls.tune.report import trial_table
 
     out.print(trial_table(result.trials, result.keys, result.metric, folder=result.folder))
@@ -108,8 +110,8 @@ def _render(result) -> None:
         out.print(f"best: trial {result.best.number}, validation {result.metric} {result.best.value:.4f}",
                   markup=False)
         out.print(_against_base(result), markup=False)
-        out.print(f"best config: {result.best_config}; train it: "
-                  f"{shell_command('mlcls', 'train', '-c', result.best_config)}", markup=False, highlight=False)
+        train_it = shell_command(*train_best_args(result.best_config, asks_code))
+        out.print(f"best config: {result.best_config}; train it: {train_it}", markup=False, highlight=False)
     if result.importances:
         out.print("importance: " + ", ".join(f"{key} {share:.2f}" for key, share in result.importances.items()),
                   markup=False, highlight=False)

@@ -23,7 +23,8 @@ from mlcls.training.recipe import train_one
 
 def train(config: Config, console: Console | None = None, rejects: IO[bytes] | None = None,
           resume: Path | None = None, stop: StopSignal | None = None, data: TrainingData | None = None,
-          on_epoch: OnEpoch | None = None, trust_remote_code: bool = False) -> TrainResult:
+          on_epoch: OnEpoch | None = None, trust_remote_code: bool = False,
+          resume_asked_by_caller: bool = False) -> TrainResult:
     """Train a run from `config`, or (with `resume`: an unfinished run's directory) continue one. `data`: records
     already read (by default, the config's files are read and validated here, before anything heavy exists).
     `on_epoch`: called after every epoch with its figures (hooks.EpochEnd; with train.folds, each fold's epochs in
@@ -33,7 +34,11 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
     then be the run's own (`load_config(RUN/config.yaml)`, what `mlcls train --resume` takes), else ConfigError.
     Training seeds the global random generators (torch, numpy, random) from train.seed, as the Trainer does.
     `trust_remote_code`: the caller's --trust-remote-code, which code carried by the run that model.init_from
-    names needs; the config's model.trust_remote_code is for its own encoder, and a run may come from anyone."""
+    names needs, and a resumed run whose config asks for code; the config's model.trust_remote_code is for its
+    own encoder, and a run may come from anyone. `resume_asked_by_caller`: the resumed run's ask for its encoder's
+    code is the caller's own (mlcls tune resuming its trial, whose ask its command line made), and allows that
+    resume alone, not a model.init_from run's code."""
+    from mlcls.run.model_files import check_remote_code
     from mlcls.run.parent import check_parent_code
 
     check_parent_code(config.model.init_from, trust_remote_code)  # before anything of the parent is loaded
@@ -41,6 +46,9 @@ def train(config: Config, console: Console | None = None, rejects: IO[bytes] | N
     if resume is not None:
         resume = resumable_run(Path(resume))
         _check_resume_config(config, resume)
+        # The run's config (what `config` must equal) may be someone else's: its model.trust_remote_code needs
+        # the caller's own opt-in, as `mlcls train --resume` needs the flag (API callers resume here too).
+        check_remote_code(resume, [], config, trust_remote_code or resume_asked_by_caller)
     elif trust_remote_code:  # as `mlcls train --trust-remote-code` sets it: the parent loads with it
         config.model.trust_remote_code = True
     stop = stop or StopSignal()

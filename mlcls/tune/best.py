@@ -13,6 +13,7 @@ from typing import Any
 
 from mlcls.atomic import atomic_open
 from mlcls.config import Config, commented_yaml
+from mlcls.errors import shell_command
 from mlcls.run.layout import BEST_CONFIG, LATEST
 from mlcls.tune.ledger import RUN, is_base
 from mlcls.tune.report import best_of
@@ -38,10 +39,16 @@ def write_best_config(folder: Path, study: str, base: dict[str, Any], trials, me
               f"# Searched: {', '.join(f'{k}={json.dumps(v)}' for k, v in best.params.items())}. The rest is the base "
               "config; data "
               "paths are as it gave them.\n"
-              f"# Train it: mlcls train -c {path}")
+              f"# Train it: {shell_command(*train_best_args(path, base['model']['trust_remote_code']))}")
     with atomic_open(path, "w") as handle:
         handle.write(commented_yaml(best_config(base, best), header))
     return path
+
+
+def train_best_args(path: Path, asks_code: bool) -> list[str]:
+    """The command that trains best.yaml. A search whose command line allowed the encoder's code hands on a config
+    that asks for it, and `mlcls train` takes that from the command line only (a file's ask is refused)."""
+    return ["mlcls", "train", "-c", str(path), *(["--trust-remote-code"] if asks_code else [])]
 
 
 def keep_best_runs(folder: Path, trials, keep: int) -> list[Path]:

@@ -27,6 +27,14 @@ from mlcls.tune.schema import base_value, build, with_values
 from mlcls.tune.space import SearchSpace
 
 
+def resumes_asked_code(base: dict[str, Any], resumed: Config, encoder: str) -> bool:
+    """Whether a run this search resumes asks for its encoder's code because the search asked: the base config's
+    model.trust_remote_code (which `mlcls tune` takes from its command line only, never from a file) and the
+    encoder the trial trains (`encoder`: a folder left by another search may name another one). A search resumed
+    without asking gets the refusal that `mlcls train --resume` gives."""
+    return bool(base["model"]["trust_remote_code"]) and resumed.model.encoder == encoder
+
+
 @dataclass
 class TrialSetup:
     """What every trial of this process shares."""
@@ -104,12 +112,15 @@ def run_trial(optuna, setup: TrialSetup, trial, values: dict[str, Any]) -> Outco
         check_same_values(final if trained else staging, values, trial.number)
     if trained:  # a retry of a trial whose process died after its run was complete
         return Outcome("complete", _figure(peek_metrics(final) or {}, setup.metric, final))
+    asked = False
     if resume is not None:
-        config = load_config(staging / CONFIG)  # as `mlcls train --resume` does: the run's own config
+        # as `mlcls train --resume` does: the run's own config
+        encoder, config = config.model.encoder, load_config(staging / CONFIG)
+        asked = resumes_asked_code(setup.base, config, encoder)
         setup.console.print(f"trial {trial.number}: resuming {name} from its checkpoint", markup=False)
     try:
         result = train(config, setup.console, resume=resume, stop=setup.stop, data=setup.training_data(config),
-                       trust_remote_code=setup.trust_remote_code,
+                       trust_remote_code=setup.trust_remote_code, resume_asked_by_caller=asked,
                        # the base config's trial is what the others are compared with: it runs to the end
                        on_epoch=PruneOnEpoch(optuna, trial, setup.metric, prunable=not is_base(frozen)))
     except optuna.TrialPruned as exc:

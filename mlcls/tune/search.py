@@ -35,6 +35,7 @@ from mlcls.tune.objective import (
     TrialSetup,
     compares_on_validation,
     discard_unfinished,
+    resumes_asked_code,
     run_trial,
     shares_data,
 )
@@ -346,7 +347,8 @@ def refit_best(result: TuneResult, base: dict[str, Any], folds: int, console: Co
             raise ConfigError(f"{staging}: an interrupted refit of another config (the best trial changed since); "
                               "remove that folder to refit the best one")
         console.print(f"refit: continuing the interrupted refit in {staging}", markup=False)
-        return train(resumed, console, resume=staging, stop=stop, trust_remote_code=trust_remote_code).run_dir
+        return train(resumed, console, resume=staging, stop=stop, trust_remote_code=trust_remote_code,
+                     resume_asked_by_caller=resumes_asked_code(base, resumed, config.model.encoder)).run_dir
     console.print(f"refit: the best config (trial {result.best.number}) on all of train: {config.train.folds} folds "
                   f"+ a model on all of train, as {final}", markup=False)
     return train(config, console, stop=stop, trust_remote_code=trust_remote_code).run_dir

@@ -78,9 +78,10 @@ def test_the_flag_is_the_users_opt_in(trained, tmp_path):
     assert json.loads(result.stdout.splitlines()[0])["id"] == "a"
 
 
-def test_resuming_a_run_whose_config_asks_for_code_needs_the_flag(tmp_path, tiny_encoder):
-    """`train --resume` takes the unfinished run's own config.yaml, which may come from someone else: its
-    model.trust_remote_code is refused without --trust-remote-code, before any encoder is loaded."""
+def _interrupted_run_asking_for_code(tmp_path, tiny_encoder):
+    """An unfinished run (runs/.cut.incomplete) whose config.yaml, as received from someone else, names an
+    encoder that maps AutoModel to a module of its own and sets model.trust_remote_code; the marker file its
+    module writes when imported."""
     from rich.console import Console
 
     from mlcls.config import load_config
@@ -105,7 +106,13 @@ def test_resuming_a_run_whose_config_asks_for_code_needs_the_flag(tmp_path, tiny
     received = yaml.safe_load((staging / "config.yaml").read_text())
     received["model"].update(encoder=str(encoder), trust_remote_code=True)
     (staging / "config.yaml").write_text(yaml.safe_dump(received))
+    return staging, marker
 
+
+def test_resuming_a_run_whose_config_asks_for_code_needs_the_flag(tmp_path, tiny_encoder):
+    """`train --resume` takes the unfinished run's own config.yaml, which may come from someone else: its
+    model.trust_remote_code is refused without --trust-remote-code, before any encoder is loaded."""
+    staging, marker = _interrupted_run_asking_for_code(tmp_path, tiny_encoder)
     refused = runner.invoke(app, ["train", "--resume", str(tmp_path / "runs" / "cut")])
     assert refused.exit_code == 1, refused.output
     assert refused.stderr.count("\n") == 1
@@ -114,6 +121,18 @@ def test_resuming_a_run_whose_config_asks_for_code_needs_the_flag(tmp_path, tiny
 
     allowed = runner.invoke(app, ["train", "--resume", str(tmp_path / "runs" / "cut"), "--trust-remote-code"])
     assert marker.exists(), allowed.output  # the user's opt-in: the run's code did run
+
+
+def test_the_python_api_resumes_a_run_that_asks_for_code_only_when_told(tmp_path, tiny_encoder):
+    # train(resume=...) took the received config's key as the opt-in, which the CLI refuses.
+    from mlcls.config import load_config
+    from mlcls.training.entry import train
+
+    staging, marker = _interrupted_run_asking_for_code(tmp_path, tiny_encoder)
+    config = load_config(staging / "config.yaml")
+    with pytest.raises(RunDirError, match="model.trust_remote_code: true.*add --trust-remote-code"):
+        train(config, resume=tmp_path / "runs" / "cut")
+    assert not marker.exists() and staging.is_dir()
 
 
 def test_starting_from_a_run_that_carries_code_needs_the_flag_not_the_config_key(trained, tmp_path, tiny_encoder):

@@ -33,8 +33,11 @@ app(sys.argv[2:], prog_name="mlcls")
 """
 
 
-def test_a_killed_search_resumes_with_the_same_command(tiny_base, tiny_space):
-    args = tune_args(tiny_base, tiny_space, "--trials", "2", "--pruner", "none", epochs=2)
+# asked: the command line's opt-in to the encoder's code (training resumes a run that asks for it only with one:
+# the search's own command line is that opt-in for its trials' runs)
+@pytest.mark.parametrize("asked", [(), ("--set", "model.trust_remote_code=true")], ids=["plain", "remote-code"])
+def test_a_killed_search_resumes_with_the_same_command(tiny_base, tiny_space, asked):
+    args = tune_args(tiny_base, tiny_space, "--trials", "2", "--pruner", "none", *asked, epochs=2)
     killed = subprocess.run([sys.executable, "-c", KILLED_IN_A_TRIAL, "1", *args], env=subprocess_env(),
                             capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]
@@ -61,6 +64,11 @@ def test_a_killed_search_resumes_with_the_same_command(tiny_base, tiny_space):
     assert not list(folder.glob(".*incomplete")) and not list((folder / "workers").glob("*.lock"))
     assert [line.split("│")[1].strip() for line in result.stdout.splitlines() if line.startswith("1 ")] == [
         "retried as 2"]
+    # best.yaml asks for the code when the search did: the command that trains it carries the opt-in that
+    # `mlcls train` takes from the command line only
+    hint = f"mlcls train -c {folder / 'best.yaml'}" + (" --trust-remote-code" if asked else "")
+    assert f"train it: {hint} " in " ".join(result.stdout.split()) + " "  # the console may wrap the line
+    assert f"# Train it: {hint}\n" in (folder / "best.yaml").read_text()
 
 
 @pytest.mark.slow

@@ -143,13 +143,15 @@ def test_refit_trains_the_best_config_on_all_of_train_as_an_ordinary_run(tiny_ba
 
 
 @pytest.mark.slow
-def test_an_interrupted_refit_is_continued_by_the_same_command(tiny_base, tiny_space):
+@pytest.mark.parametrize("asked", [(), ("--set", "model.trust_remote_code=true")], ids=["plain", "remote-code"])
+def test_an_interrupted_refit_is_continued_by_the_same_command(tiny_base, tiny_space, asked):
     """A refit killed after its staging folder had folds: the same `mlcls tune --refit` continues it (before, it
-    said to run `mlcls train --resume`); one of another config (the best trial changed since) is refused."""
+    said to run `mlcls train --resume`); one of another config (the best trial changed since) is refused. A
+    search whose command line asked for the encoder's code continues its refit, which asks for it too."""
     import yaml
 
-    args = tune_args(tiny_base, tiny_space, "--trials", "1", "--refit", "--refit-folds", "2")
-    assert runner.invoke(app, tune_args(tiny_base, tiny_space, "--trials", "1")).exit_code == 0
+    args = tune_args(tiny_base, tiny_space, "--trials", "1", "--refit", "--refit-folds", "2", *asked)
+    assert runner.invoke(app, tune_args(tiny_base, tiny_space, "--trials", "1", *asked)).exit_code == 0
     runs = tiny_base.parent / "runs"
     staging = runs / ".tune-tiny-refit.incomplete"
     (staging / "folds").mkdir(parents=True)  # what a refit killed in its first fold leaves (with no fold done)
