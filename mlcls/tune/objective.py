@@ -32,7 +32,8 @@ def resumes_asked_code(base: dict[str, Any], resumed: Config, encoder: str) -> b
     model.trust_remote_code (which `mlcls tune` takes from its command line only, never from a file) and the
     encoder the trial trains (`encoder`: a folder left by another search may name another one). A search resumed
     without asking gets the refusal that `mlcls train --resume` gives."""
-    return bool(base["model"]["trust_remote_code"]) and resumed.model.encoder == encoder
+    saved = resumed.model.encoder  # a local folder is saved absolute (run/files.write_config)
+    return bool(base["model"]["trust_remote_code"]) and saved in (encoder, _as_saved("model.encoder", encoder))
 
 
 @dataclass

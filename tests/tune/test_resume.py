@@ -202,3 +202,23 @@ def test_ctrl_c_in_a_trial_keeps_its_checkpoint_and_the_search_goes_on_from_it(t
     assert result.best.number == 1 and result.best.user_attrs["run"] == "trial-0000"
     log = (folder / "trial-0000" / "train_log.jsonl").read_text().splitlines()
     assert len(log) == 2  # one training of 2 epochs, continued mid-epoch, not begun again
+
+
+def test_a_resumed_trial_asks_for_code_as_the_search_did_whatever_the_encoders_spelling(tmp_path, monkeypatch):
+    """A run's config.yaml holds a local encoder folder absolute; the base config holds it as the user typed it
+    (./enc): the search's own ask still covers its trial's resume, and not a run naming another encoder."""
+    from mlcls.config import Config
+    from mlcls.tune.objective import resumes_asked_code
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "enc").mkdir()
+    base = Config().to_dict()
+    base["model"].update(encoder="./enc", trust_remote_code=True)
+    resumed = Config()
+    resumed.model.encoder, resumed.model.trust_remote_code = str(tmp_path / "enc"), True
+    assert resumes_asked_code(base, resumed, "./enc")
+    resumed.model.encoder = str(tmp_path / "other")
+    assert not resumes_asked_code(base, resumed, "./enc")
+    base["model"]["trust_remote_code"] = False  # the search did not ask: the run's own ask is refused as ever
+    resumed.model.encoder = str(tmp_path / "enc")
+    assert not resumes_asked_code(base, resumed, "./enc")
